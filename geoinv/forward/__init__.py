@@ -1,0 +1,51 @@
+"""Tomography forward operators: slowness (s/m) → first-arrival traveltimes (s)."""
+
+from __future__ import annotations
+
+from .._registry import Registry
+from .base import ForwardOperator
+from .eikonal import Eikonal
+from .straight_ray import StraightRay, ray_length_matrix
+
+__all__ = [
+    "FORWARDS",
+    "Eikonal",
+    "ForwardOperator",
+    "PyGimliShortestPath",
+    "StraightRay",
+    "forward",
+    "ray_length_matrix",
+]
+
+FORWARDS = Registry("geoinv.forwards", {
+    "straight-ray": "geoinv.forward.straight_ray:StraightRay",
+    "eikonal": "geoinv.forward.eikonal:Eikonal",
+    "pygimli": "geoinv.forward.pygimli:PyGimliShortestPath",
+})
+
+
+def forward(name: str, **kwargs) -> ForwardOperator:
+    """Build a forward operator by its registered name.
+
+    Parameters
+    ----------
+    name : str
+        ``'straight-ray'``, ``'eikonal'``, ``'pygimli'`` or a plug-in registered
+        under the entry-point group ``geoinv.forwards``.
+    **kwargs
+        Passed to the operator (``grid=``, ``survey=`` and its options).
+
+    Examples
+    --------
+    >>> from geoinv import Grid2D, Survey, forward
+    >>> op = forward("straight-ray", grid=Grid2D.crosshole(), survey=Survey.crosshole())
+    """
+    return FORWARDS.get(name)(**kwargs)
+
+
+def __getattr__(name: str):
+    if name == "PyGimliShortestPath":  # pyGIMLi takes seconds to import: load it on first use
+        from .pygimli import PyGimliShortestPath
+
+        return PyGimliShortestPath
+    raise AttributeError(name)

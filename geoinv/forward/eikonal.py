@@ -1,0 +1,230 @@
+"""First-arrival traveltimes by fast marching (scikit-fmm), with ray-traced gradients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import skfmm
+import torch
+
+from ..errors import ConfigError
+from ..grid import Grid2D
+from ..survey import Survey
+from .base import ForwardOperator
+from .straight_ray import short_segment_lengths
+
+__all__ = ["Eikonal"]
+
+
+@dataclass(frozen=True)
+class _NodeGrid:
+    """Fast-marching nodes: cell centres refined ``refine`` times, padded by one cell."""
+
+    grid: Grid2D
+    refine: int
+
+    @property
+    def pad(self) -> int:
+        return self.refine
+
+    @property
+    def spacing(self) -> tuple[float, float]:
+        return (self.grid.spacing[0] / self.refine, self.grid.spacing[1] / self.refine)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.grid.nz * self.refine + 2 * self.pad, self.grid.nx * self.refine + 2 * self.pad)
+
+    def node_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Model cell (row, column) of each node row and column; pad nodes copy the edge cells."""
+        rows = np.clip((np.arange(self.shape[0]) - self.pad) // self.refine, 0, self.grid.nz - 1)
+        cols = np.clip((np.arange(self.shape[1]) - self.pad) // self.refine, 0, self.grid.nx - 1)
+        return rows, cols
+
+    def fractional_index(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Node-index coordinates (row, column) of ``(x, z)`` points."""
+        row = (points[:, 1] - self.grid.origin[0]) / self.spacing[0] + self.pad - 0.5
+        col = (points[:, 0] - self.grid.origin[1]) / self.spacing[1] + self.pad - 0.5
+        return row, col
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Node z (rows) and x (columns) positions in m."""
+        z = self.grid.origin[0] + (np.arange(self.shape[0]) - self.pad + 0.5) * self.spacing[0]
+        x = self.grid.origin[1] + (np.arange(self.shape[1]) - self.pad + 0.5) * self.spacing[1]
+        return z, x
+
+
+def _bilinear(fields: np.ndarray, which: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of ``fields[which]`` at fractional node indices."""
+    n_rows, n_cols = fields.shape[-2:]
+    row = np.clip(row, 0, n_rows - 1.000001)
+    col = np.clip(col, 0, n_cols - 1.000001)
+    r0, c0 = np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
+    fr, fc = row - r0, col - c0
+    flat = fields.reshape(fields.shape[0], -1)
+    corner = r0 * n_cols + c0
+    return ((1 - fr) * (1 - fc) * flat[which, corner] + (1 - fr) * fc * flat[which, corner + 1]
+            + fr * (1 - fc) * flat[which, corner + n_cols] + fr * fc * flat[which, corner + n_cols + 1])
+
+
+class Eikonal(ForwardOperator):
+    """Nonlinear first-arrival traveltimes from the eikonal equation ``|∇T| = s``.
+
+    Parameters
+    ----------
+    grid : Grid2D
+        Model grid (slowness constant per cell).
+    survey : Survey
+        Sensor geometry.
+    refine : int, default 1
+        Fast-marching nodes per cell edge: nodes sit at the centres of
+        ``refine × refine`` sub-cells. Higher is more accurate and slower.
+    order : {1, 2}, default 2
+        Finite-difference order of scikit-fmm.
+    source_radius : float, optional
+        Radius (in node spacings, default 3) of the circle around each source
+        whose travel time is set analytically (default 3: 0.13 % max error in a homogeneous medium at 0.1 m cells, against 0.24 % for 2).
+    ray_step : float, default 0.5
+        Ray-tracing step in node spacings, for the gradient.
+
+    Notes
+    -----
+    scikit-fmm has no point source: the zero contour is a circle of radius
+    ``r0`` around the source (``phi = r − r0``), and ``r0·s_source`` is added to
+    the times it returns (those inside the circle are subtracted). The grid is
+    padded by one cell copying the edge cells, so sensors on the grid boundary
+    are interior nodes; receiver times are bilinearly interpolated.
+
+    The gradient is the Fréchet kernel of the continuous problem: rays are
+    traced from each receiver down ``−∇T`` to the source and their lengths in
+    each cell accumulated, so ``∂t_i/∂s_c`` = length of ray ``i`` in cell ``c``.
+    It is applied in a custom ``torch.autograd.Function``; in a homogeneous
+    medium it equals the straight-ray matrix.
+    """
+
+    def __init__(self, grid: Grid2D, survey: Survey, refine: int = 1, order: int = 2,
+                 source_radius: float = 3.0, ray_step: float = 0.5) -> None:
+        super().__init__(grid, survey)
+        if int(refine) < 1:
+            raise ConfigError(f"refine must be an integer >= 1, got {refine!r}")
+        if order not in (1, 2):
+            raise ConfigError(f"order must be 1 or 2, got {order!r}")
+        if not source_radius > 0 or not ray_step > 0:
+            raise ConfigError("source_radius and ray_step must be > 0 (in node spacings)")
+        self.nodes = _NodeGrid(grid, int(refine))
+        self.order = order
+        self.source_radius = float(source_radius) * max(self.nodes.spacing)
+        self.ray_step = float(ray_step) * min(self.nodes.spacing)
+        self._node_rows, self._node_cols = self.nodes.node_cells()
+        z, x = self.nodes.coordinates()
+        self._distance = np.stack([np.hypot(x[None, :] - sx, z[:, None] - sz)
+                                   for sx, sz in survey.sources])
+        self._source_cells = self._cells_of(survey.sources)
+        self._receiver_index = self.nodes.fractional_index(survey.receiver_positions)
+
+    def _cells_of(self, points: np.ndarray) -> np.ndarray:
+        rows = np.clip(((points[:, 1] - self.grid.origin[0]) / self.grid.spacing[0]).astype(int), 0, self.grid.nz - 1)
+        cols = np.clip(((points[:, 0] - self.grid.origin[1]) / self.grid.spacing[1]).astype(int), 0, self.grid.nx - 1)
+        return rows * self.grid.nx + cols
+
+    def traveltime_fields(self, slowness: np.ndarray, sources=None) -> np.ndarray:
+        """First-arrival time fields (s) on the node grid, shape ``(n_sources, *nodes.shape)``.
+
+        Parameters
+        ----------
+        slowness : numpy.ndarray, shape (nz, nx)
+            Slowness in s/m.
+        sources : array_like of int, optional
+            Indices of the sources to solve for; default all.
+        """
+        sources = np.arange(len(self.survey.sources)) if sources is None else np.asarray(sources)
+        node_slowness = slowness[self._node_rows[:, None], self._node_cols[None, :]]
+        speed = 1.0 / node_slowness
+        source_slowness = slowness.ravel()[self._source_cells]
+        fields = np.empty((len(sources), *self.nodes.shape))
+        for k, source in enumerate(sources):  # one C call per source: scikit-fmm is not batched
+            phi = self._distance[source] - self.source_radius
+            times = skfmm.travel_time(phi, speed, dx=list(self.nodes.spacing), order=self.order)
+            fields[k] = self.source_radius * source_slowness[source] + np.sign(phi) * np.asarray(times)
+        return fields
+
+    def _receiver_times(self, fields: np.ndarray, field_of_source: np.ndarray) -> np.ndarray:
+        row, col = self._receiver_index
+        return _bilinear(fields, field_of_source[self.survey.pairs[:, 0]], row, col)
+
+    def _simulate(self, slowness: torch.Tensor) -> torch.Tensor:
+        return _EikonalFunction.apply(slowness, self)
+
+    def simulate_numpy(self, slowness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Traveltimes (s) and time fields for one ``(nz, nx)`` slowness array."""
+        fields = self.traveltime_fields(slowness)
+        return self._receiver_times(fields, np.arange(len(self.survey.sources))), fields
+
+    def jacobian(self, slowness, fields: np.ndarray | None = None) -> sp.csr_matrix:
+        """Ray-length matrix ∂t/∂s (m) at one model, shape ``(n_data, nz·nx)``."""
+        slowness = np.asarray(torch.as_tensor(slowness).detach().cpu(), dtype=float).reshape(self.grid.shape)
+        if fields is None:
+            fields = self.traveltime_fields(slowness)
+        return self._trace_rays(fields)
+
+    def _trace_rays(self, fields: np.ndarray) -> sp.csr_matrix:
+        """Trace every ray from its receiver down −∇T to its source (vectorized over rays)."""
+        hz, hx = self.nodes.spacing
+        grad_z, grad_x = np.gradient(fields, hz, hx, axis=(1, 2))
+        source_of_ray = self.survey.pairs[:, 0]
+        position = self.survey.receiver_positions.astype(float).copy()
+        target = self.survey.source_positions
+        n_rays = len(position)
+        active = np.arange(n_rays)
+        rows_out, starts_out, ends_out = [], [], []
+        max_steps = int(4 * np.max(np.linalg.norm(target - position, axis=1)) / self.ray_step) + 10
+        for _ in range(max_steps):  # loop over ray steps; all rays advance together
+            if active.size == 0:
+                break
+            here = position[active]
+            to_source = target[active] - here
+            distance = np.linalg.norm(to_source, axis=1)
+            finishing = distance <= max(self.source_radius, self.ray_step)
+            row, col = self.nodes.fractional_index(here)
+            direction = -np.stack([_bilinear(grad_x, source_of_ray[active], row, col),
+                                   _bilinear(grad_z, source_of_ray[active], row, col)], axis=1)
+            norm = np.linalg.norm(direction, axis=1)
+            bad = norm < 1e-30
+            direction[bad] = to_source[bad]
+            norm[bad] = distance[bad]
+            step = direction / norm[:, None] * self.ray_step
+            step[finishing] = to_source[finishing]  # the last piece runs straight to the source
+            new_position = here + step
+            rows_out.append(active)
+            starts_out.append(here)
+            ends_out.append(new_position)
+            position[active] = new_position
+            active = active[~finishing]
+        if active.size:
+            raise RuntimeError(f"{active.size} rays did not reach their source in {max_steps} steps")
+        rays, starts, ends = (np.concatenate(a) for a in (rows_out, starts_out, ends_out))
+        return short_segment_lengths(self.grid, starts, ends, rays, n_rays)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, refine={self.nodes.refine}, order={self.order}"
+
+
+class _EikonalFunction(torch.autograd.Function):
+    """Traveltimes by fast marching; backward applies the transposed ray-length matrix."""
+
+    @staticmethod
+    def forward(ctx, slowness: torch.Tensor, operator: Eikonal) -> torch.Tensor:
+        models = slowness.detach().cpu().double().numpy()
+        times, fields = zip(*(operator.simulate_numpy(model) for model in models))
+        ctx.operator, ctx.fields = operator, fields
+        return torch.as_tensor(np.stack(times), dtype=slowness.dtype, device=slowness.device)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        operator = ctx.operator
+        residual = grad_output.detach().cpu().double().numpy()
+        grads = [operator._trace_rays(fields).T @ r for fields, r in zip(ctx.fields, residual)]
+        grad = torch.as_tensor(np.stack(grads), dtype=grad_output.dtype, device=grad_output.device)
+        return grad.reshape(-1, *operator.grid.shape), None

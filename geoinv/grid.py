@@ -1,0 +1,130 @@
+"""Regular 2-D grids of rectangular cells (depth × horizontal)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import as_finite_array, require_positive
+from .errors import GridError
+
+__all__ = ["Grid2D"]
+
+
+@dataclass(frozen=True)
+class Grid2D:
+    """A regular grid of ``nz × nx`` rectangular cells.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(nz, nx)``: number of cells along depth and along x.
+    spacing : float or tuple of float, default 0.1
+        Cell size in m, ``(dz, dx)`` or one value for square cells.
+    origin : tuple of float, default (0.0, 0.0)
+        ``(z0, x0)`` in m: position of the top-left corner of cell ``(0, 0)``.
+
+    Notes
+    -----
+    Depth ``z`` increases downward, ``x`` is horizontal. Cell ``(i, j)`` covers
+    ``z0 + i·dz ≤ z ≤ z0 + (i+1)·dz`` and ``x0 + j·dx ≤ x ≤ x0 + (j+1)·dx``.
+    Model arrays have shape ``(nz, nx)`` (or ``(batch, nz, nx)``); point
+    positions are given as ``(x, z)`` pairs in m.
+    """
+
+    shape: tuple[int, int]
+    spacing: tuple[float, float] = (0.1, 0.1)
+    origin: tuple[float, float] = (0.0, 0.0)
+
+    def __init__(self, shape, spacing=0.1, origin=(0.0, 0.0)) -> None:
+        shape_tuple = tuple(int(n) for n in np.atleast_1d(shape))
+        if len(shape_tuple) != 2 or min(shape_tuple) < 1:
+            raise GridError(f"shape must be (nz, nx) with both >= 1, got {shape!r}")
+        spacing_array = np.broadcast_to(np.asarray(spacing, dtype=float), (2,))
+        spacing_tuple = tuple(require_positive(s, "spacing", GridError) for s in spacing_array)
+        origin_array = as_finite_array(origin, "origin", ndim=1, error=GridError)
+        if origin_array.shape != (2,):
+            raise GridError(f"origin must be (z0, x0), got {origin!r}")
+        object.__setattr__(self, "shape", shape_tuple)
+        object.__setattr__(self, "spacing", spacing_tuple)
+        object.__setattr__(self, "origin", (float(origin_array[0]), float(origin_array[1])))
+
+    @classmethod
+    def crosshole(cls) -> Grid2D:
+        """The reference crosshole grid: 129 × 65 cells of 0.1 m (12.9 m × 6.5 m)."""
+        return cls((129, 65), 0.1, (0.0, 0.0))
+
+    @property
+    def nz(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nx(self) -> int:
+        return self.shape[1]
+
+    @property
+    def n_cells(self) -> int:
+        return self.nz * self.nx
+
+    @property
+    def z_edges(self) -> np.ndarray:
+        """Cell boundaries along depth in m, shape ``(nz + 1,)``."""
+        return self.origin[0] + self.spacing[0] * np.arange(self.nz + 1)
+
+    @property
+    def x_edges(self) -> np.ndarray:
+        """Cell boundaries along x in m, shape ``(nx + 1,)``."""
+        return self.origin[1] + self.spacing[1] * np.arange(self.nx + 1)
+
+    @property
+    def z_centers(self) -> np.ndarray:
+        """Cell-centre depths in m, shape ``(nz,)``."""
+        return self.origin[0] + self.spacing[0] * (np.arange(self.nz) + 0.5)
+
+    @property
+    def x_centers(self) -> np.ndarray:
+        """Cell-centre x positions in m, shape ``(nx,)``."""
+        return self.origin[1] + self.spacing[1] * (np.arange(self.nx) + 0.5)
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """``(x_min, x_max, z_max, z_min)`` in m, as matplotlib's ``imshow`` wants it."""
+        return (self.x_edges[0], self.x_edges[-1], self.z_edges[-1], self.z_edges[0])
+
+    def cell_centers(self) -> np.ndarray:
+        """Cell centres as ``(x, z)`` pairs in m, shape ``(nz * nx, 2)``, row-major."""
+        zz, xx = np.meshgrid(self.z_centers, self.x_centers, indexing="ij")
+        return np.column_stack([xx.ravel(), zz.ravel()])
+
+    def contains(self, points, tol: float = 1e-9) -> np.ndarray:
+        """Whether each ``(x, z)`` point (m) lies inside the grid or on its boundary.
+
+        Parameters
+        ----------
+        points : array_like, shape (n, 2) or (2,)
+            Positions ``(x, z)`` in m.
+        tol : float
+            Tolerance in m for points on the boundary.
+        """
+        array = np.atleast_2d(np.asarray(points, dtype=float))
+        x, z = array[:, 0], array[:, 1]
+        return (
+            (x >= self.x_edges[0] - tol)
+            & (x <= self.x_edges[-1] + tol)
+            & (z >= self.z_edges[0] - tol)
+            & (z <= self.z_edges[-1] + tol)
+        )
+
+    def check_model(self, model, name: str = "model") -> None:
+        """Raise :class:`GridError` unless ``model`` ends in this grid's shape."""
+        model_shape = tuple(getattr(model, "shape", np.shape(model)))
+        if model_shape[-2:] != self.shape:
+            raise GridError(
+                f"{name} has shape {model_shape}, but the grid is {self.shape} (nz, nx); "
+                f"pass an array of shape (batch, {self.nz}, {self.nx})"
+            )
+
+    def to_dict(self) -> dict:
+        """A JSON/HDF5-friendly description of the grid."""
+        return {"shape": list(self.shape), "spacing": list(self.spacing), "origin": list(self.origin)}

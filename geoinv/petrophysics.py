@@ -1,0 +1,71 @@
+"""Maps from facies models (0 = matrix, 1 = channel) to velocity and slowness."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .units import m_per_ns_to_m_per_s
+
+__all__ = ["FaciesVelocity"]
+
+_UNITS = {"m/s": 1.0, "m/ns": m_per_ns_to_m_per_s(1.0)}
+
+
+class FaciesVelocity(nn.Module):
+    """Differentiable facies → velocity/slowness map.
+
+    ``v(m) = v_matrix + (v_channel − v_matrix)·m`` for ``interpolation='velocity'``
+    (the reference: ``v = 0.06 + 0.02·(1 − m)`` m/ns), or linear in slowness for
+    ``interpolation='slowness'``.
+
+    Parameters
+    ----------
+    channel_velocity, matrix_velocity : float
+        Velocities of the two facies in ``unit`` (default 0.06 and 0.08 m/ns).
+    unit : {'m/ns', 'm/s'}
+        Unit of the two velocities above.
+    interpolation : {'velocity', 'slowness'}
+        Which quantity varies linearly with the facies value.
+
+    Notes
+    -----
+    ``forward(model)`` returns slowness in s/m, the input of every forward operator.
+    """
+
+    def __init__(self, channel_velocity: float = 0.06, matrix_velocity: float = 0.08,
+                 unit: str = "m/ns", interpolation: str = "velocity") -> None:
+        super().__init__()
+        if unit not in _UNITS:
+            raise ConfigError(f"unit must be one of {sorted(_UNITS)}, got {unit!r}")
+        if interpolation not in ("velocity", "slowness"):
+            raise ConfigError(f"interpolation must be 'velocity' or 'slowness', got {interpolation!r}")
+        for name, value in (("channel_velocity", channel_velocity), ("matrix_velocity", matrix_velocity)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a positive finite velocity, got {value!r} {unit}")
+        self.channel_velocity = float(channel_velocity) * _UNITS[unit]
+        self.matrix_velocity = float(matrix_velocity) * _UNITS[unit]
+        self.interpolation = interpolation
+
+    def velocity(self, model: torch.Tensor) -> torch.Tensor:
+        """Velocity in m/s of facies values ``model`` (0 = matrix, 1 = channel)."""
+        if self.interpolation == "velocity":
+            return self.matrix_velocity + (self.channel_velocity - self.matrix_velocity) * model
+        return 1.0 / self.slowness(model)
+
+    def slowness(self, model: torch.Tensor) -> torch.Tensor:
+        """Slowness in s/m of facies values ``model``."""
+        if self.interpolation == "velocity":
+            return 1.0 / self.velocity(model)
+        matrix, channel = 1.0 / self.matrix_velocity, 1.0 / self.channel_velocity
+        return matrix + (channel - matrix) * model
+
+    def forward(self, model: torch.Tensor) -> torch.Tensor:
+        return self.slowness(model)
+
+    def extra_repr(self) -> str:
+        return (f"channel={self.channel_velocity:.4g} m/s, matrix={self.matrix_velocity:.4g} m/s, "
+                f"interpolation={self.interpolation!r}")

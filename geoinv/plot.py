@@ -1,0 +1,73 @@
+"""matplotlib figures for models, surveys and traveltimes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .grid import Grid2D
+from .survey import Survey
+
+
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and not _has_display():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _has_display() -> bool:
+    import os
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def plot_model(ax, grid: Grid2D, values, survey: Survey | None = None, title: str = "",
+               cmap: str = "viridis", label: str = "", vmin=None, vmax=None):
+    """Draw a ``(nz, nx)`` model on ``ax`` with depth downward, and the sensors if given."""
+    image = ax.imshow(np.asarray(values), extent=grid.extent, cmap=cmap, vmin=vmin, vmax=vmax,
+                      interpolation="nearest", aspect="equal")
+    if survey is not None:
+        ax.plot(survey.sources[:, 0], survey.sources[:, 1], "r*", ms=5, label="sources", clip_on=False)
+        ax.plot(survey.receivers[:, 0], survey.receivers[:, 1], "wv", mec="k", ms=4, label="receivers",
+                clip_on=False)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("depth (m)")
+    ax.set_title(title)
+    if label:
+        ax.figure.colorbar(image, ax=ax, label=label, shrink=0.8)
+    return image
+
+
+def plot_traveltime_comparison(ax, survey: Survey, traveltimes: dict, unit_scale: float = 1e9):
+    """Traveltimes (ns) of several operators against source–receiver offset."""
+    offset = survey.receiver_positions[:, 1] - survey.source_positions[:, 1]
+    for (name, times), marker in zip(traveltimes.items(), "o.x+"):
+        ax.plot(offset, np.asarray(times) * unit_scale, marker, ms=3, label=name, alpha=0.7)
+    ax.set_xlabel("receiver depth − source depth (m)")
+    ax.set_ylabel("traveltime (ns)")
+    ax.legend()
+
+
+def simulation_figure(grid: Grid2D, survey: Survey, velocity, traveltimes: dict, path) -> None:
+    """Figure: the velocity model with sensors, and traveltimes per operator; saved to ``path``."""
+    plt = _pyplot()
+    fig, (ax_model, ax_times, ax_diff) = plt.subplots(1, 3, figsize=(14, 5.5), width_ratios=[1, 1.4, 1.4])
+    plot_model(ax_model, grid, np.asarray(velocity) * 1e-9, survey, "velocity model", "RdYlBu",
+               "velocity (m/ns)")
+    plot_traveltime_comparison(ax_times, survey, traveltimes)
+    names = list(traveltimes)
+    if len(names) >= 2:
+        reference = np.asarray(traveltimes[names[0]])
+        offset = survey.receiver_positions[:, 1] - survey.source_positions[:, 1]
+        for name in names[1:]:
+            ax_diff.plot(offset, (np.asarray(traveltimes[name]) - reference) * 1e9, ".", ms=3, label=name)
+        ax_diff.axhline(0, color="k", lw=0.5)
+        ax_diff.set_xlabel("receiver depth − source depth (m)")
+        ax_diff.set_ylabel(f"traveltime − {names[0]} (ns)")
+        ax_diff.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

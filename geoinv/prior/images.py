@@ -1,0 +1,229 @@
+"""Reading and writing training images, and sampling patches from them.
+
+Formats: PNG (8-bit grey), NPY, HDF5 (dataset ``image``) and GSLIB/SGeMS
+ASCII grids. Training images are binary facies maps (channel = 1, matrix = 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._atomic import atomic_path
+from ..errors import ConfigError, FileFormatError
+
+__all__ = [
+    "PatchSampler",
+    "image_hash",
+    "read_image",
+    "write_image",
+]
+
+_SUFFIXES = {".png": "png", ".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5", ".gslib": "gslib",
+             ".sgems": "gslib", ".dat": "gslib", ".txt": "gslib"}
+
+
+def _format_of(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        return fmt.lower()
+    try:
+        return _SUFFIXES[path.suffix.lower()]
+    except KeyError:
+        raise FileFormatError(
+            f"cannot tell the format of {path.name!r} from its suffix; use one of "
+            f"{sorted(_SUFFIXES)} or pass fmt='png'|'npy'|'hdf5'|'gslib'"
+        ) from None
+
+
+def _binarize(image: np.ndarray, threshold: float | None, path: Path) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2:
+        raise FileFormatError(f"{path.name}: a training image must be 2-D, got shape {image.shape}")
+    if not np.isfinite(image).all():
+        raise FileFormatError(f"{path.name}: the image contains NaN/inf values")
+    values = np.unique(image)
+    if threshold is None:
+        if values.size <= 2 and set(values.tolist()) <= {0.0, 1.0}:
+            return image.astype(np.uint8)
+        if values.size <= 2 and set(values.tolist()) <= {0.0, 255.0}:
+            return (image > 127).astype(np.uint8)
+        raise FileFormatError(
+            f"{path.name}: the image is not binary (values {values[:5].tolist()}...); "
+            "pass threshold=<value> to map values above it to channel (1)"
+        )
+    return (image > threshold).astype(np.uint8)
+
+
+def _read_gslib(path: Path) -> np.ndarray:
+    """Read a GSLIB/SGeMS ASCII grid whose title line holds ``nx ny nz``."""
+    with open(path) as handle:
+        title = handle.readline().split()
+        try:
+            n_var = int(handle.readline().split()[0])
+        except (IndexError, ValueError):
+            raise FileFormatError(f"{path.name}: line 2 must hold the number of variables") from None
+        for _ in range(n_var):
+            handle.readline()
+        values = np.loadtxt(handle, ndmin=2)[:, 0]
+    try:
+        dims = [int(t) for t in title[:3]]
+    except ValueError:
+        dims = []
+    if len(dims) >= 2 and int(np.prod(dims)) == values.size:
+        nx, ny = dims[0], dims[1]
+    else:
+        raise FileFormatError(
+            f"{path.name}: the title line must start with the grid size 'nx ny [nz]' "
+            f"matching the {values.size} values"
+        )
+    # GSLIB order: x fastest, then y upward; rows of our image go downward.
+    return values.reshape(ny, nx)[::-1]
+
+
+def read_image(path, fmt: str | None = None, threshold: float | None = None) -> np.ndarray:
+    """Read a binary training image.
+
+    Parameters
+    ----------
+    path : path-like
+        File to read.
+    fmt : {'png', 'npy', 'hdf5', 'gslib'}, optional
+        Format; guessed from the suffix if omitted.
+    threshold : float, optional
+        For non-binary images: values above it become channel (1). Without it a
+        non-binary image raises :class:`~geoinv.errors.FileFormatError`.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (rows, cols), rows downward.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"training image {str(path)!r} does not exist")
+    kind = _format_of(path, fmt)
+    try:
+        if kind == "png":
+            import matplotlib.image as mpimg
+
+            data = mpimg.imread(path)
+            if data.ndim == 3:
+                data = data[..., :3].mean(axis=-1)
+            if data.dtype.kind == "f":
+                data = np.round(data * 255)
+            data = 255 - data  # dark pixels are channels, as in printed training images
+        elif kind == "npy":
+            data = np.load(path, allow_pickle=False)
+        elif kind == "hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                if "image" not in handle:
+                    raise FileFormatError(f"{path.name}: no dataset named 'image'")
+                data = handle["image"][()]
+        elif kind == "gslib":
+            data = _read_gslib(path)
+        else:
+            raise FileFormatError(f"unknown training-image format {kind!r}")
+    except FileFormatError:
+        raise
+    except Exception as exc:  # a corrupt file: report which, and why
+        raise FileFormatError(f"cannot read {path.name} as {kind}: {exc}") from exc
+    return _binarize(data, threshold, path)
+
+
+def write_image(path, image: np.ndarray, fmt: str | None = None, metadata: dict | None = None) -> None:
+    """Write a binary image atomically (HDF5 stores ``metadata`` as JSON attributes)."""
+    path = Path(path)
+    kind = _format_of(path, fmt)
+    binary = (np.asarray(image) > 0.5).astype(np.uint8)
+    with atomic_path(path) as tmp_name:
+        if kind == "png":
+            import matplotlib.image as mpimg
+
+            mpimg.imsave(tmp_name, 255 - 255 * binary, cmap="gray", vmin=0, vmax=255, format="png")
+        elif kind == "npy":
+            with open(tmp_name, "wb") as out:
+                np.save(out, binary)
+        elif kind == "hdf5":
+            import h5py
+
+            with h5py.File(tmp_name, "w") as out:
+                out.create_dataset("image", data=binary, compression="gzip", compression_opts=9)
+                out.attrs["metadata"] = json.dumps(metadata or {})
+        elif kind == "gslib":
+            rows, cols = binary.shape
+            with open(tmp_name, "w") as out:
+                out.write(f"{cols} {rows} 1\n1\nfacies\n")
+                np.savetxt(out, binary[::-1].ravel(), fmt="%d")
+        else:
+            raise FileFormatError(f"unknown training-image format {kind!r}")
+
+
+def image_hash(image: np.ndarray) -> str:
+    """SHA-256 of a binary image's shape and pixels (provenance in checkpoints)."""
+    binary = np.ascontiguousarray(np.asarray(image) > 0.5)
+    digest = hashlib.sha256(str(binary.shape).encode())
+    digest.update(np.packbits(binary).tobytes())
+    return digest.hexdigest()
+
+
+class PatchSampler:
+    """Random crops of a training image, with held-out rows for test truths.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (rows, cols)
+        Binary training image.
+    patch_shape : tuple of int
+        ``(nz, nx)`` of each crop; default the reference 129 × 65 model.
+    holdout_fraction : float
+        Fraction of the image's rows, at the bottom, that training never sees.
+        Test crops come from there only.
+
+    Notes
+    -----
+    Crops are taken by vectorized fancy indexing, so a batch of 100 crops costs
+    one gather, not 100 Python slices.
+    """
+
+    def __init__(self, image: np.ndarray, patch_shape=(129, 65), holdout_fraction: float = 0.1):
+        self.image = torch.as_tensor(np.asarray(image) > 0.5, dtype=torch.float32)
+        if self.image.ndim != 2:
+            raise ConfigError(f"image must be 2-D, got shape {tuple(self.image.shape)}")
+        self.patch_shape = tuple(int(n) for n in patch_shape)
+        if not 0.0 <= holdout_fraction < 1.0:
+            raise ConfigError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+        rows, cols = self.image.shape
+        nz, nx = self.patch_shape
+        split = round(rows * (1.0 - holdout_fraction))
+        self.train_rows = (0, split)
+        self.test_rows = (split, rows)
+        if split < nz or nx > cols or (holdout_fraction > 0 and rows - split < nz):
+            raise ConfigError(
+                f"patch_shape {self.patch_shape} does not fit the image {tuple(self.image.shape)} "
+                f"with holdout_fraction={holdout_fraction}"
+            )
+        self._row_offsets = torch.arange(nz)
+        self._col_offsets = torch.arange(nx)
+
+    def _crop(self, row_range: tuple[int, int], n: int, generator: torch.Generator | None):
+        nz, nx = self.patch_shape
+        top = torch.randint(row_range[0], row_range[1] - nz + 1, (n,), generator=generator)
+        left = torch.randint(0, self.image.shape[1] - nx + 1, (n,), generator=generator)
+        rows = (top[:, None] + self._row_offsets)[:, :, None]
+        cols = (left[:, None] + self._col_offsets)[:, None, :]
+        return self.image[rows, cols]
+
+    def train_batch(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` crops from the training rows, shape ``(n, nz, nx)``, values in {0, 1}."""
+        return self._crop(self.train_rows, n, generator)
+
+    def test_batch(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` crops from the held-out rows, shape ``(n, nz, nx)``."""
+        if self.test_rows[1] - self.test_rows[0] < self.patch_shape[0]:
+            raise ConfigError("this sampler has no held-out rows (holdout_fraction=0)")
+        return self._crop(self.test_rows, n, generator)

@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize_scalar
+
+from geoinv import ConfigError, Eikonal, Grid2D, StraightRay, Survey
+from geoinv.prior.channels import channelized_image
+
+V_SLOW, V_FAST = 0.06e9, 0.08e9
+
+
+@pytest.fixture(scope="module")
+def off_node_survey():
+    # reference boreholes, but sensors between grid nodes (0.1 m cells)
+    return Survey.crosshole(0.0, 6.5, np.arange(25) * 0.5 + 0.43)
+
+
+def test_homogeneous_within_0p2_percent(reference_grid, off_node_survey):
+    op = Eikonal(reference_grid, off_node_survey)
+    velocity = 0.07e9
+    times, _ = op.simulate_numpy(np.full(reference_grid.shape, 1 / velocity))
+    exact = off_node_survey.distances / velocity
+    assert np.max(np.abs(times - exact) / exact) < 2e-3
+
+
+def test_refinement_improves_accuracy(reference_grid, off_node_survey):
+    slowness = np.full(reference_grid.shape, 1 / 0.07e9)
+    exact = off_node_survey.distances * slowness[0, 0]
+    errors = [np.max(np.abs(Eikonal(reference_grid, off_node_survey, refine=r).simulate_numpy(slowness)[0]
+                            - exact) / exact) for r in (1, 2)]
+    assert errors[1] < 0.7 * errors[0]
+
+
+def _two_layer_time(source, receiver, interface):
+    """Analytic first arrival: slow layer above ``interface`` (m), fast half-space below."""
+    (xs, zs), (xr, zr) = source, receiver
+    offset = abs(xr - xs)
+    if zs > interface and zr > interface:
+        return np.hypot(offset, zr - zs) / V_FAST
+    if zs < interface and zr < interface:
+        direct = np.hypot(offset, zr - zs) / V_SLOW
+        a, b = interface - zs, interface - zr
+        cos_c = np.sqrt(1 - (V_SLOW / V_FAST) ** 2)
+        tan_c = (V_SLOW / V_FAST) / cos_c
+        head = offset / V_FAST + (a + b) * cos_c / V_SLOW if offset > (a + b) * tan_c else np.inf
+        return min(direct, head)
+    top, bottom = ((xs, zs), (xr, zr)) if zs < interface else ((xr, zr), (xs, zs))
+
+    def time(crossing):
+        return (np.hypot(crossing - top[0], interface - top[1]) / V_SLOW
+                + np.hypot(bottom[0] - crossing, bottom[1] - interface) / V_FAST)
+
+    low, high = sorted((top[0], bottom[0]))
+    return minimize_scalar(time, bounds=(low, high), method="bounded", options={"xatol": 1e-10}).fun
+
+
+@pytest.mark.parametrize("refine, max_error, mean_error", [(1, 1e-2, 1e-3), (2, 5e-3, 5e-4)])
+def test_two_layer_medium_matches_analytic_first_arrivals(reference_grid, refine, max_error, mean_error):
+    # Sensors 0.25 m from the interface at the closest. The largest errors are head
+    # waves: cell-centred nodes smear the interface over one node spacing.
+    survey = Survey.crosshole(0.0, 6.5, np.arange(25) * 0.5 + 0.25)
+    interface = 6.0  # a cell edge: 60 slow rows above, fast rows below
+    slowness = np.full(reference_grid.shape, 1 / V_FAST)
+    slowness[:60] = 1 / V_SLOW
+    times, _ = Eikonal(reference_grid, survey, refine=refine).simulate_numpy(slowness)
+    exact = np.array([_two_layer_time(s, r, interface) for s, r in
+                      zip(survey.source_positions, survey.receiver_positions)])
+    relative = np.abs(times - exact) / exact
+    assert relative.max() < max_error
+    assert relative.mean() < mean_error
+    # head waves exist in this set-up and the operator finds them
+    direct = survey.distances * np.where(survey.source_positions[:, 1] < interface, 1 / V_SLOW, 1 / V_FAST)
+    assert (exact < direct - 1e-12).sum() > 20
+
+
+def test_gradient_equals_straight_rays_in_homogeneous_medium(reference_grid, reference_survey):
+    op = Eikonal(reference_grid, reference_survey)
+    slowness = np.full(reference_grid.shape, 1 / 0.07e9)
+    jacobian = op.jacobian(slowness)
+    straight = StraightRay(reference_grid, reference_survey).matrix
+    np.testing.assert_allclose(np.asarray(jacobian.sum(1)).ravel(), reference_survey.distances, rtol=1e-3)
+    zz, xx = np.meshgrid(reference_grid.z_centers, reference_grid.x_centers, indexing="ij")
+    direction = (np.sin(zz / 2.1) * np.cos(xx / 1.3) + 1.5).ravel()  # positive: no cancellation
+    projected, expected = jacobian @ direction, straight @ direction
+    assert np.max(np.abs(projected - expected) / expected) < 2e-2
+
+
+def _directional_fd(op, slowness, direction, eps):
+    plus, _ = op.simulate_numpy(slowness + eps * direction)
+    minus, _ = op.simulate_numpy(slowness - eps * direction)
+    return (plus - minus) / (2 * eps)
+
+
+@pytest.mark.parametrize("medium, tolerance", [("smooth", 0.05), ("channels", 0.15)])
+def test_gradient_against_finite_differences(reference_grid, reference_survey, medium, tolerance):
+    op = Eikonal(reference_grid, reference_survey)
+    zz, xx = np.meshgrid(reference_grid.z_centers, reference_grid.x_centers, indexing="ij")
+    if medium == "smooth":
+        velocity = 0.07e9 * (1 + 0.2 * np.sin(zz / 1.7) * np.sin(xx / 1.1))
+    else:
+        velocity = V_FAST - 0.02e9 * channelized_image(reference_grid.shape, seed=3)
+    slowness = 1 / velocity
+    # 1 % smooth perturbation: smaller steps resolve the FMM's discrete upwind switches instead
+    direction = (np.sin(zz / 2.1) * np.cos(xx / 1.3) + 0.5) * slowness * 0.01
+    finite_difference = _directional_fd(op, slowness, direction, 1.0)
+    analytic = op.jacobian(slowness) @ direction.ravel()
+    assert np.linalg.norm(analytic - finite_difference) / np.linalg.norm(finite_difference) < tolerance
+
+
+def test_autograd_backward_matches_jacobian(small_grid, small_survey, rng):
+    op = Eikonal(small_grid, small_survey)
+    slowness = torch.as_tensor(1 / rng.uniform(0.06e9, 0.08e9, (2, *small_grid.shape)), dtype=torch.float64)
+    slowness.requires_grad_(True)
+    weights = torch.as_tensor(rng.normal(size=(2, small_survey.n_data)))
+    (op(slowness) * weights).sum().backward()
+    for b in range(2):
+        expected = op.jacobian(slowness[b].detach().numpy()).T @ weights[b].numpy()
+        np.testing.assert_allclose(slowness.grad[b].numpy().ravel(), expected, rtol=1e-10)
+
+
+def test_rejects_bad_options(small_grid, small_survey):
+    with pytest.raises(ConfigError, match="refine"):
+        Eikonal(small_grid, small_survey, refine=0)
+    with pytest.raises(ConfigError, match="order"):
+        Eikonal(small_grid, small_survey, order=3)
+
+
+def test_subset_of_sources_gives_same_fields(small_grid, small_survey):
+    op = Eikonal(small_grid, small_survey)
+    slowness = np.full(small_grid.shape, 1 / 0.07e9)
+    np.testing.assert_allclose(op.traveltime_fields(slowness, [2])[0], op.traveltime_fields(slowness)[2])
+
+
+@pytest.mark.slow
+def test_agrees_with_pygimli_shortest_path():
+    from geoinv.forward.pygimli import PyGimliShortestPath
+
+    grid = Grid2D((65, 33), 0.2)
+    survey = Survey.crosshole(0.0, 6.6, np.arange(1, 13) * 1.0)
+    slowness = 1 / (V_FAST - 0.02e9 * channelized_image(grid.shape, seed=5,
+                                                        config=None).astype(float))
+    ours, _ = Eikonal(grid, survey).simulate_numpy(slowness)
+    theirs = PyGimliShortestPath(grid, survey, secondary_nodes=3).response(slowness)
+    relative = (theirs - ours) / ours
+    # Dijkstra paths are restricted to mesh edges: slightly slow, never much faster
+    assert np.abs(relative).mean() < 1e-2
+    assert np.abs(relative).max() < 3e-2
