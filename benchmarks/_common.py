@@ -1,0 +1,46 @@
+"""Shared helpers of the benchmark scripts: timing, tables, JSON output."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def median_time(function, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``function()`` in seconds."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """Print ``rows`` as an aligned table; ``columns`` = (key, header, format spec)."""
+    cells = [[("-" if row.get(key) is None else format(row[key], fmt)) for key, _, fmt in columns]
+             for row in rows]
+    headers = [header for _, header, _ in columns]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for row in cells:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path.write_text(json.dumps({"environment": meta, **payload}, indent=2))
+    print(f"\nwrote {path}")
+    return path
