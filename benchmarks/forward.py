@@ -11,8 +11,8 @@ import argparse
 
 import numpy as np
 import torch
-
 from _common import median_time, print_table, write_json
+
 from geoinv import Eikonal, FaciesVelocity, Grid2D, StraightRay, Survey
 from geoinv.prior import PatchSampler, default_training_image
 
