@@ -145,3 +145,25 @@ def test_agrees_with_pygimli_shortest_path():
     # Dijkstra paths are restricted to mesh edges: slightly slow, never much faster
     assert np.abs(relative).mean() < 1e-2
     assert np.abs(relative).max() < 3e-2
+
+
+def test_data_subset_matches_full_computation(small_grid, small_survey, rng):
+    op = Eikonal(small_grid, small_survey)
+    slowness = torch.as_tensor(1 / rng.uniform(0.06e9, 0.08e9, (2, *small_grid.shape)))
+    full = op(slowness)
+    subset = np.array([7, 3, 12, 3])
+    torch.testing.assert_close(op(slowness, subset), full[:, subset])
+    same_source = np.flatnonzero(small_survey.pairs[:, 0] == 1)
+    jacobian = op.jacobian(slowness[0].numpy(), same_source)
+    np.testing.assert_allclose(jacobian.toarray(), op.jacobian(slowness[0].numpy()).toarray()[same_source])
+    slowness.requires_grad_(True)
+    op(slowness, same_source).sum().backward()
+    np.testing.assert_allclose(slowness.grad[0].numpy().ravel(), np.asarray(jacobian.sum(0)).ravel())
+
+
+def test_data_index_validation(small_grid, small_survey):
+    from geoinv import SurveyError
+
+    op = Eikonal(small_grid, small_survey)
+    with pytest.raises(SurveyError, match="data_index"):
+        op(torch.ones(small_grid.shape), [0, small_survey.n_data])

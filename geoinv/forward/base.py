@@ -51,18 +51,41 @@ class ForwardOperator(nn.Module):
     def n_data(self) -> int:
         return self.survey.n_data
 
-    def forward(self, slowness: torch.Tensor) -> torch.Tensor:
+    def forward(self, slowness: torch.Tensor, data_index=None) -> torch.Tensor:
+        """Traveltimes (s) of slowness models (s/m).
+
+        Parameters
+        ----------
+        slowness : torch.Tensor, shape (B, nz, nx) or (nz, nx)
+            Slowness in s/m.
+        data_index : array_like of int, optional
+            Compute only these data (rows of ``survey.pairs``), in this order;
+            operators that can skip work for the others do (the eikonal operator
+            solves only the sources involved).
+
+        Returns
+        -------
+        torch.Tensor, shape (B, n) or (n,), with n = ``n_data`` or ``len(data_index)``
+        """
         slowness = torch.as_tensor(slowness)
         if not slowness.is_floating_point():
             slowness = slowness.to(torch.float64)
         self.grid.check_model(slowness, "slowness")
         if slowness.ndim == 2:
-            return self.forward(slowness[None])[0]
+            return self.forward(slowness[None], data_index)[0]
         if slowness.ndim != 3:
             raise GridError(f"slowness must have shape (B, nz, nx) or (nz, nx), got {tuple(slowness.shape)}")
-        return self._simulate(slowness)
+        return self._simulate(slowness, None if data_index is None else self._check_index(data_index))
 
-    def _simulate(self, slowness: torch.Tensor) -> torch.Tensor:
+    def _check_index(self, data_index) -> np.ndarray:
+        index = np.asarray(torch.as_tensor(data_index).cpu()).reshape(-1)
+        if index.size == 0 or not np.issubdtype(index.dtype, np.integer):
+            raise SurveyError("data_index must be a non-empty array of integer data indices")
+        if index.min() < 0 or index.max() >= self.n_data:
+            raise SurveyError(f"data_index must lie in 0..{self.n_data - 1}, got {index.min()}..{index.max()}")
+        return index
+
+    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
         raise NotImplementedError
 
     def jacobian(self, slowness) -> np.ndarray | object:

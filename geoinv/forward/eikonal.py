@@ -150,32 +150,47 @@ class Eikonal(ForwardOperator):
             fields[k] = self.source_radius * source_slowness[source] + np.sign(phi) * np.asarray(times)
         return fields
 
-    def _receiver_times(self, fields: np.ndarray, field_of_source: np.ndarray) -> np.ndarray:
+    def _plan(self, data_index: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Data to compute, the sources they need, and each source's row in the field array."""
+        index = np.arange(self.n_data) if data_index is None else np.asarray(data_index)
+        sources = np.unique(self.survey.pairs[index, 0])
+        field_row = np.full(len(self.survey.sources), -1)
+        field_row[sources] = np.arange(len(sources))
+        return index, sources, field_row
+
+    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
+        return _EikonalFunction.apply(slowness, self, data_index)
+
+    def simulate_numpy(self, slowness: np.ndarray, data_index=None) -> tuple[np.ndarray, np.ndarray]:
+        """Traveltimes (s) and time fields for one ``(nz, nx)`` slowness array.
+
+        Only the sources of the requested data are solved for.
+        """
+        index, sources, field_row = self._plan(data_index)
+        fields = self.traveltime_fields(slowness, sources)
         row, col = self._receiver_index
-        return _bilinear(fields, field_of_source[self.survey.pairs[:, 0]], row, col)
+        times = _bilinear(fields, field_row[self.survey.pairs[index, 0]], row[index], col[index])
+        return times, fields
 
-    def _simulate(self, slowness: torch.Tensor) -> torch.Tensor:
-        return _EikonalFunction.apply(slowness, self)
+    def jacobian(self, slowness, data_index=None, fields: np.ndarray | None = None) -> sp.csr_matrix:
+        """Ray-length matrix ∂t/∂s (m) at one model, shape ``(n, nz·nx)``.
 
-    def simulate_numpy(self, slowness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Traveltimes (s) and time fields for one ``(nz, nx)`` slowness array."""
-        fields = self.traveltime_fields(slowness)
-        return self._receiver_times(fields, np.arange(len(self.survey.sources))), fields
-
-    def jacobian(self, slowness, fields: np.ndarray | None = None) -> sp.csr_matrix:
-        """Ray-length matrix ∂t/∂s (m) at one model, shape ``(n_data, nz·nx)``."""
+        ``fields`` (from :meth:`simulate_numpy` with the same ``data_index``) saves
+        solving the eikonal equation again.
+        """
         slowness = np.asarray(torch.as_tensor(slowness).detach().cpu(), dtype=float).reshape(self.grid.shape)
         if fields is None:
-            fields = self.traveltime_fields(slowness)
-        return self._trace_rays(fields)
+            _, fields = self.simulate_numpy(slowness, data_index)
+        return self._trace_rays(fields, data_index)
 
-    def _trace_rays(self, fields: np.ndarray) -> sp.csr_matrix:
-        """Trace every ray from its receiver down −∇T to its source (vectorized over rays)."""
+    def _trace_rays(self, fields: np.ndarray, data_index: np.ndarray | None = None) -> sp.csr_matrix:
+        """Trace rays from their receivers down −∇T to their sources (vectorized over rays)."""
+        index, _, field_row = self._plan(data_index)
         hz, hx = self.nodes.spacing
         grad_z, grad_x = np.gradient(fields, hz, hx, axis=(1, 2))
-        source_of_ray = self.survey.pairs[:, 0]
-        position = self.survey.receiver_positions.astype(float).copy()
-        target = self.survey.source_positions
+        source_of_ray = field_row[self.survey.pairs[index, 0]]
+        position = self.survey.receiver_positions[index].astype(float)
+        target = self.survey.source_positions[index]
         n_rays = len(position)
         active = np.arange(n_rays)
         rows_out, starts_out, ends_out = [], [], []
@@ -215,16 +230,16 @@ class _EikonalFunction(torch.autograd.Function):
     """Traveltimes by fast marching; backward applies the transposed ray-length matrix."""
 
     @staticmethod
-    def forward(ctx, slowness: torch.Tensor, operator: Eikonal) -> torch.Tensor:
+    def forward(ctx, slowness: torch.Tensor, operator: Eikonal, data_index) -> torch.Tensor:
         models = slowness.detach().cpu().double().numpy()
-        times, fields = zip(*(operator.simulate_numpy(model) for model in models))
-        ctx.operator, ctx.fields = operator, fields
+        times, fields = zip(*(operator.simulate_numpy(model, data_index) for model in models))
+        ctx.operator, ctx.fields, ctx.data_index = operator, fields, data_index
         return torch.as_tensor(np.stack(times), dtype=slowness.dtype, device=slowness.device)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         operator = ctx.operator
         residual = grad_output.detach().cpu().double().numpy()
-        grads = [operator._trace_rays(fields).T @ r for fields, r in zip(ctx.fields, residual)]
+        grads = [operator._trace_rays(fields, ctx.data_index).T @ r for fields, r in zip(ctx.fields, residual)]
         grad = torch.as_tensor(np.stack(grads), dtype=grad_output.dtype, device=grad_output.device)
-        return grad.reshape(-1, *operator.grid.shape), None
+        return grad.reshape(-1, *operator.grid.shape), None, None

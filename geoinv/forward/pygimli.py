@@ -108,8 +108,9 @@ class PyGimliShortestPath(ForwardOperator):
         matrix = sp.coo_matrix((coo.data, (coo.row, columns)), shape=(self.n_data, self.grid.n_cells))
         return matrix.tocsr()
 
-    def _simulate(self, slowness: torch.Tensor) -> torch.Tensor:
-        return _PyGimliFunction.apply(slowness, self)
+    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
+        times = _PyGimliFunction.apply(slowness, self)
+        return times if data_index is None else times[:, torch.as_tensor(data_index, device=times.device)]
 
 
 class _PyGimliFunction(torch.autograd.Function):
