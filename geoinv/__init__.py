@@ -9,6 +9,8 @@ from .forward import Eikonal, ForwardOperator, StraightRay, forward
 from .grid import Grid2D
 from .petrophysics import FaciesVelocity
 from .prior import VAE, VAEConfig, default_training_image, default_vae, load_vae
+from .problem import InverseProblem
+from .solvers import LatentSGD, LatentSGDConfig, Solutions, Solver, solver
 from .survey import Survey
 from .units import m_per_ns_to_m_per_s, m_per_s_to_m_per_ns, ns_to_s, s_to_ns
 
@@ -23,7 +25,12 @@ __all__ = [
     "GeoinvError",
     "Grid2D",
     "GridError",
+    "InverseProblem",
+    "LatentSGD",
+    "LatentSGDConfig",
     "PyGimliShortestPath",
+    "Solutions",
+    "Solver",
     "StraightRay",
     "Survey",
     "SurveyError",
@@ -37,6 +44,7 @@ __all__ = [
     "m_per_s_to_m_per_ns",
     "ns_to_s",
     "s_to_ns",
+    "solver",
 ]
 
 
