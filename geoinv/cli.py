@@ -62,16 +62,6 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
         print(f"exported {args.export}")
 
 
-def _representative_crop(sampler, seed: int, proportion=(0.18, 0.36)):
-    """A held-out crop whose channel proportion is typical (some crops are all matrix)."""
-    import torch
-
-    crops = sampler.test_batch(64, torch.Generator().manual_seed(seed))
-    fractions = crops.mean(dim=(1, 2))
-    typical = ((fractions >= proportion[0]) & (fractions <= proportion[1])).nonzero()
-    return crops[int(typical[0]) if len(typical) else int(fractions.argmax())]
-
-
 def _cmd_simulate(args: argparse.Namespace) -> None:
     import time
 
@@ -80,10 +70,11 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     from . import Eikonal, FaciesVelocity, Grid2D, StraightRay, Survey
     from .plot import simulation_figure
     from .prior import PatchSampler, default_training_image
+    from .workflows import representative_crop
 
     grid, survey = Grid2D.crosshole(), Survey.crosshole()
     sampler = PatchSampler(default_training_image(), grid.shape)
-    facies = _representative_crop(sampler, args.seed).double()
+    facies = representative_crop(sampler, args.seed).double()
     petro = FaciesVelocity()
     slowness = petro.slowness(facies)
     rows = []
@@ -121,9 +112,52 @@ def _cmd_export_vae(args: argparse.Namespace) -> None:
     print(f"exported {args.output} ({size_mb:.1f} MB, float16, {steps} training steps)")
 
 
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .workflows import run_demo
+
+    print(f"geoinv demo: a held-out channelized model, noisy {args.forward} traveltimes on the reference "
+          f"crosshole survey (625 data, σ = {args.noise} ns), latent SGD from {args.starts} starts")
+    report, _ = run_demo(args.output, args.forward, args.starts, args.seed, args.noise, not args.quiet,
+                         epochs=args.epochs)
+    print("\n".join(report.lines()))
+    print(f"wrote {args.output / 'demo.png'} and {args.output / 'demo.h5'}")
+
+
+def _cmd_invert(args: argparse.Namespace) -> None:
+    from .workflows import invert_survey
+
+    solutions = invert_survey(args.survey, args.output, args.forward, args.solver, args.starts, args.seed,
+                              args.preset, args.vae, not args.quiet, args.epochs)
+    print(solutions.summary())
+    print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geoinv", description="Structured-model geophysical inversion.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="end-to-end synthetic inversion with the shipped VAE (the main job)")
+    demo.add_argument("--forward", choices=("straight-ray", "eikonal"), default="straight-ray")
+    demo.add_argument("--starts", type=int, default=10, help="random starts, optimised as one batch")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--noise", type=float, default=0.25, help="noise standard deviation (ns)")
+    demo.add_argument("--epochs", type=int, help="override the schedule's number of epochs")
+    demo.add_argument("--output", type=Path, default=Path("geoinv-output"), help="output folder")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(func=_cmd_demo)
+
+    invert = sub.add_parser("invert", help="invert the traveltimes of an HDF5 survey file")
+    invert.add_argument("survey", type=Path, help="survey file (layout: geoinv.io.hdf5)")
+    invert.add_argument("--forward", choices=("straight-ray", "eikonal", "pygimli"), default="straight-ray")
+    invert.add_argument("--solver", default="latent-sgd")
+    invert.add_argument("--preset", choices=("reference-linear", "reference-nonlinear", "plain-gd", "adam"))
+    invert.add_argument("--starts", type=int, default=20)
+    invert.add_argument("--seed", type=int, default=0)
+    invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
+    invert.add_argument("--epochs", type=int, help="override the schedule's number of epochs")
+    invert.add_argument("--output", type=Path, default=Path("geoinv-output/inversion.h5"))
+    invert.add_argument("--quiet", action="store_true", help="no progress bar")
+    invert.set_defaults(func=_cmd_invert)
 
     simulate = sub.add_parser("simulate", help="simulate straight-ray and eikonal traveltimes on a held-out model")
     simulate.add_argument("--output", type=Path, default=Path("geoinv-output"), help="output folder")

@@ -71,3 +71,51 @@ def simulation_figure(grid: Grid2D, survey: Survey, velocity, traveltimes: dict,
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey | None = None,
+                     title: str = "") -> None:
+    """Truth (if known), best and median candidate, and the misfit curves of every start.
+
+    Parameters
+    ----------
+    grid : Grid2D
+        Model grid.
+    solutions : geoinv.Solutions
+        Result of a solver run (first observed data set is shown).
+    path : path-like
+        Output image.
+    truth : array_like, shape (nz, nx), optional
+        True facies model.
+    survey : Survey, optional
+        Draws the sensors on the models.
+    """
+    plt = _pyplot()
+    models = solutions.models[0].numpy()
+    median_index = models.shape[0] // 2
+    panels = [] if truth is None else [("true model", np.asarray(truth))]
+    panels += [(f"best (RMSE {solutions.misfit[0, 0]:.3g})", models[0]),
+               (f"median start (RMSE {solutions.misfit[0, median_index]:.3g})", models[median_index])]
+    fig = plt.figure(figsize=(4.2 * len(panels) + 5.5, 5.5))
+    grid_spec = fig.add_gridspec(1, len(panels) + 1, width_ratios=[1] * len(panels) + [1.6])
+    for k, (name, values) in enumerate(panels):
+        ax = fig.add_subplot(grid_spec[0, k])
+        plot_model(ax, grid, values, survey, name, "gray_r", vmin=0, vmax=1)
+    ax = fig.add_subplot(grid_spec[0, -1])
+    history = solutions.history
+    if "data_rmse" in history and len(history["data_rmse"]):
+        curves = np.asarray(history["data_rmse"])[:, 0, :]
+        ax.semilogy(history["step"], curves, lw=0.8, alpha=0.7)
+        noise = solutions.config.get("noise_std")
+        if noise:
+            ax.axhline(noise, color="k", ls="--", lw=1, label="noise σ")
+            ax.legend()
+    unit = solutions.config.get("data_unit", "")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"data RMSE ({unit})" if unit else "data RMSE")
+    ax.set_title(f"misfit of {solutions.n_candidates} starts")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -330,4 +330,6 @@ class LatentSGD(Solver):
         packed["order"] = order.cpu().numpy()
         return Solutions(parameters.cpu(), data.cpu(), misfit.cpu(), accepted.cpu(), models.cpu(), packed,
                          {**self.describe(), "n_starts": n_starts, "problem": problem.name,
-                          "data_unit": problem.data_unit}, wall_time)
+                          "data_unit": problem.data_unit,
+                          "noise_std": None if problem.noise_std is None else float(problem.noise_std.mean())},
+                         wall_time)

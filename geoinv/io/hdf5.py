@@ -1,0 +1,114 @@
+"""HDF5 layout of crosshole surveys (and the grid they live on).
+
+Layout of a survey group (default ``/survey``)::
+
+    sources      (n_sources, 2)   float  (x, z) in m, z positive downward
+    receivers    (n_receivers, 2) float  (x, z) in m
+    pairs        (n_data, 2)      int    (source index, receiver index)
+    traveltimes  (n_data,)        float  first arrivals, s            [optional]
+    errors       (n_data,)        float  standard errors, s           [optional]
+    attrs: format = "geoinv-survey/1", time_unit = "s" or "ns"
+    grid/ attrs: shape, spacing, origin                               [optional]
+
+Field data picked in ns may be stored with ``time_unit = "ns"``; they are
+converted to s on reading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+from ..errors import FileFormatError
+from ..grid import Grid2D
+from ..survey import Survey
+
+__all__ = ["SURVEY_FORMAT", "read_survey", "write_survey"]
+
+SURVEY_FORMAT = "geoinv-survey/1"
+_TIME_UNITS = {"s": 1.0, "ns": 1e-9}
+
+
+def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
+                 time_unit: str = "s") -> None:
+    """Write ``survey`` (and optionally its ``grid``) to an HDF5 file atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file (replaced if it exists).
+    survey : Survey
+        Geometry and, if present, traveltimes and errors (s).
+    grid : Grid2D, optional
+        Model grid to store beside it.
+    group : str
+        Group name inside the file.
+    time_unit : {'s', 'ns'}
+        Unit in which times are stored.
+    """
+    import h5py
+
+    if time_unit not in _TIME_UNITS:
+        raise FileFormatError(f"time_unit must be 's' or 'ns', got {time_unit!r}")
+    scale = 1.0 / _TIME_UNITS[time_unit]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        root = handle.create_group(group)
+        root.attrs["format"] = SURVEY_FORMAT
+        root.attrs["time_unit"] = time_unit
+        root.create_dataset("sources", data=survey.sources)
+        root.create_dataset("receivers", data=survey.receivers)
+        root.create_dataset("pairs", data=survey.pairs)
+        if survey.traveltimes is not None:
+            root.create_dataset("traveltimes", data=survey.traveltimes * scale)
+        if survey.errors is not None:
+            root.create_dataset("errors", data=survey.errors * scale)
+        if grid is not None:
+            grid_group = root.create_group("grid")
+            for key, value in grid.to_dict().items():
+                grid_group.attrs[key] = value
+
+
+def read_survey(path, group: str = "survey") -> tuple[Survey, Grid2D | None]:
+    """Read a survey (and its grid, if stored) written by :func:`write_survey`.
+
+    Returns
+    -------
+    survey : Survey
+        Times in s, validated (NaN/inf, negative times, indices out of range).
+    grid : Grid2D or None
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"survey file {str(path)!r} does not exist")
+    try:
+        with h5py.File(path, "r") as handle:
+            if group not in handle:
+                raise FileFormatError(f"{path.name}: no group '/{group}'; groups present: {list(handle)}")
+            root = handle[group]
+            missing = [name for name in ("sources", "receivers") if name not in root]
+            if missing:
+                raise FileFormatError(f"{path.name}: '/{group}' lacks the dataset(s) {missing}")
+            unit = root.attrs.get("time_unit", "s")
+            if isinstance(unit, bytes):
+                unit = unit.decode()
+            if unit not in _TIME_UNITS:
+                raise FileFormatError(f"{path.name}: time_unit must be 's' or 'ns', found {unit!r}")
+            scale = _TIME_UNITS[unit]
+            fields = {name: root[name][()] for name in ("sources", "receivers", "pairs", "traveltimes", "errors")
+                      if name in root}
+            grid_attrs = dict(root["grid"].attrs) if "grid" in root else None
+    except OSError as exc:
+        raise FileFormatError(f"cannot read {path.name} as HDF5: {exc}") from exc
+    for name in ("traveltimes", "errors"):
+        if name in fields:
+            fields[name] = np.asarray(fields[name], dtype=float) * scale
+    survey = Survey(**fields)
+    grid = None
+    if grid_attrs is not None:
+        grid = Grid2D(tuple(grid_attrs["shape"]), tuple(grid_attrs["spacing"]), tuple(grid_attrs["origin"]))
+        survey.check_grid(grid)
+    return survey, grid

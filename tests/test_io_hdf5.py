@@ -1,0 +1,45 @@
+import h5py
+import numpy as np
+import pytest
+
+from geoinv import FileFormatError, Grid2D, Survey, SurveyError
+from geoinv.io import read_survey, write_survey
+
+
+@pytest.mark.parametrize("unit", ["s", "ns"])
+def test_survey_roundtrip(tmp_path, reference_survey, unit):
+    times = reference_survey.distances / 7e7
+    survey = reference_survey.with_data(times, 0.25e-9)
+    write_survey(tmp_path / "s.h5", survey, Grid2D.crosshole(), time_unit=unit)
+    loaded, grid = read_survey(tmp_path / "s.h5")
+    np.testing.assert_allclose(loaded.traveltimes, times, rtol=1e-12)
+    np.testing.assert_allclose(loaded.errors, 0.25e-9)
+    np.testing.assert_array_equal(loaded.pairs, survey.pairs)
+    assert grid == Grid2D.crosshole()
+    if unit == "ns":
+        with h5py.File(tmp_path / "s.h5") as handle:
+            assert handle["survey/traveltimes"][0] == pytest.approx(times[0] * 1e9)
+
+
+def test_bad_files(tmp_path, reference_survey):
+    with pytest.raises(FileFormatError, match="does not exist"):
+        read_survey(tmp_path / "none.h5")
+    (tmp_path / "junk.h5").write_bytes(b"junk")
+    with pytest.raises(FileFormatError, match="HDF5"):
+        read_survey(tmp_path / "junk.h5")
+    with h5py.File(tmp_path / "empty.h5", "w") as handle:
+        handle.create_group("other")
+    with pytest.raises(FileFormatError, match="no group"):
+        read_survey(tmp_path / "empty.h5")
+    write_survey(tmp_path / "neg.h5", reference_survey)
+    with h5py.File(tmp_path / "neg.h5", "a") as handle:
+        handle["survey"].create_dataset("traveltimes", data=-np.ones(625))
+    with pytest.raises(SurveyError, match="negative"):
+        read_survey(tmp_path / "neg.h5")
+
+
+def test_sensor_outside_stored_grid(tmp_path):
+    survey = Survey.crosshole(x_receivers=7.5)
+    write_survey(tmp_path / "s.h5", survey, Grid2D.crosshole())
+    with pytest.raises(SurveyError, match="outside the grid"):
+        read_survey(tmp_path / "s.h5")
