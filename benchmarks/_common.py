@@ -33,7 +33,8 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in cells:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print("  ".join(c.ljust(w) if columns[i][2] == "" else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))))
 
 
 def write_json(name: str, payload: dict) -> Path:
