@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 import torch
-
 from _common import RESULTS, print_table, write_json
+
 from geoinv import FaciesVelocity, Grid2D, InverseProblem, LatentSGD, LatentSGDConfig, Survey, forward
 from geoinv.prior import PatchSampler, default_training_image, default_vae
 from geoinv.workflows import representative_crop

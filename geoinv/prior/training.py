@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError
@@ -39,6 +40,12 @@ class TrainConfig:
         (0 reproduces the reference, which has no warm-up).
     reconstruction : {'bce', 'mse'}
         Reconstruction term, summed over cells.
+    sample_entropy_weight : float
+        Weight of the mean per-model summed binary entropy of decoded prior draws
+        ``g(z), z ~ N(0, I)``: it pushes prior samples toward binary facies
+        (0 = off, the reference).
+    sample_entropy_batch : int
+        Prior draws per step for that term.
     seed : int
         Seed of the patch sampling and reparameterisation noise.
     max_minutes : float, optional
@@ -59,6 +66,8 @@ class TrainConfig:
     beta: float = 1000.0
     beta_warmup_steps: int = 2000
     reconstruction: str = "bce"
+    sample_entropy_weight: float = 0.0
+    sample_entropy_batch: int = 32
     seed: int = 0
     max_minutes: float | None = None
     checkpoint_every_s: float = 300.0
@@ -70,6 +79,8 @@ class TrainConfig:
             raise ConfigError("steps >= 0, batch_size >= 1, eval_every >= 1 and eval_patches >= 1 are required")
         if self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.lr_decay_steps < 1:
             raise ConfigError("lr must be > 0, lr_decay in (0, 1] and lr_decay_steps >= 1")
+        if self.sample_entropy_weight < 0 or self.sample_entropy_batch < 1:
+            raise ConfigError("sample_entropy_weight must be >= 0 and sample_entropy_batch >= 1")
         if self.beta_warmup_steps < 0:
             raise ConfigError(f"beta_warmup_steps must be >= 0, got {self.beta_warmup_steps}")
         if self.beta < 0:
@@ -84,6 +95,16 @@ class TrainConfig:
         if self.beta_warmup_steps == 0:
             return self.beta
         return self.beta * min(1.0, step / self.beta_warmup_steps)
+
+
+def _sample_entropy(vae: VAE, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Mean over n prior draws of the summed binary entropy (nats) of the decoded cells."""
+    device = next(vae.parameters()).device
+    latent = torch.randn(n, vae.latent_dim, generator=generator).to(device)
+    logits = vae.decode_logits(latent)
+    probability = torch.sigmoid(logits)
+    entropy = -(probability * F.logsigmoid(logits) + (1 - probability) * F.logsigmoid(-logits))
+    return entropy.sum() / n
 
 
 @torch.no_grad()
@@ -199,6 +220,8 @@ def train_vae(
         batch = sampler.train_batch(config.batch_size, generator).to(device)
         logits, mean, logvar = vae(batch, generator=None if str(device) != "cpu" else generator)
         loss, recon, kl = vae_loss(logits, batch, mean, logvar, config.kl_weight(step), config.reconstruction)
+        if config.sample_entropy_weight > 0:
+            loss = loss + config.sample_entropy_weight * _sample_entropy(vae, config.sample_entropy_batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
