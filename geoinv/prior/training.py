@@ -41,9 +41,9 @@ class TrainConfig:
     reconstruction : {'bce', 'mse'}
         Reconstruction term, summed over cells.
     sample_entropy_weight : float
-        Weight of the mean per-model summed binary entropy of decoded prior draws
-        ``g(z), z ~ N(0, I)``: it pushes prior samples toward binary facies
-        (0 = off, the reference).
+        Weight of a sharpness term on decoded prior draws ``g(z), z ~ N(0, I)``:
+        the summed cross-entropy of each draw to its own thresholded image, which
+        pushes prior samples toward binary facies (0 = off, the reference).
     sample_entropy_batch : int
         Prior draws per step for that term.
     seed : int
@@ -98,13 +98,18 @@ class TrainConfig:
 
 
 def _sample_entropy(vae: VAE, n: int, generator: torch.Generator) -> torch.Tensor:
-    """Mean over n prior draws of the summed binary entropy (nats) of the decoded cells."""
+    """Sharpness term on n prior draws: cross-entropy to their own thresholded image.
+
+    Each decoded cell is pulled toward the facies it already leans to (the
+    target is the detached ``logit > 0``), so prior samples become binary
+    without a pull toward all-matrix images, which plain entropy minimisation
+    has (seen here: channel proportion 0.28 → 0.01 in 600 steps at weight 0.5).
+    """
     device = next(vae.parameters()).device
     latent = torch.randn(n, vae.latent_dim, generator=generator).to(device)
     logits = vae.decode_logits(latent)
-    probability = torch.sigmoid(logits)
-    entropy = -(probability * F.logsigmoid(logits) + (1 - probability) * F.logsigmoid(-logits))
-    return entropy.sum() / n
+    target = (logits.detach() > 0).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / n
 
 
 @torch.no_grad()
