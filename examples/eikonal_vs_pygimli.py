@@ -10,13 +10,12 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
 
-import geoinv  # noqa: E402
-from geoinv.plot import plot_model  # noqa: E402
-from geoinv.prior import PatchSampler, default_training_image  # noqa: E402
-from geoinv.workflows import representative_crop  # noqa: E402
+import geoinv
+from geoinv.plot import plot_model
+from geoinv.prior import PatchSampler, default_training_image
+from geoinv.workflows import representative_crop
 
 grid, survey = geoinv.Grid2D.crosshole(), geoinv.Survey.crosshole()
 facies = representative_crop(PatchSampler(default_training_image()), seed=3).double()

@@ -47,7 +47,6 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          lr_decay=args.lr_decay, lr_decay_steps=args.lr_decay_steps, beta=args.beta,
                          beta_warmup_steps=args.beta_warmup,
-                         sample_entropy_weight=args.sample_entropy,
                          reconstruction=args.loss, seed=args.seed, max_minutes=args.minutes,
                          checkpoint_every_s=args.checkpoint_every)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
@@ -192,8 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-decay-steps", type=int, default=10_000)
     train.add_argument("--beta", type=float, default=1000.0)
     train.add_argument("--beta-warmup", type=int, default=2000, help="steps to ramp beta from 0")
-    train.add_argument("--sample-entropy", type=float, default=0.0,
-                       help="weight of the binary entropy of decoded prior draws (sharper prior samples)")
     train.add_argument("--loss", choices=("bce", "mse"), default="bce")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")

@@ -125,31 +125,3 @@ def test_bad_inputs():
     with pytest.raises(ConfigError, match="beta"):
         TrainConfig(beta=-1)
 
-
-def test_sample_entropy_term():
-    import math
-
-    from geoinv.prior.training import _sample_entropy
-
-    vae = VAE(TINY)
-    with torch.no_grad():
-        for parameter in vae.decoder_conv.parameters():
-            parameter.zero_()
-    # all logits 0 → every cell has entropy log 2
-    value = _sample_entropy(vae, 4, torch.Generator().manual_seed(0))
-    assert value.item() == pytest.approx(32 * 32 * math.log(2), rel=1e-6)
-    with pytest.raises(ConfigError, match="sample_entropy"):
-        TrainConfig(sample_entropy_weight=-1.0)
-
-
-def test_sample_entropy_weight_sharpens_prior_samples(tmp_path, image):
-    from geoinv.metrics import binary_fraction
-
-    fractions = []
-    for weight in (0.0, 2.0):
-        config = TrainConfig(steps=150, batch_size=32, lr=3e-3, beta=10.0, beta_warmup_steps=50, eval_every=50,
-                             eval_patches=50, seed=1, sample_entropy_weight=weight)
-        vae = train_vae(image, tmp_path / f"w{weight}.pt", TINY, config, holdout_fraction=0.25, progress=False)
-        with torch.no_grad():
-            fractions.append(binary_fraction(vae.sample(200, torch.Generator().manual_seed(0)).numpy()))
-    assert fractions[1] > fractions[0] + 0.05
