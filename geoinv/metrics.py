@@ -63,3 +63,24 @@ def binary_fraction(models: np.ndarray, low: float = 0.1, high: float = 0.9) -> 
     """Fraction of cells below ``low`` or above ``high`` (how binary-like decoded models are)."""
     values = np.asarray(models)
     return float(np.mean((values < low) | (values > high)))
+
+
+def resimulation_error(solutions, observed) -> np.ndarray:
+    """Re-simulation MSE of every candidate, ``mean((F(x̂) − y)²)``, shape ``(S, T)``."""
+    data = np.asarray(solutions.data, dtype=np.float64)
+    target = np.asarray(observed, dtype=np.float64).reshape(data.shape[0], 1, -1)
+    return np.mean((data - target) ** 2, axis=-1)
+
+
+def r_t_curve(solutions, observed, max_t: int | None = None) -> np.ndarray:
+    """``r_T`` for T = 1 … max_t: the minimum re-simulation MSE among the first T
+    candidates (in the solver's ranking order), averaged over the targets (seed 001).
+
+    Solvers with fewer candidates than T keep their last value (a flat curve).
+    """
+    errors = resimulation_error(solutions, observed)
+    max_t = max_t or errors.shape[1]
+    running = np.minimum.accumulate(errors, axis=1).mean(axis=0)
+    if running.size < max_t:
+        running = np.concatenate([running, np.full(max_t - running.size, running[-1])])
+    return running[:max_t]

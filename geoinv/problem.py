@@ -61,6 +61,7 @@ class InverseProblem:
         self._to_model = to_model
         self.name = name
         self.data_unit = data_unit
+        self.fixed_training: tuple[torch.Tensor, torch.Tensor] | None = None
         self.data_groups = None if data_groups is None else [np.asarray(g, dtype=np.int64) for g in data_groups]
         if prior_mean is None or prior_range is None:
             samples = self.sample_prior(10_000, torch.Generator().manual_seed(0))
@@ -90,6 +91,17 @@ class InverseProblem:
     def model(self, parameters: torch.Tensor) -> torch.Tensor:
         """The model(s) the parameters stand for."""
         return parameters if self._to_model is None else self._to_model(parameters)
+
+    def training_set(self, n: int, generator: torch.Generator | None = None,
+                     batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs ``(x, F(x))`` for learned solvers: the task's fixed set if it has one
+        (``fixed_training``), else ``n`` prior draws simulated in batches."""
+        if getattr(self, "fixed_training", None) is not None:
+            return self.fixed_training
+        parameters = self.sample_prior(n, generator)
+        with torch.no_grad():
+            data = torch.cat([self.forward(chunk) for chunk in parameters.split(batch)])
+        return parameters, data
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` parameter vectors drawn from the prior, shape ``(n, n_parameters)``."""

@@ -3,16 +3,54 @@
 from __future__ import annotations
 
 from .._registry import Registry
+from ._learned import LearnedSolver, NetworkConfig
 from .base import Solutions, Solver
+from .encoder_decoder import (
+    EncoderDecoder,
+    EncoderDecoderConfig,
+    InverseMisfit,
+    InverseMisfitConfig,
+    Tandem,
+    TandemConfig,
+)
 from .latent_sgd import LatentSGD, LatentSGDConfig, expected_latent_norm
+from .neural_adjoint import NeuralAdjoint, NeuralAdjointConfig
 
-__all__ = ["SOLVERS", "LatentSGD", "LatentSGDConfig", "Solutions", "Solver", "expected_latent_norm", "solver"]
+__all__ = [
+    "SOLVERS",
+    "EncoderDecoder",
+    "EncoderDecoderConfig",
+    "InverseMisfit",
+    "InverseMisfitConfig",
+    "LatentSGD",
+    "LatentSGDConfig",
+    "LearnedSolver",
+    "NetworkConfig",
+    "NeuralAdjoint",
+    "NeuralAdjointConfig",
+    "Solutions",
+    "Solver",
+    "Tandem",
+    "TandemConfig",
+    "expected_latent_norm",
+    "load_solver",
+    "solver",
+]
 
 SOLVERS = Registry("geoinv.solvers", {
     "latent-sgd": "geoinv.solvers.latent_sgd:LatentSGD",
+    "neural-adjoint": "geoinv.solvers.neural_adjoint:NeuralAdjoint",
+    "tandem": "geoinv.solvers.encoder_decoder:Tandem",
+    "encoder-decoder": "geoinv.solvers.encoder_decoder:EncoderDecoder",
+    "inverse-misfit": "geoinv.solvers.encoder_decoder:InverseMisfit",
 })
 
 
 def solver(name: str, config=None, **overrides) -> Solver:
     """Build a solver by its registered name, e.g. ``solver("latent-sgd", epochs=30)``."""
     return SOLVERS.get(name)(config, **overrides)
+
+
+def load_solver(path) -> LearnedSolver:
+    """Load any fitted learned solver saved with ``solver.save(path)``."""
+    return LearnedSolver.load(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 
 import numpy as np
 import torch
@@ -151,7 +151,7 @@ class Solver(ABC):
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config)}")
         if overrides:
             try:
-                config = type(config)(**{**asdict(config), **overrides})
+                config = replace(config, **overrides)
             except TypeError as exc:
                 raise ConfigError(f"{type(self).__name__}: {exc}") from exc
         self.config = config

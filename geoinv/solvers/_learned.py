@@ -1,0 +1,229 @@
+"""Shared machinery of the learned solvers: networks, scaling, training loop, persistence."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._atomic import atomic_path
+from ..errors import CheckpointError, ConfigError
+from ..problem import InverseProblem
+from .base import Solutions, Solver
+
+__all__ = ["LearnedSolver", "NetworkConfig", "boundary_loss", "misfit_norm", "mlp"]
+
+SOLVER_FORMAT = "geoinv-solver/1"
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture and training of one network (surrogate forward or inverse).
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Widths of the hidden layers of a fully connected network.
+    epochs : int
+        Passes over the training set.
+    batch_size : int
+        Samples per step.
+    lr : float
+        Initial Adam learning rate, halved when the epoch loss stops improving.
+    lr_patience : int
+        Epochs without improvement before the learning rate is halved.
+    """
+
+    hidden: tuple[int, ...] = (256, 256, 256)
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_patience: int = 10
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not self.hidden or min(self.hidden) < 1 or self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("hidden widths, epochs and batch_size must be >= 1 and lr > 0")
+
+
+def mlp(n_in: int, n_out: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    """Fully connected network with ReLU between layers."""
+    widths = (n_in, *hidden)
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], n_out))
+
+
+def misfit_norm(residual: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample mean squared (``'l2'``) or absolute (``'l1'``) residual."""
+    if norm == "l2":
+        return residual.pow(2).mean(dim=-1)
+    if norm == "l1":
+        return residual.abs().mean(dim=-1)
+    raise ConfigError(f"norm must be 'l1' or 'l2', got {norm!r}")
+
+
+def boundary_loss(scaled_parameters: torch.Tensor) -> torch.Tensor:
+    """``mean ReLU(|x − μ| − R/2)`` per sample, for parameters already scaled to ``(x − μ)/R``."""
+    return torch.relu(scaled_parameters.abs() - 0.5).mean(dim=-1)
+
+
+class Scaler(nn.Module):
+    """Affine maps to the networks' working space: x → (x − μ)/R, y → (y − mean)/std."""
+
+    def __init__(self, n_parameters: int, n_data: int) -> None:
+        super().__init__()
+        for name, size in (("x_mean", n_parameters), ("x_range", n_parameters), ("y_mean", n_data),
+                           ("y_std", n_data)):
+            self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+
+    def fit(self, problem: InverseProblem, data: torch.Tensor) -> Scaler:
+        self.x_mean.copy_(problem.prior_mean)
+        self.x_range.copy_(problem.prior_range.clamp_min(1e-12))
+        self.y_mean.copy_(data.mean(dim=0))
+        self.y_std.copy_(data.std(dim=0).clamp_min(1e-12) if data.shape[0] > 1 else torch.ones_like(self.y_std))
+        return self
+
+    def x_in(self, x):
+        return (x - self.x_mean) / self.x_range
+
+    def x_out(self, scaled):
+        return scaled * self.x_range + self.x_mean
+
+    def y_in(self, y):
+        return (y - self.y_mean) / self.y_std
+
+
+class LearnedSolver(Solver):
+    """A solver with networks trained in ``fit``; saves and loads its weights.
+
+    Subclasses define ``_build(n_parameters, n_data)`` (create ``self.networks``)
+    and ``_train(problem, x, y, generator)``.
+    """
+
+    def __init__(self, config=None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.networks = nn.ModuleDict()
+        self.scaler: Scaler | None = None
+        self.dims: tuple[int, int] | None = None
+        self.history: dict = {}
+
+    # -- training -------------------------------------------------------------
+    def fit(self, problem: InverseProblem, generator: torch.Generator | None = None) -> LearnedSolver:
+        """Train the solver's networks on ``(x, F(x))`` pairs of ``problem``."""
+        generator = generator or torch.Generator().manual_seed(self.config.seed)
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights
+            torch.manual_seed(self.config.seed)
+            x, y = problem.training_set(self.config.n_train, generator)
+            x, y = x.float().cpu(), y.float().cpu()
+            self.dims = (problem.n_parameters, problem.n_data)
+            self.scaler = Scaler(*self.dims).fit(problem, y)
+            self._build(*self.dims)
+        self.history = self._train(problem, self.scaler.x_in(x), self.scaler.y_in(y), generator)
+        return self
+
+    def _require_fitted(self) -> None:
+        if self.scaler is None:
+            raise ConfigError(f"{self.name}: call fit(problem) (or load a fitted solver) before solve()")
+
+    def _build(self, n_parameters: int, n_data: int) -> None:
+        raise NotImplementedError
+
+    def _train(self, problem, x, y, generator) -> dict:
+        raise NotImplementedError
+
+    def _fit_network(self, parameters, loss_of_batch, tensors, network_config: NetworkConfig,
+                     generator: torch.Generator, description: str) -> list[float]:
+        """Adam over minibatches of ``tensors``; the learning rate halves on plateaus."""
+        optimizer = torch.optim.Adam(parameters, lr=network_config.lr)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
+                                                               patience=network_config.lr_patience)
+        n = tensors[0].shape[0]
+        history = []
+        bar = tqdm(range(network_config.epochs), desc=description, disable=not self.config.progress, unit="epoch")
+        for _ in bar:
+            order = torch.randperm(n, generator=generator)
+            total = 0.0
+            for start in range(0, n, network_config.batch_size):
+                index = order[start:start + network_config.batch_size]
+                loss = loss_of_batch(*(t[index] for t in tensors))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(index)
+            history.append(total / n)
+            scheduler.step(history[-1])
+            bar.set_postfix(loss=f"{history[-1]:.3g}")
+        return history
+
+    # -- results --------------------------------------------------------------
+    def _solutions(self, problem: InverseProblem, candidates: torch.Tensor, target: torch.Tensor,
+                   history: dict, wall_time: float, accepted_within: float = 1.1) -> Solutions:
+        """Re-simulate ``candidates`` (S, T, n), already in the solver's ranking order."""
+        n_surveys, n_candidates, _ = candidates.shape
+        with torch.no_grad():
+            flat = candidates.reshape(-1, candidates.shape[-1])
+            data = torch.cat([problem.forward(chunk) for chunk in flat.split(4096)])
+            data = data.reshape(n_surveys, n_candidates, -1).float().cpu()
+            misfit = (data - target[:, None, :].cpu()).pow(2).mean(dim=2).sqrt()
+            models = problem.model(flat) if problem._to_model is not None else None
+        if problem.noise_std is not None:
+            accepted = misfit <= accepted_within * float(problem.noise_std.mean())
+        else:
+            accepted = misfit <= accepted_within * misfit.min(dim=1, keepdim=True).values
+        if models is not None:
+            models = models.reshape(n_surveys, n_candidates, *models.shape[1:]).cpu()
+        config = {**self.describe(), "problem": problem.name, "data_unit": problem.data_unit,
+                  "ranking": "solver", "noise_std": None if problem.noise_std is None
+                  else float(problem.noise_std.mean())}
+        return Solutions(candidates.cpu(), data, misfit, accepted, models, history, config, wall_time)
+
+    # -- persistence ----------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the fitted solver (config, scaling, weights) to ``path`` atomically."""
+        self._require_fitted()
+        payload = {"format": SOLVER_FORMAT, "solver": self.name, "config": asdict(self.config),
+                   "dims": list(self.dims), "scaler": self.scaler.state_dict(),
+                   "networks": self.networks.state_dict(), "history": self.history}
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @classmethod
+    def load(cls, path) -> LearnedSolver:
+        """Rebuild a solver written by :meth:`save`."""
+        path = Path(path)
+        try:
+            payload = torch.load(path, weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{path} is not a readable solver file ({exc})") from exc
+        if not isinstance(payload, dict) or payload.get("format") != SOLVER_FORMAT:
+            raise CheckpointError(f"{path} is not a geoinv solver file")
+        if payload["solver"] != cls.name and cls is not LearnedSolver:
+            raise CheckpointError(f"{path} holds a {payload['solver']!r} solver, not {cls.name!r}")
+        from . import SOLVERS
+
+        solver_class = SOLVERS.get(payload["solver"])
+        config = solver_class.config_class(**_tuples(payload["config"]))
+        solver = solver_class(config)
+        solver.dims = tuple(payload["dims"])
+        solver.scaler = Scaler(*solver.dims)
+        solver.scaler.load_state_dict(payload["scaler"])
+        solver._build(*solver.dims)
+        solver.networks.load_state_dict(payload["networks"])
+        solver.history = payload.get("history", {})
+        return solver
+
+
+def _tuples(config: dict) -> dict:
+    """Config dicts from ``asdict`` carry nested dataclasses as dicts: rebuild them."""
+    rebuilt = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and "hidden" in value:
+            rebuilt[key] = NetworkConfig(**value)
+        else:
+            rebuilt[key] = tuple(value) if isinstance(value, list) else value
+    return rebuilt

@@ -1,0 +1,130 @@
+"""Neural Adjoint (Ren, Padilla & Malof, seed 001): surrogate forward + gradient search over x."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import ConfigError
+from ..problem import InverseProblem
+from ._learned import LearnedSolver, NetworkConfig, boundary_loss, mlp
+from .base import Solutions
+
+__all__ = ["NeuralAdjoint", "NeuralAdjointConfig"]
+
+
+@dataclass(frozen=True)
+class NeuralAdjointConfig:
+    """Settings of :class:`NeuralAdjoint`.
+
+    Parameters
+    ----------
+    forward : NetworkConfig
+        Surrogate forward network and its training (MSE, Adam, lr halved on plateau).
+    n_train : int
+        Training pairs drawn from the prior (tasks with a fixed training set use it).
+    n_starts : int
+        Starting points per target for the gradient search (from the prior).
+    search_steps : int
+        Adam steps of the search (reference: about 300).
+    search_lr : float
+        Learning rate of the search, in scaled parameter units ((x − μ)/R).
+    boundary_weight : float
+        Weight of the boundary loss ``mean ReLU(|x − μ| − R/2)`` (reference 10).
+    n_candidates : int
+        Candidates kept per target, the best by surrogate loss (T).
+    target_chunk : int
+        Targets searched together (bounds memory: chunk × n_starts rows).
+    """
+
+    forward: NetworkConfig = field(default_factory=NetworkConfig)
+    n_train: int = 10_000
+    n_starts: int = 200
+    search_steps: int = 300
+    search_lr: float = 1e-2
+    boundary_weight: float = 10.0
+    n_candidates: int = 50
+    target_chunk: int = 64
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if min(self.n_train, self.n_starts, self.search_steps, self.n_candidates, self.target_chunk) < 1:
+            raise ConfigError("n_train, n_starts, search_steps, n_candidates and target_chunk must be >= 1")
+        if self.search_lr <= 0 or self.boundary_weight < 0:
+            raise ConfigError("search_lr must be > 0 and boundary_weight >= 0")
+
+
+class NeuralAdjoint(LearnedSolver):
+    """Neural Adjoint: train a surrogate ``F_φ``, then descend ``‖F_φ(x) − y‖² + L_bdy(x)`` over x.
+
+    Notes
+    -----
+    For each target, ``n_starts`` prior draws are optimised jointly with Adam;
+    candidates are ranked by surrogate loss and the best ``n_candidates`` are
+    re-simulated with the true forward. The boundary loss keeps the search inside
+    the training data's box, where the surrogate is trustworthy.
+    """
+
+    name = "neural-adjoint"
+    config_class = NeuralAdjointConfig
+
+    def _build(self, n_parameters: int, n_data: int) -> None:
+        self.networks["surrogate"] = mlp(n_parameters, n_data, self.config.forward.hidden)
+
+    def _train(self, problem, x, y, generator) -> dict:
+        surrogate = self.networks["surrogate"]
+
+        def loss(x_batch, y_batch):
+            return (surrogate(x_batch) - y_batch).pow(2).mean()
+
+        return {"forward_loss": self._fit_network(surrogate.parameters(), loss, (x, y), self.config.forward,
+                                                  generator, "NA surrogate")}
+
+    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+              generator: torch.Generator | None = None) -> Solutions:
+        self._require_fitted()
+        start_time = time.perf_counter()
+        config = self.config
+        target = _targets(problem, observed)
+        n_keep = min(n_candidates or config.n_candidates, config.n_starts)
+        generator = generator or torch.Generator().manual_seed(config.seed)
+        surrogate = self.networks["surrogate"].requires_grad_(False)
+        kept, losses = [], []
+        for chunk in target.split(config.target_chunk):
+            candidates, surrogate_loss = self._search(problem, surrogate, chunk, n_keep, generator)
+            kept.append(candidates)
+            losses.append(surrogate_loss)
+        self.networks["surrogate"].requires_grad_(True)
+        history = {"surrogate_loss": torch.cat(losses).numpy()}
+        return self._solutions(problem, torch.cat(kept), target, history, time.perf_counter() - start_time)
+
+    def _search(self, problem, surrogate, targets, n_keep, generator):
+        n_targets, n_starts = targets.shape[0], self.config.n_starts
+        starts = problem.sample_prior(n_targets * n_starts, generator).float().cpu()
+        scaled = self.scaler.x_in(starts).reshape(n_targets, n_starts, -1).requires_grad_(True)
+        goal = self.scaler.y_in(targets.float())[:, None, :]
+        optimizer = torch.optim.Adam([scaled], lr=self.config.search_lr)
+        for _ in range(self.config.search_steps):
+            misfit = (surrogate(scaled) - goal).pow(2).mean(dim=-1)
+            loss = misfit + self.config.boundary_weight * boundary_loss(scaled)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+        with torch.no_grad():
+            surrogate_loss = (surrogate(scaled) - goal).pow(2).mean(dim=-1)
+            order = torch.argsort(surrogate_loss, dim=1)[:, :n_keep]
+            best = torch.gather(scaled, 1, order[..., None].expand(-1, -1, scaled.shape[-1]))
+            return self.scaler.x_out(best), torch.gather(surrogate_loss, 1, order)
+
+
+def _targets(problem: InverseProblem, observed) -> torch.Tensor:
+    if observed is None:
+        if problem.observed is None:
+            raise ConfigError("no observed data: pass observed= or build the problem with them")
+        observed = problem.observed
+    else:
+        observed = problem._check_observed(observed)
+    return observed.reshape(-1, problem.n_data).float().cpu()

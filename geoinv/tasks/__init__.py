@@ -1,0 +1,54 @@
+"""Benchmark inverse problems: every solver runs on every task."""
+
+from __future__ import annotations
+
+from .._registry import Registry
+from .benchmarks import ballistics, quadratic, quadratic_reduced, robotic_arm, sine_wave
+
+__all__ = [
+    "TASKS",
+    "ballistics",
+    "latent_tomography",
+    "quadratic",
+    "quadratic_reduced",
+    "robotic_arm",
+    "sine_wave",
+    "task",
+]
+
+
+def latent_tomography(n_test: int = 1):
+    """The shipped VAE + straight-ray problem on the reference survey (data in ns, σ = 0.25 ns).
+
+    Observed data: ``n_test`` decoder samples (seeded) with noise.
+    """
+    import torch
+
+    from ..forward import StraightRay
+    from ..grid import Grid2D
+    from ..petrophysics import FaciesVelocity
+    from ..prior import default_vae
+    from ..problem import InverseProblem
+    from ..survey import Survey
+
+    vae = default_vae().requires_grad_(False)
+    problem = InverseProblem.latent_tomography(vae, FaciesVelocity(),
+                                               StraightRay(Grid2D.crosshole(), Survey.crosshole()), noise_std=0.25)
+    generator = torch.Generator().manual_seed(2024)
+    truths = torch.randn(n_test, vae.latent_dim, generator=generator)
+    return problem.with_observed(problem.simulate(truths, 0.25, generator))
+
+
+TASKS = Registry("geoinv.tasks", {
+    "quadratic": "geoinv.tasks.benchmarks:quadratic",
+    "quadratic-reduced": "geoinv.tasks.benchmarks:quadratic_reduced",
+    "ballistics": "geoinv.tasks.benchmarks:ballistics",
+    "sine-wave": "geoinv.tasks.benchmarks:sine_wave",
+    "robotic-arm": "geoinv.tasks.benchmarks:robotic_arm",
+    "latent-tomography": "geoinv.tasks:latent_tomography",
+})
+
+
+def task(name: str, **kwargs):
+    """Build a benchmark problem by name (``geoinv.tasks.TASKS.names()`` lists them)."""
+    return TASKS.get(name)(**kwargs)

@@ -1,0 +1,152 @@
+import numpy as np
+import pytest
+import torch
+
+from geoinv import ConfigError, solver
+from geoinv.metrics import r_t_curve
+from geoinv.solvers import (
+    SOLVERS,
+    EncoderDecoder,
+    InverseMisfit,
+    LatentSGDConfig,
+    NetworkConfig,
+    NeuralAdjoint,
+    Solutions,
+    Tandem,
+    load_solver,
+)
+from geoinv.tasks import TASKS, quadratic, quadratic_reduced, robotic_arm, sine_wave, task
+
+SMALL = NetworkConfig(hidden=(64, 64), epochs=100, batch_size=100, lr=3e-3)
+TARGETS = torch.linspace(64.0, 1089.0, 40)[:, None]  # y; away from 0 where relative errors blow up
+
+
+def relative_error(solutions: Solutions) -> torch.Tensor:
+    estimate = solutions.best[:, 0]
+    return (estimate.pow(2) - TARGETS[:, 0]).abs() / TARGETS[:, 0]
+
+
+def test_inverse_misfit_l2_collapses_to_zero():
+    """Seed 000, Theorem 1: the l2 minimiser of ‖G(y) − x‖ for y = x² is G(y) = 0."""
+    fitted = InverseMisfit(inverse=SMALL, progress=False).fit(quadratic())
+    estimate = fitted.solve(quadratic(), TARGETS).best[:, 0]
+    assert estimate.abs().max() < 0.5
+
+
+def test_inverse_misfit_l1_stays_between_branches():
+    fitted = InverseMisfit(inverse=SMALL, norm="l1", progress=False).fit(quadratic())
+    estimate = fitted.solve(quadratic(), TARGETS).best[:, 0]
+    assert torch.all(estimate.abs() <= TARGETS[:, 0].sqrt() + 0.5)
+    assert relative_error(fitted.solve(quadratic(), TARGETS)).median() > 0.5  # it does not solve the problem
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Tandem(forward=SMALL, inverse=SMALL, boundary_weight=0.0, progress=False),
+    lambda: NeuralAdjoint(forward=SMALL, n_starts=20, search_steps=200, n_candidates=5, progress=False),
+    lambda: EncoderDecoder(mode="resimulation", inverse=SMALL, progress=False),
+])
+def test_solvers_recover_a_branch_of_the_square_root(make):
+    fitted = make().fit(quadratic())
+    assert relative_error(fitted.solve(quadratic(), TARGETS)).max() < 0.05
+
+
+def test_hermite_term_improves_three_sample_surrogate():
+    """With three forward samples, the derivative term makes F_φ right near them (seed 000)."""
+    problem = quadratic_reduced()
+    x_near = torch.tensor([[-30.0], [-27.0], [4.0], [27.0], [30.0]])
+    errors = []
+    for weight in (0.0, 1.0):
+        net = NetworkConfig(hidden=(32, 32), epochs=1500, batch_size=3, lr=3e-3)
+        fitted = EncoderDecoder(mode="two-step", forward=net, inverse=NetworkConfig(hidden=(8,), epochs=1),
+                                hermite_weight=weight, hermite_epsilon=1.0, progress=False, seed=2).fit(problem)
+        surrogate = fitted.networks["surrogate"]
+        with torch.no_grad():
+            predicted = surrogate(fitted.scaler.x_in(x_near)) * fitted.scaler.y_std + fitted.scaler.y_mean
+        errors.append((predicted - x_near.pow(2)).abs().mean().item())
+    assert errors[1] < 0.7 * errors[0]
+
+
+def test_neural_adjoint_on_sine_wave_and_boundary():
+    problem = sine_wave(grid_points=60)
+    fitted = NeuralAdjoint(forward=NetworkConfig(hidden=(128, 128, 128), epochs=60, batch_size=128, lr=3e-3),
+                           n_starts=50, search_steps=150, n_candidates=10, progress=False).fit(problem)
+    generator = torch.Generator().manual_seed(1)
+    targets = problem.forward(problem.sample_prior(30, generator))
+    solutions = fitted.solve(problem, targets)
+    curve = r_t_curve(solutions, targets)
+    assert curve[9] < 2e-3
+    assert np.all(np.diff(curve) <= 1e-12)  # r_T never increases with T
+    low, high = problem.bounds
+    assert torch.all(solutions.parameters >= low - 1e-3) and torch.all(solutions.parameters <= high + 1e-3)
+
+
+def test_boundary_loss_keeps_tandem_inside_the_box():
+    problem = robotic_arm()
+    net = NetworkConfig(hidden=(64, 64), epochs=20, batch_size=256, lr=3e-3)
+    targets = problem.forward(problem.sample_prior(200, torch.Generator().manual_seed(0)))
+    low, high = problem.bounds
+    excess = []
+    for weight in (0.0, 10.0):
+        fitted = Tandem(forward=net, inverse=net, n_train=3000, boundary_weight=weight, progress=False).fit(problem)
+        estimate = fitted.solve(problem, targets).best
+        excess.append((torch.relu(low - estimate) + torch.relu(estimate - high)).sum(dim=1).mean().item())
+    assert excess[1] < 0.2 * excess[0]
+    assert excess[1] < 0.01 * problem.prior_range.min()
+
+
+TINY_SETTINGS = {
+    "neural-adjoint": {"forward": NetworkConfig(hidden=(16,), epochs=2), "n_starts": 4, "search_steps": 3,
+                       "n_candidates": 2, "n_train": 200},
+    "tandem": {"forward": NetworkConfig(hidden=(16,), epochs=2), "inverse": NetworkConfig(hidden=(16,), epochs=2),
+               "n_train": 200},
+    "encoder-decoder": {"forward": NetworkConfig(hidden=(16,), epochs=2),
+                        "inverse": NetworkConfig(hidden=(16,), epochs=2), "n_train": 200,
+                        "hermite_weight": 0.1, "smoothness_weight": 0.1, "smoothness_points": 50},
+    "inverse-misfit": {"inverse": NetworkConfig(hidden=(16,), epochs=2), "n_train": 200},
+    "latent-sgd": {"config": LatentSGDConfig(epochs=2, batch_size=None, regularization="none", n_starts=3,
+                                             step_size=1e-3)},
+}
+
+
+@pytest.mark.parametrize("name", SOLVERS.names())
+@pytest.mark.parametrize("task_name", ["robotic-arm", "ballistics"])
+def test_every_solver_contract(name, task_name, tmp_path):
+    assert name in TINY_SETTINGS, f"add tiny settings for the new solver {name!r}"
+    problem = task(task_name)
+    settings = dict(TINY_SETTINGS[name])
+    config = settings.pop("config", None)
+    method = solver(name, config, progress=False, **settings)
+    targets = problem.forward(problem.sample_prior(3, torch.Generator().manual_seed(0)))
+    solutions = method.fit(problem).solve(problem, targets)
+    assert isinstance(solutions, Solutions)
+    assert solutions.parameters.shape[:1] == (3,) and solutions.parameters.shape[2] == problem.n_parameters
+    assert solutions.data.shape[:2] == solutions.parameters.shape[:2]
+    assert torch.isfinite(solutions.misfit).all()
+    assert solutions.config["solver"] == name
+    if hasattr(method, "save"):
+        method.save(tmp_path / "solver.pt")
+        again = load_solver(tmp_path / "solver.pt").solve(problem, targets)
+        torch.testing.assert_close(again.parameters, solutions.parameters)
+
+
+def test_tasks_registry_and_definitions():
+    assert {"quadratic", "ballistics", "sine-wave", "robotic-arm", "latent-tomography"} <= set(TASKS.names())
+    arm = robotic_arm()
+    end = arm.forward(torch.tensor([[0.3, 0.0, 0.0, 0.0], [0.0, np.pi / 2, 0.0, 0.0]]))
+    torch.testing.assert_close(end, torch.tensor([[2.0, 0.3], [0.0, 2.0]]), atol=1e-6, rtol=0)
+    ballistics = task("ballistics")
+    # with negligible speed the ball drops straight down: it lands where it started
+    landing = ballistics.forward(torch.tensor([[0.7, 1.5, 0.5, 1e-6]]))
+    assert landing.item() == pytest.approx(0.7, abs=1e-5)
+    samples = ballistics.sample_prior(2000, torch.Generator().manual_seed(0))
+    assert samples[:, 3].mean().item() == pytest.approx(15.0, abs=0.5)
+    assert np.radians(9) <= samples[:, 2].min() and samples[:, 2].max() <= np.radians(72)
+
+
+def test_unfitted_and_bad_configs():
+    with pytest.raises(ConfigError, match="fit"):
+        NeuralAdjoint().solve(sine_wave(10), torch.zeros(1, 1))
+    with pytest.raises(ConfigError, match="mode"):
+        EncoderDecoder(mode="sideways")
+    with pytest.raises(ConfigError, match="norm"):
+        InverseMisfit(norm="l3")
