@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -53,7 +54,7 @@ def mlp(n_in: int, n_out: int, hidden: tuple[int, ...]) -> nn.Sequential:
     """Fully connected network with ReLU between layers."""
     widths = (n_in, *hidden)
     layers: list[nn.Module] = []
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in pairwise(widths):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers, nn.Linear(widths[-1], n_out))
 
