@@ -50,20 +50,25 @@ def test_solvers_recover_a_branch_of_the_square_root(make):
     assert relative_error(fitted.solve(quadratic(), TARGETS)).max() < 0.05
 
 
-def test_hermite_term_improves_three_sample_surrogate():
-    """With three forward samples, the derivative term makes F_φ right near them (seed 000)."""
+def test_hermite_and_smoothness_terms_improve_three_sample_surrogate():
+    """With three forward samples the derivative term makes F_φ right near them, and a small
+    smoothness term improves it near zero (seed 000)."""
     problem = quadratic_reduced()
-    x_near = torch.tensor([[-30.0], [-27.0], [4.0], [27.0], [30.0]])
-    errors = []
-    for weight in (0.0, 1.0):
+    x_near = torch.tensor([[-30.0], [-27.0], [27.0], [30.0]])
+    x_zero = torch.linspace(-10.0, 10.0, 41)[:, None]
+    near, zero = [], []
+    for hermite, smooth in ((0.0, 0.0), (1.0, 0.0), (1.0, 1e-3)):
         net = NetworkConfig(hidden=(32, 32), epochs=1500, batch_size=3, lr=3e-3)
         fitted = EncoderDecoder(mode="two-step", forward=net, inverse=NetworkConfig(hidden=(8,), epochs=1),
-                                hermite_weight=weight, hermite_epsilon=1.0, progress=False, seed=2).fit(problem)
-        surrogate = fitted.networks["surrogate"]
+                                hermite_weight=hermite, hermite_epsilon=1.0, smoothness_weight=smooth,
+                                smoothness_points=200, progress=False, seed=2).fit(problem)
         with torch.no_grad():
-            predicted = surrogate(fitted.scaler.x_in(x_near)) * fitted.scaler.y_std + fitted.scaler.y_mean
-        errors.append((predicted - x_near.pow(2)).abs().mean().item())
-    assert errors[1] < 0.7 * errors[0]
+            def surrogate(x, fitted=fitted):
+                return fitted.networks["surrogate"](fitted.scaler.x_in(x)) * fitted.scaler.y_std + fitted.scaler.y_mean
+            near.append((surrogate(x_near) - x_near.pow(2)).abs().mean().item())
+            zero.append((surrogate(x_zero) - x_zero.pow(2)).abs().mean().item())
+    assert near[1] < 0.7 * near[0]
+    assert zero[2] < 0.9 * zero[1]
 
 
 def test_neural_adjoint_on_sine_wave_and_boundary():

@@ -1,0 +1,123 @@
+"""Every solver on every benchmark task: the r_T metric of seed 001, fit and solve times.
+
+r_T is the expected minimum re-simulation MSE over the first T candidates of
+a solver's ranking, averaged over test targets (targets are forward
+simulations of prior draws). Printed beside seed 001's Table 3 asymptotes.
+
+Run: ``python benchmarks/inverse_models.py [--quick] [--tasks ...] [--solvers ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from _common import RESULTS, print_table, write_json
+from geoinv.metrics import r_t_curve
+from geoinv.solvers import LatentSGDConfig, NetworkConfig, solver
+from geoinv.tasks import task
+
+# seed 001, Table 3: asymptotic r_T (T = 200) of NA and Tandem
+PAPER = {"ballistics": {"neural-adjoint": 2.5e-7, "tandem": 7.84e-3},
+         "sine-wave": {"neural-adjoint": 1.33e-7, "tandem": 1.17e-2},
+         "robotic-arm": {"neural-adjoint": 6.61e-7, "tandem": 5.44e-4}}
+T_VALUES = (1, 10, 50)
+
+
+def _settings(name: str, args) -> dict:
+    network = NetworkConfig(hidden=(256, 256, 256), epochs=args.epochs, batch_size=256, lr=1e-3)
+    common = {"progress": not args.quiet, "seed": args.seed}
+    if name == "neural-adjoint":
+        return {**common, "forward": network, "n_train": args.n_train, "n_starts": args.starts,
+                "search_steps": args.search_steps, "n_candidates": max(T_VALUES)}
+    if name in ("tandem", "encoder-decoder"):
+        return {**common, "forward": network, "inverse": network, "n_train": args.n_train}
+    if name == "inverse-misfit":
+        return {**common, "inverse": network, "n_train": args.n_train}
+    if name == "latent-sgd":  # gradient descent on the true forward: an oracle baseline
+        return {"config": LatentSGDConfig(optimizer="adam", step_size=1e-2, step_decay=1.0, epochs=args.search_steps,
+                                          batch_size=None, regularization="none", reg_weight=0.0,
+                                          n_starts=max(T_VALUES), progress=not args.quiet, seed=args.seed)}
+    raise ValueError(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", nargs="+", default=["ballistics", "sine-wave", "robotic-arm", "quadratic"])
+    parser.add_argument("--solvers", nargs="+",
+                        default=["neural-adjoint", "tandem", "encoder-decoder", "inverse-misfit", "latent-sgd"])
+    parser.add_argument("--targets", type=int, default=200, help="test targets per task")
+    parser.add_argument("--epochs", type=int, default=300, help="training epochs of every network")
+    parser.add_argument("--n-train", type=int, default=20_000, help="training pairs (tasks without a fixed set)")
+    parser.add_argument("--starts", type=int, default=200, help="NA starting points per target")
+    parser.add_argument("--search-steps", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, to check the script")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.targets, args.epochs, args.n_train, args.starts, args.search_steps = 20, 3, 2000, 60, 20
+    torch.manual_seed(args.seed)
+    rows, curves = [], {}
+    for task_name in args.tasks:
+        problem = task(task_name)
+        targets = problem.forward(problem.sample_prior(args.targets, torch.Generator().manual_seed(args.seed + 99)))
+        for solver_name in args.solvers:
+            settings = _settings(solver_name, args)
+            config = settings.pop("config", None)
+            method = solver(solver_name, config, **settings)
+            start = time.perf_counter()
+            method.fit(problem)
+            fit_s = time.perf_counter() - start
+            start = time.perf_counter()
+            solutions = method.solve(problem, targets)
+            solve_s = time.perf_counter() - start
+            curve = r_t_curve(solutions, targets.numpy(), max(T_VALUES))
+            curves[f"{task_name}/{solver_name}"] = curve.tolist()
+            row = {"task": task_name, "solver": solver_name, "fit_s": fit_s,
+                   "solve_s_per_1000": 1000 * solve_s / args.targets,
+                   "paper": PAPER.get(task_name, {}).get(solver_name)}
+            row.update({f"r_{t}": float(curve[t - 1]) for t in T_VALUES})
+            rows.append(row)
+            print(f"{task_name:12s} {solver_name:16s} r_1 {row['r_1']:.3g} r_50 {row['r_50']:.3g} "
+                  f"fit {fit_s:.0f} s", flush=True)
+    print()
+    print_table(rows, [("task", "task", ""), ("solver", "solver", ""), ("r_1", "r_1", ".3g"), ("r_10", "r_10", ".3g"),
+                       ("r_50", "r_50", ".3g"), ("paper", "paper r_T asympt.", ".3g"), ("fit_s", "fit s", ".1f"),
+                       ("solve_s_per_1000", "solve s/1000 targets", ".1f")])
+    print("\nr_T: mean over targets of the minimum re-simulation MSE among the first T candidates (raw data units).")
+    print("latent-sgd descends the true forward (an oracle with gradients); Tandem, encoder-decoder and")
+    print("inverse-misfit give one candidate, so their r_T is flat.")
+    _figure(curves, args.tasks, RESULTS / "inverse_models.png")
+    write_json("inverse_models", {"rows": rows, "curves": curves, "args": vars(args)})
+
+
+def _figure(curves: dict, tasks: list[str], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
+    for ax, task_name in zip(axes[0], tasks):
+        for key, curve in curves.items():
+            if key.startswith(task_name + "/"):
+                ax.loglog(np.arange(1, len(curve) + 1), np.maximum(curve, 1e-16), label=key.split("/")[1])
+        for solver_name, value in PAPER.get(task_name, {}).items():
+            ax.axhline(value, ls=":", lw=1, color="gray")
+            ax.text(1, value, f"paper {solver_name}", fontsize=6, va="bottom", color="gray")
+        ax.set_title(task_name)
+        ax.set_xlabel("T (candidates)")
+        ax.set_ylabel("r_T (re-simulation MSE)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
