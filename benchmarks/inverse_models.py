@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 import torch
-
 from _common import RESULTS, print_table, write_json
+
 from geoinv.metrics import r_t_curve
 from geoinv.solvers import LatentSGDConfig, NetworkConfig, solver
 from geoinv.tasks import task
