@@ -120,12 +120,18 @@ class LearnedSolver(Solver):
         with torch.random.fork_rng(devices=[]):  # seeded initial weights
             torch.manual_seed(self.config.seed)
             x, y = problem.training_set(self.config.n_train, generator)
-            x, y = x.float().cpu(), y.float().cpu()
+            x, y = x.float().to(self.device), y.float().to(self.device)
             self.dims = (problem.n_parameters, problem.n_data)
-            self.scaler = Scaler(*self.dims).fit(problem, y)
+            self.scaler = Scaler(*self.dims).to(self.device).fit(problem, y)
             self._build(*self.dims)
+            self.networks.to(self.device)
         self.history = self._train(problem, self.scaler.x_in(x), self.scaler.y_in(y), generator)
         return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks train and run (``config.device``)."""
+        return torch.device(getattr(self.config, "device", "cpu"))
 
     def _require_fitted(self) -> None:
         if self.scaler is None:
@@ -145,9 +151,10 @@ class LearnedSolver(Solver):
                                                                patience=network_config.lr_patience)
         n = tensors[0].shape[0]
         history = []
+        device = tensors[0].device
         bar = tqdm(range(network_config.epochs), desc=description, disable=not self.config.progress, unit="epoch")
         for _ in bar:
-            order = torch.randperm(n, generator=generator)
+            order = torch.randperm(n, generator=generator).to(device)
             total = 0.0
             for start in range(0, n, network_config.batch_size):
                 index = order[start:start + network_config.batch_size]
@@ -166,8 +173,9 @@ class LearnedSolver(Solver):
                    history: dict, wall_time: float, accepted_within: float = 1.1) -> Solutions:
         """Re-simulate ``candidates`` (S, T, n), already in the solver's ranking order."""
         n_surveys, n_candidates, _ = candidates.shape
+        problem_device = problem.sample_prior(1).device
         with torch.no_grad():
-            flat = candidates.reshape(-1, candidates.shape[-1])
+            flat = candidates.reshape(-1, candidates.shape[-1]).to(problem_device)
             data = torch.cat([problem.forward(chunk) for chunk in flat.split(4096)])
             data = data.reshape(n_surveys, n_candidates, -1).float().cpu()
             misfit = (data - target[:, None, :].cpu()).pow(2).mean(dim=2).sqrt()
@@ -215,6 +223,8 @@ class LearnedSolver(Solver):
         solver.scaler.load_state_dict(payload["scaler"])
         solver._build(*solver.dims)
         solver.networks.load_state_dict(payload["networks"])
+        solver.networks.to(solver.device)
+        solver.scaler.to(solver.device)
         solver.history = payload.get("history", {})
         return solver
 

@@ -58,6 +58,8 @@ class EncoderDecoderConfig:
         Weight of the smoothness term, evaluated on ``smoothness_points`` prior draws.
     boundary_weight : float
         Weight of the boundary loss on ``G_θ(y)``.
+    device : str
+        Where the networks train and run (``'cuda'`` on a GPU).
     n_train : int
         Training pairs drawn from the prior (tasks with a fixed set use theirs).
     """
@@ -74,6 +76,7 @@ class EncoderDecoderConfig:
     n_train: int = 10_000
     seed: int = 0
     progress: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -136,7 +139,7 @@ class EncoderDecoder(LearnedSolver):
     # -- training -------------------------------------------------------------
     def _derivative_data(self, problem, x_scaled, generator):
         """Unit directions (scaled space) and the true forward's directional derivatives along them."""
-        directions = torch.randn(x_scaled.shape, generator=generator)
+        directions = torch.randn(x_scaled.shape, generator=generator).to(x_scaled.device)
         directions = directions / directions.norm(dim=1, keepdim=True)
         x = self.scaler.x_out(x_scaled)
         tangent = directions * self.scaler.x_range
@@ -146,7 +149,7 @@ class EncoderDecoder(LearnedSolver):
     def _train(self, problem: InverseProblem, x, y, generator) -> dict:
         config = self.config
         inverse_targets = getattr(problem, "inverse_targets", None)
-        y_inverse = y if inverse_targets is None else self.scaler.y_in(inverse_targets.float())
+        y_inverse = y if inverse_targets is None else self.scaler.y_in(inverse_targets.float().to(self.device))
         history = {}
         if config.mode == "resimulation":
             history["inverse_loss"] = self._fit_network(
@@ -157,8 +160,9 @@ class EncoderDecoder(LearnedSolver):
         if config.hermite_weight > 0:
             tensors = (x, y, *self._derivative_data(problem, x, generator)[::-1])
         if config.smoothness_weight > 0:
-            dense_x = self.scaler.x_in(problem.sample_prior(config.smoothness_points, generator).float().cpu())
-            dense_v = torch.randn(dense_x.shape, generator=generator)
+            dense_x = self.scaler.x_in(problem.sample_prior(config.smoothness_points, generator).float()
+                                       .to(self.device))
+            dense_v = torch.randn(dense_x.shape, generator=generator).to(self.device)
             dense = (dense_x, dense_v / dense_v.norm(dim=1, keepdim=True))
 
         def forward_loss(xb, yb, *derivative):
@@ -176,7 +180,7 @@ class EncoderDecoder(LearnedSolver):
             return history
 
         def joint_loss(xb, yb, *derivative):
-            pick = torch.randint(0, y_inverse.shape[0], (xb.shape[0],), generator=generator)
+            pick = torch.randint(0, y_inverse.shape[0], (xb.shape[0],), generator=generator).to(xb.device)
             return forward_loss(xb, yb, *derivative) + self._inverse_loss(problem, y_inverse[pick])
 
         history["joint_loss"] = self._fit_network(self.networks.parameters(), joint_loss, tensors, config.inverse,
@@ -190,7 +194,7 @@ class EncoderDecoder(LearnedSolver):
         start = time.perf_counter()
         target = _targets(problem, observed)
         with torch.no_grad():
-            estimate = self.scaler.x_out(self.networks["inverse"](self.scaler.y_in(target)))
+            estimate = self.scaler.x_out(self.networks["inverse"](self.scaler.y_in(target.to(self.device)))).cpu()
         return self._solutions(problem, estimate[:, None, :], target, {}, time.perf_counter() - start)
 
 
@@ -210,6 +214,7 @@ class InverseMisfitConfig:
     n_train: int = 10_000
     seed: int = 0
     progress: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.norm not in ("l1", "l2"):

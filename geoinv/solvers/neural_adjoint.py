@@ -37,6 +37,8 @@ class NeuralAdjointConfig:
         Candidates kept per target, the best by surrogate loss (T).
     target_chunk : int
         Targets searched together (bounds memory: chunk × n_starts rows).
+    device : str
+        Where the surrogate trains and the search runs (``'cuda'`` on a GPU).
     """
 
     forward: NetworkConfig = field(default_factory=NetworkConfig)
@@ -49,6 +51,7 @@ class NeuralAdjointConfig:
     target_chunk: int = 64
     seed: int = 0
     progress: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if min(self.n_train, self.n_starts, self.search_steps, self.n_candidates, self.target_chunk) < 1:
@@ -103,9 +106,9 @@ class NeuralAdjoint(LearnedSolver):
 
     def _search(self, problem, surrogate, targets, n_keep, generator):
         n_targets, n_starts = targets.shape[0], self.config.n_starts
-        starts = problem.sample_prior(n_targets * n_starts, generator).float().cpu()
+        starts = problem.sample_prior(n_targets * n_starts, generator).float().to(self.device)
         scaled = self.scaler.x_in(starts).reshape(n_targets, n_starts, -1).requires_grad_(True)
-        goal = self.scaler.y_in(targets.float())[:, None, :]
+        goal = self.scaler.y_in(targets.float().to(self.device))[:, None, :]
         optimizer = torch.optim.Adam([scaled], lr=self.config.search_lr)
         for _ in range(self.config.search_steps):
             misfit = (surrogate(scaled) - goal).pow(2).mean(dim=-1)
@@ -117,7 +120,7 @@ class NeuralAdjoint(LearnedSolver):
             surrogate_loss = (surrogate(scaled) - goal).pow(2).mean(dim=-1)
             order = torch.argsort(surrogate_loss, dim=1)[:, :n_keep]
             best = torch.gather(scaled, 1, order[..., None].expand(-1, -1, scaled.shape[-1]))
-            return self.scaler.x_out(best), torch.gather(surrogate_loss, 1, order)
+            return self.scaler.x_out(best).cpu(), torch.gather(surrogate_loss, 1, order).cpu()
 
 
 def _targets(problem: InverseProblem, observed) -> torch.Tensor:
