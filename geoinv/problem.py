@@ -82,6 +82,16 @@ class InverseProblem:
             raise SurveyError("observed data contain NaN/inf values")
         return tensor
 
+    def targets(self, observed=None) -> torch.Tensor:
+        """Observed data as ``(S, n_data)``: ``observed`` if given (validated), else the problem's own."""
+        if observed is None:
+            if self.observed is None:
+                raise ConfigError("no observed data: pass observed= or build the problem with them")
+            observed = self.observed
+        else:
+            observed = self._check_observed(observed)
+        return observed.reshape(-1, self.n_data)
+
     def forward(self, parameters: torch.Tensor, data_index=None) -> torch.Tensor:
         """Simulated data for a batch of parameter vectors, shape ``(B, n_data)``."""
         return self._forward(parameters, data_index)

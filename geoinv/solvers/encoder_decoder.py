@@ -26,7 +26,6 @@ from ..errors import ConfigError
 from ..problem import InverseProblem
 from ._learned import LearnedSolver, NetworkConfig, boundary_loss, misfit_norm, mlp
 from .base import Solutions
-from .neural_adjoint import _targets
 
 __all__ = [
     "EncoderDecoder",
@@ -192,7 +191,7 @@ class EncoderDecoder(LearnedSolver):
         """One candidate per target: ``G_θ(y)`` (``n_candidates`` is ignored)."""
         self._require_fitted()
         start = time.perf_counter()
-        target = _targets(problem, observed)
+        target = problem.targets(observed).float().cpu()
         with torch.no_grad():
             estimate = self.scaler.x_out(self.networks["inverse"](self.scaler.y_in(target.to(self.device)))).cpu()
         return self._solutions(problem, estimate[:, None, :], target, {}, time.perf_counter() - start)

@@ -226,7 +226,7 @@ class LatentSGD(Solver):
         """
         config = self.config
         start_time = time.perf_counter()
-        target = self._observed(problem, observed)
+        target = problem.targets(observed)
         n_surveys = target.shape[0]
         n_starts = n_candidates or (initial.shape[-2] if initial is not None else config.n_starts)
         generator = generator or torch.Generator().manual_seed(config.seed)
@@ -271,16 +271,6 @@ class LatentSGD(Solver):
         bar.close()
         return self._finish(problem, latent.detach(), target, history, n_surveys, n_starts,
                             time.perf_counter() - start_time)
-
-    @staticmethod
-    def _observed(problem: InverseProblem, observed) -> torch.Tensor:
-        if observed is None:
-            if problem.observed is None:
-                raise ConfigError("no observed data: pass observed= or build the problem with them")
-            observed = problem.observed
-        else:
-            observed = problem._check_observed(observed)
-        return observed.reshape(-1, problem.n_data)
 
     @staticmethod
     def _initial(problem, initial, n_surveys, n_starts, generator) -> torch.Tensor:

@@ -91,7 +91,7 @@ class NeuralAdjoint(LearnedSolver):
         self._require_fitted()
         start_time = time.perf_counter()
         config = self.config
-        target = _targets(problem, observed)
+        target = problem.targets(observed).float().cpu()
         n_keep = min(n_candidates or config.n_candidates, config.n_starts)
         generator = generator or torch.Generator().manual_seed(config.seed)
         surrogate = self.networks["surrogate"].requires_grad_(False)
@@ -122,12 +122,3 @@ class NeuralAdjoint(LearnedSolver):
             best = torch.gather(scaled, 1, order[..., None].expand(-1, -1, scaled.shape[-1]))
             return self.scaler.x_out(best).cpu(), torch.gather(surrogate_loss, 1, order).cpu()
 
-
-def _targets(problem: InverseProblem, observed) -> torch.Tensor:
-    if observed is None:
-        if problem.observed is None:
-            raise ConfigError("no observed data: pass observed= or build the problem with them")
-        observed = problem.observed
-    else:
-        observed = problem._check_observed(observed)
-    return observed.reshape(-1, problem.n_data).float().cpu()
