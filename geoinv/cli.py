@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -28,6 +29,10 @@ def _cmd_make_ti(args: argparse.Namespace) -> None:
     print(json.dumps({"output": str(args.output), **stats}, indent=2))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _cmd_train_vae(args: argparse.Namespace) -> None:
     import torch
 
@@ -38,6 +43,7 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed job writes its checkpoint first
     image_path = Path(args.image or DEFAULT_TRAINING_IMAGE)
     image = read_image(image_path)
     if args.reference:

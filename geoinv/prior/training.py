@@ -191,30 +191,35 @@ def train_vae(
     start, last_save = time.monotonic(), time.monotonic()
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train VAE", unit="step")
     vae.train()
-    while step < config.steps:
-        if config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate(step)
-        batch = sampler.train_batch(config.batch_size, generator).to(device)
-        logits, mean, logvar = vae(batch, generator=None if str(device) != "cpu" else generator)
-        loss, recon, kl = vae_loss(logits, batch, mean, logvar, config.kl_weight(step), config.reconstruction)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        if step % config.eval_every == 0 or step == config.steps:
-            vae.eval()
-            accuracy = heldout_accuracy(vae, eval_patches)
-            vae.train()
-            for key, value in zip(history, (step, loss.item(), recon.item(), kl.item(),
-                                            config.learning_rate(step), accuracy, total_elapsed())):
-                history[key].append(value)
-            bar.set_postfix(loss=f"{loss.item():.1f}", acc=f"{accuracy:.4f}")
-        bar.update(1)
-        if time.monotonic() - last_save > config.checkpoint_every_s:
-            write()
-            last_save = time.monotonic()
+    try:
+        while step < config.steps:
+            if config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate(step)
+            batch = sampler.train_batch(config.batch_size, generator).to(device)
+            logits, mean, logvar = vae(batch, generator=None if str(device) != "cpu" else generator)
+            loss, recon, kl = vae_loss(logits, batch, mean, logvar, config.kl_weight(step), config.reconstruction)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % config.eval_every == 0 or step == config.steps:
+                vae.eval()
+                accuracy = heldout_accuracy(vae, eval_patches)
+                vae.train()
+                for key, value in zip(history, (step, loss.item(), recon.item(), kl.item(),
+                                                config.learning_rate(step), accuracy, total_elapsed())):
+                    history[key].append(value)
+                bar.set_postfix(loss=f"{loss.item():.1f}", acc=f"{accuracy:.4f}")
+            bar.update(1)
+            if time.monotonic() - last_save > config.checkpoint_every_s:
+                write()
+                last_save = time.monotonic()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the CLI maps it): keep the progress, then stop
+        bar.close()
+        write()
+        raise
     bar.close()
     write(final=step >= config.steps)
     vae.eval()
