@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,16 +143,18 @@ def invert_survey(path: Path, output: Path, forward_name: str = "straight-ray", 
     noise = float(np.mean(survey.errors)) * 1e9 if survey.errors is not None else None
     operator = build_forward(forward_name, grid=grid, survey=survey)
     problem = InverseProblem.latent_tomography(vae, FaciesVelocity(), operator, survey.traveltimes * 1e9, noise)
-    if solver_name != "latent-sgd":
-        raise ConfigError(f"solver {solver_name!r} is not available for latent tomography yet; use latent-sgd")
-    if preset:
-        overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
-        config = LatentSGDConfig.named(preset, **overrides, **({"epochs": epochs} if epochs else {}))
-    else:
-        config = default_solver_config(forward_name, n_starts, seed, progress, epochs)
-    start = time.perf_counter()
-    solutions = build_solver(solver_name, config).solve(problem)
-    solutions.wall_time = time.perf_counter() - start
+    if solver_name == "latent-sgd":
+        if preset:
+            overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
+            config = LatentSGDConfig.named(preset, **overrides, **({"epochs": epochs} if epochs else {}))
+        else:
+            config = default_solver_config(forward_name, n_starts, seed, progress, epochs)
+        method = build_solver(solver_name, config)
+    else:  # a learned solver: trained on prior draws of this very problem first
+        if preset:
+            raise ConfigError("--preset applies to latent-sgd only")
+        method = build_solver(solver_name, seed=seed, progress=progress).fit(problem)
+    solutions = method.solve(problem)
     output.parent.mkdir(parents=True, exist_ok=True)
     solutions.to_hdf5(output, mode="w")
     inversion_figure(grid, solutions, output.with_suffix(".png"), survey=survey,
