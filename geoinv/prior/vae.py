@@ -7,7 +7,7 @@ differentiable, batched torch module, so inversions can descend through it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -195,16 +195,6 @@ def vae_loss(
         raise ConfigError(f"reconstruction must be 'bce' or 'mse', got {reconstruction!r}")
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
     return recon + beta * kl, recon, kl
-
-
-@dataclass
-class CheckpointMetadata:
-    """Provenance stored with every checkpoint."""
-
-    training: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    history: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
 
 
 def save_checkpoint(path, vae: VAE, metadata: dict, extra: dict | None = None,
