@@ -54,13 +54,13 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                          lr_decay=args.lr_decay, lr_decay_steps=args.lr_decay_steps, beta=args.beta,
                          beta_warmup_steps=args.beta_warmup,
                          reconstruction=args.loss, seed=args.seed, max_minutes=args.minutes,
-                         checkpoint_every_s=args.checkpoint_every)
+                         checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
                     image_source=image_path.name)
     history = vae.metadata["history"]
     if history["step"]:
         print(f"step {history['step'][-1]}: held-out accuracy {history['heldout_accuracy'][-1]:.4f}, "
-              f"loss {history['loss'][-1]:.1f}")
+              f"prior samples binary-like {history['prior_binary_like'][-1]:.3f}, loss {history['loss'][-1]:.1f}")
     if args.export:
         from .prior.vae import save_checkpoint
 
@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--beta", type=float, default=1000.0)
     train.add_argument("--beta-warmup", type=int, default=2000, help="steps to ramp beta from 0")
     train.add_argument("--loss", choices=("bce", "mse"), default="bce")
+    train.add_argument("--adversarial", type=float, default=0.0,
+                       help="weight factor of the discriminator term on prior draws (0: plain VAE)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument("--threads", type=int, help="torch CPU threads")

@@ -14,6 +14,13 @@ from geoinv.prior import (
     save_checkpoint,
     train_vae,
 )
+from geoinv.prior.adversarial import (
+    PatchDiscriminator,
+    adaptive_weight,
+    discriminator_loss,
+    generator_loss,
+)
+from geoinv.prior.vae import vae_loss
 
 TINY = VAEConfig((32, 32), latent_dim=8, channels=(8, 16, 32), kernels=(4, 4, 4), strides=(2, 2, 2), hidden=64)
 
@@ -81,6 +88,9 @@ def test_resumed_training_equals_uninterrupted(tmp_path, image):
                         holdout_fraction=0.25, progress=False)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value)
+    runs = resumed.metadata["runs"]
+    assert [(run["first_step"], run["last_step"]) for run in runs] == [(0, 5), (5, 10)]
+    assert runs[1]["steps"] == 10 and runs[1]["beta"] == 1.0
 
 
 def test_checkpoint_roundtrip_is_exact(tmp_path):
@@ -125,3 +135,71 @@ def test_bad_inputs():
     with pytest.raises(ConfigError, match="beta"):
         TrainConfig(beta=-1)
 
+
+
+def test_adversarial_training_resumes_exactly(tmp_path, image):
+    settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 5,
+                "eval_patches": 16, "seed": 4, "adversarial": 0.5, "adversarial_batch": 4}
+    straight = train_vae(image, tmp_path / "a.pt", TINY, TrainConfig(steps=8, **settings),
+                         holdout_fraction=0.25, progress=False)
+    train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=4, **settings), holdout_fraction=0.25,
+              progress=False)
+    resumed = train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=8, **settings),
+                        holdout_fraction=0.25, progress=False)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value)
+    history = resumed.metadata["history"]
+    assert len(history["prior_binary_like"]) == len(history["step"]) == 3  # steps 4, 5 and 8
+    assert all(0.0 <= value <= 1.0 for value in history["prior_binary_like"])
+
+
+def test_adaptive_weight_balances_gradients():
+    torch.manual_seed(0)
+    vae = VAE(TINY)
+    critic = PatchDiscriminator(widths=(8, 16))
+    assert critic(torch.rand(5, 32, 32)).shape == (5,)
+    models = (torch.rand(4, 32, 32) > 0.7).float()
+    logits, mean, logvar = vae(models)
+    _, reconstruction, _ = vae_loss(logits, models, mean, logvar, 1.0)
+    adversarial = generator_loss(critic, vae.decode(torch.randn(4, 8)))
+    last_layer = vae.decoder_conv[-1].weight
+    weight = adaptive_weight(reconstruction, adversarial, last_layer, factor=0.3)
+    grad_reconstruction = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0]
+    grad_adversarial = torch.autograd.grad(adversarial, last_layer, retain_graph=True)[0]
+    grad_weighted = torch.autograd.grad(weight * adversarial, last_layer)[0]
+    assert not weight.requires_grad
+    # 1e-4 guards the division when the critic gives no gradient
+    expected = 0.3 * grad_reconstruction.norm() * grad_adversarial.norm() / (grad_adversarial.norm() + 1e-4)
+    assert grad_weighted.norm().item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_discriminator_loss_learns_to_tell_binary_from_soft():
+    torch.manual_seed(0)
+    critic = PatchDiscriminator(widths=(8, 16))
+    optimizer = torch.optim.Adam(critic.parameters(), 2e-3)
+    for _ in range(150):
+        real = (torch.rand(16, 32, 32) > 0.7).float()
+        soft = torch.full((16, 32, 32), 0.3) + 0.05 * torch.randn(16, 32, 32)
+        loss = discriminator_loss(critic, real, soft)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 1.0  # chance level is 2 ln 2 ≈ 1.39; spectral norm bounds the logits
+    with torch.no_grad():
+        assert (critic((torch.rand(8, 32, 32) > 0.7).float()) > critic(torch.full((8, 32, 32), 0.3))).all()
+
+
+def test_generator_loss_pulls_towards_the_target_proportion():
+    critic = PatchDiscriminator(widths=(8, 16))
+    soft = torch.full((4, 32, 32), 0.2, requires_grad=True)
+    plain = generator_loss(critic, soft)
+    pulled = generator_loss(critic, soft, target_proportion=0.3, proportion_weight=1.0, proportion_scale=0.02)
+    assert pulled.item() == pytest.approx(plain.item() + 25.0, rel=1e-4)  # ((0.2 - 0.3) / 0.02)² = 25
+    (gradient,) = torch.autograd.grad(pulled - plain, soft)
+    assert (gradient < 0).all()  # raising the channel values lowers the loss
+
+
+def test_train_proportion_is_the_expected_crop_mean(image):
+    sampler = PatchSampler(image, (32, 32), 0.25)
+    crops = sampler.train_batch(20000, torch.Generator().manual_seed(0))
+    assert sampler.train_proportion == pytest.approx(crops.mean().item(), abs=0.004)

@@ -210,6 +210,24 @@ class PatchSampler:
         self._row_offsets = torch.arange(nz)
         self._col_offsets = torch.arange(nx)
 
+    @property
+    def train_proportion(self) -> float:
+        """Expected channel fraction of a random training crop (cells near the image
+        border are covered by fewer crops, so this differs from the image's mean)."""
+        nz, nx = self.patch_shape
+        row_weight = self._coverage(self.image.shape[0], self.train_rows, nz)
+        col_weight = self._coverage(self.image.shape[1], (0, self.image.shape[1]), nx)
+        weighted = row_weight @ self.image.double() @ col_weight
+        return float(weighted / (row_weight.sum() * col_weight.sum()))
+
+    @staticmethod
+    def _coverage(length: int, index_range: tuple[int, int], size: int) -> torch.Tensor:
+        """How many crop positions inside ``index_range`` cover each index."""
+        index = torch.arange(length, dtype=torch.float64)
+        first, last = index_range[0], index_range[1] - size
+        return (torch.minimum(index, torch.tensor(float(last)))
+                - torch.maximum(index - size + 1, torch.tensor(float(first))) + 1).clamp(min=0)
+
     def _crop(self, row_range: tuple[int, int], n: int, generator: torch.Generator | None):
         nz, nx = self.patch_shape
         top = torch.randint(row_range[0], row_range[1] - nz + 1, (n,), generator=generator)

@@ -11,10 +11,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError
+from .adversarial import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from .images import PatchSampler, image_hash
 from .vae import VAE, VAEConfig, read_checkpoint, save_checkpoint, vae_loss
 
-__all__ = ["TrainConfig", "heldout_accuracy", "train_vae"]
+__all__ = ["TrainConfig", "heldout_accuracy", "prior_binary_like", "train_vae"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,18 @@ class TrainConfig:
         Steps between held-out evaluations.
     eval_patches : int
         Held-out crops used for each evaluation.
+    adversarial : float
+        Weight factor of the adversarial term on decoded prior draws (see
+        :mod:`geoinv.prior.adversarial`), relative to the reconstruction gradient;
+        0 (default) trains a plain VAE. It sharpens prior samples; it costs
+        about 2.5× per step.
+    adversarial_batch : int
+        Prior draws (and real crops) per step for the adversarial term.
+    discriminator_lr : float
+        Adam learning rate of the discriminator (betas 0.5, 0.999).
+    proportion_weight : float
+        Weight of the pull of the prior draws' mean towards the training
+        image's channel proportion, inside the adversarial term (0: off).
     """
 
     steps: int = 100_000
@@ -64,6 +77,10 @@ class TrainConfig:
     checkpoint_every_s: float = 300.0
     eval_every: int = 500
     eval_patches: int = 500
+    adversarial: float = 0.0
+    adversarial_batch: int = 50
+    discriminator_lr: float = 2e-4
+    proportion_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.eval_every < 1 or self.eval_patches < 1:
@@ -72,6 +89,10 @@ class TrainConfig:
             raise ConfigError("lr must be > 0, lr_decay in (0, 1] and lr_decay_steps >= 1")
         if self.beta_warmup_steps < 0:
             raise ConfigError(f"beta_warmup_steps must be >= 0, got {self.beta_warmup_steps}")
+        if self.adversarial < 0 or self.adversarial_batch < 1 or self.discriminator_lr <= 0 \
+                or self.proportion_weight < 0:
+            raise ConfigError("adversarial >= 0, adversarial_batch >= 1, discriminator_lr > 0 and "
+                              "proportion_weight >= 0 are required")
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
         if self.reconstruction not in ("bce", "mse"):
@@ -84,6 +105,17 @@ class TrainConfig:
         if self.beta_warmup_steps == 0:
             return self.beta
         return self.beta * min(1.0, step / self.beta_warmup_steps)
+
+
+_HISTORY_KEYS = ("step", "loss", "reconstruction", "kl", "lr", "heldout_accuracy", "prior_binary_like",
+                 "elapsed_s")
+
+
+@torch.no_grad()
+def prior_binary_like(vae: VAE, latent: torch.Tensor) -> float:
+    """Fraction of decoded cells below 0.1 or above 0.9 for these latent vectors."""
+    models = vae.decode(latent.to(next(vae.parameters()).device))
+    return ((models < 0.1) | (models > 0.9)).float().mean().item()
 
 
 @torch.no_grad()
@@ -113,7 +145,138 @@ def _resume(path: Path, vae: VAE, optimizer, ti_hash: str) -> dict:
         raise CheckpointError(f"{path} holds no training state (an exported model?); it cannot be resumed")
     vae.load_state_dict(payload["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
+    if "runs" not in state:  # checkpoints written before runs were recorded hold one run
+        previous = {k: v for k, v in payload["metadata"].get("training", {}).items()
+                    if k in TrainConfig.__dataclass_fields__}
+        state["runs"] = [{**previous, "first_step": 0, "last_step": int(state["step"]),
+                          "note": "settings of the last run before runs were recorded"}]
+    for key in _HISTORY_KEYS:  # keys added in later versions: unknown for earlier evaluations
+        state["history"].setdefault(key, [None] * len(state["history"]["step"]))
     return state
+
+
+class _Trainer:
+    """One training run: state, a step, evaluation and checkpointing."""
+
+    def __init__(self, image, checkpoint: Path, vae_config: VAEConfig, config: TrainConfig, device,
+                 holdout_fraction: float, image_source: str) -> None:
+        self.config, self.device, self.checkpoint = config, torch.device(device), checkpoint
+        self.sampler = PatchSampler(image, vae_config.model_shape, holdout_fraction)
+        self.ti_hash, self.image_shape, self.image_source = image_hash(image), list(np.shape(image)), image_source
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG untouched
+            torch.manual_seed(config.seed)
+            self.vae = VAE(vae_config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=config.lr)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        eval_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.eval_patches = self.sampler.test_batch(config.eval_patches, eval_generator)
+        self.eval_latent = torch.randn(200, vae_config.latent_dim, generator=eval_generator)
+        state = {"step": 0, "elapsed_s": 0.0, "history": {k: [] for k in _HISTORY_KEYS}, "runs": []}
+        if checkpoint.exists():
+            state = _resume(checkpoint, self.vae, self.optimizer, self.ti_hash)
+            self.generator.set_state(state["generator"])
+        self.step, self.base_elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.history, self.runs = state["history"], state["runs"]
+        # each (re)started run records its settings: resumed training may change β or lr
+        self.runs.append({**asdict(config), "first_step": self.step, "last_step": self.step})
+        self.critic = self.critic_optimizer = None
+        if config.adversarial > 0:
+            self._init_critic(state.get("discriminator"))
+        self.start = time.monotonic()
+
+    def _init_critic(self, stored: dict | None) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed + 7)
+            self.critic = PatchDiscriminator().to(self.device)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), self.config.discriminator_lr,
+                                                 betas=(0.5, 0.999))
+        if stored is not None:
+            self.critic.load_state_dict(stored["model"])
+            self.critic_optimizer.load_state_dict(stored["optimizer"])
+
+    def elapsed(self) -> float:
+        return self.base_elapsed + time.monotonic() - self.start
+
+    def train_step(self) -> torch.Tensor:
+        config, step = self.config, self.step
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.learning_rate(step)
+        batch = self.sampler.train_batch(config.batch_size, self.generator).to(self.device)
+        noise_generator = self.generator if self.device.type == "cpu" else None
+        logits, mean, logvar = self.vae(batch, generator=noise_generator)
+        loss, recon, kl = vae_loss(logits, batch, mean, logvar, config.kl_weight(step), config.reconstruction)
+        fake = None
+        if self.critic is not None:
+            latent = torch.randn(config.adversarial_batch, self.vae.latent_dim, generator=self.generator)
+            fake = self.vae.decode(latent.to(self.device))
+            adversarial = generator_loss(self.critic, fake, self.sampler.train_proportion,
+                                         config.proportion_weight)
+            last_layer = self.vae.decoder_conv[-1].weight
+            loss = loss + adaptive_weight(recon, adversarial, last_layer, config.adversarial) * adversarial
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if fake is not None:
+            real = self.sampler.train_batch(config.adversarial_batch, self.generator).to(self.device)
+            critic_loss = discriminator_loss(self.critic, real, fake)
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.critic_optimizer.step()
+        self.step += 1
+        self.last_losses = (loss.item(), recon.item(), kl.item())
+        return loss
+
+    def evaluate(self) -> dict:
+        self.vae.eval()
+        accuracy = heldout_accuracy(self.vae, self.eval_patches)
+        binary_like = prior_binary_like(self.vae, self.eval_latent)
+        self.vae.train()
+        values = (self.step, *self.last_losses, self.config.learning_rate(self.step), accuracy, binary_like,
+                  self.elapsed())
+        for key, value in zip(_HISTORY_KEYS, values):
+            self.history[key].append(value)
+        return {"loss": f"{self.last_losses[0]:.1f}", "acc": f"{accuracy:.4f}", "binary": f"{binary_like:.3f}"}
+
+    def write(self, final: bool = False) -> None:
+        config, elapsed = self.config, self.elapsed()
+        self.runs[-1]["last_step"] = self.step
+        metadata = {
+            "training": {**asdict(config), "steps_done": self.step, "patches_seen": self.step * config.batch_size,
+                         "elapsed_s": elapsed, "device": str(self.device), "finished": final},
+            "data": {"training_image_sha256": self.ti_hash, "training_image": self.image_source,
+                     "image_shape": self.image_shape, "patch_shape": list(self.vae.model_shape),
+                     "holdout_rows": list(self.sampler.test_rows)},
+            "history": self.history,
+            "runs": self.runs,
+        }
+        extra = {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                 "step": self.step, "elapsed_s": elapsed, "history": self.history, "runs": self.runs}
+        if self.critic is not None:
+            extra["discriminator"] = {"model": self.critic.state_dict(),
+                                      "optimizer": self.critic_optimizer.state_dict()}
+        save_checkpoint(self.checkpoint, self.vae, metadata, extra)
+
+    def run(self, progress: bool) -> None:
+        config, last_save = self.config, time.monotonic()
+        bar = tqdm(total=config.steps, initial=self.step, disable=not progress, desc="train VAE", unit="step")
+        self.vae.train()
+        try:
+            while self.step < config.steps:
+                if config.max_minutes is not None and time.monotonic() - self.start > 60 * config.max_minutes:
+                    break
+                self.train_step()
+                if self.step % config.eval_every == 0 or self.step == config.steps:
+                    bar.set_postfix(self.evaluate())
+                bar.update(1)
+                if time.monotonic() - last_save > config.checkpoint_every_s:
+                    self.write()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the CLI maps it): keep the progress, then stop
+            bar.close()
+            self.write()
+            raise
+        bar.close()
+        self.write(final=self.step >= config.steps)
 
 
 def train_vae(
@@ -133,7 +296,9 @@ def train_vae(
     image : numpy.ndarray, shape (rows, cols)
         Binary training image.
     checkpoint : path-like
-        Checkpoint file; if it exists, training resumes from it.
+        Checkpoint file; if it exists, training resumes from it (the settings in
+        ``config`` may differ from the earlier runs': each run is recorded in the
+        metadata under ``runs``).
     vae_config : VAEConfig, optional
         Architecture; its ``model_shape`` is the patch size.
     config : TrainConfig, optional
@@ -152,76 +317,9 @@ def train_vae(
     VAE
         The trained model in eval mode; its history is in ``vae.metadata``.
     """
-    vae_config = vae_config or VAEConfig()
-    config = config or TrainConfig()
-    checkpoint = Path(checkpoint)
-    sampler = PatchSampler(image, vae_config.model_shape, holdout_fraction)
-    ti_hash = image_hash(image)
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG untouched
-        torch.manual_seed(config.seed)
-        vae = VAE(vae_config).to(device)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
-    eval_patches = sampler.test_batch(config.eval_patches, torch.Generator().manual_seed(config.seed + 1))
-    state = {"step": 0, "elapsed_s": 0.0, "history": {k: [] for k in
-             ("step", "loss", "reconstruction", "kl", "lr", "heldout_accuracy", "elapsed_s")}}
-    if checkpoint.exists():
-        state = _resume(checkpoint, vae, optimizer, ti_hash)
-        generator.set_state(state["generator"])
-    history = state["history"]
-
-    def total_elapsed() -> float:
-        return base_elapsed + time.monotonic() - start
-
-    def write(final: bool = False) -> None:
-        elapsed = total_elapsed()
-        metadata = {
-            "training": {**asdict(config), "steps_done": step, "patches_seen": step * config.batch_size,
-                         "elapsed_s": elapsed, "device": str(device), "finished": final},
-            "data": {"training_image_sha256": ti_hash, "training_image": image_source,
-                     "image_shape": list(np.shape(image)), "patch_shape": list(vae_config.model_shape),
-                     "holdout_rows": list(sampler.test_rows)},
-            "history": history,
-        }
-        extra = {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "step": step,
-                 "elapsed_s": elapsed, "history": history}
-        save_checkpoint(checkpoint, vae, metadata, extra)
-
-    step, base_elapsed = int(state["step"]), float(state["elapsed_s"])
-    start, last_save = time.monotonic(), time.monotonic()
-    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train VAE", unit="step")
-    vae.train()
-    try:
-        while step < config.steps:
-            if config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate(step)
-            batch = sampler.train_batch(config.batch_size, generator).to(device)
-            logits, mean, logvar = vae(batch, generator=None if str(device) != "cpu" else generator)
-            loss, recon, kl = vae_loss(logits, batch, mean, logvar, config.kl_weight(step), config.reconstruction)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step % config.eval_every == 0 or step == config.steps:
-                vae.eval()
-                accuracy = heldout_accuracy(vae, eval_patches)
-                vae.train()
-                for key, value in zip(history, (step, loss.item(), recon.item(), kl.item(),
-                                                config.learning_rate(step), accuracy, total_elapsed())):
-                    history[key].append(value)
-                bar.set_postfix(loss=f"{loss.item():.1f}", acc=f"{accuracy:.4f}")
-            bar.update(1)
-            if time.monotonic() - last_save > config.checkpoint_every_s:
-                write()
-                last_save = time.monotonic()
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the CLI maps it): keep the progress, then stop
-        bar.close()
-        write()
-        raise
-    bar.close()
-    write(final=step >= config.steps)
-    vae.eval()
+    trainer = _Trainer(image, Path(checkpoint), vae_config or VAEConfig(), config or TrainConfig(), device,
+                       holdout_fraction, image_source)
+    trainer.run(progress)
+    vae = trainer.vae.eval()
     vae.metadata = read_checkpoint(checkpoint)["metadata"]
     return vae
