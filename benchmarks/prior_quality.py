@@ -12,7 +12,9 @@ Run: ``python benchmarks/prior_quality.py [--vae CHECKPOINT]``.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,33 +22,28 @@ from _common import RESULTS, print_table, write_json
 
 from geoinv.metrics import binary_fraction, connectivity, mean_thickness, variogram
 from geoinv.prior import (
-    VAE,
     PatchSampler,
+    TrainConfig,
     VAEConfig,
     default_training_image,
     default_vae,
     heldout_accuracy,
     load_vae,
 )
-from geoinv.prior.vae import vae_loss
+from geoinv.prior.training import _Trainer, prior_binary_like
 
 
-def _throughput(config: VAEConfig, sampler: PatchSampler, seconds: float = 20.0) -> float:
-    """Training patches per second (batch 100, Adam, β = 1000) including patch cropping."""
-    torch.manual_seed(0)
-    vae = VAE(config)
-    optimizer = torch.optim.Adam(vae.parameters(), 1e-3)
-    generator = torch.Generator().manual_seed(0)
-    patches, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        batch = sampler.train_batch(100, generator)
-        logits, mean, logvar = vae(batch, generator)
-        loss, _, _ = vae_loss(logits, batch, mean, logvar, 1000.0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        patches += 100
-    return patches / (time.perf_counter() - start)
+def _throughput(config: VAEConfig, image: np.ndarray, seconds: float, adversarial: float = 0.0) -> float:
+    """Training patches per second (batch 100, Adam, β = 1000) of the real training step."""
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = _Trainer(image, Path(folder) / "throughput.pt", config, TrainConfig(adversarial=adversarial),
+                           "cpu", 0.1, "")
+        trainer.vae.train()
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            trainer.train_step()
+            steps += 1
+        return steps * trainer.config.batch_size / (time.perf_counter() - start)
 
 
 def _statistics(models: np.ndarray, max_lag_x: int, max_lag_z: int) -> dict:
@@ -67,53 +64,126 @@ def _relative_gap(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.max(np.abs(ours - reference) / np.maximum(np.abs(reference), 1e-12)))
 
 
+def _assess(vae, sampler: PatchSampler, n_samples: int, reference: dict) -> dict:
+    """Quality statistics of one VAE; ``reference`` holds the training crops' statistics."""
+    generator = torch.Generator().manual_seed(0)
+    heldout = sampler.test_batch(500, generator)
+    with torch.no_grad():
+        mean, logvar = vae.encode(heldout)
+        reconstructions = vae.decode(mean)
+        posterior = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
+        samples = vae.sample(n_samples, generator).numpy()
+    max_lag_x, max_lag_z = vae.model_shape[1] // 2, vae.model_shape[0] // 2
+    ours = _statistics(samples, max_lag_x, max_lag_z)
+    values = {
+        "accuracy": heldout_accuracy(vae, heldout),
+        "reconstruction_binary_like": binary_fraction(reconstructions.numpy()),
+        "posterior_binary_like": prior_binary_like(vae, posterior),
+        "proportion": ours["proportion"], "soft_mean": ours["soft_mean"], "binary_like": ours["binary_like"],
+        "thickness": ours["thickness"],
+    }
+    for key in ("variogram_x", "variogram_z"):
+        values[key] = _relative_gap(ours[key], reference[key])
+    for key in ("connectivity_x", "connectivity_z"):
+        values[key] = float(np.max(np.abs(ours[key] - reference[key])))
+    return {"values": values, "samples": samples, "statistics": ours}
+
+
+_ROWS = (
+    ("accuracy", "held-out reconstruction accuracy", "≥ 0.97"),
+    ("reconstruction_binary_like", "held-out reconstructions: binary-like cells", ""),
+    ("posterior_binary_like", "posterior draws μ + σε: binary-like cells", ""),
+    ("binary_like", "prior samples: binary-like cells (< 0.1 or > 0.9)", "≥ 0.90"),
+    ("proportion", "prior samples: channel proportion (thresholded)", "± 0.03"),
+    ("soft_mean", "prior samples: mean of decoded values", ""),
+    ("thickness", "prior samples: mean channel thickness (cells, vertical)", ""),
+    ("variogram_x", "variogram along x (channels), max rel. gap", "≤ 0.10"),
+    ("variogram_z", "variogram along z (across), max rel. gap", "≤ 0.10"),
+    ("connectivity_x", "connectivity along x, max abs. gap", ""),
+    ("connectivity_z", "connectivity along z, max abs. gap", ""),
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--vae", help="checkpoint to assess (default: the shipped VAE)")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="LABEL=CHECKPOINT",
+                        help="more checkpoints to assess side by side")
     parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--throughput-seconds", type=float, default=20.0)
+    parser.add_argument("--throughput-seconds", type=float, default=20.0, help="0 skips the throughput rows")
     args = parser.parse_args()
-    vae = load_vae(args.vae) if args.vae else default_vae()
+    vaes = {"VAE": load_vae(args.vae) if args.vae else default_vae()}
+    for item in args.compare:
+        label, _, path = item.partition("=")
+        vaes[label] = load_vae(path)
+    vae = vaes["VAE"]
     image = default_training_image()
     sampler = PatchSampler(image, vae.model_shape)
-    generator = torch.Generator().manual_seed(0)
-    heldout = sampler.test_batch(500, generator)
-    accuracy = heldout_accuracy(vae, heldout)
-    with torch.no_grad():
-        samples = vae.sample(args.samples, generator).numpy()
-    training = sampler.train_batch(args.samples, generator).numpy()
-    max_lag_x, max_lag_z = vae.model_shape[1] // 2, vae.model_shape[0] // 2
-    ours, theirs = _statistics(samples, max_lag_x, max_lag_z), _statistics(training, max_lag_x, max_lag_z)
-    rows = [{"statistic": "held-out reconstruction accuracy", "vae": accuracy, "goal": "≥ 0.97"},
-            {"statistic": "channel proportion (thresholded)", "vae": ours["proportion"],
-             "training_image": theirs["proportion"], "goal": "± 0.03"},
-            {"statistic": "mean of decoded values", "vae": ours["soft_mean"], "training_image": theirs["soft_mean"]},
-            {"statistic": "binary-like cells (< 0.1 or > 0.9)", "vae": ours["binary_like"], "goal": "≥ 0.90"},
-            {"statistic": "mean channel thickness (cells, vertical)", "vae": ours["thickness"],
-             "training_image": theirs["thickness"]}]
-    for key, label in (("variogram_x", "variogram along x (channels), max rel. gap"),
-                       ("variogram_z", "variogram along z (across), max rel. gap"),
-                       ("connectivity_x", "connectivity along x, max abs. gap"),
-                       ("connectivity_z", "connectivity along z, max abs. gap")):
-        gap = (_relative_gap(ours[key], theirs[key]) if key.startswith("variogram")
-               else float(np.max(np.abs(ours[key] - theirs[key]))))
-        rows.append({"statistic": label, "vae": gap, "goal": "≤ 0.10" if key.startswith("variogram") else ""})
-    default_speed = _throughput(vae.config, sampler, args.throughput_seconds)
-    reference_speed = _throughput(VAEConfig.reference(vae.model_shape, vae.latent_dim), sampler,
-                                  args.throughput_seconds)
-    rows.append({"statistic": "training throughput, this architecture (patches/s)", "vae": default_speed})
-    rows.append({"statistic": "training throughput, reference architecture (patches/s)", "vae": reference_speed})
-    rows.append({"statistic": "throughput ratio this / reference", "vae": default_speed / reference_speed})
+    training = sampler.train_batch(args.samples, torch.Generator().manual_seed(1)).numpy()
+    theirs = _statistics(training, vae.model_shape[1] // 2, vae.model_shape[0] // 2)
+    results = {label: _assess(model, sampler, args.samples, theirs) for label, model in vaes.items()}
+    reference_values = {"proportion": theirs["proportion"], "soft_mean": theirs["soft_mean"],
+                        "thickness": theirs["thickness"]}
+    rows = [{"statistic": label, **{name: result["values"][key] for name, result in results.items()},
+             "training_image": reference_values.get(key), "goal": goal} for key, label, goal in _ROWS]
+    if args.throughput_seconds > 0:
+        rows += _throughput_rows(vae.config, image, args.throughput_seconds)
     training_meta = vae.metadata.get("training", {})
     print(f"VAE: {vae.config.to_dict()}")
     print(f"trained {training_meta.get('steps_done', '?')} steps, {training_meta.get('patches_seen', '?')} patches, "
           f"{training_meta.get('elapsed_s', 0) / 60:.0f} min; torch threads {torch.get_num_threads()}\n")
-    print_table(rows, [("statistic", "statistic", ""), ("vae", "VAE", ".4f"),
+    print_table(rows, [("statistic", "statistic", ""), *[(label, label, ".4f") for label in vaes],
                        ("training_image", "training image", ".4f"), ("goal", "goal", "")])
-    _figure(samples[:16], training[:16], RESULTS / "prior_samples.png")
-    curves = {f"{name}_{which}": stats[name].tolist() for which, stats in (("vae", ours), ("ti", theirs))
+    _figure(results["VAE"]["samples"][:16], training[:16], RESULTS / "prior_samples.png")
+    _history_figure(vae.metadata, RESULTS / "prior_training.png")
+    curves = {f"{name}_{which}": stats[name].tolist()
+              for which, stats in (("vae", results["VAE"]["statistics"]), ("ti", theirs))
               for name in ("variogram_x", "variogram_z", "connectivity_x", "connectivity_z")}
-    write_json("prior_quality", {"rows": rows, "curves": curves, "training": training_meta})
+    write_json("prior_quality", {"rows": rows, "curves": curves, "training": training_meta,
+                                 "runs": vae.metadata.get("runs", [])})
+
+
+def _throughput_rows(config: VAEConfig, image: np.ndarray, seconds: float) -> list[dict]:
+    default_speed = _throughput(config, image, seconds)
+    adversarial_speed = _throughput(config, image, seconds, adversarial=1.0)
+    reference_speed = _throughput(VAEConfig.reference(config.model_shape, config.latent_dim), image, seconds)
+    return [
+        {"statistic": "training throughput, this architecture (patches/s)", "VAE": default_speed},
+        {"statistic": "  … with the adversarial term (patches/s)", "VAE": adversarial_speed},
+        {"statistic": "training throughput, reference architecture (patches/s)", "VAE": reference_speed},
+        {"statistic": "throughput ratio this / reference", "VAE": default_speed / reference_speed},
+    ]
+
+
+def _history_figure(metadata: dict, path) -> None:
+    """Held-out accuracy and prior-sample binary-likeness along training, runs marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = metadata.get("history", {})
+    if not history.get("step"):
+        return
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    top.plot(history["step"], history["heldout_accuracy"])
+    top.set_ylabel("held-out accuracy")
+    top.set_ylim(0.9, 1.0)
+    steps = [s for s, v in zip(history["step"], history.get("prior_binary_like", [])) if v is not None]
+    values = [v for v in history.get("prior_binary_like", []) if v is not None]
+    bottom.plot(steps, values, "o-", ms=3)
+    bottom.axhline(0.9, color="gray", ls="--", lw=1)
+    bottom.set_ylabel("prior samples\nbinary-like")
+    bottom.set_xlabel("training step (batch 100)")
+    for run in metadata.get("runs", [])[1:]:
+        for ax in (top, bottom):
+            ax.axvline(run["first_step"], color="k", lw=0.6, alpha=0.5)
+        label = f"β={run['beta']:g}" + (f", adv {run['adversarial']:g}" if run.get("adversarial") else "")
+        top.annotate(label, (run["first_step"], 0.905), fontsize=7, rotation=90)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 def _figure(samples: np.ndarray, training: np.ndarray, path) -> None:
