@@ -203,3 +203,20 @@ def test_train_proportion_is_the_expected_crop_mean(image):
     sampler = PatchSampler(image, (32, 32), 0.25)
     crops = sampler.train_batch(20000, torch.Generator().manual_seed(0))
     assert sampler.train_proportion == pytest.approx(crops.mean().item(), abs=0.004)
+
+
+def test_resuming_a_checkpoint_without_runs_records_its_last_settings(tmp_path, image):
+    settings = {"batch_size": 4, "eval_every": 2, "eval_patches": 8, "beta_warmup_steps": 0}
+    train_vae(image, tmp_path / "old.pt", TINY, TrainConfig(steps=2, beta=5.0, **settings), holdout_fraction=0.25,
+              progress=False)
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    del payload["training_state"]["runs"], payload["metadata"]["runs"]  # as written by geoinv 0.1
+    del payload["training_state"]["history"]["prior_binary_like"]
+    torch.save(payload, tmp_path / "old.pt")
+    resumed = train_vae(image, tmp_path / "old.pt", TINY, TrainConfig(steps=4, beta=2.0, **settings),
+                        holdout_fraction=0.25, progress=False)
+    first, second = resumed.metadata["runs"]
+    assert (first["beta"], first["last_step"], second["beta"], second["first_step"]) == (5.0, 2, 2.0, 2)
+    assert "note" in first
+    assert resumed.metadata["history"]["prior_binary_like"][0] is None  # not measured then
+    assert len(resumed.metadata["history"]["prior_binary_like"]) == len(resumed.metadata["history"]["step"])
