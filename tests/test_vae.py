@@ -20,7 +20,7 @@ from geoinv.prior.adversarial import (
     discriminator_loss,
     generator_loss,
 )
-from geoinv.prior.vae import vae_loss
+from geoinv.prior.vae import read_checkpoint, vae_loss
 
 TINY = VAEConfig((32, 32), latent_dim=8, channels=(8, 16, 32), kernels=(4, 4, 4), strides=(2, 2, 2), hidden=64)
 
@@ -220,3 +220,27 @@ def test_resuming_a_checkpoint_without_runs_records_its_last_settings(tmp_path, 
     assert "note" in first
     assert resumed.metadata["history"]["prior_binary_like"][0] is None  # not measured then
     assert len(resumed.metadata["history"]["prior_binary_like"]) == len(resumed.metadata["history"]["step"])
+
+
+def test_interrupt_inside_a_step_resumes_exactly(tmp_path, image):
+    from geoinv.prior.training import _Trainer
+
+    config = TrainConfig(steps=6, batch_size=4, beta_warmup_steps=0, eval_every=3, eval_patches=8, seed=5)
+    straight = train_vae(image, tmp_path / "a.pt", TINY, config, holdout_fraction=0.25, progress=False)
+    trainer = _Trainer(image, tmp_path / "b.pt", TINY, config, "cpu", 0.25, "")
+    draw, calls = trainer.sampler.train_batch, []
+
+    def interrupted_batch(n, generator=None):  # SIGTERM arriving after step 4 drew its batch
+        calls.append(n)
+        batch = draw(n, generator)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return batch
+
+    trainer.sampler.train_batch = interrupted_batch
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(progress=False)
+    assert read_checkpoint(tmp_path / "b.pt")["training_state"]["step"] == 3
+    resumed = train_vae(image, tmp_path / "b.pt", TINY, config, holdout_fraction=0.25, progress=False)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value)

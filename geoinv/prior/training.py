@@ -179,6 +179,7 @@ class _Trainer:
         self.history, self.runs = state["history"], state["runs"]
         # each (re)started run records its settings: resumed training may change β or lr
         self.runs.append({**asdict(config), "first_step": self.step, "last_step": self.step})
+        self.step_start_generator = self.generator.get_state()
         self.critic = self.critic_optimizer = None
         if config.adversarial > 0:
             self._init_critic(state.get("discriminator"))
@@ -199,6 +200,7 @@ class _Trainer:
 
     def train_step(self) -> torch.Tensor:
         config, step = self.config, self.step
+        self.step_start_generator = self.generator.get_state()
         for group in self.optimizer.param_groups:
             group["lr"] = config.learning_rate(step)
         batch = self.sampler.train_batch(config.batch_size, self.generator).to(self.device)
@@ -260,10 +262,12 @@ class _Trainer:
         config, last_save = self.config, time.monotonic()
         bar = tqdm(total=config.steps, initial=self.step, disable=not progress, desc="train VAE", unit="step")
         self.vae.train()
+        step_before = self.step
         try:
             while self.step < config.steps:
                 if config.max_minutes is not None and time.monotonic() - self.start > 60 * config.max_minutes:
                     break
+                step_before = self.step
                 self.train_step()
                 if self.step % config.eval_every == 0 or self.step == config.steps:
                     bar.set_postfix(self.evaluate())
@@ -273,6 +277,10 @@ class _Trainer:
                     last_save = time.monotonic()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the CLI maps it): keep the progress, then stop
             bar.close()
+            # interrupted inside a step: rewind its random draws so that the resumed run
+            # sees the same batches as an uninterrupted one
+            if self.step == step_before:
+                self.generator.set_state(self.step_start_generator)
             self.write()
             raise
         bar.close()
