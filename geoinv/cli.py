@@ -59,8 +59,10 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                     image_source=image_path.name)
     history = vae.metadata["history"]
     if history["step"]:
+        binary_like = history["prior_binary_like"][-1]  # None for evaluations by geoinv 0.1
+        binary_text = "-" if binary_like is None else f"{binary_like:.3f}"
         print(f"step {history['step'][-1]}: held-out accuracy {history['heldout_accuracy'][-1]:.4f}, "
-              f"prior samples binary-like {history['prior_binary_like'][-1]:.3f}, loss {history['loss'][-1]:.1f}")
+              f"prior samples binary-like {binary_text}, loss {history['loss'][-1]:.1f}")
     if args.export:
         from .prior.vae import save_checkpoint
 
