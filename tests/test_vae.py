@@ -77,17 +77,23 @@ def test_tiny_vae_learns_better_than_constant_baseline(tmp_path, image):
     assert len(vae.metadata["history"]["heldout_accuracy"]) == 4
 
 
-def test_resumed_training_equals_uninterrupted(tmp_path, image):
-    settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 5,
-                "eval_patches": 16, "seed": 2}
-    straight = train_vae(image, tmp_path / "a.pt", TINY, TrainConfig(steps=10, **settings),
+def _assert_resume_is_exact(tmp_path, image, settings: dict, steps: int, stop_at: int):
+    """Train ``steps`` straight and in two runs split at ``stop_at``; the weights must agree."""
+    straight = train_vae(image, tmp_path / "a.pt", TINY, TrainConfig(steps=steps, **settings),
                          holdout_fraction=0.25, progress=False)
-    train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=5, **settings), holdout_fraction=0.25,
+    train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=stop_at, **settings), holdout_fraction=0.25,
               progress=False)
-    resumed = train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=10, **settings),
+    resumed = train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=steps, **settings),
                         holdout_fraction=0.25, progress=False)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value)
+    return resumed
+
+
+def test_resumed_training_equals_uninterrupted(tmp_path, image):
+    settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 5,
+                "eval_patches": 16, "seed": 2}
+    resumed = _assert_resume_is_exact(tmp_path, image, settings, steps=10, stop_at=5)
     runs = resumed.metadata["runs"]
     assert [(run["first_step"], run["last_step"]) for run in runs] == [(0, 5), (5, 10)]
     assert runs[1]["steps"] == 10 and runs[1]["beta"] == 1.0
@@ -140,14 +146,7 @@ def test_bad_inputs():
 def test_adversarial_training_resumes_exactly(tmp_path, image):
     settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 5,
                 "eval_patches": 16, "seed": 4, "adversarial": 0.5, "adversarial_batch": 4}
-    straight = train_vae(image, tmp_path / "a.pt", TINY, TrainConfig(steps=8, **settings),
-                         holdout_fraction=0.25, progress=False)
-    train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=4, **settings), holdout_fraction=0.25,
-              progress=False)
-    resumed = train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=8, **settings),
-                        holdout_fraction=0.25, progress=False)
-    for key, value in straight.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[key], value)
+    resumed = _assert_resume_is_exact(tmp_path, image, settings, steps=8, stop_at=4)
     history = resumed.metadata["history"]
     assert len(history["prior_binary_like"]) == len(history["step"]) == 3  # steps 4, 5 and 8
     assert all(0.0 <= value <= 1.0 for value in history["prior_binary_like"])

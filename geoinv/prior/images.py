@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +211,7 @@ class PatchSampler:
         self._row_offsets = torch.arange(nz)
         self._col_offsets = torch.arange(nx)
 
-    @property
+    @cached_property  # read every adversarial training step; the image does not change
     def train_proportion(self) -> float:
         """Expected channel fraction of a random training crop (cells near the image
         border are covered by fewer crops, so this differs from the image's mean)."""

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError
+from ..metrics import binary_fraction
 from .adversarial import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from .images import PatchSampler, image_hash
 from .vae import VAE, VAEConfig, read_checkpoint, save_checkpoint, vae_loss
@@ -114,8 +115,7 @@ _HISTORY_KEYS = ("step", "loss", "reconstruction", "kl", "lr", "heldout_accuracy
 @torch.no_grad()
 def prior_binary_like(vae: VAE, latent: torch.Tensor) -> float:
     """Fraction of decoded cells below 0.1 or above 0.9 for these latent vectors."""
-    models = vae.decode(latent.to(next(vae.parameters()).device))
-    return ((models < 0.1) | (models > 0.9)).float().mean().item()
+    return binary_fraction(vae.decode(latent.to(next(vae.parameters()).device)).cpu().numpy())
 
 
 @torch.no_grad()
