@@ -4,20 +4,43 @@ The public API is re-exported here; see the README for a tour.
 """
 
 from ._version import __version__
+from .core import build_problem, invert, make_solver
 from .errors import CheckpointError, ConfigError, FileFormatError, GeoinvError, GridError, SurveyError
-from .forward import Eikonal, ForwardOperator, StraightRay, forward
+from .forward import Eikonal, ForwardOperator, NumpyKernelOperator, StraightRay, forward
 from .grid import Grid2D
 from .petrophysics import FaciesVelocity
-from .prior import VAE, VAEConfig, default_training_image, default_vae, load_vae
+from .prior import (
+    VAE,
+    Prior,
+    StandardNormalPrior,
+    VAEConfig,
+    default_training_image,
+    default_vae,
+    load_prior,
+    load_vae,
+)
 from .problem import InverseProblem
-from .solvers import LatentSGD, LatentSGDConfig, Solutions, Solver, solver
+from .solvers import (
+    ACCEPTANCE,
+    Callback,
+    EarlyStopping,
+    LatentSGD,
+    LatentSGDConfig,
+    ProgressBar,
+    Solutions,
+    Solver,
+    solver,
+)
 from .survey import Survey
 from .units import m_per_ns_to_m_per_s, m_per_s_to_m_per_ns, ns_to_s, s_to_ns
 
 __all__ = [
+    "ACCEPTANCE",
     "VAE",
+    "Callback",
     "CheckpointError",
     "ConfigError",
+    "EarlyStopping",
     "Eikonal",
     "FaciesVelocity",
     "FileFormatError",
@@ -28,20 +51,28 @@ __all__ = [
     "InverseProblem",
     "LatentSGD",
     "LatentSGDConfig",
+    "NumpyKernelOperator",
+    "Prior",
+    "ProgressBar",
     "PyGimliShortestPath",
     "Solutions",
     "Solver",
+    "StandardNormalPrior",
     "StraightRay",
     "Survey",
     "SurveyError",
     "VAEConfig",
     "__version__",
+    "build_problem",
     "default_training_image",
     "default_vae",
     "forward",
+    "invert",
+    "load_prior",
     "load_vae",
     "m_per_ns_to_m_per_s",
     "m_per_s_to_m_per_ns",
+    "make_solver",
     "ns_to_s",
     "s_to_ns",
     "solver",

@@ -1,37 +1,58 @@
-"""Name → class registries backed by entry points (``geoinv.forwards``, ``geoinv.solvers``)."""
+"""Name → object registries fed by entry points only.
+
+geoinv's own forwards, solvers, priors and tasks are entry points in
+``setup.cfg`` exactly like a third-party plug-in's, so there is one source of
+truth: what ``pip install`` registered. The CLI takes its choices from here.
+"""
 
 from __future__ import annotations
 
-from importlib import import_module
 from importlib.metadata import entry_points
 
 from .errors import ConfigError
 
 
 class Registry:
-    """Builds objects by name from built-ins and installed entry points.
+    """Builds objects by name from the entry points of one group.
 
     Parameters
     ----------
     group : str
-        Entry-point group searched for third-party plug-ins.
-    builtins : dict
-        ``name -> "module:attribute"`` of the objects geoinv itself provides.
+        Entry-point group, e.g. ``'geoinv.forwards'``.
+    kind : str
+        What one entry is, for messages (``'forward'``).
+
+    Examples
+    --------
+    A plug-in package registers a forward operator in its own metadata::
+
+        [options.entry_points]
+        geoinv.forwards =
+            my-forward = my_package.module:MyForward
     """
 
-    def __init__(self, group: str, builtins: dict[str, str]) -> None:
+    def __init__(self, group: str, kind: str) -> None:
         self.group = group
-        self._builtins = dict(builtins)
+        self.kind = kind
+
+    def _entry_points(self) -> dict:
+        found = {ep.name: ep for ep in entry_points(group=self.group)}
+        if not found:
+            raise ConfigError(f"no {self.kind}s are registered under the entry-point group {self.group!r}: "
+                              "geoinv is not installed as a package; run `pip install .` (or `pip install -e .`) "
+                              "in the geoinv folder")
+        return found
 
     def names(self) -> list[str]:
-        plugins = {ep.name for ep in entry_points(group=self.group)}
-        return sorted(set(self._builtins) | plugins)
+        """Registered names, sorted."""
+        return sorted(self._entry_points())
 
     def get(self, name: str):
-        if name in self._builtins:
-            module, attribute = self._builtins[name].split(":")
-            return getattr(import_module(module), attribute)
-        for ep in entry_points(group=self.group):
-            if ep.name == name:
-                return ep.load()
-        raise ConfigError(f"unknown {self.group.split('.')[-1][:-1]} {name!r}; available: {', '.join(self.names())}")
+        """The registered object (class or factory) called ``name``."""
+        found = self._entry_points()
+        if name not in found:
+            raise ConfigError(f"unknown {self.kind} {name!r}; available: {', '.join(sorted(found))}")
+        return found[name].load()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entry_points()

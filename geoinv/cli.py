@@ -71,39 +71,10 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
-    import time
+    from .workflows import simulate_comparison
 
-    import numpy as np
-
-    from . import Eikonal, FaciesVelocity, Grid2D, StraightRay, Survey
-    from .plot import simulation_figure
-    from .prior import PatchSampler, default_training_image
-    from .workflows import representative_crop
-
-    grid, survey = Grid2D.crosshole(), Survey.crosshole()
-    sampler = PatchSampler(default_training_image(), grid.shape)
-    facies = representative_crop(sampler, args.seed).double()
-    petro = FaciesVelocity()
-    slowness = petro.slowness(facies)
-    rows = []
-    times = {}
-    for name, operator in (("straight ray", StraightRay(grid, survey)), ("eikonal", Eikonal(grid, survey))):
-        start = time.perf_counter()
-        times[name] = operator(slowness).numpy()
-        rows.append((name, time.perf_counter() - start, times[name]))
-    print(f"held-out channelized model {grid.shape}, {survey.n_data} source-receiver pairs")
-    print(f"{'operator':<14}{'time (s)':>10}{'min (ns)':>10}{'max (ns)':>10}{'mean (ns)':>11}")
-    for name, seconds, values in rows:
-        print(f"{name:<14}{seconds:>10.3f}{values.min() * 1e9:>10.2f}{values.max() * 1e9:>10.2f}"
-              f"{values.mean() * 1e9:>11.2f}")
-    difference = (times["eikonal"] - times["straight ray"]) * 1e9
-    print(f"eikonal − straight ray: mean {difference.mean():.3f} ns, range [{difference.min():.3f}, "
-          f"{difference.max():.3f}] ns (bent rays find faster paths; positives are discretisation error)")
-    args.output.mkdir(parents=True, exist_ok=True)
-    figure = args.output / "simulation.png"
-    simulation_figure(grid, survey, petro.velocity(facies).numpy(), times, figure)
-    np.savez(args.output / "simulation.npz", facies=facies.numpy(), **{k.replace(" ", "_"): v for k, v in times.items()})
-    print(f"wrote {figure} and {args.output / 'simulation.npz'}")
+    print("\n".join(simulate_comparison(args.output, args.seed)))
+    print(f"wrote {args.output / 'simulation.png'} and {args.output / 'simulation.npz'}")
 
 
 def _cmd_export_vae(args: argparse.Namespace) -> None:
@@ -120,50 +91,90 @@ def _cmd_export_vae(args: argparse.Namespace) -> None:
     print(f"exported {args.output} ({size_mb:.1f} MB, float16, {steps} training steps)")
 
 
+def _velocities(text: str):
+    """``--velocities CHANNEL,MATRIX`` in m/ns → FaciesVelocity."""
+    from .petrophysics import FaciesVelocity
+
+    try:
+        channel, matrix = (float(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two velocities in m/ns as CHANNEL,MATRIX (e.g. 0.06,0.08), got {text!r}") from None
+    try:
+        return FaciesVelocity(channel, matrix, unit="m/ns")
+    except GeoinvError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .workflows import run_demo
 
     print(f"geoinv demo: a held-out channelized model, noisy {args.forward} traveltimes on the reference "
           f"crosshole survey (625 data, σ = {args.noise} ns), latent SGD from {args.starts} starts")
     report, _ = run_demo(args.output, args.forward, args.starts, args.seed, args.noise, not args.quiet,
-                         epochs=args.epochs)
+                         epochs=args.epochs, petrophysics=args.velocities)
     print("\n".join(report.lines()))
     print(f"wrote {args.output / 'demo.png'} and {args.output / 'demo.h5'}")
 
 
 def _cmd_invert(args: argparse.Namespace) -> None:
-    from .workflows import invert_survey
+    from .workflows import invert_file
 
-    solutions = invert_survey(args.survey, args.output, args.forward, args.solver, args.starts, args.seed,
-                              args.preset, args.vae, not args.quiet, args.epochs)
+    solutions = invert_file(args.survey, args.output, args.forward, args.solver, args.starts, args.seed,
+                            args.preset, args.vae, not args.quiet, args.epochs, args.velocities)
     print(solutions.summary())
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
 
 
+def _registered(registry) -> list[str]:
+    """Names for argparse choices; empty (no choices enforced) if geoinv is not installed."""
+    try:
+        return registry.names()
+    except GeoinvError:
+        return []
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .forward import FORWARDS
+    from .prior.training import TrainConfig
+    from .prior.vae import VAEConfig
+    from .solvers import SOLVERS, LatentSGDConfig
+
+    forwards, solvers = _registered(FORWARDS), _registered(SOLVERS)
+    train_defaults, vae = TrainConfig(), VAEConfig()
+    velocity_help = ("facies velocities in m/ns as CHANNEL,MATRIX (default 0.06,0.08, the reference "
+                     "values of the shipped prior's training image)")
     parser = argparse.ArgumentParser(prog="geoinv", description="Structured-model geophysical inversion.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="end-to-end synthetic inversion with the shipped VAE (the main job)")
-    demo.add_argument("--forward", choices=("straight-ray", "eikonal"), default="straight-ray")
+    demo.add_argument("--forward", choices=forwards or None, default="straight-ray",
+                      help="forward operator (every registered one, plug-ins included)")
     demo.add_argument("--starts", type=int, default=10, help="random starts, optimised as one batch")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--noise", type=float, default=0.25, help="noise standard deviation (ns)")
     demo.add_argument("--epochs", type=int, help="override the schedule's number of epochs")
+    demo.add_argument("--velocities", type=_velocities, help=velocity_help)
     demo.add_argument("--output", type=Path, default=Path("geoinv-output"), help="output folder")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
 
     invert = sub.add_parser("invert", help="invert the traveltimes of an HDF5 survey file")
     invert.add_argument("survey", type=Path, help="survey file (layout: geoinv.io.hdf5)")
-    invert.add_argument("--forward", choices=("straight-ray", "eikonal", "pygimli"), default="straight-ray")
-    invert.add_argument("--solver", default="latent-sgd")
-    invert.add_argument("--preset", choices=("reference-linear", "reference-nonlinear", "plain-gd", "adam"))
+    invert.add_argument("--forward", choices=forwards or None, default="straight-ray",
+                        help="forward operator (every registered one, plug-ins included)")
+    invert.add_argument("--solver", choices=solvers or None, default="latent-sgd",
+                        help="solver (learned ones are fitted on the survey's problem first)")
+    invert.add_argument("--preset", choices=LatentSGDConfig.preset_names(),
+                        help="latent-sgd schedule (default: reference-linear for linear operators, "
+                             "reference-nonlinear otherwise)")
+    invert.add_argument("--velocities", type=_velocities, help=velocity_help)
     invert.add_argument("--starts", type=int, default=20)
     invert.add_argument("--seed", type=int, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
     invert.add_argument("--epochs", type=int, help="override the schedule's number of epochs")
-    invert.add_argument("--output", type=Path, default=Path("geoinv-output/inversion.h5"))
+    invert.add_argument("--output", type=Path, default=Path("geoinv-output/inversion.h5"),
+                        help="results file (.h5); the figure goes beside it with the suffix .png")
     invert.add_argument("--quiet", action="store_true", help="no progress bar")
     invert.set_defaults(func=_cmd_invert)
 
@@ -187,25 +198,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint", type=Path, default=CACHE_DIR / "vae-train" / "checkpoint.pt",
                        help="resumable checkpoint (resumed if it exists)")
     train.add_argument("--export", type=Path, help="write a compact float16 copy here when done")
-    train.add_argument("--nz", type=int, default=129)
-    train.add_argument("--nx", type=int, default=65)
-    train.add_argument("--latent-dim", type=int, default=20)
+    train.add_argument("--nz", type=int, default=vae.model_shape[0])
+    train.add_argument("--nx", type=int, default=vae.model_shape[1])
+    train.add_argument("--latent-dim", type=int, default=vae.latent_dim)
     train.add_argument("--reference", action="store_true", help="use the reference (full-width) architecture")
-    train.add_argument("--steps", type=int, default=100_000)
+    train.add_argument("--steps", type=int, default=train_defaults.steps)
     train.add_argument("--minutes", type=float, help="stop after this many minutes (resume later)")
-    train.add_argument("--batch-size", type=int, default=100)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--lr-decay", type=float, default=1.0)
-    train.add_argument("--lr-decay-steps", type=int, default=10_000)
-    train.add_argument("--beta", type=float, default=1000.0)
-    train.add_argument("--beta-warmup", type=int, default=2000, help="steps to ramp beta from 0")
-    train.add_argument("--loss", choices=("bce", "mse"), default="bce")
-    train.add_argument("--adversarial", type=float, default=0.0,
+    train.add_argument("--batch-size", type=int, default=train_defaults.batch_size)
+    train.add_argument("--lr", type=float, default=train_defaults.lr)
+    train.add_argument("--lr-decay", type=float, default=train_defaults.lr_decay)
+    train.add_argument("--lr-decay-steps", type=int, default=train_defaults.lr_decay_steps)
+    train.add_argument("--beta", type=float, default=train_defaults.beta)
+    train.add_argument("--beta-warmup", type=int, default=train_defaults.beta_warmup_steps, help="steps to ramp beta from 0")
+    train.add_argument("--loss", choices=("bce", "mse"), default=train_defaults.reconstruction)
+    train.add_argument("--adversarial", type=float, default=train_defaults.adversarial,
                        help="weight factor of the discriminator term on prior draws (0: plain VAE)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=train_defaults.seed)
     train.add_argument("--device", default="cpu")
     train.add_argument("--threads", type=int, help="torch CPU threads")
-    train.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
+    train.add_argument("--checkpoint-every", type=float, default=train_defaults.checkpoint_every_s, help="seconds")
     train.set_defaults(func=_cmd_train_vae)
 
     export = sub.add_parser("export-vae", help="write a compact float16 copy of a trained VAE")

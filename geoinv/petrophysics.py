@@ -8,11 +8,9 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .units import m_per_ns_to_m_per_s
+from .units import velocity_factor
 
 __all__ = ["FaciesVelocity"]
-
-_UNITS = {"m/s": 1.0, "m/ns": m_per_ns_to_m_per_s(1.0)}
 
 
 class FaciesVelocity(nn.Module):
@@ -39,15 +37,14 @@ class FaciesVelocity(nn.Module):
     def __init__(self, channel_velocity: float = 0.06, matrix_velocity: float = 0.08,
                  unit: str = "m/ns", interpolation: str = "velocity") -> None:
         super().__init__()
-        if unit not in _UNITS:
-            raise ConfigError(f"unit must be one of {sorted(_UNITS)}, got {unit!r}")
+        factor = velocity_factor(unit, "unit")
         if interpolation not in ("velocity", "slowness"):
             raise ConfigError(f"interpolation must be 'velocity' or 'slowness', got {interpolation!r}")
         for name, value in (("channel_velocity", channel_velocity), ("matrix_velocity", matrix_velocity)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a positive finite velocity, got {value!r} {unit}")
-        self.channel_velocity = float(channel_velocity) * _UNITS[unit]
-        self.matrix_velocity = float(matrix_velocity) * _UNITS[unit]
+        self.channel_velocity = float(channel_velocity) * factor
+        self.matrix_velocity = float(matrix_velocity) * factor
         self.interpolation = interpolation
 
     def velocity(self, model: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._atomic import atomic_path
 from .grid import Grid2D
 from .survey import Survey
+from .units import m_per_s_to_m_per_ns, s_to_ns
 
 
 def _pyplot():
@@ -16,6 +18,18 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Save ``fig`` atomically (an interrupted save never leaves a partial image) and close it."""
+    from pathlib import Path
+
+    file_format = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=file_format)
+    finally:
+        _pyplot().close(fig)
 
 
 def _has_display() -> bool:
@@ -41,7 +55,7 @@ def plot_model(ax, grid: Grid2D, values, survey: Survey | None = None, title: st
     return image
 
 
-def plot_traveltime_comparison(ax, survey: Survey, traveltimes: dict, unit_scale: float = 1e9):
+def plot_traveltime_comparison(ax, survey: Survey, traveltimes: dict, unit_scale: float = s_to_ns(1.0)):
     """Traveltimes (ns) of several operators against source–receiver offset."""
     offset = survey.receiver_positions[:, 1] - survey.source_positions[:, 1]
     for (name, times), marker in zip(traveltimes.items(), "o.x+"):
@@ -55,7 +69,7 @@ def simulation_figure(grid: Grid2D, survey: Survey, velocity, traveltimes: dict,
     """Figure: the velocity model with sensors, and traveltimes per operator; saved to ``path``."""
     plt = _pyplot()
     fig, (ax_model, ax_times, ax_diff) = plt.subplots(1, 3, figsize=(14, 5.5), width_ratios=[1, 1.4, 1.4])
-    plot_model(ax_model, grid, np.asarray(velocity) * 1e-9, survey, "velocity model", "RdYlBu",
+    plot_model(ax_model, grid, m_per_s_to_m_per_ns(np.asarray(velocity)), survey, "velocity model", "RdYlBu",
                "velocity (m/ns)")
     plot_traveltime_comparison(ax_times, survey, traveltimes)
     names = list(traveltimes)
@@ -63,14 +77,21 @@ def simulation_figure(grid: Grid2D, survey: Survey, velocity, traveltimes: dict,
         reference = np.asarray(traveltimes[names[0]])
         offset = survey.receiver_positions[:, 1] - survey.source_positions[:, 1]
         for name in names[1:]:
-            ax_diff.plot(offset, (np.asarray(traveltimes[name]) - reference) * 1e9, ".", ms=3, label=name)
+            ax_diff.plot(offset, s_to_ns(np.asarray(traveltimes[name]) - reference), ".", ms=3, label=name)
         ax_diff.axhline(0, color="k", lw=0.5)
         ax_diff.set_xlabel("receiver depth − source depth (m)")
         ax_diff.set_ylabel(f"traveltime − {names[0]} (ns)")
         ax_diff.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
+
+
+def _misfit_text(solutions, index: int) -> str:
+    unit = solutions.config.get("data_unit", "")
+    text = f"RMSE {solutions.misfit[0, index]:.3g} {unit}".rstrip()
+    if solutions.normalised_misfit is not None:
+        text += f", {solutions.normalised_misfit[0, index]:.2f} σ"
+    return text
 
 
 def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey | None = None,
@@ -94,8 +115,8 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
     models = solutions.models[0].numpy()
     median_index = models.shape[0] // 2
     panels = [] if truth is None else [("true model", np.asarray(truth))]
-    panels += [(f"best (RMSE {solutions.misfit[0, 0]:.3g})", models[0]),
-               (f"median start (RMSE {solutions.misfit[0, median_index]:.3g})", models[median_index])]
+    panels += [(f"best ({_misfit_text(solutions, 0)})", models[0]),
+               (f"median start ({_misfit_text(solutions, median_index)})", models[median_index])]
     fig = plt.figure(figsize=(4.2 * len(panels) + 5.5, 5.5))
     grid_spec = fig.add_gridspec(1, len(panels) + 1, width_ratios=[1] * len(panels) + [1.6])
     for k, (name, values) in enumerate(panels):
@@ -117,5 +138,4 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from .errors import ConfigError, SurveyError
+from .prior.base import REGULARIZATIONS, Prior
+from .units import time_factor
 
 __all__ = ["InverseProblem"]
 
-_DATA_UNITS = {"s": 1.0, "ns": 1e9}
+_PRIOR_RANGE_SAMPLES = 10_000  # prior draws for a range estimate, when a problem gives none
 
 
 class InverseProblem:
@@ -20,21 +23,23 @@ class InverseProblem:
     Parameters
     ----------
     forward : callable
-        ``forward(x, data_index=None) -> y``: parameters ``(B, n_parameters)`` to
-        data ``(B, n_data)`` (or ``(B, len(data_index))``); differentiable where
-        gradient-based solvers are used.
+        ``forward(x) -> y``: parameters ``(B, n_parameters)`` to data ``(B, n_data)``,
+        differentiable where gradient-based solvers are used. With
+        ``forward_takes_index=True`` it is called as ``forward(x, data_index)`` and
+        must return only those data, in that order.
     n_parameters, n_data : int
         Sizes of x and y.
     sample_prior : callable
         ``sample_prior(n, generator) -> (n, n_parameters)`` draws from the prior.
     prior_mean, prior_range : array_like, optional
         Centre and width of the prior per parameter (bounds ``mean ± range/2``;
-        for unbounded priors the 95 % interval), used by boundary losses.
-        Estimated from 10 000 prior samples if omitted.
+        for unbounded priors the 95 % interval), used by boundary losses and by
+        the generic regularizer. Estimated from 10 000 prior draws on first use
+        if omitted.
     observed : array_like, shape (n_data,) or (S, n_data), optional
         Observed data, in the problem's data unit.
-    noise_std : float or array_like, optional
-        Standard deviation of the data noise (data unit).
+    noise_std : float or array_like of shape (n_data,), optional
+        Standard deviation of each datum's noise (data unit), finite and > 0.
     to_model : callable, optional
         ``to_model(x)``: the model a parameter vector stands for (for latent
         tomography: the decoded facies); identity by default.
@@ -46,32 +51,59 @@ class InverseProblem:
     data_unit : str
         Unit of the data (``'ns'`` for tomography, so that step sizes of the
         reference code apply unchanged).
+    forward_takes_index : bool
+        Whether ``forward`` computes data subsets itself (see above); otherwise
+        the problem computes all data and selects.
+    training_data : tuple of tensors, optional
+        A fixed training set ``(x, y)`` that learned solvers use instead of prior draws.
+    inverse_targets : torch.Tensor, shape (T, n_data), optional
+        Data values on which learned inverse networks are trained to be right
+        (default: the training data).
+    regularizer : callable, optional
+        ``regularizer(x, kind) -> (B,)`` for ``kind`` in ``('ring', 'origin', 'none')``;
+        default: the prior's (latent problems) or the generic one on standardised x.
+    device : str or torch.device
+        Where ``forward`` wants its input.
+
+    Notes
+    -----
+    A solver reads only these public members; anything a new solver needs from a
+    problem becomes a declared parameter here.
     """
 
     def __init__(self, forward: Callable, n_parameters: int, n_data: int, sample_prior: Callable,
                  prior_mean=None, prior_range=None, observed=None, noise_std=None,
                  to_model: Callable | None = None, data_groups=None, name: str = "",
-                 data_unit: str = "") -> None:
-        if n_parameters < 1 or n_data < 1:
+                 data_unit: str = "", *, forward_takes_index: bool = False, training_data=None,
+                 inverse_targets=None, regularizer: Callable | None = None, device="cpu") -> None:
+        if int(n_parameters) < 1 or int(n_data) < 1:
             raise ConfigError("n_parameters and n_data must be >= 1")
         self._forward = forward
+        self.forward_takes_index = bool(forward_takes_index)
         self.n_parameters = int(n_parameters)
         self.n_data = int(n_data)
         self._sample_prior = sample_prior
         self._to_model = to_model
+        self._regularizer = regularizer
         self.name = name
         self.data_unit = data_unit
-        self.fixed_training: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.device = torch.device(device)
         self.data_groups = None if data_groups is None else [np.asarray(g, dtype=np.int64) for g in data_groups]
-        if prior_mean is None or prior_range is None:
-            samples = self.sample_prior(10_000, torch.Generator().manual_seed(0))
-            low, high = torch.quantile(samples, 0.025, dim=0), torch.quantile(samples, 0.975, dim=0)
-            prior_mean = (low + high) / 2 if prior_mean is None else prior_mean
-            prior_range = (high - low) if prior_range is None else prior_range
-        self.prior_mean = torch.as_tensor(prior_mean, dtype=torch.float32).reshape(self.n_parameters)
-        self.prior_range = torch.as_tensor(prior_range, dtype=torch.float32).reshape(self.n_parameters)
+        self.training_data = None if training_data is None else tuple(torch.as_tensor(t) for t in training_data)
+        self.inverse_targets = None if inverse_targets is None else torch.as_tensor(inverse_targets)
+        self._prior_mean = None if prior_mean is None else self._per_parameter(prior_mean, "prior_mean")
+        self._prior_range = None if prior_range is None else self._per_parameter(prior_range, "prior_range")
         self.observed = None if observed is None else self._check_observed(observed)
-        self.noise_std = None if noise_std is None else torch.as_tensor(noise_std, dtype=torch.float32)
+        self.noise_std = None if noise_std is None else self._check_noise(noise_std)
+
+    # -- validation -------------------------------------------------------------
+    def _per_parameter(self, value, name: str) -> torch.Tensor:
+        tensor = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+        if tensor.numel() == 1:
+            tensor = tensor.expand(self.n_parameters).clone()
+        if tensor.numel() != self.n_parameters or not torch.isfinite(tensor).all():
+            raise ConfigError(f"{name} must hold {self.n_parameters} finite values, got {tuple(tensor.shape)}")
+        return tensor
 
     def _check_observed(self, observed) -> torch.Tensor:
         tensor = torch.as_tensor(observed, dtype=torch.float32)
@@ -82,6 +114,19 @@ class InverseProblem:
             raise SurveyError("observed data contain NaN/inf values")
         return tensor
 
+    def _check_noise(self, noise_std) -> torch.Tensor:
+        tensor = torch.as_tensor(noise_std, dtype=torch.float32).reshape(-1)
+        if tensor.numel() == 1:
+            tensor = tensor.expand(self.n_data).clone()
+        if tensor.numel() != self.n_data:
+            raise SurveyError(f"noise_std must be a scalar or hold one value per datum ({self.n_data}), "
+                              f"got {tensor.numel()} values")
+        if not (torch.isfinite(tensor).all() and (tensor > 0).all()):
+            raise SurveyError(f"noise_std must be finite and > 0 ({self.data_unit or 'data unit'}) for every "
+                              "datum; give each datum's standard error")
+        return tensor
+
+    # -- data ---------------------------------------------------------------------
     def targets(self, observed=None) -> torch.Tensor:
         """Observed data as ``(S, n_data)``: ``observed`` if given (validated), else the problem's own."""
         if observed is None:
@@ -93,102 +138,183 @@ class InverseProblem:
         return observed.reshape(-1, self.n_data)
 
     def forward(self, parameters: torch.Tensor, data_index=None) -> torch.Tensor:
-        """Simulated data for a batch of parameter vectors, shape ``(B, n_data)``."""
-        return self._forward(parameters, data_index)
+        """Simulated data for a batch of parameter vectors.
+
+        Parameters
+        ----------
+        parameters : torch.Tensor, shape (B, n_parameters)
+        data_index : array_like of int, optional
+            Only these data, in this order.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, n_data) or (B, len(data_index))
+        """
+        if data_index is None:
+            return self._forward(parameters, None) if self.forward_takes_index else self._forward(parameters)
+        index = torch.as_tensor(np.asarray(data_index, dtype=np.int64)).reshape(-1)
+        if self.forward_takes_index:
+            return self._forward(parameters, index.numpy())
+        data = self._forward(parameters)
+        return data[:, index.to(data.device)]
 
     __call__ = forward
 
+    def misfits(self, data: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """RMSE (data unit) and normalised RMSE ``(χ²/N)^½`` of data ``(..., n_data)`` against target.
+
+        The normalised RMSE divides each residual by its datum's ``noise_std``;
+        it is None when the problem has no noise level.
+        """
+        residual = data - target.to(data.device, data.dtype)
+        rmse = residual.pow(2).mean(dim=-1).sqrt()
+        if self.noise_std is None:
+            return rmse, None
+        scaled = residual / self.noise_std.to(data.device, data.dtype)
+        return rmse, scaled.pow(2).mean(dim=-1).sqrt()
+
     def model(self, parameters: torch.Tensor) -> torch.Tensor:
-        """The model(s) the parameters stand for."""
+        """The model(s) the parameters stand for (the parameters themselves by default)."""
         return parameters if self._to_model is None else self._to_model(parameters)
+
+    @property
+    def has_model(self) -> bool:
+        """Whether parameters stand for a model other than themselves (e.g. decoded facies)."""
+        return self._to_model is not None
 
     def training_set(self, n: int, generator: torch.Generator | None = None,
                      batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pairs ``(x, F(x))`` for learned solvers: the task's fixed set if it has one
-        (``fixed_training``), else ``n`` prior draws simulated in batches."""
-        if getattr(self, "fixed_training", None) is not None:
-            return self.fixed_training
+        """Pairs ``(x, F(x))`` for learned solvers: :attr:`training_data` if the problem
+        has a fixed set, else ``n`` prior draws simulated in batches."""
+        if self.training_data is not None:
+            return self.training_data
         parameters = self.sample_prior(n, generator)
         with torch.no_grad():
             data = torch.cat([self.forward(chunk) for chunk in parameters.split(batch)])
         return parameters, data
 
+    # -- prior ----------------------------------------------------------------------
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` parameter vectors drawn from the prior, shape ``(n, n_parameters)``."""
-        return self._sample_prior(n, generator)
+        """``n`` parameter vectors drawn from the prior, shape ``(n, n_parameters)``, on :attr:`device`."""
+        return self._sample_prior(n, generator).to(self.device)
+
+    def _estimate_prior_box(self) -> None:
+        samples = self.sample_prior(_PRIOR_RANGE_SAMPLES, torch.Generator().manual_seed(0)).float().cpu()
+        low, high = torch.quantile(samples, 0.025, dim=0), torch.quantile(samples, 0.975, dim=0)
+        if self._prior_mean is None:
+            self._prior_mean = (low + high) / 2
+        if self._prior_range is None:
+            self._prior_range = high - low
+
+    @property
+    def prior_mean(self) -> torch.Tensor:
+        """Centre of the prior per parameter, shape ``(n_parameters,)`` (estimated lazily if not given)."""
+        if self._prior_mean is None:
+            self._estimate_prior_box()
+        return self._prior_mean
+
+    @property
+    def prior_range(self) -> torch.Tensor:
+        """Width of the prior per parameter (95 % interval for unbounded priors)."""
+        if self._prior_range is None:
+            self._estimate_prior_box()
+        return self._prior_range
 
     @property
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Lower and upper bounds ``mean ∓ range/2`` per parameter."""
         return self.prior_mean - self.prior_range / 2, self.prior_mean + self.prior_range / 2
 
-    def simulate(self, parameters: torch.Tensor, noise_std: float | None = None,
+    def regularization(self, parameters: torch.Tensor, kind: str = "ring") -> torch.Tensor:
+        """Prior penalty per parameter vector, shape ``(B,)`` (see :meth:`geoinv.prior.Prior.regularizer`).
+
+        Without a prior's own regularizer, x is standardised as ``u = (x − mean)/(range/3.92)``
+        (so a Gaussian's 95 % interval maps to ±1.96) and ``'ring'`` is
+        ``(‖u‖ − E‖u‖)²`` under ``u ~ N(0, I)``, ``'origin'`` is ``‖u‖²``.
+        """
+        if self._regularizer is not None:
+            return self._regularizer(parameters, kind)
+        if kind not in REGULARIZATIONS:
+            raise ConfigError(f"regularization must be one of {REGULARIZATIONS}, got {kind!r}")
+        from .prior.base import expected_latent_norm
+
+        mean = self.prior_mean.to(parameters.device, parameters.dtype)
+        scale = (self.prior_range / 3.92).clamp_min(1e-12).to(parameters.device, parameters.dtype)
+        standard = (parameters - mean) / scale
+        if kind == "ring":
+            return (standard.norm(dim=1) - expected_latent_norm(self.n_parameters)).pow(2)
+        if kind == "origin":
+            return standard.pow(2).sum(dim=1)
+        return torch.zeros(parameters.shape[0], device=parameters.device, dtype=parameters.dtype)
+
+    # -- synthetic data and copies ------------------------------------------------------
+    def simulate(self, parameters: torch.Tensor, noise_std=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Noisy synthetic data ``F(x) + ε``, ``ε ~ N(0, noise_std²)`` (no gradient)."""
+        """Noisy synthetic data ``F(x) + ε``, ``ε ~ N(0, noise_std²)`` per datum (no gradient)."""
         with torch.no_grad():
-            clean = self.forward(parameters)
-            if not noise_std:
+            clean = self.forward(parameters.to(self.device))
+            if noise_std is None:
                 return clean
+            std = torch.as_tensor(noise_std, dtype=clean.dtype).to(clean.device)
             noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
-            return clean + noise_std * noise.to(clean.device)
+            return clean + std * noise.to(clean.device)
 
     def with_observed(self, observed, noise_std=None) -> InverseProblem:
-        """A copy of this problem holding other observed data."""
-        copy = object.__new__(InverseProblem)
-        copy.__dict__.update(self.__dict__)
-        copy.observed = self._check_observed(observed)
+        """A copy of this problem holding other observed data (and optionally another noise level)."""
+        problem = copy.copy(self)
+        problem.observed = self._check_observed(observed)
         if noise_std is not None:
-            copy.noise_std = torch.as_tensor(noise_std, dtype=torch.float32)
-        return copy
+            problem.noise_std = self._check_noise(noise_std)
+        return problem
 
     @classmethod
-    def latent_tomography(cls, decoder, petrophysics, forward, observed=None, noise_std=None,
+    def latent_tomography(cls, prior: Prior, petrophysics, forward, observed=None, noise_std=None,
                           data_unit: str = "ns") -> InverseProblem:
-        """Traveltime tomography in the latent space of a VAE decoder.
+        """Traveltime tomography in the latent space of a prior's decoder.
 
         Parameters
         ----------
-        decoder : geoinv.prior.VAE or module with ``decode`` and ``latent_dim``
-            ``g(z)`` with models in [0, 1] of the forward operator's grid shape.
+        prior : geoinv.prior.Prior
+            ``g(z)`` with models in [0, 1] of the forward operator's grid shape
+            (the VAE, or any registered prior).
         petrophysics : geoinv.FaciesVelocity
             Facies → slowness map.
         forward : geoinv.forward.ForwardOperator
             Slowness (s/m) → traveltimes (s).
         observed : array_like, optional
             Traveltimes in ``data_unit``; default: the survey's traveltimes, if any.
-        noise_std : float, optional
-            Noise standard deviation in ``data_unit``; default: the survey's errors.
+        noise_std : float or array_like, optional
+            Noise standard deviation per datum in ``data_unit``; default: the
+            survey's errors.
         data_unit : {'ns', 's'}
             Unit in which the problem returns and compares data.
 
         Notes
         -----
-        The prior is ``z ~ N(0, I)`` (mean 0, 95 % range ±1.96 per entry). Data
-        groups are the data of one source each.
+        The latent prior, its box, its regularizer and the device come from
+        ``prior``. Data groups are the data of one source each.
         """
-        if data_unit not in _DATA_UNITS:
-            raise ConfigError(f"data_unit must be one of {sorted(_DATA_UNITS)}, got {data_unit!r}")
-        shape = tuple(decoder.model_shape) if hasattr(decoder, "model_shape") else None
-        if shape is not None and shape != forward.grid.shape:
-            raise ConfigError(f"the decoder makes models of shape {shape}, the forward's grid is "
-                              f"{forward.grid.shape}; use a VAE trained for this grid")
-        scale = _DATA_UNITS[data_unit]
+        if not isinstance(prior, Prior):
+            raise ConfigError(f"prior must implement geoinv.prior.Prior, got {type(prior).__name__}; "
+                              "subclass Prior (or StandardNormalPrior) for a custom decoder")
+        if tuple(prior.model_shape) != forward.grid.shape:
+            raise ConfigError(f"the prior makes models of shape {tuple(prior.model_shape)}, the forward's grid is "
+                              f"{forward.grid.shape}; use a prior trained for this grid")
+        scale = 1.0 / time_factor(data_unit, "data_unit")
         survey = forward.survey
-        latent_dim = int(decoder.latent_dim)
+        use_index = forward.computes_subsets
 
         def simulate(latent: torch.Tensor, data_index=None) -> torch.Tensor:
-            return scale * forward(petrophysics.slowness(decoder.decode(latent)), data_index)
-
-        def sample_prior(n: int, generator=None) -> torch.Tensor:
-            device = next(decoder.parameters()).device
-            return torch.randn(n, latent_dim, generator=generator).to(device)
+            return scale * forward(petrophysics.slowness(prior.decode(latent)), data_index)
 
         if observed is None and survey.traveltimes is not None:
             observed = survey.traveltimes * scale
         if noise_std is None and survey.errors is not None:
-            noise_std = float(np.mean(survey.errors)) * scale
+            noise_std = survey.errors * scale
         groups = [np.flatnonzero(survey.pairs[:, 0] == s) for s in range(len(survey.sources))]
-        return cls(simulate, latent_dim, survey.n_data, sample_prior, torch.zeros(latent_dim),
-                   torch.full((latent_dim,), 2 * 1.96), observed, noise_std, decoder.decode,
+        return cls(simulate if use_index else (lambda latent: simulate(latent)), prior.latent_dim,
+                   survey.n_data, lambda n, generator=None: prior.sample_latent(n, generator),
+                   prior.latent_mean, prior.latent_range, observed, noise_std, prior.decode,
                    [g for g in groups if g.size], name=f"latent tomography ({type(forward).__name__})",
-                   data_unit=data_unit)
+                   data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
+                   device=prior.device)

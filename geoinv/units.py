@@ -1,8 +1,49 @@
-"""Unit helpers: field crosshole radar data come in ns and m/ns; geoinv works in SI."""
+"""Units: geoinv computes in SI (m, s, m/s); field crosshole radar data come in ns and m/ns.
+
+This is the one place that knows unit names and factors. Every reader,
+writer, problem and option that accepts a unit name looks it up here.
+"""
 
 from __future__ import annotations
 
+from .errors import ConfigError
+
+__all__ = [
+    "NS",
+    "TIME_UNITS",
+    "VELOCITY_UNITS",
+    "m_per_ns_to_m_per_s",
+    "m_per_s_to_m_per_ns",
+    "ns_to_s",
+    "s_to_ns",
+    "time_factor",
+    "velocity_factor",
+]
+
 NS = 1e-9  #: one nanosecond in s
+
+#: seconds per unit of time
+TIME_UNITS: dict[str, float] = {"s": 1.0, "ns": NS}
+#: m/s per unit of velocity
+VELOCITY_UNITS: dict[str, float] = {"m/s": 1.0, "m/ns": 1.0 / NS}
+
+
+def time_factor(unit: str, name: str = "time unit") -> float:
+    """Seconds per ``unit`` (``'s'`` or ``'ns'``); a :class:`ConfigError` names ``name`` otherwise."""
+    if isinstance(unit, bytes):
+        unit = unit.decode()
+    if unit not in TIME_UNITS:
+        raise ConfigError(f"{name} must be one of {sorted(TIME_UNITS)}, got {unit!r}")
+    return TIME_UNITS[unit]
+
+
+def velocity_factor(unit: str, name: str = "velocity unit") -> float:
+    """m/s per ``unit`` (``'m/s'`` or ``'m/ns'``)."""
+    if isinstance(unit, bytes):
+        unit = unit.decode()
+    if unit not in VELOCITY_UNITS:
+        raise ConfigError(f"{name} must be one of {sorted(VELOCITY_UNITS)}, got {unit!r}")
+    return VELOCITY_UNITS[unit]
 
 
 def ns_to_s(value):

@@ -1,24 +1,24 @@
-"""End-to-end workflows behind the ``geoinv demo`` and ``geoinv invert`` commands."""
+"""Thin file-and-figure layers around :func:`geoinv.invert` for ``geoinv demo``, ``invert`` and ``simulate``."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .core import invert, make_solver
 from .errors import ConfigError
 from .forward import forward as build_forward
 from .grid import Grid2D
 from .petrophysics import FaciesVelocity
-from .problem import InverseProblem
-from .solvers import LatentSGDConfig, Solutions
-from .solvers import solver as build_solver
+from .solvers import ACCEPTANCE, Solutions
 from .survey import Survey
+from .units import ns_to_s, s_to_ns
 
-__all__ = ["DemoReport", "invert_survey", "representative_crop", "run_demo"]
+__all__ = ["DemoReport", "invert_file", "invert_survey", "representative_crop", "run_demo", "simulate_comparison"]
 
 
 def representative_crop(sampler, seed: int, proportion=(0.18, 0.36)) -> torch.Tensor:
@@ -29,25 +29,25 @@ def representative_crop(sampler, seed: int, proportion=(0.18, 0.36)) -> torch.Te
     return crops[int(typical[0]) if len(typical) else int(fractions.argmax())]
 
 
-def default_solver_config(forward_name: str, n_starts: int, seed: int, progress: bool = True,
-                          epochs: int | None = None):
-    """The reference schedule for the operator: linear for straight rays, nonlinear otherwise.
+def check_output(path: Path, suffixes: tuple[str, ...], inputs=()) -> Path:
+    """Validate an output path before any work: suffix, not a folder, not an input, folder writable."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"output {str(path)!r} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise ConfigError(f"output {str(path)!r} is a folder; give a file name")
+    for source in inputs:
+        if source is not None and Path(source).exists() and path.exists() and path.samefile(source):
+            raise ConfigError(f"output {str(path)!r} is the input file; choose another output name")
+    folder = path.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"cannot create the output folder {str(folder)!r}: {str(existing)!r} is a file")
+    import os
 
-    The nonlinear schedule uses one source per step (one eikonal solve per start
-    and step) rather than 25 random data, which would need up to 25 solves.
-    """
-    overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    if forward_name == "straight-ray":
-        return LatentSGDConfig.reference_linear(**overrides)
-    return LatentSGDConfig.reference_nonlinear(minibatch="source", **overrides)
-
-
-def _frozen(vae):
-    for parameter in vae.parameters():
-        parameter.requires_grad_(False)
-    return vae
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"the output folder {str(existing)!r} is not writable; choose another --output")
+    return path
 
 
 @dataclass
@@ -59,6 +59,8 @@ class DemoReport:
     noise_std_ns: float
     best_data_rmse_ns: float
     median_data_rmse_ns: float
+    best_normalised_rmse: float
+    median_normalised_rmse: float
     accepted: int
     best_model_rmse: float
     best_pixel_accuracy: float
@@ -69,8 +71,9 @@ class DemoReport:
             f"forward operator        {self.forward}",
             f"starts                  {self.n_starts}",
             f"noise σ                 {self.noise_std_ns:.3f} ns",
-            f"data RMSE best / median {self.best_data_rmse_ns:.3f} / {self.median_data_rmse_ns:.3f} ns",
-            f"accepted (≤ 1.1 σ)      {self.accepted} / {self.n_starts}",
+            (f"data RMSE best / median {self.best_data_rmse_ns:.3f} / {self.median_data_rmse_ns:.3f} ns "
+            f"({self.best_normalised_rmse:.2f} σ / {self.median_normalised_rmse:.2f} σ)"),
+            f"accepted (≤ {ACCEPTANCE} σ)      {self.accepted} / {self.n_starts}",
             f"model RMSE of best      {self.best_model_rmse:.3f} (facies units)",
             f"pixels right, best      {100 * self.best_pixel_accuracy:.1f} %",
             f"inversion time          {self.seconds:.1f} s",
@@ -78,85 +81,109 @@ class DemoReport:
 
 
 def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 10, seed: int = 0,
-             noise_std_ns: float = 0.25, progress: bool = True, vae=None,
-             epochs: int | None = None) -> tuple[DemoReport, Solutions]:
+             noise_std_ns: float = 0.25, progress: bool = True, prior=None,
+             epochs: int | None = None, petrophysics: FaciesVelocity | None = None
+             ) -> tuple[DemoReport, Solutions]:
     """Synthetic inversion of a held-out channelized model with the shipped VAE.
 
     Simulates noisy traveltimes on the reference crosshole survey, inverts them
     with latent SGD from ``n_starts`` random starts, writes ``demo.png`` and
-    ``demo.h5`` to ``output`` and returns the report and the solutions.
+    ``demo.h5`` (survey, solutions and truth in one atomic file) to ``output``
+    and returns the report and the solutions.
     """
-    from .io import write_survey
+    from .io import write_result
     from .plot import inversion_figure
     from .prior import PatchSampler, default_training_image, default_vae
 
-    vae = _frozen(vae or default_vae())
-    grid, survey = Grid2D.crosshole(), Survey.crosshole()
+    output = Path(output)
+    result, figure = output / "demo.h5", output / "demo.png"
+    check_output(result, (".h5",))
+    prior = (prior or default_vae()).frozen()
+    petrophysics = petrophysics or FaciesVelocity()
+    grid = Grid2D.crosshole()
     truth = representative_crop(PatchSampler(default_training_image(), grid.shape), seed)
-    operator = build_forward(forward_name, grid=grid, survey=survey)
-    petrophysics = FaciesVelocity()
-    with torch.no_grad():
-        clean = 1e9 * operator(petrophysics.slowness(truth.double()))
-    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=clean.dtype)
-    observed = clean + noise_std_ns * noise
-    problem = InverseProblem.latent_tomography(vae, petrophysics, operator, observed, noise_std_ns)
-    solver = build_solver("latent-sgd", default_solver_config(forward_name, n_starts, seed, progress, epochs))
-    solutions = solver.solve(problem)
+    operator = build_forward(forward_name, grid=grid, survey=Survey.crosshole())
+    survey = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(noise_std_ns),
+                                          torch.Generator().manual_seed(seed + 1))
+    method = make_solver("latent-sgd", operator, n_starts=n_starts, seed=seed, progress=progress, epochs=epochs)
+    solutions = invert(survey, prior, operator, method, petrophysics)
     models = solutions.models[0]
     report = DemoReport(
         forward=forward_name, n_starts=n_starts, noise_std_ns=noise_std_ns,
         best_data_rmse_ns=float(solutions.misfit[0, 0]), median_data_rmse_ns=float(solutions.misfit[0].median()),
+        best_normalised_rmse=float(solutions.normalised_misfit[0, 0]),
+        median_normalised_rmse=float(solutions.normalised_misfit[0].median()),
         accepted=int(solutions.accepted[0].sum()),
         best_model_rmse=float((models[0] - truth).pow(2).mean().sqrt()),
         best_pixel_accuracy=float(((models[0] > 0.5).float() == truth).float().mean()),
         seconds=solutions.wall_time)
-    output.mkdir(parents=True, exist_ok=True)
-    result = output / "demo.h5"
-    write_survey(result, survey.with_data(observed.numpy() * 1e-9, noise_std_ns * 1e-9), grid)
-    solutions.to_hdf5(result, mode="a")
-    import h5py
-
-    with h5py.File(result, "a") as handle:
-        handle.create_dataset("truth", data=truth.numpy())
-        handle.attrs["report"] = json.dumps(report.__dict__)
-    inversion_figure(grid, solutions, output / "demo.png", truth.numpy(), survey,
+    write_result(result, solutions, survey, grid, {"truth": truth.numpy()}, {"report": asdict(report)})
+    inversion_figure(grid, solutions, figure, truth.numpy(), survey,
                      f"latent SGD, {forward_name} forward, {n_starts} starts")
     return report, solutions
 
 
-def invert_survey(path: Path, output: Path, forward_name: str = "straight-ray", solver_name: str = "latent-sgd",
-                  n_starts: int = 20, seed: int = 0, preset: str | None = None, vae_path: Path | None = None,
-                  progress: bool = True, epochs: int | None = None) -> Solutions:
-    """Invert the traveltimes of an HDF5 survey file with the shipped (or given) VAE."""
-    from .io import read_survey
-    from .plot import inversion_figure
-    from .prior import default_vae, load_vae
+def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", solver_name: str = "latent-sgd",
+                n_starts: int = 20, seed: int = 0, preset: str | None = None, prior_path: Path | None = None,
+                progress: bool = True, epochs: int | None = None,
+                petrophysics: FaciesVelocity | None = None) -> Solutions:
+    """Invert the traveltimes of an HDF5 survey file; write results (``.h5``) and a figure (``.png``).
 
+    The output paths are checked before any work; the grid comes from the file
+    (default: the reference crosshole grid).
+    """
+    from .io import read_survey, write_result
+    from .plot import inversion_figure
+    from .prior import load_prior
+
+    output = check_output(output, (".h5", ".hdf5"), inputs=(path, prior_path))
+    figure = output.with_suffix(".png")
     survey, grid = read_survey(path)
-    if survey.traveltimes is None:
-        raise ConfigError(f"{path} holds no traveltimes to invert")
-    vae = _frozen(load_vae(vae_path) if vae_path else default_vae())
+    prior = load_prior(prior_path).frozen()
     grid = grid or Grid2D.crosshole()
-    if tuple(vae.model_shape) != grid.shape:
-        raise ConfigError(f"the VAE makes {vae.model_shape} models but the survey's grid is {grid.shape}; "
-                          "train a VAE for this grid (geoinv train-vae --nz --nx) and pass --vae")
-    noise = float(np.mean(survey.errors)) * 1e9 if survey.errors is not None else None
+    if tuple(prior.model_shape) != grid.shape:
+        raise ConfigError(f"the prior makes {tuple(prior.model_shape)} models but the survey's grid is "
+                          f"{grid.shape}; train a VAE for this grid (geoinv train-vae --nz --nx) and pass --vae")
     operator = build_forward(forward_name, grid=grid, survey=survey)
-    problem = InverseProblem.latent_tomography(vae, FaciesVelocity(), operator, survey.traveltimes * 1e9, noise)
-    if solver_name == "latent-sgd":
-        if preset:
-            overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
-            config = LatentSGDConfig.named(preset, **overrides, **({"epochs": epochs} if epochs else {}))
-        else:
-            config = default_solver_config(forward_name, n_starts, seed, progress, epochs)
-        method = build_solver(solver_name, config)
-    else:  # a learned solver: trained on prior draws of this very problem first
-        if preset:
-            raise ConfigError("--preset applies to latent-sgd only")
-        method = build_solver(solver_name, seed=seed, progress=progress).fit(problem)
-    solutions = method.solve(problem)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    solutions.to_hdf5(output, mode="w")
-    inversion_figure(grid, solutions, output.with_suffix(".png"), survey=survey,
-                     title=f"{solver_name}, {forward_name} forward")
+    method = make_solver(solver_name, operator, n_starts=n_starts, seed=seed, progress=progress,
+                         epochs=epochs, preset=preset)
+    solutions = invert(survey, prior, operator, method, petrophysics)
+    write_result(output, solutions, survey, grid)
+    inversion_figure(grid, solutions, figure, survey=survey, title=f"{solver_name}, {forward_name} forward")
     return solutions
+
+
+#: deprecated name of :func:`invert_file` (geoinv ≤ 0.2)
+invert_survey = invert_file
+
+
+def simulate_comparison(output: Path, seed: int = 0) -> list[str]:
+    """Straight-ray and eikonal traveltimes of a held-out model: table lines, ``simulation.npz`` and a figure."""
+    from .forward import Eikonal, StraightRay
+    from .plot import simulation_figure
+    from .prior import PatchSampler, default_training_image
+
+    grid, survey = Grid2D.crosshole(), Survey.crosshole()
+    facies = representative_crop(PatchSampler(default_training_image(), grid.shape), seed).double()
+    petro = FaciesVelocity()
+    slowness = petro.slowness(facies)
+    lines = [f"held-out channelized model {grid.shape}, {survey.n_data} source-receiver pairs",
+             f"{'operator':<14}{'time (s)':>10}{'min (ns)':>10}{'max (ns)':>10}{'mean (ns)':>11}"]
+    times = {}
+    for name, operator in (("straight ray", StraightRay(grid, survey)), ("eikonal", Eikonal(grid, survey))):
+        start = time.perf_counter()
+        times[name] = operator(slowness).numpy()
+        values = s_to_ns(times[name])
+        lines.append(f"{name:<14}{time.perf_counter() - start:>10.3f}{values.min():>10.2f}{values.max():>10.2f}"
+                     f"{values.mean():>11.2f}")
+    difference = s_to_ns(times["eikonal"] - times["straight ray"])
+    lines.append(f"eikonal − straight ray: mean {difference.mean():.3f} ns, range [{difference.min():.3f}, "
+                 f"{difference.max():.3f}] ns (bent rays find faster paths; positives are discretisation error)")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    simulation_figure(grid, survey, petro.velocity(facies).numpy(), times, output / "simulation.png")
+    from ._atomic import atomic_path
+
+    with atomic_path(output / "simulation.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, facies=facies.numpy(), **{k.replace(" ", "_"): v for k, v in times.items()})
+    return lines

@@ -13,14 +13,15 @@ from geoinv import (
     LatentSGD,
     LatentSGDConfig,
     Solutions,
+    StandardNormalPrior,
     StraightRay,
     solver,
 )
 from geoinv.solvers import expected_latent_norm
 
 
-class TinyDecoder(nn.Module):
-    """A fixed smooth decoder g(z) = sigmoid(W z + b) onto a small grid."""
+class TinyDecoder(nn.Module, StandardNormalPrior):
+    """A fixed smooth decoder g(z) = sigmoid(W z + b) onto a small grid, z ~ N(0, I)."""
 
     def __init__(self, shape, latent_dim=3, seed=0):
         super().__init__()
@@ -31,7 +32,15 @@ class TinyDecoder(nn.Module):
                  for k in range(latent_dim)]
         self.weight = nn.Parameter(2.0 * torch.stack([b.reshape(-1) for b in basis], dim=1), requires_grad=False)
         self.bias = nn.Parameter(0.2 * torch.randn(n_cells, generator=generator), requires_grad=False)
-        self.latent_dim, self.model_shape = latent_dim, tuple(shape)
+        self._latent_dim, self._model_shape = latent_dim, tuple(shape)
+
+    @property
+    def latent_dim(self):
+        return self._latent_dim
+
+    @property
+    def model_shape(self):
+        return self._model_shape
 
     def decode(self, latent):
         return torch.sigmoid(latent @ self.weight.T + self.bias).reshape(-1, *self.model_shape)
@@ -49,7 +58,7 @@ def problem(small_grid, small_survey):
 
 def small_config(**overrides):
     settings = {"step_size": 5e-3, "step_decay": 0.97, "epochs": 80, "batch_size": 5, "reg_weight": 1.0,
-                "reg_decay": 0.99, "n_starts": 8, "acceptance": 1.5, "progress": False, "seed": 1}
+                "reg_decay": 0.99, "n_starts": 8, "progress": False, "seed": 1}
     return LatentSGDConfig(**{**settings, **overrides})
 
 

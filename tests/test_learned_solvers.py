@@ -50,25 +50,32 @@ def test_solvers_recover_a_branch_of_the_square_root(make):
     assert relative_error(fitted.solve(quadratic(), TARGETS)).max() < 0.05
 
 
-def test_hermite_and_smoothness_terms_improve_three_sample_surrogate():
-    """With three forward samples the derivative term makes F_φ right near them, and a small
-    smoothness term improves it near zero (seed 000)."""
-    problem = quadratic_reduced()
-    x_near = torch.tensor([[-30.0], [-27.0], [27.0], [30.0]])
-    x_zero = torch.linspace(-10.0, 10.0, 41)[:, None]
-    near, zero = [], []
-    for hermite, smooth in ((0.0, 0.0), (1.0, 0.0), (1.0, 1e-3)):
-        net = NetworkConfig(hidden=(32, 32), epochs=1500, batch_size=3, lr=3e-3)
-        fitted = EncoderDecoder(mode="two-step", forward=net, inverse=NetworkConfig(hidden=(8,), epochs=1),
-                                hermite_weight=hermite, hermite_epsilon=1.0, smoothness_weight=smooth,
-                                smoothness_points=200, progress=False, seed=2).fit(problem)
+def _three_sample_surrogate(hermite: float, smooth: float):
+    net = NetworkConfig(hidden=(32, 32), epochs=1500, batch_size=3, lr=3e-3)
+    fitted = EncoderDecoder(mode="two-step", forward=net, inverse=NetworkConfig(hidden=(8,), epochs=1),
+                            hermite_weight=hermite, hermite_epsilon=1.0, smoothness_weight=smooth,
+                            smoothness_points=200, progress=False, seed=2).fit(quadratic_reduced())
+
+    def surrogate(x):
         with torch.no_grad():
-            def surrogate(x, fitted=fitted):
-                return fitted.networks["surrogate"](fitted.scaler.x_in(x)) * fitted.scaler.y_std + fitted.scaler.y_mean
-            near.append((surrogate(x_near) - x_near.pow(2)).abs().mean().item())
-            zero.append((surrogate(x_zero) - x_zero.pow(2)).abs().mean().item())
+            return fitted.networks["surrogate"](fitted.scaler.x_in(x)) * fitted.scaler.y_std + fitted.scaler.y_mean
+
+    return surrogate
+
+
+def test_hermite_and_smoothness_terms_on_three_sample_surrogate():
+    """With three forward samples the derivative term makes F_φ right near them (seed 000); the
+    smoothness term penalises |∂F_φ|, so it lowers the surrogate's total variation.
+
+    (Seed 000 also reports a better fit near zero with a small smoothness weight; over seeds 2-4
+    here that effect changes sign, so it is not asserted.)"""
+    x_near = torch.tensor([[-30.0], [-27.0], [27.0], [30.0]])
+    x_all = torch.linspace(-33.0, 33.0, 200)[:, None]
+    plain, hermite, smooth = (_three_sample_surrogate(*w) for w in ((0.0, 0.0), (1.0, 0.0), (1.0, 1e-2)))
+    near = [(f(x_near) - x_near.pow(2)).abs().mean().item() for f in (plain, hermite)]
     assert near[1] < 0.7 * near[0]
-    assert zero[2] < 0.9 * zero[1]
+    variation = [f(x_all).diff(dim=0).abs().sum().item() for f in (hermite, smooth)]
+    assert variation[1] < 0.95 * variation[0]
 
 
 def test_neural_adjoint_on_sine_wave_and_boundary():

@@ -60,14 +60,14 @@ def test_dot_test(reference_grid, reference_survey, rng):
     op = StraightRay(reference_grid, reference_survey)
     model = torch.as_tensor(rng.normal(size=(3, *reference_grid.shape)))
     data = torch.as_tensor(rng.normal(size=(3, op.n_data)))
-    lhs = (op(model) * data).sum()
+    lhs = (op.apply(model) * data).sum()
     rhs = (model * op.adjoint(data)).sum()
     assert lhs.item() == pytest.approx(rhs.item(), rel=1e-12)
 
 
 def test_gradcheck_small(small_grid, small_survey):
     op = StraightRay(small_grid, small_survey)
-    slowness = torch.rand(2, *small_grid.shape, dtype=torch.float64, requires_grad=True)
+    slowness = (0.1 + torch.rand(2, *small_grid.shape, dtype=torch.float64)).requires_grad_(True)
     assert torch.autograd.gradcheck(op, (slowness,))
 
 

@@ -5,23 +5,21 @@ from __future__ import annotations
 from .._registry import Registry
 from .base import ForwardOperator
 from .eikonal import Eikonal
+from .numpy_kernel import NumpyKernelOperator
 from .straight_ray import StraightRay, ray_length_matrix
 
 __all__ = [
     "FORWARDS",
     "Eikonal",
     "ForwardOperator",
+    "NumpyKernelOperator",
     "PyGimliShortestPath",
     "StraightRay",
     "forward",
     "ray_length_matrix",
 ]
 
-FORWARDS = Registry("geoinv.forwards", {
-    "straight-ray": "geoinv.forward.straight_ray:StraightRay",
-    "eikonal": "geoinv.forward.eikonal:Eikonal",
-    "pygimli": "geoinv.forward.pygimli:PyGimliShortestPath",
-})
+FORWARDS = Registry("geoinv.forwards", "forward operator")
 
 
 def forward(name: str, **kwargs) -> ForwardOperator:

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import skfmm
-import torch
 
 from ..errors import ConfigError
 from ..grid import Grid2D
 from ..survey import Survey
-from .base import ForwardOperator
+from .numpy_kernel import NumpyKernelOperator
 from .straight_ray import short_segment_lengths
 
 __all__ = ["Eikonal"]
@@ -69,7 +68,7 @@ def _bilinear(fields: np.ndarray, which: np.ndarray, row: np.ndarray, col: np.nd
             + fr * (1 - fc) * flat[which, corner + n_cols] + fr * fc * flat[which, corner + n_cols + 1])
 
 
-class Eikonal(ForwardOperator):
+class Eikonal(NumpyKernelOperator):
     """Nonlinear first-arrival traveltimes from the eikonal equation ``|∇T| = s``.
 
     Parameters
@@ -100,9 +99,11 @@ class Eikonal(ForwardOperator):
     The gradient is the Fréchet kernel of the continuous problem: rays are
     traced from each receiver down ``−∇T`` to the source and their lengths in
     each cell accumulated, so ``∂t_i/∂s_c`` = length of ray ``i`` in cell ``c``.
-    It is applied in a custom ``torch.autograd.Function``; in a homogeneous
-    medium it equals the straight-ray matrix.
+    It is applied by the autograd bridge of :class:`NumpyKernelOperator`; in a
+    homogeneous medium it equals the straight-ray matrix.
     """
+
+    computes_subsets = True  # only the sources of the requested data are solved for
 
     def __init__(self, grid: Grid2D, survey: Survey, refine: int = 1, order: int = 2,
                  source_radius: float = 3.0, ray_step: float = 0.5) -> None:
@@ -158,11 +159,8 @@ class Eikonal(ForwardOperator):
         field_row[sources] = np.arange(len(sources))
         return index, sources, field_row
 
-    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
-        return _EikonalFunction.apply(slowness, self, data_index)
-
     def simulate_numpy(self, slowness: np.ndarray, data_index=None) -> tuple[np.ndarray, np.ndarray]:
-        """Traveltimes (s) and time fields for one ``(nz, nx)`` slowness array.
+        """Traveltimes (s) and time fields (the kernel's state) for one ``(nz, nx)`` slowness array.
 
         Only the sources of the requested data are solved for.
         """
@@ -172,15 +170,10 @@ class Eikonal(ForwardOperator):
         times = _bilinear(fields, field_row[self.survey.pairs[index, 0]], row[index], col[index])
         return times, fields
 
-    def jacobian(self, slowness, data_index=None, fields: np.ndarray | None = None) -> sp.csr_matrix:
-        """Ray-length matrix ∂t/∂s (m) at one model, shape ``(n, nz·nx)``.
-
-        ``fields`` (from :meth:`simulate_numpy` with the same ``data_index``) saves
-        solving the eikonal equation again.
-        """
-        slowness = np.asarray(torch.as_tensor(slowness).detach().cpu(), dtype=float).reshape(self.grid.shape)
-        if fields is None:
-            _, fields = self.simulate_numpy(slowness, data_index)
+    def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None,
+                  state: np.ndarray | None = None) -> sp.csr_matrix:
+        """Ray-length matrix ∂t/∂s (m); ``state`` holds the time fields of :meth:`simulate_numpy`."""
+        fields = self.simulate_numpy(slowness, data_index)[1] if state is None else state
         return self._trace_rays(fields, data_index)
 
     def _trace_rays(self, fields: np.ndarray, data_index: np.ndarray | None = None) -> sp.csr_matrix:
@@ -224,22 +217,3 @@ class Eikonal(ForwardOperator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, refine={self.nodes.refine}, order={self.order}"
-
-
-class _EikonalFunction(torch.autograd.Function):
-    """Traveltimes by fast marching; backward applies the transposed ray-length matrix."""
-
-    @staticmethod
-    def forward(ctx, slowness: torch.Tensor, operator: Eikonal, data_index) -> torch.Tensor:
-        models = slowness.detach().cpu().double().numpy()
-        times, fields = zip(*(operator.simulate_numpy(model, data_index) for model in models))
-        ctx.operator, ctx.fields, ctx.data_index = operator, fields, data_index
-        return torch.as_tensor(np.stack(times), dtype=slowness.dtype, device=slowness.device)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        operator = ctx.operator
-        residual = grad_output.detach().cpu().double().numpy()
-        grads = [operator._trace_rays(fields, ctx.data_index).T @ r for fields, r in zip(ctx.fields, residual)]
-        grad = torch.as_tensor(np.stack(grads), dtype=grad_output.dtype, device=grad_output.device)
-        return grad.reshape(-1, *operator.grid.shape), None, None

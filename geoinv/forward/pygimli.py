@@ -6,12 +6,11 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from ..errors import ConfigError
 from ..grid import Grid2D
 from ..survey import Survey
-from .base import ForwardOperator
+from .numpy_kernel import NumpyKernelOperator
 
 __all__ = ["PyGimliShortestPath"]
 
@@ -22,7 +21,7 @@ def _import_pygimli():
     return pygimli
 
 
-class PyGimliShortestPath(ForwardOperator):
+class PyGimliShortestPath(NumpyKernelOperator):
     """First arrivals by pyGIMLi's ``TravelTimeDijkstraModelling`` (a cross-check).
 
     Parameters
@@ -97,34 +96,16 @@ class PyGimliShortestPath(ForwardOperator):
         vector, scale = self._pg_slowness(slowness)
         return np.asarray(self._core.response(vector)) * scale
 
-    def jacobian(self, slowness) -> sp.csr_matrix:
+    def simulate_numpy(self, slowness: np.ndarray, data_index=None) -> tuple[np.ndarray, None]:
+        """Traveltimes (s) of all data for one slowness array (pyGIMLi cannot skip data)."""
+        return self.response(slowness), None
+
+    def _jacobian(self, slowness: np.ndarray, data_index=None, state=None) -> sp.csr_matrix:
         """pyGIMLi's ray-length Jacobian (m) in geoinv cell order, ``(n_data, nz·nx)``."""
         pg = _import_pygimli()
-        array = np.asarray(torch.as_tensor(slowness).detach().cpu(), dtype=float)
-        vector, _ = self._pg_slowness(array)
+        vector, _ = self._pg_slowness(slowness)
         self._core.createJacobian(vector)
         coo = pg.utils.sparseMatrix2coo(self._core.jacobian())
         columns = self._to_geoinv[coo.col]
         matrix = sp.coo_matrix((coo.data, (coo.row, columns)), shape=(self.n_data, self.grid.n_cells))
         return matrix.tocsr()
-
-    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
-        times = _PyGimliFunction.apply(slowness, self)
-        return times if data_index is None else times[:, torch.as_tensor(data_index, device=times.device)]
-
-
-class _PyGimliFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, slowness: torch.Tensor, operator: PyGimliShortestPath) -> torch.Tensor:
-        models = slowness.detach().cpu().double().numpy()
-        ctx.operator, ctx.models = operator, models
-        times = np.stack([operator.response(model) for model in models])
-        return torch.as_tensor(times, dtype=slowness.dtype, device=slowness.device)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        operator = ctx.operator
-        residual = grad_output.detach().cpu().double().numpy()
-        grads = [operator.jacobian(model).T @ r for model, r in zip(ctx.models, residual)]
-        grad = torch.as_tensor(np.stack(grads), dtype=grad_output.dtype, device=grad_output.device)
-        return grad.reshape(-1, *operator.grid.shape), None

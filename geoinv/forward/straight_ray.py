@@ -195,16 +195,26 @@ class StraightRay(ForwardOperator):
         return self._cache[key]
 
     def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
-        matrix, transpose = self._torch_matrices(slowness.dtype, slowness.device)
-        times = SparseMatmul.apply(slowness.reshape(slowness.shape[0], -1), matrix, transpose)
-        # all rays cost ~0.1 ms per model: cheaper to compute them all than to slice A
-        return times if data_index is None else times[:, torch.as_tensor(data_index, device=times.device)]
+        # all rays cost ~0.1 ms per model: cheaper to compute them all (the base class selects)
+        return self.apply(slowness)
+
+    def apply(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``A v`` for any model-space vectors ``(B, nz, nx)``, signs allowed (the linear map
+        itself, for dot tests and linear algebra; :meth:`forward` checks for physical slowness)."""
+        vectors = torch.as_tensor(vectors)
+        matrix, transpose = self._torch_matrices(vectors.dtype, vectors.device)
+        return SparseMatmul.apply(vectors.reshape(vectors.shape[0], -1), matrix, transpose)
 
     def adjoint(self, residuals: torch.Tensor) -> torch.Tensor:
         """``Aᵀ r``: back-project data-space vectors ``(B, n_data)`` to ``(B, nz, nx)``."""
         _, transpose = self._torch_matrices(residuals.dtype, residuals.device)
         return (transpose @ residuals.T).T.reshape(-1, *self.grid.shape)
 
-    def jacobian(self, slowness=None) -> sp.csr_matrix:
-        """The ray-length matrix (independent of the model)."""
+    def jacobian(self, slowness=None, data_index=None) -> sp.csr_matrix:
+        """The ray-length matrix (m), independent of the model; ``slowness`` may be omitted."""
+        if slowness is None:
+            return self.matrix if data_index is None else self.matrix[self._check_index(data_index)]
+        return super().jacobian(slowness, data_index)
+
+    def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None) -> sp.csr_matrix:
         return self.matrix

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
-from ..errors import FileFormatError
+from ..errors import FileFormatError, GeoinvError
 from ..grid import Grid2D
 from ..survey import Survey
+from ..units import time_factor
 
-__all__ = ["SURVEY_FORMAT", "read_survey", "write_survey"]
+__all__ = ["SURVEY_FORMAT", "read_survey", "write_result", "write_survey", "write_survey_group"]
 
 SURVEY_FORMAT = "geoinv-survey/1"
-_TIME_UNITS = {"s": 1.0, "ns": 1e-9}
 
 
 def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
@@ -50,24 +50,53 @@ def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = 
     """
     import h5py
 
-    if time_unit not in _TIME_UNITS:
-        raise FileFormatError(f"time_unit must be 's' or 'ns', got {time_unit!r}")
-    scale = 1.0 / _TIME_UNITS[time_unit]
+    time_factor(time_unit, "time_unit")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        root = handle.create_group(group)
-        root.attrs["format"] = SURVEY_FORMAT
-        root.attrs["time_unit"] = time_unit
-        root.create_dataset("sources", data=survey.sources)
-        root.create_dataset("receivers", data=survey.receivers)
-        root.create_dataset("pairs", data=survey.pairs)
-        if survey.traveltimes is not None:
-            root.create_dataset("traveltimes", data=survey.traveltimes * scale)
-        if survey.errors is not None:
-            root.create_dataset("errors", data=survey.errors * scale)
-        if grid is not None:
-            grid_group = root.create_group("grid")
-            for key, value in grid.to_dict().items():
-                grid_group.attrs[key] = value
+        write_survey_group(handle, survey, grid, group, time_unit)
+
+
+def write_survey_group(handle, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
+                       time_unit: str = "s") -> None:
+    """Write ``survey`` (and ``grid``) into an open ``h5py.File`` under ``group`` (see :func:`write_survey`)."""
+    scale = 1.0 / time_factor(time_unit, "time_unit")
+    root = handle.create_group(group)
+    root.attrs["format"] = SURVEY_FORMAT
+    root.attrs["time_unit"] = time_unit
+    root.create_dataset("sources", data=survey.sources)
+    root.create_dataset("receivers", data=survey.receivers)
+    root.create_dataset("pairs", data=survey.pairs)
+    if survey.traveltimes is not None:
+        root.create_dataset("traveltimes", data=survey.traveltimes * scale)
+    if survey.errors is not None:
+        root.create_dataset("errors", data=survey.errors * scale)
+    if grid is not None:
+        grid_group = root.create_group("grid")
+        for key, value in grid.to_dict().items():
+            grid_group.attrs[key] = value
+
+
+def write_result(path, solutions, survey: Survey | None = None, grid: Grid2D | None = None,
+                 datasets: dict | None = None, attrs: dict | None = None) -> None:
+    """Write an inversion result as one atomic HDF5 file.
+
+    Layout: ``/solutions`` (see :class:`geoinv.Solutions`), ``/survey`` (the
+    inverted data, if given), one dataset per entry of ``datasets`` (e.g.
+    ``truth``) and root attributes ``attrs`` (JSON-encoded when not scalar).
+    Everything is written to a temporary file beside ``path`` and renamed, so
+    ``path`` holds either the previous complete file or the new complete file.
+    """
+    import json
+
+    import h5py
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        if survey is not None:
+            write_survey_group(handle, survey, grid)
+        solutions.write_group(handle, "solutions")
+        for name, value in (datasets or {}).items():
+            handle.create_dataset(name, data=np.asarray(value), compression="gzip")
+        for name, value in (attrs or {}).items():
+            handle.attrs[name] = value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
 
 
 def read_survey(path, group: str = "survey") -> tuple[Survey, Grid2D | None]:
@@ -93,11 +122,10 @@ def read_survey(path, group: str = "survey") -> tuple[Survey, Grid2D | None]:
             if missing:
                 raise FileFormatError(f"{path.name}: '/{group}' lacks the dataset(s) {missing}")
             unit = root.attrs.get("time_unit", "s")
-            if isinstance(unit, bytes):
-                unit = unit.decode()
-            if unit not in _TIME_UNITS:
-                raise FileFormatError(f"{path.name}: time_unit must be 's' or 'ns', found {unit!r}")
-            scale = _TIME_UNITS[unit]
+            try:
+                scale = time_factor(unit, f"{path.name}: attribute time_unit of '/{group}'")
+            except GeoinvError as exc:
+                raise FileFormatError(str(exc)) from exc
             fields = {name: root[name][()] for name in ("sources", "receivers", "pairs", "traveltimes", "errors")
                       if name in root}
             grid_attrs = dict(root["grid"].attrs) if "grid" in root else None

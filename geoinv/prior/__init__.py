@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .._registry import Registry
+from .base import REGULARIZATIONS, Prior, StandardNormalPrior, expected_latent_norm
 from .channels import ChannelConfig, channel_statistics, channelized_image
 from .data import DEFAULT_TRAINING_IMAGE, DEFAULT_VAE
 from .images import PatchSampler, image_hash, read_image, write_image
@@ -9,23 +11,50 @@ from .training import TrainConfig, heldout_accuracy, train_vae
 from .vae import VAE, VAEConfig, load_vae, save_checkpoint
 
 __all__ = [
+    "PRIORS",
+    "REGULARIZATIONS",
     "VAE",
     "ChannelConfig",
     "PatchSampler",
+    "Prior",
+    "StandardNormalPrior",
     "TrainConfig",
     "VAEConfig",
     "channel_statistics",
     "channelized_image",
     "default_training_image",
     "default_vae",
+    "expected_latent_norm",
     "heldout_accuracy",
     "image_hash",
+    "load_prior",
     "load_vae",
     "read_image",
     "save_checkpoint",
     "train_vae",
     "write_image",
 ]
+
+
+PRIORS = Registry("geoinv.priors", "prior")
+
+
+def load_prior(path=None, kind: str = "vae", device="cpu") -> Prior:
+    """Load a prior: the shipped VAE (``path=None``) or a checkpoint of a registered kind.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        Checkpoint file; default the shipped VAE.
+    kind : str
+        Registered prior class (entry-point group ``geoinv.priors``) whose
+        ``load(path, device)`` reads the file.
+    device : str or torch.device
+        Where the decoder runs.
+    """
+    if path is None:
+        return default_vae(device)
+    return PRIORS.get(kind).load(path, device=device)
 
 
 def default_vae(device="cpu") -> VAE:

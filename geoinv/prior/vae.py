@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from .._atomic import atomic_path
 from ..errors import CheckpointError, ConfigError
+from .base import StandardNormalPrior
 
 __all__ = ["CHECKPOINT_FORMAT", "VAE", "VAEConfig", "load_vae", "save_checkpoint"]
 
@@ -90,8 +91,10 @@ def _conv_shapes(config: VAEConfig) -> list[tuple[int, int]]:
     return shapes
 
 
-class VAE(nn.Module):
+class VAE(nn.Module, StandardNormalPrior):
     """Convolutional VAE: encoder ``m → (μ, log σ²)``, decoder ``z → m``.
+
+    A :class:`~geoinv.prior.Prior` with the latent prior ``z ~ N(0, I)``.
 
     Parameters
     ----------
@@ -169,11 +172,14 @@ class VAE(nn.Module):
         latent = mean + torch.exp(0.5 * logvar) * noise
         return self.decode_logits(latent), mean, logvar
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` prior draws ``z ~ N(0, I)``; shape ``(n, nz, nx)``."""
-        device = next(self.parameters()).device
-        latent = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(latent)
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @classmethod
+    def load(cls, path, device: str | torch.device = "cpu") -> VAE:
+        """Load a checkpoint written by :func:`save_checkpoint` (see :func:`load_vae`)."""
+        return load_vae(path, device=device)
 
 
 def vae_loss(

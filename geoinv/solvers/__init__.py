@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .._registry import Registry
 from ._learned import LearnedSolver, NetworkConfig
-from .base import Solutions, Solver
+from .base import ACCEPTANCE, Solutions, Solver
+from .callbacks import Callback, EarlyStopping, Monitor, ProgressBar, RunInfo
 from .encoder_decoder import (
     EncoderDecoder,
     EncoderDecoderConfig,
@@ -17,7 +18,10 @@ from .latent_sgd import LatentSGD, LatentSGDConfig, expected_latent_norm
 from .neural_adjoint import NeuralAdjoint, NeuralAdjointConfig
 
 __all__ = [
+    "ACCEPTANCE",
     "SOLVERS",
+    "Callback",
+    "EarlyStopping",
     "EncoderDecoder",
     "EncoderDecoderConfig",
     "InverseMisfit",
@@ -25,9 +29,12 @@ __all__ = [
     "LatentSGD",
     "LatentSGDConfig",
     "LearnedSolver",
+    "Monitor",
     "NetworkConfig",
     "NeuralAdjoint",
     "NeuralAdjointConfig",
+    "ProgressBar",
+    "RunInfo",
     "Solutions",
     "Solver",
     "Tandem",
@@ -37,13 +44,7 @@ __all__ = [
     "solver",
 ]
 
-SOLVERS = Registry("geoinv.solvers", {
-    "latent-sgd": "geoinv.solvers.latent_sgd:LatentSGD",
-    "neural-adjoint": "geoinv.solvers.neural_adjoint:NeuralAdjoint",
-    "tandem": "geoinv.solvers.encoder_decoder:Tandem",
-    "encoder-decoder": "geoinv.solvers.encoder_decoder:EncoderDecoder",
-    "inverse-misfit": "geoinv.solvers.encoder_decoder:InverseMisfit",
-})
+SOLVERS = Registry("geoinv.solvers", "solver")
 
 
 def solver(name: str, config=None, **overrides) -> Solver:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._atomic import atomic_path
 from ..errors import CheckpointError, ConfigError
 from ..problem import InverseProblem
-from .base import Solutions, Solver
+from .base import Solver
 
 __all__ = ["LearnedSolver", "NetworkConfig", "boundary_loss", "misfit_norm", "mlp"]
 
@@ -106,8 +105,8 @@ class LearnedSolver(Solver):
     and ``_train(problem, x, y, generator)``.
     """
 
-    def __init__(self, config=None, **overrides) -> None:
-        super().__init__(config, **overrides)
+    def __init__(self, config=None, callbacks=(), **overrides) -> None:
+        super().__init__(config, callbacks, **overrides)
         self.networks = nn.ModuleDict()
         self.scaler: Scaler | None = None
         self.dims: tuple[int, int] | None = None
@@ -133,6 +132,10 @@ class LearnedSolver(Solver):
         """Where the networks train and run (``config.device``)."""
         return torch.device(getattr(self.config, "device", "cpu"))
 
+    @property
+    def is_fitted(self) -> bool:
+        return self.scaler is not None
+
     def _require_fitted(self) -> None:
         if self.scaler is None:
             raise ConfigError(f"{self.name}: call fit(problem) (or load a fitted solver) before solve()")
@@ -152,44 +155,22 @@ class LearnedSolver(Solver):
         n = tensors[0].shape[0]
         history = []
         device = tensors[0].device
-        bar = tqdm(range(network_config.epochs), desc=description, disable=not self.config.progress, unit="epoch")
-        for _ in bar:
-            order = torch.randperm(n, generator=generator).to(device)
-            total = 0.0
-            for start in range(0, n, network_config.batch_size):
-                index = order[start:start + network_config.batch_size]
-                loss = loss_of_batch(*(t[index] for t in tensors))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(index)
-            history.append(total / n)
-            scheduler.step(history[-1])
-            bar.set_postfix(loss=f"{history[-1]:.3g}")
+        with self.monitor(description, network_config.epochs) as monitor:
+            for _ in range(network_config.epochs):
+                order = torch.randperm(n, generator=generator).to(device)
+                total = 0.0
+                for start in range(0, n, network_config.batch_size):
+                    index = order[start:start + network_config.batch_size]
+                    loss = loss_of_batch(*(t[index] for t in tensors))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.item() * len(index)
+                history.append(total / n)
+                scheduler.step(history[-1])
+                if monitor.step(loss=history[-1]):
+                    break
         return history
-
-    # -- results --------------------------------------------------------------
-    def _solutions(self, problem: InverseProblem, candidates: torch.Tensor, target: torch.Tensor,
-                   history: dict, wall_time: float, accepted_within: float = 1.1) -> Solutions:
-        """Re-simulate ``candidates`` (S, T, n), already in the solver's ranking order."""
-        n_surveys, n_candidates, _ = candidates.shape
-        problem_device = problem.sample_prior(1).device
-        with torch.no_grad():
-            flat = candidates.reshape(-1, candidates.shape[-1]).to(problem_device)
-            data = torch.cat([problem.forward(chunk) for chunk in flat.split(4096)])
-            data = data.reshape(n_surveys, n_candidates, -1).float().cpu()
-            misfit = (data - target[:, None, :].cpu()).pow(2).mean(dim=2).sqrt()
-            models = problem.model(flat) if problem._to_model is not None else None
-        if problem.noise_std is not None:
-            accepted = misfit <= accepted_within * float(problem.noise_std.mean())
-        else:
-            accepted = misfit <= accepted_within * misfit.min(dim=1, keepdim=True).values
-        if models is not None:
-            models = models.reshape(n_surveys, n_candidates, *models.shape[1:]).cpu()
-        config = {**self.describe(), "problem": problem.name, "data_unit": problem.data_unit,
-                  "ranking": "solver", "noise_std": None if problem.noise_std is None
-                  else float(problem.noise_std.mean())}
-        return Solutions(candidates.cpu(), data, misfit, accepted, models, history, config, wall_time)
 
     # -- persistence ----------------------------------------------------------
     def save(self, path) -> None:

@@ -12,10 +12,15 @@ import torch
 from .._atomic import atomic_path
 from ..errors import ConfigError, FileFormatError
 from ..problem import InverseProblem
+from .callbacks import Monitor, ProgressBar
 
-__all__ = ["Solutions", "Solver"]
+__all__ = ["ACCEPTANCE", "Solutions", "Solver"]
 
 SOLUTIONS_FORMAT = "geoinv-solutions/1"
+
+#: The one acceptance rule of every solver: normalised RMSE (χ²/N)^½ ≤ ACCEPTANCE,
+#: residuals divided by each datum's standard error.
+ACCEPTANCE = 1.1
 
 
 @dataclass
@@ -31,7 +36,8 @@ class Solutions:
     misfit : torch.Tensor, shape (S, R)
         Full-data RMSE against the observed data (data unit).
     accepted : torch.Tensor of bool, shape (S, R)
-        Candidates whose misfit is within the solver's acceptance threshold.
+        Candidates with normalised RMSE ≤ :data:`ACCEPTANCE` (all False when the
+        problem has no noise level).
     models : torch.Tensor, optional, shape (S, R, ...)
         The models the candidates stand for (decoded facies for latent tomography).
     history : dict of numpy arrays
@@ -41,6 +47,9 @@ class Solutions:
         Solver name, settings and seed that produced the run.
     wall_time : float
         Seconds spent in ``solve``.
+    normalised_misfit : torch.Tensor, optional, shape (S, R)
+        RMSE of the residuals divided by each datum's noise standard deviation,
+        ``(χ²/N)^½`` (None without a noise level). 1 means "fits to the noise".
     """
 
     parameters: torch.Tensor
@@ -51,6 +60,7 @@ class Solutions:
     history: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     wall_time: float = 0.0
+    normalised_misfit: torch.Tensor | None = None
 
     @property
     def n_surveys(self) -> int:
@@ -73,38 +83,47 @@ class Solutions:
     def summary(self) -> str:
         """A few lines for a terminal."""
         lines = []
+        unit = self.config.get("data_unit") or ""
         for s in range(self.n_surveys):
             misfit = self.misfit[s]
-            lines.append(f"survey {s}: best misfit {misfit[0]:.4g}, median {misfit.median():.4g}, "
-                         f"accepted {int(self.accepted[s].sum())}/{self.n_candidates}")
+            text = f"survey {s}: RMSE best {misfit[0]:.4g} {unit}, median {misfit.median():.4g} {unit}"
+            if self.normalised_misfit is not None:
+                normalised = self.normalised_misfit[s]
+                text += (f" = {normalised[0]:.3g} σ / {normalised.median():.3g} σ, accepted (≤ "
+                         f"{self.config.get('acceptance', ACCEPTANCE)} σ) {int(self.accepted[s].sum())}"
+                         f"/{self.n_candidates}")
+            else:
+                text += " (no noise level given: acceptance undefined)"
+            lines.append(text)
         lines.append(f"wall time {self.wall_time:.1f} s ({self.config.get('solver', '?')})")
         return "\n".join(lines)
 
     def to_hdf5(self, path, group: str = "solutions", mode: str = "a") -> None:
-        """Write to ``path`` under ``group`` (atomically when the file is new or replaced)."""
+        """Write to ``path`` under ``group`` (atomically when the file is new or ``mode='w'``)."""
         import h5py
-
-        def write(handle) -> None:
-            if group in handle:
-                del handle[group]
-            root = handle.create_group(group)
-            root.attrs["format"] = SOLUTIONS_FORMAT
-            root.attrs["config"] = json.dumps(self.config, default=str)
-            root.attrs["wall_time"] = self.wall_time
-            for name in ("parameters", "data", "misfit", "accepted", "models"):
-                value = getattr(self, name)
-                if value is not None:
-                    root.create_dataset(name, data=value.detach().cpu().numpy(), compression="gzip")
-            history = root.create_group("history")
-            for key, value in self.history.items():
-                history.create_dataset(key, data=np.asarray(value))
 
         if mode == "w" or not _exists(path):
             with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-                write(handle)
+                self.write_group(handle, group)
         else:
             with h5py.File(path, mode) as handle:
-                write(handle)
+                self.write_group(handle, group)
+
+    def write_group(self, handle, group: str = "solutions") -> None:
+        """Write into an open ``h5py.File`` (or group) under ``group``, replacing it."""
+        if group in handle:
+            del handle[group]
+        root = handle.create_group(group)
+        root.attrs["format"] = SOLUTIONS_FORMAT
+        root.attrs["config"] = json.dumps(self.config, default=str)
+        root.attrs["wall_time"] = self.wall_time
+        for name in _TENSORS:
+            value = getattr(self, name)
+            if value is not None:
+                root.create_dataset(name, data=value.detach().cpu().numpy(), compression="gzip")
+        history = root.create_group("history")
+        for key, value in self.history.items():
+            history.create_dataset(key, data=np.asarray(value))
 
     @classmethod
     def from_hdf5(cls, path, group: str = "solutions") -> Solutions:
@@ -116,14 +135,16 @@ class Solutions:
                 if group not in handle or handle[group].attrs.get("format") != SOLUTIONS_FORMAT:
                     raise FileFormatError(f"{path}: no geoinv solutions under '/{group}'")
                 root = handle[group]
-                tensors = {name: torch.as_tensor(root[name][()]) for name in
-                           ("parameters", "data", "misfit", "accepted", "models") if name in root}
+                tensors = {name: torch.as_tensor(root[name][()]) for name in _TENSORS if name in root}
                 history = {key: root["history"][key][()] for key in root["history"]}
                 config = json.loads(root.attrs["config"])
                 wall_time = float(root.attrs["wall_time"])
         except OSError as exc:
             raise FileFormatError(f"cannot read {path} as HDF5: {exc}") from exc
         return cls(**tensors, history=history, config=config, wall_time=wall_time)
+
+
+_TENSORS = ("parameters", "data", "misfit", "accepted", "models", "normalised_misfit")
 
 
 def _exists(path) -> bool:
@@ -138,13 +159,29 @@ class Solver(ABC):
     ``fit(problem)`` trains what a learned solver needs (a no-op for
     optimisation-based ones); ``solve(problem, observed)`` returns
     :class:`Solutions`. Settings live in a dataclass ``self.config``.
+
+    Parameters
+    ----------
+    config : dataclass, optional
+        The solver's settings (default: its config class's defaults).
+    callbacks : sequence of Callback, optional
+        Called at every step of the solver's loops (a progress bar is added
+        when ``config.progress`` is true).
+    **overrides
+        Replace single settings of ``config``.
+
+    Notes
+    -----
+    A new solver is one module with a subclass that implements ``solve`` (and
+    ``fit`` if it learns), ends with :meth:`finish`, and one entry point in
+    the group ``geoinv.solvers``.
     """
 
     #: registry name
     name: str = ""
     config_class: type = object
 
-    def __init__(self, config=None, **overrides) -> None:
+    def __init__(self, config=None, callbacks=(), **overrides) -> None:
         if config is None:
             config = self.config_class()
         if not is_dataclass(config):
@@ -155,10 +192,16 @@ class Solver(ABC):
             except TypeError as exc:
                 raise ConfigError(f"{type(self).__name__}: {exc}") from exc
         self.config = config
+        self.callbacks = list(callbacks)
 
     def fit(self, problem: InverseProblem, **kwargs) -> Solver:
         """Prepare the solver for ``problem`` (nothing to do by default)."""
         return self
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`solve` can run (always, for solvers that learn nothing)."""
+        return True
 
     @abstractmethod
     def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
@@ -167,3 +210,66 @@ class Solver(ABC):
 
     def describe(self) -> dict:
         return {"solver": self.name, **asdict(self.config)}
+
+    def monitor(self, description: str, total_steps: int) -> Monitor:
+        """A :class:`Monitor` with this solver's callbacks (and a progress bar if configured)."""
+        callbacks = list(self.callbacks)
+        if getattr(self.config, "progress", False):
+            callbacks.append(ProgressBar())
+        return Monitor(description, total_steps, callbacks)
+
+    def finish(self, problem: InverseProblem, candidates: torch.Tensor, target: torch.Tensor, history: dict,
+               wall_time: float, ranking: str = "misfit", chunk: int = 4096) -> Solutions:
+        """The shared end of every solve: re-simulate, misfit, accept, sort, models, :class:`Solutions`.
+
+        Parameters
+        ----------
+        problem : InverseProblem
+        candidates : torch.Tensor, shape (S, R, n_parameters)
+            Candidates per observed data set.
+        target : torch.Tensor, shape (S, n_data)
+            The observed data.
+        history : dict
+            Per-step records; an ``order`` entry (the sort applied) is added.
+        wall_time : float
+            Seconds the solve took.
+        ranking : {'misfit', 'solver'}
+            Sort candidates by their true normalised misfit (RMSE without a noise
+            level), or keep the solver's own ranking (e.g. Neural Adjoint's
+            surrogate loss, which r_T evaluates).
+        chunk : int
+            Candidates re-simulated per forward call.
+        """
+        if ranking not in ("misfit", "solver"):
+            raise ConfigError(f"ranking must be 'misfit' or 'solver', got {ranking!r}")
+        n_surveys, n_candidates, n_parameters = candidates.shape
+        with torch.no_grad():
+            flat = candidates.reshape(-1, n_parameters).to(problem.device)
+            data = torch.cat([problem.forward(part) for part in flat.split(chunk)])
+            data = data.reshape(n_surveys, n_candidates, -1)
+            misfit, normalised = problem.misfits(data, target[:, None, :])
+            key = misfit if normalised is None else normalised
+            order = (torch.argsort(key, dim=1) if ranking == "misfit"
+                     else torch.arange(n_candidates, device=key.device).expand(n_surveys, -1))
+            candidates, data, misfit = (_gather(t, order) for t in (candidates.to(order.device), data, misfit))
+            normalised = None if normalised is None else _gather(normalised, order)
+            models = None
+            if problem.has_model:
+                flat = candidates.reshape(-1, n_parameters)
+                models = torch.cat([problem.model(part).cpu() for part in flat.split(chunk)])
+                models = models.reshape(n_surveys, n_candidates, *models.shape[1:])
+        accepted = (normalised <= ACCEPTANCE if normalised is not None
+                    else torch.zeros(misfit.shape, dtype=torch.bool))
+        history = {**history, "order": order.cpu().numpy()}
+        config = {**self.describe(), "problem": problem.name, "data_unit": problem.data_unit,
+                  "ranking": ranking, "acceptance": ACCEPTANCE, "n_candidates": n_candidates,
+                  "noise_std": None if problem.noise_std is None else float(problem.noise_std.mean())}
+        return Solutions(candidates.detach().cpu(), data.float().cpu(), misfit.float().cpu(), accepted.cpu(),
+                         models, history, config, wall_time,
+                         None if normalised is None else normalised.float().cpu())
+
+
+def _gather(tensor: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Reorder dimension 1 of ``tensor`` (S, R, ...) by ``order`` (S, R)."""
+    index = order.to(tensor.device).reshape(*order.shape, *([1] * (tensor.ndim - 2)))
+    return torch.gather(tensor, 1, index.expand(*order.shape, *tensor.shape[2:]))

@@ -148,7 +148,7 @@ class EncoderDecoder(LearnedSolver):
 
     def _train(self, problem: InverseProblem, x, y, generator) -> dict:
         config = self.config
-        inverse_targets = getattr(problem, "inverse_targets", None)
+        inverse_targets = problem.inverse_targets
         y_inverse = y if inverse_targets is None else self.scaler.y_in(inverse_targets.float().to(self.device))
         history = {}
         if config.mode == "resimulation":
@@ -195,7 +195,7 @@ class EncoderDecoder(LearnedSolver):
         target = problem.targets(observed).float().cpu()
         with torch.no_grad():
             estimate = self.scaler.x_out(self.networks["inverse"](self.scaler.y_in(target.to(self.device)))).cpu()
-        return self._solutions(problem, estimate[:, None, :], target, {}, time.perf_counter() - start)
+        return self.finish(problem, estimate[:, None, :], target, {}, time.perf_counter() - start, ranking="solver")
 
 
 class Tandem(EncoderDecoder):

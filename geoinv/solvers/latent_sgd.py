@@ -14,22 +14,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..prior.base import REGULARIZATIONS, expected_latent_norm
 from ..problem import InverseProblem
 from .base import Solutions, Solver
 
 __all__ = ["LatentSGD", "LatentSGDConfig", "expected_latent_norm"]
 
 _OPTIMIZERS = ("sgd", "adam")
-_REGULARIZATIONS = ("ring", "origin", "none")
 _MINIBATCHES = ("random", "source")
-
-
-def expected_latent_norm(latent_dim: int) -> float:
-    """E‖z‖ for z ~ N(0, I_n): √2·Γ((n+1)/2)/Γ(n/2) (≈ 4.4166 for n = 20)."""
-    return math.sqrt(2.0) * math.exp(math.lgamma((latent_dim + 1) / 2) - math.lgamma(latent_dim / 2))
 
 
 @dataclass(frozen=True)
@@ -54,7 +48,8 @@ class LatentSGDConfig:
         Random data without replacement within an epoch, or the data of one
         source per step (one eikonal solve per step), sources in random order.
     regularization : {'ring', 'origin', 'none'}
-        ``(‖z‖ − E‖z‖)²``, ``‖z‖²`` or nothing.
+        ``(‖z‖ − E‖z‖)²``, ``‖z‖²`` or nothing, as the problem's prior defines
+        them (:meth:`geoinv.prior.Prior.regularizer`).
     reg_weight : float
         Initial regularization weight λ₀.
     reg_decay : float
@@ -64,9 +59,6 @@ class LatentSGDConfig:
         full-batch misfit comparable with the reference's 25-datum minibatches).
     n_starts : int
         Random starts (from the prior) per observed data set, optimised as one batch.
-    acceptance : float
-        A start is accepted if its full-data RMSE ≤ acceptance × noise std (or,
-        without a noise level, ≤ acceptance × the best start's RMSE).
     seed : int
         Seeds the starting points and the minibatch order.
     record_every : int or None
@@ -87,7 +79,6 @@ class LatentSGDConfig:
     reg_decay: float = 0.999
     misfit_scale: float = 1.0
     n_starts: int = 20
-    acceptance: float = 1.1
     seed: int = 0
     record_every: int | None = None
     progress: bool = True
@@ -95,10 +86,10 @@ class LatentSGDConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.optimizer in _OPTIMIZERS, f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.regularization in _REGULARIZATIONS,
-             f"regularization must be one of {_REGULARIZATIONS}, got {self.regularization!r}"),
+            (self.regularization in REGULARIZATIONS,
+             f"regularization must be one of {REGULARIZATIONS}, got {self.regularization!r}"),
             (self.minibatch in _MINIBATCHES, f"minibatch must be one of {_MINIBATCHES}, got {self.minibatch!r}"),
-            (self.step_size > 0, f"step_size must be > 0, got {self.step_size}"),
+            (0 < self.step_size < math.inf, f"step_size must be finite and > 0, got {self.step_size}"),
             (0 < self.step_decay <= 1, f"step_decay must be in (0, 1], got {self.step_decay}"),
             (0 < self.reg_decay <= 1, f"reg_decay must be in (0, 1], got {self.reg_decay}"),
             (self.reg_weight >= 0, f"reg_weight must be >= 0, got {self.reg_weight}"),
@@ -106,7 +97,6 @@ class LatentSGDConfig:
             (self.decay_every >= 1 and self.epochs >= 1 and self.n_starts >= 1,
              "decay_every, epochs and n_starts must be >= 1"),
             (self.batch_size is None or self.batch_size >= 1, f"batch_size must be >= 1 or None, got {self.batch_size}"),
-            (self.acceptance > 0, f"acceptance must be > 0, got {self.acceptance}"),
             (self.record_every is None or self.record_every >= 1, "record_every must be >= 1 or None"),
         ]
         for ok, message in checks:
@@ -136,10 +126,19 @@ class LatentSGDConfig:
         return cls.plain_gd(n_data, steps, optimizer="adam", **overrides)
 
     @classmethod
+    def _presets(cls) -> dict:
+        return {"reference-linear": cls.reference_linear, "reference-nonlinear": cls.reference_nonlinear,
+                "plain-gd": cls.plain_gd, "adam": cls.adam}
+
+    @classmethod
+    def preset_names(cls) -> list[str]:
+        """Names accepted by :meth:`named`."""
+        return sorted(cls._presets())
+
+    @classmethod
     def named(cls, name: str, **overrides) -> LatentSGDConfig:
         """Build one of 'reference-linear', 'reference-nonlinear', 'plain-gd', 'adam' by name."""
-        factories = {"reference-linear": cls.reference_linear, "reference-nonlinear": cls.reference_nonlinear,
-                     "plain-gd": cls.plain_gd, "adam": cls.adam}
+        factories = cls._presets()
         if name not in factories:
             raise ConfigError(f"unknown latent-sgd preset {name!r}; choose from {sorted(factories)}")
         return factories[name](**overrides)
@@ -223,6 +222,9 @@ class LatentSGD(Solver):
         Returns
         -------
         Solutions
+            Sorted by normalised misfit; ``history`` holds per-step step sizes,
+            regularization weights and minibatch RMSEs, and per-record full-data
+            RMSEs of every start.
         """
         config = self.config
         start_time = time.perf_counter()
@@ -231,46 +233,63 @@ class LatentSGD(Solver):
         n_starts = n_candidates or (initial.shape[-2] if initial is not None else config.n_starts)
         generator = generator or torch.Generator().manual_seed(config.seed)
         latent = self._initial(problem, initial, n_surveys, n_starts, generator)
-        device = latent.device
-        target = target.to(device)
-        rows = target.repeat_interleave(n_starts, dim=0)  # (S·R, n_data)
+        rows = target.to(latent.device).repeat_interleave(n_starts, dim=0)  # (S·R, n_data)
         latent.requires_grad_(True)
         optimizer = (torch.optim.Adam([latent], lr=config.step_size) if config.optimizer == "adam"
                      else torch.optim.SGD([latent], lr=config.step_size))
         schedule = _MinibatchSchedule(problem, config, generator)
         total_steps = config.epochs * schedule.steps_per_epoch
         record_every = config.record_every or schedule.steps_per_epoch
-        ring_radius = expected_latent_norm(problem.n_parameters)
         history = {"step": [], "data_rmse": [], "step_size": [], "reg_weight": [], "batch_rmse": []}
-        self._record(problem, latent, rows, history, 0, n_surveys, n_starts)
-        bar = tqdm(total=total_steps, disable=not config.progress, desc="latent SGD", unit="step")
+        shape = (n_surveys, n_starts)
+        self._record(problem, latent, rows, history, 0, shape)
         step = 0
-        for epoch in range(config.epochs):
-            step_size = config.step_size * config.step_decay ** (epoch // config.decay_every)
-            for group in optimizer.param_groups:
-                group["lr"] = step_size
-            for data_index in schedule.epoch():
-                reg_weight = config.reg_weight * config.reg_decay ** step
-                predicted = problem.forward(latent, data_index)
-                observed_batch = rows if data_index is None else rows[:, torch.as_tensor(data_index, device=device)]
-                residual = predicted - observed_batch
-                data_term = config.misfit_scale * residual.pow(2).sum(dim=1)
-                objective = data_term + reg_weight * self._regularization(latent, ring_radius)
-                optimizer.zero_grad(set_to_none=True)
-                objective.sum().backward()
-                optimizer.step()
-                step += 1
-                history["batch_rmse"].append(residual.detach().pow(2).mean(1).sqrt()
-                                             .reshape(n_surveys, n_starts).cpu().numpy())
-                history["step_size"].append(step_size)
-                history["reg_weight"].append(reg_weight)
-                if step % record_every == 0 or step == total_steps:
-                    self._record(problem, latent, rows, history, step, n_surveys, n_starts)
-                    bar.set_postfix(best_rmse=f"{history['data_rmse'][-1].min():.4g}")
-                bar.update(1)
-        bar.close()
-        return self._finish(problem, latent.detach(), target, history, n_surveys, n_starts,
-                            time.perf_counter() - start_time)
+        with self.monitor("latent SGD", total_steps) as monitor:
+            for epoch in range(config.epochs):
+                step_size = config.step_size * config.step_decay ** (epoch // config.decay_every)
+                for group in optimizer.param_groups:
+                    group["lr"] = step_size
+                stop = False
+                for data_index in schedule.epoch():
+                    reg_weight = config.reg_weight * config.reg_decay ** step
+                    batch_rmse = self._step(problem, optimizer, latent, rows, data_index, reg_weight)
+                    step += 1
+                    self._check_finite(latent, step, step_size)
+                    history["batch_rmse"].append(batch_rmse.reshape(shape).cpu().numpy())
+                    history["step_size"].append(step_size)
+                    history["reg_weight"].append(reg_weight)
+                    metrics = {"batch_rmse": float(batch_rmse.min())}
+                    if step % record_every == 0 or step == total_steps:
+                        metrics["best_rmse"] = self._record(problem, latent, rows, history, step, shape)
+                    if monitor.step(**metrics):
+                        stop = True
+                        break
+                if stop:
+                    break
+        if step % record_every and step != total_steps:  # stopped early between records
+            self._record(problem, latent, rows, history, step, shape)
+        history = {key: np.asarray(value) for key, value in history.items()}
+        return self.finish(problem, latent.detach().reshape(n_surveys, n_starts, -1), target, history,
+                           time.perf_counter() - start_time)
+
+    def _step(self, problem, optimizer, latent, rows, data_index, reg_weight) -> torch.Tensor:
+        """One descent step on one minibatch; returns the minibatch RMSE of every start."""
+        config = self.config
+        predicted = problem.forward(latent, data_index)
+        observed = rows if data_index is None else rows[:, torch.as_tensor(data_index, device=rows.device)]
+        residual = predicted - observed
+        objective = (config.misfit_scale * residual.pow(2).sum(dim=1)
+                     + reg_weight * problem.regularization(latent, config.regularization))
+        optimizer.zero_grad(set_to_none=True)
+        objective.sum().backward()
+        optimizer.step()
+        return residual.detach().pow(2).mean(1).sqrt()
+
+    @staticmethod
+    def _check_finite(latent: torch.Tensor, step: int, step_size: float) -> None:
+        if not torch.isfinite(latent).all():
+            raise ConfigError(f"latent SGD diverged at step {step}: latent vectors became NaN/inf with "
+                              f"step_size {step_size:g}; lower step_size (or misfit_scale)")
 
     @staticmethod
     def _initial(problem, initial, n_surveys, n_starts, generator) -> torch.Tensor:
@@ -282,44 +301,13 @@ class LatentSGD(Solver):
         if initial.shape != (n_surveys, n_starts, problem.n_parameters):
             raise ConfigError(f"initial must have shape (R, n) or (S, R, n) = ({n_surveys}, {n_starts}, "
                               f"{problem.n_parameters}), got {tuple(initial.shape)}")
-        device = problem.sample_prior(1).device
-        return initial.reshape(-1, problem.n_parameters).clone().to(device)
-
-    def _regularization(self, latent: torch.Tensor, ring_radius: float) -> torch.Tensor:
-        if self.config.regularization == "ring":
-            return (latent.norm(dim=1) - ring_radius).pow(2)
-        if self.config.regularization == "origin":
-            return latent.pow(2).sum(dim=1)
-        return torch.zeros(latent.shape[0], device=latent.device)
+        return initial.reshape(-1, problem.n_parameters).clone().to(problem.device)
 
     @staticmethod
     @torch.no_grad()
-    def _record(problem, latent, rows, history, step, n_surveys, n_starts) -> None:
+    def _record(problem, latent, rows, history, step, shape) -> float:
+        """Full-data RMSE of every start into ``history``; returns the best."""
         rmse = (problem.forward(latent) - rows).pow(2).mean(dim=1).sqrt()
         history["step"].append(step)
-        history["data_rmse"].append(rmse.reshape(n_surveys, n_starts).cpu().numpy())
-
-    def _finish(self, problem, latent, target, history, n_surveys, n_starts, wall_time) -> Solutions:
-        with torch.no_grad():
-            data = problem.forward(latent).reshape(n_surveys, n_starts, -1)
-            misfit = (data - target[:, None, :]).pow(2).mean(dim=2).sqrt()
-            order = torch.argsort(misfit, dim=1)
-            gather = order[..., None]
-            parameters = torch.gather(latent.reshape(n_surveys, n_starts, -1), 1,
-                                      gather.expand(-1, -1, latent.shape[-1]))
-            data = torch.gather(data, 1, gather.expand(-1, -1, data.shape[-1]))
-            misfit = torch.gather(misfit, 1, order)
-            models = problem.model(parameters.reshape(-1, parameters.shape[-1]))
-            models = models.reshape(n_surveys, n_starts, *models.shape[1:])
-        if problem.noise_std is not None:
-            threshold = self.config.acceptance * float(problem.noise_std.mean())
-            accepted = misfit <= threshold
-        else:
-            accepted = misfit <= self.config.acceptance * misfit[:, :1]
-        packed = {key: np.asarray(value) for key, value in history.items()}
-        packed["order"] = order.cpu().numpy()
-        return Solutions(parameters.cpu(), data.cpu(), misfit.cpu(), accepted.cpu(), models.cpu(), packed,
-                         {**self.describe(), "n_starts": n_starts, "problem": problem.name,
-                          "data_unit": problem.data_unit,
-                          "noise_std": None if problem.noise_std is None else float(problem.noise_std.mean())},
-                         wall_time)
+        history["data_rmse"].append(rmse.reshape(shape).cpu().numpy())
+        return float(rmse.min())

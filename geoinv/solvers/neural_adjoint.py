@@ -102,7 +102,8 @@ class NeuralAdjoint(LearnedSolver):
             losses.append(surrogate_loss)
         self.networks["surrogate"].requires_grad_(True)
         history = {"surrogate_loss": torch.cat(losses).numpy()}
-        return self._solutions(problem, torch.cat(kept), target, history, time.perf_counter() - start_time)
+        return self.finish(problem, torch.cat(kept), target, history, time.perf_counter() - start_time,
+                           ranking="solver")
 
     def _search(self, problem, surrogate, targets, n_keep, generator):
         n_targets, n_starts = targets.shape[0], self.config.n_starts

@@ -31,22 +31,15 @@ def latent_tomography(n_test: int = 1):
     from ..problem import InverseProblem
     from ..survey import Survey
 
-    vae = default_vae().requires_grad_(False)
+    vae = default_vae().frozen()
     problem = InverseProblem.latent_tomography(vae, FaciesVelocity(),
                                                StraightRay(Grid2D.crosshole(), Survey.crosshole()), noise_std=0.25)
     generator = torch.Generator().manual_seed(2024)
-    truths = torch.randn(n_test, vae.latent_dim, generator=generator)
+    truths = vae.sample_latent(n_test, generator)
     return problem.with_observed(problem.simulate(truths, 0.25, generator))
 
 
-TASKS = Registry("geoinv.tasks", {
-    "quadratic": "geoinv.tasks.benchmarks:quadratic",
-    "quadratic-reduced": "geoinv.tasks.benchmarks:quadratic_reduced",
-    "ballistics": "geoinv.tasks.benchmarks:ballistics",
-    "sine-wave": "geoinv.tasks.benchmarks:sine_wave",
-    "robotic-arm": "geoinv.tasks.benchmarks:robotic_arm",
-    "latent-tomography": "geoinv.tasks:latent_tomography",
-})
+TASKS = Registry("geoinv.tasks", "task")
 
 
 def task(name: str, **kwargs):

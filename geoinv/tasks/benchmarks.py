@@ -7,6 +7,7 @@ Definitions follow the public reference code of Ren, Padilla & Malof,
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -30,22 +31,21 @@ def quadratic(n_train: int = 1000) -> InverseProblem:
     """
     low, high = torch.tensor([-33.0]), torch.tensor([33.0])
 
-    def simulate(x: torch.Tensor, data_index=None) -> torch.Tensor:
+    def simulate(x: torch.Tensor) -> torch.Tensor:
         return x.pow(2)
 
-    problem = InverseProblem(simulate, 1, 1, _uniform(low, high), torch.zeros(1), torch.tensor([66.0]),
-                             name="quadratic")
     x = torch.linspace(-33.0, 33.0, n_train)[:, None]
-    problem.fixed_training = (x, x.pow(2))
-    problem.inverse_targets = torch.linspace(0.0, 1089.0, 1000)[:, None]  # y values for the inverse terms
-    return problem
+    return InverseProblem(simulate, 1, 1, _uniform(low, high), torch.zeros(1), torch.tensor([66.0]),
+                          name="quadratic", training_data=(x, x.pow(2)),
+                          # y values on which the inverse terms are trained
+                          inverse_targets=torch.linspace(0.0, 1089.0, 1000)[:, None])
 
 
 def quadratic_reduced() -> InverseProblem:
     """The x² problem with only three forward samples {(−33, 1089), (1, 1), (33, 1089)} (seed 000)."""
-    problem = quadratic()
+    problem = copy.copy(quadratic())
     x = torch.tensor([[-33.0], [1.0], [33.0]])
-    problem.fixed_training = (x, x.pow(2))
+    problem.training_data = (x, x.pow(2))
     problem.name = "quadratic-reduced"
     return problem
 
@@ -90,7 +90,7 @@ def ballistics() -> InverseProblem:
     step with gradient makes ``∂t/∂x`` the implicit-function derivative, so the
     forward is differentiable.
     """
-    def simulate(x: torch.Tensor, data_index=None) -> torch.Tensor:
+    def simulate(x: torch.Tensor) -> torch.Tensor:
         x1, x2, angle, speed = x.unbind(dim=1)
         v1, v2 = speed * torch.cos(angle), speed * torch.sin(angle)
         landing = _landing_time(x2, v2)
@@ -116,15 +116,13 @@ def sine_wave(grid_points: int = 100) -> InverseProblem:
     """
     low, high = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])
 
-    def simulate(x: torch.Tensor, data_index=None) -> torch.Tensor:
+    def simulate(x: torch.Tensor) -> torch.Tensor:
         return (torch.sin(3 * math.pi * x[:, 0]) + torch.cos(3 * math.pi * x[:, 1]))[:, None]
 
-    problem = InverseProblem(simulate, 2, 1, _uniform(low, high), torch.zeros(2), torch.full((2,), 2.0),
-                             name="sine-wave")
     axis = torch.linspace(-1, 1, grid_points)
     x = torch.cartesian_prod(axis, axis)
-    problem.fixed_training = (x, simulate(x))
-    return problem
+    return InverseProblem(simulate, 2, 1, _uniform(low, high), torch.zeros(2), torch.full((2,), 2.0),
+                          name="sine-wave", training_data=(x, simulate(x)))
 
 
 _ARM_LENGTHS = (0.5, 0.5, 1.0)
@@ -144,7 +142,7 @@ def robotic_arm() -> InverseProblem:
     """
     std = torch.tensor([0.25, 0.5, 0.5, 0.5])
 
-    def simulate(x: torch.Tensor, data_index=None) -> torch.Tensor:
+    def simulate(x: torch.Tensor) -> torch.Tensor:
         angles = torch.cumsum(x[:, 1:], dim=1)
         lengths = torch.tensor(_ARM_LENGTHS, dtype=x.dtype, device=x.device)
         horizontal = (lengths * torch.cos(angles)).sum(dim=1)
