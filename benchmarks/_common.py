@@ -37,7 +37,14 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
                         for i, (c, w) in enumerate(zip(row, widths))))
 
 
+def figure_path(name: str, suffix: str = ".png") -> Path:
+    """Where a benchmark's figure goes (``results/`` is created: it is not in git)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    return RESULTS / f"{name}{suffix}"
+
+
 def write_json(name: str, payload: dict) -> Path:
+    """Write the benchmark's numbers first (before any figure), so a plotting error loses nothing."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),

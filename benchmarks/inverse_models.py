@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import torch
-from _common import RESULTS, print_table, write_json
+from _common import figure_path, print_table, write_json
 
 from geoinv.metrics import r_t_curve
 from geoinv.solvers import LatentSGDConfig, NetworkConfig, solver
@@ -102,8 +102,8 @@ def main() -> None:
     print("\nr_T: mean over targets of the minimum re-simulation MSE among the first T candidates (raw data units).")
     print("latent-sgd descends the true forward (an oracle with gradients); Tandem, encoder-decoder and")
     print("inverse-misfit give one candidate, so their r_T is flat.")
-    _figure(curves, args.tasks, RESULTS / f"{args.name}.png")
     write_json(args.name, {"rows": rows, "curves": curves, "args": vars(args)})
+    _figure(curves, args.tasks, figure_path(args.name))
 
 
 def _figure(curves: dict, tasks: list[str], path) -> None:

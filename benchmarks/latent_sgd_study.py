@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 import torch
-from _common import RESULTS, print_table, write_json
+from _common import figure_path, print_table, write_json
 
-from geoinv import FaciesVelocity, Grid2D, InverseProblem, LatentSGD, LatentSGDConfig, Survey, forward
+from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward, ns_to_s
 from geoinv.prior import PatchSampler, default_training_image, default_vae
 from geoinv.workflows import representative_crop
 
@@ -80,9 +80,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    vae = default_vae()
-    for parameter in vae.parameters():
-        parameter.requires_grad_(False)
+    vae = default_vae().frozen()
     grid, survey = Grid2D.crosshole(), Survey.crosshole()
     petrophysics = FaciesVelocity()
     truths = _truths(vae, grid, args.seed)
@@ -90,10 +88,9 @@ def main() -> None:
     for forward_name in args.forwards:
         operator = forward(forward_name, grid=grid, survey=survey)
         for truth_name, truth in truths.items():
-            with torch.no_grad():
-                clean = 1e9 * operator(petrophysics.slowness(truth.double()))
-            noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(args.seed + 7), dtype=clean.dtype)
-            problem = InverseProblem.latent_tomography(vae, petrophysics, operator, clean + NOISE_NS * noise, NOISE_NS)
+            field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
+                                                 torch.Generator().manual_seed(args.seed + 7))
+            problem = build_problem(field, vae, operator, petrophysics)
             results = {}
             for method, config in _methods(forward_name, args).items():
                 start = time.perf_counter()
@@ -121,9 +118,9 @@ def main() -> None:
                        ("still_improving_pct", "last-10% drop %", ".2f")])
     print("\naccepted: on-manifold truth: data RMSE ≤ 1.1 σ; off-manifold: within 10 % of the best misfit "
           "any method reached for that truth and forward")
-    _figure(grid, survey, figures, RESULTS / "latent_sgd_study.png")
     write_json("latent_sgd_study", {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args),
                                     "vae_training": vae.metadata.get("training", {})})
+    _figure(grid, survey, figures, figure_path("latent_sgd_study"))
 
 
 def _accept(rows: list[dict], forward_name: str, truth_name: str, on_manifold: bool) -> None:

@@ -12,13 +12,10 @@ Run: ``python benchmarks/prior_quality.py [--vae CHECKPOINT]``.
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, print_table, write_json
+from _common import figure_path, print_table, write_json
 
 from geoinv.metrics import binary_fraction, connectivity, mean_thickness, variogram
 from geoinv.prior import (
@@ -30,20 +27,12 @@ from geoinv.prior import (
     heldout_accuracy,
     load_vae,
 )
-from geoinv.prior.training import _Trainer, prior_binary_like
+from geoinv.prior.training import prior_binary_like, training_throughput
 
 
 def _throughput(config: VAEConfig, image: np.ndarray, seconds: float, adversarial: float = 0.0) -> float:
     """Training patches per second (batch 100, Adam, β = 1000) of the real training step."""
-    with tempfile.TemporaryDirectory() as folder:
-        trainer = _Trainer(image, Path(folder) / "throughput.pt", config, TrainConfig(adversarial=adversarial),
-                           "cpu", 0.1, "")
-        trainer.vae.train()
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            trainer.train_step()
-            steps += 1
-        return steps * trainer.config.batch_size / (time.perf_counter() - start)
+    return training_throughput(image, config, TrainConfig(adversarial=adversarial), seconds)
 
 
 def _statistics(models: np.ndarray, max_lag_x: int, max_lag_z: int) -> dict:
@@ -134,13 +123,13 @@ def main() -> None:
           f"{training_meta.get('elapsed_s', 0) / 60:.0f} min; torch threads {torch.get_num_threads()}\n")
     print_table(rows, [("statistic", "statistic", ""), *[(label, label, ".4f") for label in vaes],
                        ("training_image", "training image", ".4f"), ("goal", "goal", "")])
-    _figure(results["VAE"]["samples"][:16], training[:16], RESULTS / "prior_samples.png")
-    _history_figure(vae.metadata, RESULTS / "prior_training.png")
     curves = {f"{name}_{which}": stats[name].tolist()
               for which, stats in (("vae", results["VAE"]["statistics"]), ("ti", theirs))
               for name in ("variogram_x", "variogram_z", "connectivity_x", "connectivity_z")}
     write_json("prior_quality", {"rows": rows, "curves": curves, "training": training_meta,
                                  "runs": vae.metadata.get("runs", [])})
+    _figure(results["VAE"]["samples"][:16], training[:16], figure_path("prior_samples"))
+    _history_figure(vae.metadata, figure_path("prior_training"))
 
 
 def _throughput_rows(config: VAEConfig, image: np.ndarray, seconds: float) -> list[dict]:
@@ -202,7 +191,6 @@ def _figure(samples: np.ndarray, training: np.ndarray, path) -> None:
     axes[0, 0].set_ylabel("VAE prior\nsamples")
     axes[1, 0].set_ylabel("training\npatches")
     fig.tight_layout()
-    RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"wrote {path}")

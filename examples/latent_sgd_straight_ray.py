@@ -11,21 +11,18 @@ import geoinv
 from geoinv.plot import inversion_figure
 
 grid, survey = geoinv.Grid2D.crosshole(), geoinv.Survey.crosshole()
-vae = geoinv.default_vae()
-vae.requires_grad_(False)                 # we optimise z, not the network
+prior = geoinv.default_vae().frozen()     # we optimise z, not the network
 petrophysics = geoinv.FaciesVelocity()    # channel 0.06 m/ns, matrix 0.08 m/ns
 operator = geoinv.StraightRay(grid, survey)
 
-problem = geoinv.InverseProblem.latent_tomography(vae, petrophysics, operator, noise_std=0.25)
 generator = torch.Generator().manual_seed(42)
-true_latent = torch.randn(1, vae.latent_dim, generator=generator)
-observed = problem.simulate(true_latent, noise_std=0.25, generator=generator)[0]   # ns
-problem = problem.with_observed(observed)
+truth = prior.sample(1, generator)[0]     # facies of a decoder sample
+field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), noise_std=0.25e-9,
+                                     generator=generator)   # traveltimes and errors in s
 
-config = geoinv.LatentSGDConfig.reference_linear(n_starts=10)
-solutions = geoinv.solver("latent-sgd", config).solve(problem)
+solver = geoinv.solver("latent-sgd", geoinv.LatentSGDConfig.reference_linear(n_starts=10))
+solutions = geoinv.invert(field, prior, operator, solver, petrophysics)
 print(solutions.summary())
-truth = problem.model(true_latent)[0]
 print("model RMSE of the best start:", float((solutions.models[0, 0] - truth).pow(2).mean().sqrt()))
-inversion_figure(grid, solutions, "latent_sgd_straight_ray.png", truth.numpy(), survey)
+inversion_figure(grid, solutions, "latent_sgd_straight_ray.png", truth.numpy(), field)
 print("wrote latent_sgd_straight_ray.png")

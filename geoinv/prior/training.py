@@ -16,7 +16,7 @@ from .adversarial import PatchDiscriminator, adaptive_weight, discriminator_loss
 from .images import PatchSampler, image_hash
 from .vae import VAE, VAEConfig, read_checkpoint, save_checkpoint, vae_loss
 
-__all__ = ["TrainConfig", "heldout_accuracy", "prior_binary_like", "train_vae"]
+__all__ = ["TrainConfig", "heldout_accuracy", "prior_binary_like", "train_vae", "training_throughput"]
 
 
 @dataclass(frozen=True)
@@ -331,3 +331,30 @@ def train_vae(
     vae = trainer.vae.eval()
     vae.metadata = read_checkpoint(checkpoint)["metadata"]
     return vae
+
+
+def training_throughput(image, vae_config: VAEConfig, config: TrainConfig, seconds: float,
+                        device: str | torch.device = "cpu") -> float:
+    """Training patches per second of the real training step (for benchmarks; writes nothing lasting).
+
+    Parameters
+    ----------
+    image : array_like
+        Training image (channel = 1).
+    vae_config, config : VAEConfig, TrainConfig
+        Architecture and training settings (``config.adversarial`` > 0 includes the critic).
+    seconds : float
+        Wall time to spend stepping.
+    device : str or torch.device
+        Where to train.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = _Trainer(image, Path(folder) / "throughput.pt", vae_config, config, device, 0.1, "")
+        trainer.vae.train()
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            trainer.train_step()
+            steps += 1
+        return steps * config.batch_size / (time.perf_counter() - start)
