@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from geoinv import (
     ConfigError,
@@ -13,37 +12,12 @@ from geoinv import (
     LatentSGD,
     LatentSGDConfig,
     Solutions,
-    StandardNormalPrior,
     StraightRay,
     solver,
 )
 from geoinv.solvers import expected_latent_norm
 
-
-class TinyDecoder(nn.Module, StandardNormalPrior):
-    """A fixed smooth decoder g(z) = sigmoid(W z + b) onto a small grid, z ~ N(0, I)."""
-
-    def __init__(self, shape, latent_dim=3, seed=0):
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        n_cells = shape[0] * shape[1]
-        zz, xx = torch.meshgrid(torch.linspace(0, 1, shape[0]), torch.linspace(0, 1, shape[1]), indexing="ij")
-        basis = [torch.sin(math.pi * (k + 1) * zz + k) * torch.cos(math.pi * xx * (k % 2 + 1))
-                 for k in range(latent_dim)]
-        self.weight = nn.Parameter(2.0 * torch.stack([b.reshape(-1) for b in basis], dim=1), requires_grad=False)
-        self.bias = nn.Parameter(0.2 * torch.randn(n_cells, generator=generator), requires_grad=False)
-        self._latent_dim, self._model_shape = latent_dim, tuple(shape)
-
-    @property
-    def latent_dim(self):
-        return self._latent_dim
-
-    @property
-    def model_shape(self):
-        return self._model_shape
-
-    def decode(self, latent):
-        return torch.sigmoid(latent @ self.weight.T + self.bias).reshape(-1, *self.model_shape)
+from .helpers import TinyDecoder
 
 
 @pytest.fixture

@@ -2,18 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from geoinv import ConfigError, solver
+from geoinv import ConfigError
 from geoinv.metrics import r_t_curve
 from geoinv.solvers import (
-    SOLVERS,
     EncoderDecoder,
     InverseMisfit,
-    LatentSGDConfig,
     NetworkConfig,
     NeuralAdjoint,
     Solutions,
     Tandem,
-    load_solver,
 )
 from geoinv.tasks import TASKS, quadratic, quadratic_reduced, robotic_arm, sine_wave, task
 
@@ -104,41 +101,6 @@ def test_boundary_loss_keeps_tandem_inside_the_box():
         excess.append((torch.relu(low - estimate) + torch.relu(estimate - high)).sum(dim=1).mean().item())
     assert excess[1] < 0.2 * excess[0]
     assert excess[1] < 0.01 * problem.prior_range.min()
-
-
-TINY_SETTINGS = {
-    "neural-adjoint": {"forward": NetworkConfig(hidden=(16,), epochs=2), "n_starts": 4, "search_steps": 3,
-                       "n_candidates": 2, "n_train": 200},
-    "tandem": {"forward": NetworkConfig(hidden=(16,), epochs=2), "inverse": NetworkConfig(hidden=(16,), epochs=2),
-               "n_train": 200},
-    "encoder-decoder": {"forward": NetworkConfig(hidden=(16,), epochs=2),
-                        "inverse": NetworkConfig(hidden=(16,), epochs=2), "n_train": 200,
-                        "hermite_weight": 0.1, "smoothness_weight": 0.1, "smoothness_points": 50},
-    "inverse-misfit": {"inverse": NetworkConfig(hidden=(16,), epochs=2), "n_train": 200},
-    "latent-sgd": {"config": LatentSGDConfig(epochs=2, batch_size=None, regularization="none", n_starts=3,
-                                             step_size=1e-3)},
-}
-
-
-@pytest.mark.parametrize("name", SOLVERS.names())
-@pytest.mark.parametrize("task_name", ["robotic-arm", "ballistics"])
-def test_every_solver_contract(name, task_name, tmp_path):
-    assert name in TINY_SETTINGS, f"add tiny settings for the new solver {name!r}"
-    problem = task(task_name)
-    settings = dict(TINY_SETTINGS[name])
-    config = settings.pop("config", None)
-    method = solver(name, config, progress=False, **settings)
-    targets = problem.forward(problem.sample_prior(3, torch.Generator().manual_seed(0)))
-    solutions = method.fit(problem).solve(problem, targets)
-    assert isinstance(solutions, Solutions)
-    assert solutions.parameters.shape[:1] == (3,) and solutions.parameters.shape[2] == problem.n_parameters
-    assert solutions.data.shape[:2] == solutions.parameters.shape[:2]
-    assert torch.isfinite(solutions.misfit).all()
-    assert solutions.config["solver"] == name
-    if hasattr(method, "save"):
-        method.save(tmp_path / "solver.pt")
-        again = load_solver(tmp_path / "solver.pt").solve(problem, targets)
-        torch.testing.assert_close(again.parameters, solutions.parameters)
 
 
 def test_tasks_registry_and_definitions():
