@@ -51,3 +51,39 @@ def test_invert_user_survey(tmp_path, capsys):
 def test_cli_reports_geoinv_errors(tmp_path, capsys):
     assert main(["invert", str(tmp_path / "missing.h5")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_choices_come_from_the_registries(capsys):
+    from geoinv.cli import build_parser
+    from geoinv.forward import FORWARDS
+    from geoinv.solvers import SOLVERS
+
+    parser = build_parser()
+    invert = next(a for a in parser._subparsers._group_actions[0].choices["invert"]._actions if a.dest == "forward")
+    assert sorted(invert.choices) == FORWARDS.names()
+    solver = next(a for a in parser._subparsers._group_actions[0].choices["invert"]._actions if a.dest == "solver")
+    assert sorted(solver.choices) == SOLVERS.names()
+
+
+def test_invert_with_velocities_and_guarded_outputs(tmp_path, capsys):
+    grid, survey = Grid2D.crosshole(), Survey.crosshole()
+    vae = default_vae()
+    petro = FaciesVelocity(0.07, 0.1)
+    with torch.no_grad():
+        truth = vae.decode(torch.randn(1, 20, generator=torch.Generator().manual_seed(4)))
+        times = StraightRay(grid, survey)(petro.slowness(truth.double()))[0].numpy()
+    source = tmp_path / "field.h5"
+    write_survey(source, survey.with_data(times, 0.25e-9), grid)
+    output = tmp_path / "result.h5"
+    arguments = ["invert", str(source), "--starts", "2", "--epochs", "1", "--quiet", "--velocities", "0.07,0.1"]
+    assert main([*arguments, "--output", str(output)]) == 0
+    assert Solutions.from_hdf5(output).n_candidates == 2
+    # results never overwrite the input, and a figure name cannot be given as results
+    before = source.read_bytes()
+    assert main([*arguments, "--output", str(source)]) == 2
+    assert "is the input file" in capsys.readouterr().err and source.read_bytes() == before
+    assert main([*arguments, "--output", str(tmp_path / "result.png")]) == 2
+    assert "must end in .h5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*arguments[:-1], "0.07"])  # one velocity only: argparse names the option
+    assert "CHANNEL,MATRIX" in capsys.readouterr().err
