@@ -1,20 +1,24 @@
-"""Does scheduled SGD escape the local minima of the VAE manifold? (seed 002's claim)
+"""Which latent-search levers reach the noise with the shipped prior? (issue: inversions that reach the noise)
 
-For two true models -- a held-out training-image crop (off the manifold) and a
-decoder sample (on it) -- noisy traveltimes (σ = 0.25 ns) on the reference
-crosshole survey are inverted with the shipped VAE from R random starts by:
-plain full-batch GD, full-batch Adam and scheduled SGD, for the straight-ray and
-the eikonal forward. Reports accepted starts, data and model RMSE, time per
-start and whether a baseline was still improving at its end; writes a figure
-and JSON.
+Truths: ``--truths`` decoder samples (on the manifold) and as many held-out
+training-image crops (off it), each with its own noise draw (σ = 0.25 ns), on
+the reference crosshole survey, for each forward in ``--forwards``. Every lever
+(a latent-SGD configuration) inverts every truth from ``--starts`` starts.
 
-Run: ``python benchmarks/latent_sgd_study.py [--quick]``.
+Reported per forward × truth kind × lever, over all truths: accepted fraction
+(normalised RMSE ≤ 1.1), best and median normalised RMSE (median over truths of
+each truth's best / median), model RMSE of the best (median over truths), s per
+start, and "still improving": the best start's relative misfit drop over the
+last 10 % of recorded steps (> 1 % = unconverged, not stuck). JSON first, then a figure.
+
+Run: ``python benchmarks/latent_sgd_study.py [--quick] [--levers NAME ...] [--forwards ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -22,119 +26,148 @@ from _common import figure_path, print_table, write_json
 
 from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward, ns_to_s
 from geoinv.prior import PatchSampler, default_training_image, default_vae
+from geoinv.solvers.latent_sgd import Stage
 from geoinv.workflows import representative_crop
 
 NOISE_NS = 0.25
 
 
-def _truths(vae, grid: Grid2D, seed: int) -> dict[str, torch.Tensor]:
-    sampler = PatchSampler(default_training_image(), grid.shape)
-    with torch.no_grad():
-        on_manifold = vae.decode(torch.randn(1, vae.latent_dim, generator=torch.Generator().manual_seed(seed)))[0]
-    return {"off-manifold (TI crop)": representative_crop(sampler, seed), "on-manifold (decoder sample)": on_manifold}
+def _polish(epochs: int, temperature: float = 1.0, lr: float = 1e-3, minibatch: str = "random") -> Stage:
+    batch = {"batch_size": None} if minibatch == "random" else {"minibatch": "source"}
+    return Stage(optimizer="adam", step_size=lr, step_decay=1.0, epochs=epochs, regularization="none",
+                 reg_weight=0.0, temperature=temperature, **batch)
 
 
-def _methods(forward_name: str, args) -> dict[str, LatentSGDConfig]:
-    common = {"progress": False, "seed": args.seed}
+def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConfig]:
+    """The levers compared, by name (baselines first)."""
+    common = {"progress": False, "seed": seed, "n_starts": starts}
     if forward_name == "straight-ray":
-        starts = args.starts
-        gd_steps = args.gd_steps
-        methods = {"scheduled SGD": LatentSGDConfig.reference_linear(n_starts=starts, **common)}
-    else:
-        starts = args.eikonal_starts
-        gd_steps = args.eikonal_gd_steps
-        methods = {
-            "scheduled SGD (one source/step)": LatentSGDConfig.reference_nonlinear(
-                n_starts=starts, minibatch="source", **common),
-            "scheduled SGD (25 random data/step)": LatentSGDConfig.reference_nonlinear(n_starts=starts, **common),
+        reference = LatentSGDConfig.reference_linear(**common)
+        return {
+            "plain GD": LatentSGDConfig.plain_gd(**common),
+            "Adam": LatentSGDConfig.adam(**common),
+            "reference": reference,
+            "reference + polish": LatentSGDConfig.reference_linear(then=(_polish(1000),), **common),
+            "continuation T4→2→1": LatentSGDConfig.reference_linear(
+                temperature=4.0, then=(_polish(1000, 2.0), _polish(1000)), **common),
+            "continuation T4→1 SGD + polish": LatentSGDConfig.reference_linear(
+                temperature=4.0, then=(Stage(step_size=5e-3, epochs=40, reg_weight=1.0), _polish(1000)), **common),
+            "default": LatentSGDConfig.default_linear(**common),
         }
-    methods["plain GD"] = LatentSGDConfig.plain_gd(steps=gd_steps, n_starts=starts, **common)
-    methods["Adam"] = LatentSGDConfig.adam(steps=gd_steps, n_starts=starts, **common)
-    if args.quick:
-        methods = {name: _shorten(config) for name, config in methods.items()}
-    return methods
+    reference = LatentSGDConfig.reference_nonlinear(minibatch="source", **common)
+    return {
+        "Adam": LatentSGDConfig.adam(steps=200, **common),
+        "reference": reference,
+        "reference + polish": LatentSGDConfig.reference_nonlinear(
+            minibatch="source", then=(_polish(12, minibatch="source"),), **common),
+        "continuation T4→2→1": LatentSGDConfig.reference_nonlinear(
+            minibatch="source", temperature=4.0,
+            then=(_polish(6, 2.0, minibatch="source"), _polish(6, minibatch="source")), **common),
+        "default": LatentSGDConfig.default_nonlinear(**common),
+    }
 
 
-def _shorten(config: LatentSGDConfig) -> LatentSGDConfig:
-    from dataclasses import replace
+def truths(vae, grid: Grid2D, count: int, seed: int) -> list[tuple[str, torch.Tensor]]:
+    sampler = PatchSampler(default_training_image(), grid.shape)
+    on = vae.sample(count, torch.Generator().manual_seed(1000 + seed))
+    off = [representative_crop(sampler, seed + k) for k in range(count)]
+    return [("on", model) for model in on] + [("off", model) for model in off]
 
-    return replace(config, epochs=max(1, config.epochs // 20), n_starts=min(config.n_starts, 4))
 
-
-def _still_improving(solutions) -> float:
-    """Relative misfit drop of the best start over the last 10 % of recorded steps."""
+def still_improving(solutions) -> float:
+    """Relative drop of the best start's misfit over the last 10 % of records."""
     curve = np.asarray(solutions.history["data_rmse"])[:, 0, :].min(axis=1)
     tail = max(2, len(curve) // 10)
     return float((curve[-tail] - curve[-1]) / curve[-tail])
 
 
+def run_case(operator, vae, petrophysics, truth, noise_seed: int, config: LatentSGDConfig) -> dict:
+    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
+                                         torch.Generator().manual_seed(noise_seed))
+    problem = build_problem(field, vae, operator, petrophysics)
+    start = time.perf_counter()
+    solutions = LatentSGD(config).solve(problem)
+    seconds = time.perf_counter() - start
+    model_rmse = (solutions.models[0] - truth).pow(2).mean(dim=(1, 2)).sqrt()
+    return {"accepted": int(solutions.accepted[0].sum()), "starts": solutions.n_candidates,
+            "best_sigma": float(solutions.normalised_misfit[0, 0]),
+            "median_sigma": float(solutions.normalised_misfit[0].median()),
+            "best_ns": float(solutions.misfit[0, 0]), "model_rmse_best": float(model_rmse[0]),
+            "seconds_per_start": seconds / solutions.n_candidates, "still_improving": still_improving(solutions),
+            "solutions": solutions}
+
+
+def summarise(cases: list[dict]) -> dict:
+    accepted = sum(c["accepted"] for c in cases)
+    starts = sum(c["starts"] for c in cases)
+    return {"accepted": f"{accepted}/{starts}", "accepted_fraction": accepted / starts,
+            "best_sigma": float(np.median([c["best_sigma"] for c in cases])),
+            "median_sigma": float(np.median([c["median_sigma"] for c in cases])),
+            "best_ns": float(np.median([c["best_ns"] for c in cases])),
+            "model_rmse_best": float(np.median([c["model_rmse_best"] for c in cases])),
+            "seconds_per_start": float(np.mean([c["seconds_per_start"] for c in cases])),
+            "still_improving_pct": 100 * float(np.median([c["still_improving"] for c in cases])),
+            "per_truth_accepted": [c["accepted"] for c in cases],
+            "per_truth_best_sigma": [c["best_sigma"] for c in cases]}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a few epochs and starts, to check the script")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 epochs, 2 starts, 1 truth: checks the script")
+    parser.add_argument("--truths", type=int, default=5, help="truths of each kind (on and off the manifold)")
     parser.add_argument("--starts", type=int, default=20)
-    parser.add_argument("--gd-steps", type=int, default=3000)
-    parser.add_argument("--eikonal-starts", type=int, default=20)
-    parser.add_argument("--eikonal-gd-steps", type=int, default=200,
-                        help="full-batch eikonal steps cost 25 solves per start: fewer than the linear case")
     parser.add_argument("--forwards", nargs="+", default=["straight-ray", "eikonal"])
+    parser.add_argument("--levers", nargs="*", help="lever names (default all)")
+    parser.add_argument("--kinds", nargs="+", default=["on", "off"], choices=["on", "off"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="latent_sgd_study", help="name of the JSON and PNG in results/")
     args = parser.parse_args()
+    if args.quick:
+        args.truths, args.starts = 1, 2
 
     vae = default_vae().frozen()
     grid, survey = Grid2D.crosshole(), Survey.crosshole()
     petrophysics = FaciesVelocity()
-    truths = _truths(vae, grid, args.seed)
-    rows, figures = [], []
+    cases = [(kind, model) for kind, model in truths(vae, grid, args.truths, args.seed) if kind in args.kinds]
+    rows, examples = [], {}
     for forward_name in args.forwards:
         operator = forward(forward_name, grid=grid, survey=survey)
-        for truth_name, truth in truths.items():
-            field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                                 torch.Generator().manual_seed(args.seed + 7))
-            problem = build_problem(field, vae, operator, petrophysics)
-            results = {}
-            for method, config in _methods(forward_name, args).items():
-                start = time.perf_counter()
-                solutions = LatentSGD(config).solve(problem)
-                seconds = time.perf_counter() - start
-                results[method] = solutions
-                model_rmse = (solutions.models[0] - truth).pow(2).mean(dim=(1, 2)).sqrt()
-                rows.append({"forward": forward_name, "truth": truth_name, "method": method,
-                             "starts": solutions.n_candidates, "steps": len(solutions.history["step_size"]),
-                             "best_rmse_ns": float(solutions.misfit[0, 0]),
-                             "median_rmse_ns": float(solutions.misfit[0].median()),
-                             "model_rmse_best": float(model_rmse[0]), "model_rmse_median": float(model_rmse.median()),
-                             "seconds_per_start": seconds / solutions.n_candidates,
-                             "still_improving_pct": 100 * _still_improving(solutions),
-                             "final_misfits": solutions.misfit[0].tolist()})
-                print(f"{forward_name:12s} {truth_name:30s} {method:36s} best {solutions.misfit[0, 0]:.3f} ns "
-                      f"({seconds:.0f} s)", flush=True)
-            _accept(rows, forward_name, truth_name, "on-manifold" in truth_name)
-            figures.append((forward_name, truth_name, truth, results))
+        for lever, config in levers(forward_name, args.starts, args.seed).items():
+            if args.levers and lever not in args.levers:
+                continue
+            if args.quick:
+                config = _quick(config)
+            for kind in args.kinds:
+                results = [run_case(operator, vae, petrophysics, model, args.seed + 7 + k, config)
+                           for k, (case_kind, model) in enumerate(cases) if case_kind == kind]
+                row = {"forward": forward_name, "truths": kind, "lever": lever, **summarise(results),
+                       "config": asdict(config)}
+                rows.append(row)
+                examples[(forward_name, kind, lever)] = (cases[0 if kind == "on" else -1][1], results[0]["solutions"])
+                print(f"{forward_name:12s} {kind:3s} {lever:32s} accepted {row['accepted']:>7s} best "
+                      f"{row['best_sigma']:.2f} σ median {row['median_sigma']:.2f} σ model {row['model_rmse_best']:.3f} "
+                      f"{row['seconds_per_start']:.1f} s/start", flush=True)
     print()
-    print_table(rows, [("forward", "forward", ""), ("truth", "truth", ""), ("method", "method", ""),
-                       ("accepted", "accepted", ""), ("best_rmse_ns", "best RMSE ns", ".3f"),
-                       ("median_rmse_ns", "median RMSE ns", ".3f"), ("model_rmse_best", "model RMSE best", ".3f"),
-                       ("model_rmse_median", "model RMSE med.", ".3f"), ("seconds_per_start", "s/start", ".1f"),
+    print_table(rows, [("forward", "forward", ""), ("truths", "truths", ""), ("lever", "lever", ""),
+                       ("accepted", "accepted", ""), ("best_sigma", "best σ", ".2f"),
+                       ("median_sigma", "median σ", ".2f"), ("best_ns", "best ns", ".3f"),
+                       ("model_rmse_best", "model RMSE", ".3f"), ("seconds_per_start", "s/start", ".1f"),
                        ("still_improving_pct", "last-10% drop %", ".2f")])
-    print("\naccepted: on-manifold truth: data RMSE ≤ 1.1 σ; off-manifold: within 10 % of the best misfit "
-          "any method reached for that truth and forward")
-    write_json("latent_sgd_study", {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args),
-                                    "vae_training": vae.metadata.get("training", {})})
-    _figure(grid, survey, figures, figure_path("latent_sgd_study"))
+    print(f"\n{args.truths} truths per kind × {args.starts} starts; σ = {NOISE_NS} ns; accepted: normalised RMSE ≤ 1.1;"
+          " best/median σ and model RMSE are medians over truths")
+    write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args),
+                           "vae_training": vae.metadata.get("training", {})})
+    _figure(grid, examples, figure_path(args.name))
 
 
-def _accept(rows: list[dict], forward_name: str, truth_name: str, on_manifold: bool) -> None:
-    group = [r for r in rows if r["forward"] == forward_name and r["truth"] == truth_name]
-    best_any = min(min(r["final_misfits"]) for r in group)
-    threshold = 1.1 * NOISE_NS if on_manifold else 1.1 * best_any
-    for row in group:
-        misfits = np.asarray(row.pop("final_misfits"))
-        row["accepted_fraction"] = float(np.mean(misfits <= threshold))
-        row["accepted"] = f"{int(np.sum(misfits <= threshold))}/{len(misfits)}"
-        row["threshold_ns"] = threshold
+def _quick(config: LatentSGDConfig) -> LatentSGDConfig:
+    from dataclasses import replace
+
+    return replace(config, epochs=min(config.epochs, 2), then=tuple(replace(s, epochs=min(s.epochs, 2))
+                                                                     for s in config.then))
 
 
-def _figure(grid, survey, figures, path) -> None:
+def _figure(grid, examples: dict, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,30 +175,21 @@ def _figure(grid, survey, figures, path) -> None:
 
     from geoinv.plot import plot_model
 
-    n_methods = max(len(results) for *_, results in figures)
-    fig, axes = plt.subplots(len(figures), 2 * n_methods + 2, figsize=(2.0 * (2 * n_methods + 2) + 3,
-                                                                       3.6 * len(figures)), squeeze=False)
-    for row, (forward_name, truth_name, truth, results) in enumerate(figures):
-        plot_model(axes[row, 0], grid, truth.numpy(), None, f"{forward_name}\n{truth_name}", "gray_r", vmin=0, vmax=1)
-        for k, (method, solutions) in enumerate(results.items()):
-            median = solutions.n_candidates // 2
-            for j, (index, label) in enumerate(((0, "best"), (median, "median"))):
-                ax = axes[row, 1 + 2 * k + j]
-                plot_model(ax, grid, solutions.models[0, index].numpy(), None,
-                           f"{method}\n{label} {solutions.misfit[0, index]:.2f} ns", "gray_r", vmin=0, vmax=1)
-                ax.set_ylabel("")
-        ax = axes[row, -1]
-        for (method, solutions), color in zip(results.items(), ("C0", "C1", "C2", "C3")):
-            steps = np.asarray(solutions.history["step"])
-            curves = np.asarray(solutions.history["data_rmse"])[:, 0, :]
-            ax.semilogy(steps, curves, color=color, lw=0.5, alpha=0.5)
-            ax.plot([], [], color=color, label=method)
-        ax.axhline(NOISE_NS, color="k", ls="--", lw=1)
-        ax.set_xlabel("step")
-        ax.set_ylabel("data RMSE (ns)")
-        ax.legend(fontsize=6)
+    keys = list(examples)
+    fig, axes = plt.subplots(len(keys), 3, figsize=(10, 3.4 * len(keys)), squeeze=False)
+    for row, key in enumerate(keys):
+        truth, solutions = examples[key]
+        plot_model(axes[row, 0], grid, truth.numpy(), None, f"{key[0]}, {key[1]}-manifold truth", "gray_r", 0, 1)
+        plot_model(axes[row, 1], grid, solutions.models[0, 0].numpy(), None,
+                   f"{key[2]}\nbest {solutions.normalised_misfit[0, 0]:.2f} σ", "gray_r", vmin=0, vmax=1)
+        steps = np.asarray(solutions.history["step"])
+        curves = np.asarray(solutions.history["data_rmse"])[:, 0, :] / NOISE_NS
+        axes[row, 2].semilogy(steps, curves, lw=0.6, alpha=0.6)
+        axes[row, 2].axhline(1.1, color="k", ls="--", lw=1)
+        axes[row, 2].set_xlabel("step")
+        axes[row, 2].set_ylabel("data RMSE / σ")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     print(f"wrote {path}")
 

@@ -96,7 +96,12 @@ def _misfit_text(solutions, index: int) -> str:
 
 def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey | None = None,
                      title: str = "") -> None:
-    """Truth (if known), best and median candidate, and the misfit curves of every start.
+    """Truth (if known), best candidate, posterior maps, and the misfit curves of every start.
+
+    Top row: the true model, the best candidate and the median start; bottom
+    row: the candidates' per-cell mean, standard deviation and channel
+    probability (of the accepted candidates; of all, labelled so, when none is
+    accepted), and the misfit curves.
 
     Parameters
     ----------
@@ -114,28 +119,41 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
     plt = _pyplot()
     models = solutions.models[0].numpy()
     median_index = models.shape[0] // 2
-    panels = [] if truth is None else [("true model", np.asarray(truth))]
-    panels += [(f"best ({_misfit_text(solutions, 0)})", models[0]),
-               (f"median start ({_misfit_text(solutions, median_index)})", models[median_index])]
-    fig = plt.figure(figsize=(4.2 * len(panels) + 5.5, 5.5))
-    grid_spec = fig.add_gridspec(1, len(panels) + 1, width_ratios=[1] * len(panels) + [1.6])
-    for k, (name, values) in enumerate(panels):
-        ax = fig.add_subplot(grid_spec[0, k])
-        plot_model(ax, grid, values, survey, name, "gray_r", vmin=0, vmax=1)
-    ax = fig.add_subplot(grid_spec[0, -1])
+    top = [] if truth is None else [("true model", np.asarray(truth))]
+    top += [(f"best ({_misfit_text(solutions, 0)})", models[0]),
+            (f"median start ({_misfit_text(solutions, median_index)})", models[median_index])]
+    posterior = solutions.posterior()
+    used = (f"{int(posterior['n_used'][0])} accepted" if posterior["from_accepted"][0]
+            else f"all {int(posterior['n_used'][0])}, none accepted")
+    bottom = [(f"mean ({used})", posterior["mean"][0].numpy(), "gray_r", (0, 1), "facies"),
+              ("standard deviation", posterior["std"][0].numpy(), "magma", (0, 0.5), "facies"),
+              ("channel probability", posterior["channel_probability"][0].numpy(), "viridis", (0, 1), "")]
+    columns = max(len(top), len(bottom))
+    fig = plt.figure(figsize=(3.9 * columns + 5.5, 10))
+    grid_spec = fig.add_gridspec(2, columns + 1, width_ratios=[1] * columns + [1.6])
+    for k, (name, values) in enumerate(top):
+        plot_model(fig.add_subplot(grid_spec[0, k]), grid, values, survey, name, "gray_r", vmin=0, vmax=1)
+    for k, (name, values, cmap, (low, high), label) in enumerate(bottom):
+        plot_model(fig.add_subplot(grid_spec[1, k]), grid, values, survey, name, cmap, label or "probability",
+                   vmin=low, vmax=high)
+    _misfit_curves(fig.add_subplot(grid_spec[:, -1]), solutions)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+
+
+def _misfit_curves(ax, solutions) -> None:
     history = solutions.history
+    noise = solutions.config.get("noise_std")
     if "data_rmse" in history and len(history["data_rmse"]):
         curves = np.asarray(history["data_rmse"])[:, 0, :]
         ax.semilogy(history["step"], curves, lw=0.8, alpha=0.7)
-        noise = solutions.config.get("noise_std")
         if noise:
             ax.axhline(noise, color="k", ls="--", lw=1, label="noise σ")
+            ax.axhline(1.1 * noise, color="k", ls=":", lw=1, label="acceptance 1.1 σ")
             ax.legend()
     unit = solutions.config.get("data_unit", "")
     ax.set_xlabel("step")
     ax.set_ylabel(f"data RMSE ({unit})" if unit else "data RMSE")
     ax.set_title(f"misfit of {solutions.n_candidates} starts")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)

@@ -95,6 +95,7 @@ class InverseProblem:
         self._prior_range = None if prior_range is None else self._per_parameter(prior_range, "prior_range")
         self.observed = None if observed is None else self._check_observed(observed)
         self.noise_std = None if noise_std is None else self._check_noise(noise_std)
+        self._retemper: Callable[[float], InverseProblem] | None = None
 
     # -- validation -------------------------------------------------------------
     def _per_parameter(self, value, name: str) -> torch.Tensor:
@@ -247,6 +248,20 @@ class InverseProblem:
             return standard.pow(2).sum(dim=1)
         return torch.zeros(parameters.shape[0], device=parameters.device, dtype=parameters.dtype)
 
+    def tempered(self, temperature: float) -> InverseProblem:
+        """This problem with its prior's decoder at temperature T (``sigmoid(logits / T)``); T = 1: itself.
+
+        Same observed data and noise; only latent problems built from a prior
+        with logits have a temperature.
+        """
+        if temperature == 1:
+            return self
+        if self._retemper is None:
+            raise ConfigError(f"the problem {self.name!r} has no decoder temperature; use temperature 1")
+        problem = self._retemper(temperature)
+        problem.observed, problem.noise_std = self.observed, self.noise_std
+        return problem
+
     # -- synthetic data and copies ------------------------------------------------------
     def simulate(self, parameters: torch.Tensor, noise_std=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -312,9 +327,12 @@ class InverseProblem:
         if noise_std is None and survey.errors is not None:
             noise_std = survey.errors * scale
         groups = [np.flatnonzero(survey.pairs[:, 0] == s) for s in range(len(survey.sources))]
-        return cls(simulate if use_index else (lambda latent: simulate(latent)), prior.latent_dim,
-                   survey.n_data, lambda n, generator=None: prior.sample_latent(n, generator),
-                   prior.latent_mean, prior.latent_range, observed, noise_std, prior.decode,
-                   [g for g in groups if g.size], name=f"latent tomography ({type(forward).__name__})",
-                   data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
-                   device=prior.device)
+        problem = cls(simulate if use_index else (lambda latent: simulate(latent)), prior.latent_dim,
+                      survey.n_data, lambda n, generator=None: prior.sample_latent(n, generator),
+                      prior.latent_mean, prior.latent_range, observed, noise_std, prior.decode,
+                      [g for g in groups if g.size], name=f"latent tomography ({type(forward).__name__})",
+                      data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
+                      device=prior.device)
+        problem._retemper = lambda temperature: cls.latent_tomography(
+            prior.tempered(temperature), petrophysics, forward, data_unit=data_unit)
+        return problem

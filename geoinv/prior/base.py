@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["REGULARIZATIONS", "Prior", "StandardNormalPrior", "expected_latent_norm"]
+__all__ = ["REGULARIZATIONS", "Prior", "StandardNormalPrior", "TemperedPrior", "expected_latent_norm"]
 
 #: latent regularizations every prior provides: ``(‖z‖ − E‖z‖)²``, ``‖z‖²``, nothing
 REGULARIZATIONS = ("ring", "origin", "none")
@@ -107,12 +107,52 @@ class Prior(ABC):
             return centred.pow(2).sum(dim=1)
         return torch.zeros(latent.shape[0], device=latent.device, dtype=latent.dtype)
 
+    def tempered(self, temperature: float) -> Prior:
+        """This prior decoding ``sigmoid(logits / T)``: a smoother map for continuation (T = 1: itself).
+
+        Needs a ``decode_logits`` method (the VAE has one).
+        """
+        if temperature == 1:
+            return self
+        if not hasattr(self, "decode_logits"):
+            raise ConfigError(f"{type(self).__name__} has no decode_logits, so it has no decoder temperature; "
+                              "use temperature 1 with it")
+        return TemperedPrior(self, temperature)
+
     def frozen(self) -> Prior:
         """This prior for inference: no parameter gradients, eval mode. Returns ``self``."""
         if isinstance(self, torch.nn.Module):
             self.requires_grad_(False)
             self.eval()
         return self
+
+
+class TemperedPrior(Prior):
+    """A prior whose decoder output is ``sigmoid(logits / T)``; everything else is the base prior's."""
+
+    def __init__(self, base: Prior, temperature: float) -> None:
+        if not temperature >= 1:
+            raise ConfigError(f"temperature must be >= 1, got {temperature}")
+        self.base, self.temperature = base, float(temperature)
+
+    latent_dim = property(lambda self: self.base.latent_dim)
+    model_shape = property(lambda self: self.base.model_shape)
+    latent_mean = property(lambda self: self.base.latent_mean)
+    latent_range = property(lambda self: self.base.latent_range)
+    typical_norm = property(lambda self: self.base.typical_norm)
+    device = property(lambda self: self.base.device)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.base.decode_logits(latent) / self.temperature)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.base.sample_latent(n, generator)
+
+    def log_density(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.base.log_density(latent)
+
+    def regularizer(self, latent: torch.Tensor, kind: str = "ring") -> torch.Tensor:
+        return self.base.regularizer(latent, kind)
 
 
 class StandardNormalPrior(Prior):

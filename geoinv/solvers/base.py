@@ -50,6 +50,12 @@ class Solutions:
     normalised_misfit : torch.Tensor, optional, shape (S, R)
         RMSE of the residuals divided by each datum's noise standard deviation,
         ``(χ²/N)^½`` (None without a noise level). 1 means "fits to the noise".
+
+    Notes
+    -----
+    :meth:`posterior` summarises the models of the accepted candidates cell by
+    cell (mean, standard deviation, channel probability); stored under
+    ``posterior/`` by :meth:`to_hdf5`.
     """
 
     parameters: torch.Tensor
@@ -61,6 +67,38 @@ class Solutions:
     config: dict = field(default_factory=dict)
     wall_time: float = 0.0
     normalised_misfit: torch.Tensor | None = None
+
+    def posterior(self, threshold: float = 0.5) -> dict[str, torch.Tensor]:
+        """Per-cell statistics of the candidates' models, per observed data set.
+
+        Uses the accepted candidates; for a data set with none accepted, all
+        its candidates (``from_accepted`` says which). These are statistics of
+        an ensemble of optimised starts, an approximation of the posterior,
+        not samples of it.
+
+        Parameters
+        ----------
+        threshold : float
+            Facies value above which a cell counts as channel.
+
+        Returns
+        -------
+        dict
+            ``mean``, ``std``, ``channel_probability``: tensors ``(S, *model_shape)``;
+            ``n_used``: ``(S,)`` candidates used; ``from_accepted``: ``(S,)`` bool.
+        """
+        if self.models is None:
+            raise ConfigError("these solutions hold no models (the problem has no model map)")
+        from_accepted = self.accepted.any(dim=1)
+        use = torch.where(from_accepted[:, None], self.accepted, torch.ones_like(self.accepted))
+        weight = use.float().reshape(*use.shape, *([1] * (self.models.ndim - 2)))
+        count = weight.sum(dim=1)
+        models = self.models.float()
+        mean = (weight * models).sum(dim=1) / count
+        variance = (weight * (models - mean[:, None]).pow(2)).sum(dim=1) / count
+        probability = (weight * (models > threshold).float()).sum(dim=1) / count
+        return {"mean": mean, "std": variance.sqrt(), "channel_probability": probability,
+                "n_used": use.sum(dim=1), "from_accepted": from_accepted}
 
     @property
     def n_surveys(self) -> int:
@@ -124,6 +162,12 @@ class Solutions:
         history = root.create_group("history")
         for key, value in self.history.items():
             history.create_dataset(key, data=np.asarray(value))
+        if self.models is not None:
+            posterior = root.create_group("posterior")
+            posterior.attrs["description"] = ("per-cell statistics of the accepted candidates' models (of all "
+                                              "candidates where from_accepted is false)")
+            for key, value in self.posterior().items():
+                posterior.create_dataset(key, data=value.numpy(), compression="gzip")
 
     @classmethod
     def from_hdf5(cls, path, group: str = "solutions") -> Solutions:

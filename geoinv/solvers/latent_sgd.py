@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -20,18 +20,13 @@ from ..prior.base import REGULARIZATIONS, expected_latent_norm
 from ..problem import InverseProblem
 from .base import Solutions, Solver
 
-__all__ = ["LatentSGD", "LatentSGDConfig", "expected_latent_norm"]
+__all__ = ["LatentSGD", "LatentSGDConfig", "Stage", "expected_latent_norm"]
 
 _OPTIMIZERS = ("sgd", "adam")
 _MINIBATCHES = ("random", "source")
 
 
-@dataclass(frozen=True)
-class LatentSGDConfig:
-    """Settings of :class:`LatentSGD` (defaults: the reference linear case).
-
-    Parameters
-    ----------
+_STAGE_DOC = """
     optimizer : {'sgd', 'adam'}
         Plain gradient steps ``z ← z − ℓ∇φ`` or Adam with learning rate ℓ.
     step_size : float
@@ -57,15 +52,18 @@ class LatentSGDConfig:
     misfit_scale : float
         Factor on the minibatch's summed squared residuals (e.g. 25/625 makes a
         full-batch misfit comparable with the reference's 25-datum minibatches).
-    n_starts : int
-        Random starts (from the prior) per observed data set, optimised as one batch.
-    seed : int
-        Seeds the starting points and the minibatch order.
-    record_every : int or None
-        Steps between full-data misfit records (default: once per epoch).
-    progress : bool
-        Show a tqdm progress bar.
-    """
+    temperature : float
+        Decoder temperature T ≥ 1: the search sees ``sigmoid(logits / T)``, a
+        smoother map than the prior's own (T = 1), for continuation schedules.
+"""
+
+
+@dataclass(frozen=True)
+class Stage:
+    __doc__ = """One stage of a latent-SGD schedule: optimizer, step and regularization schedules.
+
+    Parameters
+    ----------""" + _STAGE_DOC
 
     optimizer: str = "sgd"
     step_size: float = 1e-2
@@ -78,10 +76,7 @@ class LatentSGDConfig:
     reg_weight: float = 10.0
     reg_decay: float = 0.999
     misfit_scale: float = 1.0
-    n_starts: int = 20
-    seed: int = 0
-    record_every: int | None = None
-    progress: bool = True
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,16 +87,63 @@ class LatentSGDConfig:
             (0 < self.step_size < math.inf, f"step_size must be finite and > 0, got {self.step_size}"),
             (0 < self.step_decay <= 1, f"step_decay must be in (0, 1], got {self.step_decay}"),
             (0 < self.reg_decay <= 1, f"reg_decay must be in (0, 1], got {self.reg_decay}"),
-            (self.reg_weight >= 0, f"reg_weight must be >= 0, got {self.reg_weight}"),
-            (self.misfit_scale > 0, f"misfit_scale must be > 0, got {self.misfit_scale}"),
-            (self.decay_every >= 1 and self.epochs >= 1 and self.n_starts >= 1,
-             "decay_every, epochs and n_starts must be >= 1"),
+            (0 <= self.reg_weight < math.inf, f"reg_weight must be finite and >= 0, got {self.reg_weight}"),
+            (0 < self.misfit_scale < math.inf, f"misfit_scale must be finite and > 0, got {self.misfit_scale}"),
+            (self.decay_every >= 1 and self.epochs >= 1, "decay_every and epochs must be >= 1"),
             (self.batch_size is None or self.batch_size >= 1, f"batch_size must be >= 1 or None, got {self.batch_size}"),
-            (self.record_every is None or self.record_every >= 1, "record_every must be >= 1 or None"),
+            (1 <= self.temperature < math.inf, f"temperature must be finite and >= 1, got {self.temperature}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def as_stage(self) -> Stage:
+        """This stage's settings alone (drops the settings of a whole run)."""
+        return Stage(**{f.name: getattr(self, f.name) for f in fields(Stage)})
+
+
+@dataclass(frozen=True)
+class LatentSGDConfig(Stage):
+    __doc__ = """Settings of :class:`LatentSGD` (defaults: the reference linear case).
+
+    The fields of :class:`Stage` define the first stage; ``then`` appends more
+    (a staged schedule: each with its own optimizer, step, regularization and
+    decoder temperature), run one after the other from where the last stopped.
+
+    Parameters
+    ----------""" + _STAGE_DOC + """    n_starts : int
+        Random starts (from the prior) per observed data set, optimised as one batch.
+    seed : int
+        Seeds the starting points and the minibatch order.
+    record_every : int or None
+        Steps between full-data misfit records (default: once per epoch).
+    progress : bool
+        Show a tqdm progress bar.
+    then : tuple of Stage
+        Further stages.
+"""
+
+    n_starts: int = 20
+    seed: int = 0
+    record_every: int | None = None
+    progress: bool = True
+    then: tuple = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        stages = tuple(Stage(**stage) if isinstance(stage, dict) else stage for stage in self.then)
+        if not all(isinstance(stage, Stage) for stage in stages):
+            raise ConfigError("then must hold Stage objects (or dicts of their fields)")
+        object.__setattr__(self, "then", tuple(stage.as_stage() for stage in stages))
+        if self.n_starts < 1:
+            raise ConfigError(f"n_starts must be >= 1, got {self.n_starts}")
+        if self.record_every is not None and self.record_every < 1:
+            raise ConfigError("record_every must be >= 1 or None")
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """All stages, in order."""
+        return (self.as_stage(), *self.then)
 
     @classmethod
     def reference_linear(cls, **overrides) -> LatentSGDConfig:
@@ -126,8 +168,25 @@ class LatentSGDConfig:
         return cls.plain_gd(n_data, steps, optimizer="adam", **overrides)
 
     @classmethod
+    def default_linear(cls, **overrides) -> LatentSGDConfig:
+        """geoinv's default for linear operators: the reference schedule, then a regularization-free
+        full-batch Adam polish (lr 1e-3, 1000 steps) that converges what the decayed step leaves."""
+        polish = Stage(optimizer="adam", step_size=1e-3, step_decay=1.0, epochs=1000, batch_size=None,
+                       regularization="none", reg_weight=0.0)
+        return cls.reference_linear(**{"then": (polish,), **overrides})
+
+    @classmethod
+    def default_nonlinear(cls, **overrides) -> LatentSGDConfig:
+        """geoinv's default for nonlinear operators: the reference nonlinear schedule on one source per
+        step, then a regularization-free Adam polish (lr 1e-3, 12 epochs of one source per step)."""
+        polish = Stage(optimizer="adam", step_size=1e-3, step_decay=1.0, epochs=12, minibatch="source",
+                       regularization="none", reg_weight=0.0)
+        return cls.reference_nonlinear(**{"minibatch": "source", "then": (polish,), **overrides})
+
+    @classmethod
     def _presets(cls) -> dict:
         return {"reference-linear": cls.reference_linear, "reference-nonlinear": cls.reference_nonlinear,
+                "default-linear": cls.default_linear, "default-nonlinear": cls.default_nonlinear,
                 "plain-gd": cls.plain_gd, "adam": cls.adam}
 
     @classmethod
@@ -147,7 +206,7 @@ class LatentSGDConfig:
 class _MinibatchSchedule:
     """Yields the data indices of each step, epoch by epoch, from a seeded generator."""
 
-    def __init__(self, problem: InverseProblem, config: LatentSGDConfig, generator: torch.Generator):
+    def __init__(self, problem: InverseProblem, config: Stage, generator: torch.Generator):
         self.n_data = problem.n_data
         self.generator = generator
         self.config = config
@@ -187,11 +246,18 @@ class LatentSGD(Solver):
     -----
     At step k, on a minibatch ``B_k`` of the data, each start minimises
 
-    .. math:: φ_k(z) = c \\sum_{i∈B_k} (F(g(z))_i − y_i)^2 + λ_k R(z)
+    .. math:: φ_k(z) = c \\sum_{i∈B_k} w_i (F(g_T(z))_i − y_i)^2 + λ_k R(z),
+              \\quad w_i = (\\bar σ / σ_i)^2
 
-    with ``λ_k = λ₀·reg_decay^k`` and a step size decayed per epoch. All starts
-    (and all observed data sets) form one batch tensor; the objective is summed
-    over them, which leaves each start's gradient its own.
+    with ``λ_k = λ₀·reg_decay^k`` and a step size decayed per epoch; ``g_T`` is
+    the decoder at the stage's temperature. The weights make the objective χ²
+    (residuals over each datum's error) scaled by the mean error squared, so
+    with equal errors it is the reference objective and its step sizes apply
+    unchanged. Stages run one after the other, each with a fresh optimizer,
+    from where the previous one stopped; the step counter (and λ's decay)
+    restarts per stage. All starts (and all observed data sets) form one batch
+    tensor; the objective is summed over them, which leaves each start's
+    gradient its own.
 
     Examples
     --------
@@ -234,52 +300,74 @@ class LatentSGD(Solver):
         generator = generator or torch.Generator().manual_seed(config.seed)
         latent = self._initial(problem, initial, n_surveys, n_starts, generator)
         rows = target.to(latent.device).repeat_interleave(n_starts, dim=0)  # (S·R, n_data)
-        latent.requires_grad_(True)
-        optimizer = (torch.optim.Adam([latent], lr=config.step_size) if config.optimizer == "adam"
-                     else torch.optim.SGD([latent], lr=config.step_size))
-        schedule = _MinibatchSchedule(problem, config, generator)
-        total_steps = config.epochs * schedule.steps_per_epoch
-        record_every = config.record_every or schedule.steps_per_epoch
-        history = {"step": [], "data_rmse": [], "step_size": [], "reg_weight": [], "batch_rmse": []}
+        weights = self._datum_weights(problem, latent.device)
+        schedules = [_MinibatchSchedule(problem, stage, generator) for stage in config.stages]
+        total_steps = sum(stage.epochs * schedule.steps_per_epoch for stage, schedule in zip(config.stages, schedules))
+        history = {"step": [], "data_rmse": [], "step_size": [], "reg_weight": [], "batch_rmse": [],
+                   "stage": [], "temperature": []}
         shape = (n_surveys, n_starts)
         self._record(problem, latent, rows, history, 0, shape)
-        step = 0
         with self.monitor("latent SGD", total_steps) as monitor:
-            for epoch in range(config.epochs):
-                step_size = config.step_size * config.step_decay ** (epoch // config.decay_every)
-                for group in optimizer.param_groups:
-                    group["lr"] = step_size
-                stop = False
-                for data_index in schedule.epoch():
-                    reg_weight = config.reg_weight * config.reg_decay ** step
-                    batch_rmse = self._step(problem, optimizer, latent, rows, data_index, reg_weight)
-                    step += 1
-                    self._check_finite(latent, step, step_size)
-                    history["batch_rmse"].append(batch_rmse.reshape(shape).cpu().numpy())
-                    history["step_size"].append(step_size)
-                    history["reg_weight"].append(reg_weight)
-                    metrics = {"batch_rmse": float(batch_rmse.min())}
-                    if step % record_every == 0 or step == total_steps:
-                        metrics["best_rmse"] = self._record(problem, latent, rows, history, step, shape)
-                    if monitor.step(**metrics):
-                        stop = True
-                        break
-                if stop:
+            for index, (stage, schedule) in enumerate(zip(config.stages, schedules)):
+                if self._run_stage(index, stage, schedule, problem.tempered(stage.temperature), problem, latent,
+                                   rows, weights, history, monitor, shape):
                     break
-        if step % record_every and step != total_steps:  # stopped early between records
-            self._record(problem, latent, rows, history, step, shape)
+        if history["step"][-1] != len(history["step_size"]):  # stopped early between records
+            self._record(problem, latent, rows, history, len(history["step_size"]), shape)
         history = {key: np.asarray(value) for key, value in history.items()}
         return self.finish(problem, latent.detach().reshape(n_surveys, n_starts, -1), target, history,
                            time.perf_counter() - start_time)
 
-    def _step(self, problem, optimizer, latent, rows, data_index, reg_weight) -> torch.Tensor:
+    def _run_stage(self, index, stage, schedule, stage_problem, problem, latent, rows, weights, history,
+                   monitor, shape) -> bool:
+        """Run one stage; returns True if a callback asked to stop."""
+        latent.requires_grad_(True)
+        optimizer = (torch.optim.Adam([latent], lr=stage.step_size) if stage.optimizer == "adam"
+                     else torch.optim.SGD([latent], lr=stage.step_size))
+        record_every = self.config.record_every or schedule.steps_per_epoch
+        steps = stage.epochs * schedule.steps_per_epoch
+        step = 0
+        for epoch in range(stage.epochs):
+            step_size = stage.step_size * stage.step_decay ** (epoch // stage.decay_every)
+            for group in optimizer.param_groups:
+                group["lr"] = step_size
+            for data_index in schedule.epoch():
+                reg_weight = stage.reg_weight * stage.reg_decay ** step
+                batch_rmse = self._step(stage, stage_problem, optimizer, latent, rows, weights, data_index,
+                                        reg_weight)
+                step += 1
+                self._check_finite(latent, len(history["step_size"]) + 1, step_size)
+                for key, value in (("batch_rmse", batch_rmse.reshape(shape).cpu().numpy()),
+                                   ("step_size", step_size), ("reg_weight", reg_weight), ("stage", index),
+                                   ("temperature", stage.temperature)):
+                    history[key].append(value)
+                metrics = {"batch_rmse": float(batch_rmse.min())}
+                if step % record_every == 0 or step == steps:
+                    metrics["best_rmse"] = self._record(problem, latent, rows, history, len(history["step_size"]),
+                                                        shape)
+                if monitor.step(**metrics):
+                    return True
+        return False
+
+    @staticmethod
+    def _datum_weights(problem: InverseProblem, device) -> torch.Tensor | None:
+        """``σ̄ / σ_i`` per datum (None when all errors are equal or unknown: the plain objective)."""
+        if problem.noise_std is None:
+            return None
+        noise = problem.noise_std.to(device)
+        if torch.all(noise == noise[0]):
+            return None
+        return noise.mean() / noise
+
+    def _step(self, stage, problem, optimizer, latent, rows, weights, data_index, reg_weight) -> torch.Tensor:
         """One descent step on one minibatch; returns the minibatch RMSE of every start."""
-        config = self.config
         predicted = problem.forward(latent, data_index)
-        observed = rows if data_index is None else rows[:, torch.as_tensor(data_index, device=rows.device)]
+        index = None if data_index is None else torch.as_tensor(data_index, device=rows.device)
+        observed = rows if index is None else rows[:, index]
         residual = predicted - observed
-        objective = (config.misfit_scale * residual.pow(2).sum(dim=1)
-                     + reg_weight * problem.regularization(latent, config.regularization))
+        weighted = residual if weights is None else residual * (weights if index is None else weights[index])
+        objective = (stage.misfit_scale * weighted.pow(2).sum(dim=1)
+                     + reg_weight * problem.regularization(latent, stage.regularization))
         optimizer.zero_grad(set_to_none=True)
         objective.sum().backward()
         optimizer.step()
