@@ -64,6 +64,10 @@ class InverseProblem:
         default: the prior's (latent problems) or the generic one on standardised x.
     device : str or torch.device
         Where ``forward`` wants its input.
+    model_forward : callable, optional
+        ``model_forward(models, data_index=None) -> data``: the data of models
+        themselves (for latent tomography: facies → traveltimes in the data
+        unit), for steps that leave the prior's manifold.
 
     Notes
     -----
@@ -75,7 +79,8 @@ class InverseProblem:
                  prior_mean=None, prior_range=None, observed=None, noise_std=None,
                  to_model: Callable | None = None, data_groups=None, name: str = "",
                  data_unit: str = "", *, forward_takes_index: bool = False, training_data=None,
-                 inverse_targets=None, regularizer: Callable | None = None, device="cpu") -> None:
+                 inverse_targets=None, regularizer: Callable | None = None, device="cpu",
+                 model_forward: Callable | None = None) -> None:
         if int(n_parameters) < 1 or int(n_data) < 1:
             raise ConfigError("n_parameters and n_data must be >= 1")
         self._forward = forward
@@ -88,6 +93,7 @@ class InverseProblem:
         self.name = name
         self.data_unit = data_unit
         self.device = torch.device(device)
+        self.model_forward = model_forward
         self.data_groups = None if data_groups is None else [np.asarray(g, dtype=np.int64) for g in data_groups]
         self.training_data = None if training_data is None else tuple(torch.as_tensor(t) for t in training_data)
         self.inverse_targets = None if inverse_targets is None else torch.as_tensor(inverse_targets)
@@ -319,8 +325,11 @@ class InverseProblem:
         survey = forward.survey
         use_index = forward.computes_subsets
 
+        def facies_data(models: torch.Tensor, data_index=None) -> torch.Tensor:
+            return scale * forward(petrophysics.slowness(models), data_index)
+
         def simulate(latent: torch.Tensor, data_index=None) -> torch.Tensor:
-            return scale * forward(petrophysics.slowness(prior.decode(latent)), data_index)
+            return facies_data(prior.decode(latent), data_index)
 
         if observed is None and survey.traveltimes is not None:
             observed = survey.traveltimes * scale
@@ -332,7 +341,7 @@ class InverseProblem:
                       prior.latent_mean, prior.latent_range, observed, noise_std, prior.decode,
                       [g for g in groups if g.size], name=f"latent tomography ({type(forward).__name__})",
                       data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
-                      device=prior.device)
+                      device=prior.device, model_forward=facies_data)
         problem._retemper = lambda temperature: cls.latent_tomography(
             prior.tempered(temperature), petrophysics, forward, data_unit=data_unit)
         return problem

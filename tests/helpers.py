@@ -36,5 +36,8 @@ class TinyDecoder(nn.Module, StandardNormalPrior):
     def device(self):
         return self.weight.device
 
+    def decode_logits(self, latent):
+        return (latent @ self.weight.T + self.bias).reshape(-1, *self.model_shape)
+
     def decode(self, latent):
-        return torch.sigmoid(latent @ self.weight.T + self.bias).reshape(-1, *self.model_shape)
+        return torch.sigmoid(self.decode_logits(latent))

@@ -247,13 +247,13 @@ class LatentSGD(Solver):
     At step k, on a minibatch ``B_k`` of the data, each start minimises
 
     .. math:: φ_k(z) = c \\sum_{i∈B_k} w_i (F(g_T(z))_i − y_i)^2 + λ_k R(z),
-              \\quad w_i = (\\bar σ / σ_i)^2
+              \\quad w_i = \\frac{σ_i^{-2}}{\\mathrm{mean}_j σ_j^{-2}}
 
     with ``λ_k = λ₀·reg_decay^k`` and a step size decayed per epoch; ``g_T`` is
     the decoder at the stage's temperature. The weights make the objective χ²
-    (residuals over each datum's error) scaled by the mean error squared, so
-    with equal errors it is the reference objective and its step sizes apply
-    unchanged. Stages run one after the other, each with a fresh optimizer,
+    (residuals over each datum's error) rescaled so that they average 1: with
+    equal errors it is the reference objective and its step sizes apply
+    unchanged, and a few noisy data do not inflate the others' weights. Stages run one after the other, each with a fresh optimizer,
     from where the previous one stopped; the step counter (and λ's decay)
     restarts per stage. All starts (and all observed data sets) form one batch
     tensor; the objective is summed over them, which leaves each start's
@@ -351,13 +351,14 @@ class LatentSGD(Solver):
 
     @staticmethod
     def _datum_weights(problem: InverseProblem, device) -> torch.Tensor | None:
-        """``σ̄ / σ_i`` per datum (None when all errors are equal or unknown: the plain objective)."""
+        """``√w_i`` per datum, ``w_i = σ_i⁻² / mean(σ⁻²)`` (None when errors are equal or unknown)."""
         if problem.noise_std is None:
             return None
         noise = problem.noise_std.to(device)
         if torch.all(noise == noise[0]):
             return None
-        return noise.mean() / noise
+        precision = noise.pow(-2)
+        return (precision / precision.mean()).sqrt()
 
     def _step(self, stage, problem, optimizer, latent, rows, weights, data_index, reg_weight) -> torch.Tensor:
         """One descent step on one minibatch; returns the minibatch RMSE of every start."""
