@@ -27,8 +27,10 @@ from .solvers import (
     LatentSGD,
     LatentSGDConfig,
     ProgressBar,
+    RefineConfig,
     Solutions,
     Solver,
+    Stage,
     solver,
 )
 from .survey import Survey
@@ -55,8 +57,10 @@ __all__ = [
     "Prior",
     "ProgressBar",
     "PyGimliShortestPath",
+    "RefineConfig",
     "Solutions",
     "Solver",
+    "Stage",
     "StandardNormalPrior",
     "StraightRay",
     "Survey",

@@ -19,6 +19,7 @@ from .prior.base import Prior
 from .problem import InverseProblem
 from .solvers import LatentSGDConfig, Solutions, Solver
 from .solvers import solver as build_solver
+from .solvers.refine import RefineConfig, refine_models
 from .survey import Survey
 from .units import s_to_ns
 
@@ -27,17 +28,19 @@ __all__ = ["build_problem", "default_latent_sgd", "invert", "make_solver"]
 
 def default_latent_sgd(operator: ForwardOperator, n_starts: int = 20, seed: int = 0, progress: bool = False,
                        epochs: int | None = None) -> LatentSGDConfig:
-    """The reference latent-SGD schedule for an operator: linear or nonlinear by ``operator.linear``.
+    """geoinv's default latent-SGD schedule for an operator, chosen by ``operator.linear``.
 
-    The nonlinear schedule draws one source per step (one eikonal solve per
-    start and step) rather than 25 random data, which would need up to 25 solves.
+    :meth:`LatentSGDConfig.default_linear` or :meth:`~LatentSGDConfig.default_nonlinear`:
+    the paper's reference schedule followed by a regularization-free Adam
+    polish. The nonlinear schedule draws one source per step (one eikonal solve
+    per start and step) rather than 25 random data, which would need up to 25 solves.
     """
     overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
     if epochs is not None:
         overrides["epochs"] = epochs
     if operator.linear:
-        return LatentSGDConfig.reference_linear(**overrides)
-    return LatentSGDConfig.reference_nonlinear(minibatch="source", **overrides)
+        return LatentSGDConfig.default_linear(**overrides)
+    return LatentSGDConfig.default_nonlinear(**overrides)
 
 
 def make_solver(name: str, operator: ForwardOperator, *, n_starts: int = 20, seed: int = 0,
@@ -120,7 +123,8 @@ def build_problem(survey: Survey, prior: Prior, forward: str | ForwardOperator =
 def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "straight-ray",
            solver: str | Solver = "latent-sgd", petrophysics: FaciesVelocity | None = None, *,
            grid: Grid2D | None = None, noise_std=None, n_candidates: int | None = None,
-           seed: int = 0, progress: bool = False, generator: torch.Generator | None = None) -> Solutions:
+           seed: int = 0, progress: bool = False, generator: torch.Generator | None = None,
+           refine: RefineConfig | None = None) -> Solutions:
     """Invert a survey's traveltimes in a prior's latent space.
 
     Parameters
@@ -149,6 +153,9 @@ def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "strai
         Progress bars for a solver built by name.
     generator : torch.Generator, optional
         Random source of the solve (default: seeded from the solver's config).
+    refine : RefineConfig, optional
+        Also refine the best decoded models beyond the prior's manifold
+        (``solutions.refined``); off by default.
 
     Returns
     -------
@@ -171,4 +178,7 @@ def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "strai
         raise ConfigError(f"solver must be a registered name or a Solver, got {type(solver).__name__}")
     if not method.is_fitted:
         method.fit(problem)
-    return method.solve(problem, n_candidates=n_candidates, generator=generator)
+    solutions = method.solve(problem, n_candidates=n_candidates, generator=generator)
+    if refine is not None:
+        solutions.refined = refine_models(problem, solutions, refine)
+    return solutions

@@ -28,22 +28,22 @@ TIME_UNITS: dict[str, float] = {"s": 1.0, "ns": NS}
 VELOCITY_UNITS: dict[str, float] = {"m/s": 1.0, "m/ns": 1.0 / NS}
 
 
-def time_factor(unit: str, name: str = "time unit") -> float:
-    """Seconds per ``unit`` (``'s'`` or ``'ns'``); a :class:`ConfigError` names ``name`` otherwise."""
+def _factor(table: dict[str, float], unit, name: str) -> float:
     if isinstance(unit, bytes):
         unit = unit.decode()
-    if unit not in TIME_UNITS:
-        raise ConfigError(f"{name} must be one of {sorted(TIME_UNITS)}, got {unit!r}")
-    return TIME_UNITS[unit]
+    if unit not in table:
+        raise ConfigError(f"{name} must be one of {sorted(table)}, got {unit!r}")
+    return table[unit]
+
+
+def time_factor(unit: str, name: str = "time unit") -> float:
+    """Seconds per ``unit`` (``'s'`` or ``'ns'``); a :class:`ConfigError` names ``name`` otherwise."""
+    return _factor(TIME_UNITS, unit, name)
 
 
 def velocity_factor(unit: str, name: str = "velocity unit") -> float:
-    """m/s per ``unit`` (``'m/s'`` or ``'m/ns'``)."""
-    if isinstance(unit, bytes):
-        unit = unit.decode()
-    if unit not in VELOCITY_UNITS:
-        raise ConfigError(f"{name} must be one of {sorted(VELOCITY_UNITS)}, got {unit!r}")
-    return VELOCITY_UNITS[unit]
+    """m/s per ``unit`` (``'m/s'`` or ``'m/ns'``); a :class:`ConfigError` names ``name`` otherwise."""
+    return _factor(VELOCITY_UNITS, unit, name)
 
 
 def ns_to_s(value):

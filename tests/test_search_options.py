@@ -18,10 +18,8 @@ from geoinv import (
 from geoinv.solvers.latent_sgd import Stage
 from geoinv.solvers.refine import RefineConfig, refine_models
 
-from .helpers import TinyDecoder
+from .helpers import SMALL, TinyDecoder
 
-SMALL = {"step_size": 5e-3, "step_decay": 0.97, "epochs": 60, "batch_size": 5, "reg_weight": 1.0,
-         "reg_decay": 0.99, "n_starts": 6, "progress": False, "seed": 1}
 TRUTH = torch.tensor([[0.8, -0.5, 0.3]])
 
 

@@ -14,8 +14,9 @@ from .encoder_decoder import (
     Tandem,
     TandemConfig,
 )
-from .latent_sgd import LatentSGD, LatentSGDConfig, expected_latent_norm
+from .latent_sgd import LatentSGD, LatentSGDConfig, Stage, expected_latent_norm
 from .neural_adjoint import NeuralAdjoint, NeuralAdjointConfig
+from .refine import RefineConfig, refine_models
 
 __all__ = [
     "ACCEPTANCE",
@@ -34,13 +35,16 @@ __all__ = [
     "NeuralAdjoint",
     "NeuralAdjointConfig",
     "ProgressBar",
+    "RefineConfig",
     "RunInfo",
     "Solutions",
     "Solver",
+    "Stage",
     "Tandem",
     "TandemConfig",
     "expected_latent_norm",
     "load_solver",
+    "refine_models",
     "solver",
 ]
 

@@ -50,6 +50,10 @@ class Solutions:
     normalised_misfit : torch.Tensor, optional, shape (S, R)
         RMSE of the residuals divided by each datum's noise standard deviation,
         ``(χ²/N)^½`` (None without a noise level). 1 means "fits to the noise".
+    refined : dict, optional
+        Models refined beyond the prior's manifold from the best candidates
+        (see :func:`geoinv.solvers.refine.refine_models`): ``models``, ``misfit``,
+        ``normalised_misfit``, ``steps``, ``accepted``.
 
     Notes
     -----
@@ -67,6 +71,7 @@ class Solutions:
     config: dict = field(default_factory=dict)
     wall_time: float = 0.0
     normalised_misfit: torch.Tensor | None = None
+    refined: dict | None = None
 
     def posterior(self, threshold: float = 0.5) -> dict[str, torch.Tensor]:
         """Per-cell statistics of the candidates' models, per observed data set.
@@ -168,6 +173,11 @@ class Solutions:
                                               "candidates where from_accepted is false)")
             for key, value in self.posterior().items():
                 posterior.create_dataset(key, data=value.numpy(), compression="gzip")
+        if self.refined is not None:
+            refined = root.create_group("refined")
+            refined.attrs["description"] = "best candidates' models refined beyond the prior (discrepancy stop)"
+            for key, value in self.refined.items():
+                refined.create_dataset(key, data=torch.as_tensor(value).numpy(), compression="gzip")
 
     @classmethod
     def from_hdf5(cls, path, group: str = "solutions") -> Solutions:
@@ -183,9 +193,11 @@ class Solutions:
                 history = {key: root["history"][key][()] for key in root["history"]}
                 config = json.loads(root.attrs["config"])
                 wall_time = float(root.attrs["wall_time"])
+                refined = ({key: torch.as_tensor(root["refined"][key][()]) for key in root["refined"]}
+                           if "refined" in root else None)
         except OSError as exc:
             raise FileFormatError(f"cannot read {path} as HDF5: {exc}") from exc
-        return cls(**tensors, history=history, config=config, wall_time=wall_time)
+        return cls(**tensors, history=history, config=config, wall_time=wall_time, refined=refined)
 
 
 _TENSORS = ("parameters", "data", "misfit", "accepted", "models", "normalised_misfit")
