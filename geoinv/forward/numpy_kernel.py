@@ -40,6 +40,11 @@ class NumpyKernelOperator(ForwardOperator):
     def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any = None) -> sp.csr_matrix:
         """Fréchet kernel (m) of one model; ``state`` from :meth:`simulate_numpy` or None."""
 
+    def _vjp(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any,
+             weights: np.ndarray) -> np.ndarray:
+        """``Jᵀ w`` (flat cells) for data weights ``w``; override when it is cheaper than forming ``J``."""
+        return self._jacobian(slowness, data_index, state).T @ weights
+
 
 class _NumpyKernelFunction(torch.autograd.Function):
     """``t = F(s)`` by the operator's numpy solver; backward ``Jᵀ g`` with its kernel."""
@@ -55,7 +60,7 @@ class _NumpyKernelFunction(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):
         operator = ctx.operator
         incoming = grad_output.detach().cpu().double().numpy()
-        grads = [operator._jacobian(model, ctx.data_index, state).T @ g
+        grads = [operator._vjp(model, ctx.data_index, state, g)
                  for model, state, g in zip(ctx.models, ctx.states, incoming)]
         grad = torch.as_tensor(np.stack(grads), dtype=grad_output.dtype, device=grad_output.device)
         return grad.reshape(-1, *operator.grid.shape), None, None
