@@ -26,7 +26,17 @@ import numpy as np
 import torch
 from _common import figure_path, print_table, write_json
 
-from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward, ns_to_s
+from geoinv import (
+    Eikonal,
+    FaciesVelocity,
+    Grid2D,
+    LatentSGD,
+    LatentSGDConfig,
+    Survey,
+    build_problem,
+    forward,
+    ns_to_s,
+)
 from geoinv.prior import PatchSampler, default_training_image, default_vae
 from geoinv.solvers import RefineConfig, Stage, refine_models
 from geoinv.workflows import representative_crop
@@ -123,7 +133,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 epochs, 2 starts, 1 truth: checks the script")
     parser.add_argument("--truths", type=int, default=5, help="truths of each kind (on and off the manifold)")
     parser.add_argument("--starts", type=int, default=20)
-    parser.add_argument("--forwards", nargs="+", default=["straight-ray", "eikonal"])
+    parser.add_argument("--forwards", nargs="+", default=["straight-ray", "eikonal"],
+                        help="registered forwards; 'eikonal-rays' is the eikonal forward with the ray-traced gradient")
     parser.add_argument("--levers", nargs="*", help="lever names (default all)")
     parser.add_argument("--kinds", nargs="+", default=["on", "off"], choices=["on", "off"])
     parser.add_argument("--seed", type=int, default=0)
@@ -138,12 +149,13 @@ def main() -> None:
     cases = [(kind, model) for kind, model in truths(vae, grid, args.truths, args.seed) if kind in args.kinds]
     rows, examples = [], {}
     for forward_name in args.forwards:
-        operator = forward(forward_name, grid=grid, survey=survey)
+        operator = (Eikonal(grid, survey, gradient="rays") if forward_name == "eikonal-rays"
+                    else forward(forward_name, grid=grid, survey=survey))
         for lever, config in levers(forward_name, args.starts, args.seed).items():
             if args.levers and lever not in args.levers:
                 continue
             if args.quick:
-                config = _quick(config)
+                config = config.with_epochs(2)
             for kind in args.kinds:
                 results = [run_case(operator, vae, petrophysics, model, args.seed + 7 + k, config)
                            for k, (case_kind, model) in enumerate(cases) if case_kind == kind]
@@ -166,13 +178,6 @@ def main() -> None:
     write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args),
                            "vae_training": vae.metadata.get("training", {})})
     _figure(grid, examples, figure_path(args.name))
-
-
-def _quick(config: LatentSGDConfig) -> LatentSGDConfig:
-    from dataclasses import replace
-
-    return replace(config, epochs=min(config.epochs, 2), then=tuple(replace(s, epochs=min(s.epochs, 2))
-                                                                     for s in config.then))
 
 
 def _figure(grid, examples: dict, path) -> None:

@@ -112,7 +112,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"geoinv demo: a held-out channelized model, noisy {args.forward} traveltimes on the reference "
           f"crosshole survey (625 data, σ = {args.noise} ns), latent SGD from {args.starts} starts")
     report, _ = run_demo(args.output, args.forward, args.starts, args.seed, args.noise, not args.quiet,
-                         epochs=args.epochs, petrophysics=args.velocities)
+                         epochs=args.epochs, petrophysics=args.velocities, refine=not args.no_refine)
     print("\n".join(report.lines()))
     print(f"wrote {args.output / 'demo.png'} and {args.output / 'demo.h5'}")
 
@@ -153,8 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--starts", type=int, default=10, help="random starts, optimised as one batch")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--noise", type=float, default=0.25, help="noise standard deviation (ns)")
-    demo.add_argument("--epochs", type=int, help="override the schedule's number of epochs")
+    demo.add_argument("--epochs", type=int, help="epochs of every stage of the schedule (for quick checks)")
     demo.add_argument("--velocities", type=_velocities, help=velocity_help)
+    demo.add_argument("--no-refine", action="store_true",
+                      help="skip refining the best models beyond the prior (geoinv.RefineConfig)")
     demo.add_argument("--output", type=Path, default=Path("geoinv-output"), help="output folder")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
@@ -172,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--starts", type=int, default=20)
     invert.add_argument("--seed", type=int, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
-    invert.add_argument("--epochs", type=int, help="override the schedule's number of epochs")
+    invert.add_argument("--epochs", type=int, help="epochs of every stage of the schedule (for quick checks)")
     invert.add_argument("--output", type=Path, default=Path("geoinv-output/inversion.h5"),
                         help="results file (.h5); the figure goes beside it with the suffix .png")
     invert.add_argument("--quiet", action="store_true", help="no progress bar")

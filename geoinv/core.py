@@ -36,27 +36,24 @@ def default_latent_sgd(operator: ForwardOperator, n_starts: int = 20, seed: int 
     per start and step) rather than 25 random data, which would need up to 25 solves.
     """
     overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    if operator.linear:
-        return LatentSGDConfig.default_linear(**overrides)
-    return LatentSGDConfig.default_nonlinear(**overrides)
+    config = (LatentSGDConfig.default_linear(**overrides) if operator.linear
+              else LatentSGDConfig.default_nonlinear(**overrides))
+    return config if epochs is None else config.with_epochs(epochs)
 
 
 def make_solver(name: str, operator: ForwardOperator, *, n_starts: int = 20, seed: int = 0,
                 progress: bool = False, epochs: int | None = None, preset: str | None = None) -> Solver:
     """A solver by registered name with the settings that suit ``operator``.
 
-    ``latent-sgd`` gets :func:`default_latent_sgd` (or the named ``preset``);
-    other solvers get their defaults with ``seed`` and ``progress``.
+    ``latent-sgd`` gets :func:`default_latent_sgd` (or the named ``preset``),
+    with ``epochs`` (if given) in every stage; other solvers get their
+    defaults with ``seed`` and ``progress``.
     """
     if name == "latent-sgd":
         if preset is None:
             return build_solver(name, default_latent_sgd(operator, n_starts, seed, progress, epochs))
-        overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
-        if epochs is not None:
-            overrides["epochs"] = epochs
-        return build_solver(name, LatentSGDConfig.named(preset, **overrides))
+        config = LatentSGDConfig.named(preset, n_starts=n_starts, seed=seed, progress=progress)
+        return build_solver(name, config if epochs is None else config.with_epochs(epochs))
     if preset is not None or epochs is not None:
         raise ConfigError(f"preset and epochs apply to latent-sgd only, not to {name!r}")
     return build_solver(name, seed=seed, progress=progress)

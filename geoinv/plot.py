@@ -98,7 +98,8 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
                      title: str = "") -> None:
     """Truth (if known), best candidate, posterior maps, and the misfit curves of every start.
 
-    Top row: the true model, the best candidate and the median start; bottom
+    Top row: the true model, the best candidate, the median start and (if
+    refined) the best model refined beyond the prior; bottom
     row: the candidates' per-cell mean, standard deviation and channel
     probability (of the accepted candidates; of all, labelled so, when none is
     accepted), and the misfit curves.
@@ -122,6 +123,9 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
     top = [] if truth is None else [("true model", np.asarray(truth))]
     top += [(f"best ({_misfit_text(solutions, 0)})", models[0]),
             (f"median start ({_misfit_text(solutions, median_index)})", models[median_index])]
+    if solutions.refined is not None:
+        top.append((f"best refined beyond the prior ({solutions.refined['normalised_misfit'][0, 0]:.2f} σ)",
+                    solutions.refined["models"][0, 0].numpy()))
     posterior = solutions.posterior()
     used = (f"{int(posterior['n_used'][0])} accepted" if posterior["from_accepted"][0]
             else f"all {int(posterior['n_used'][0])}, none accepted")

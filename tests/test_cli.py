@@ -21,11 +21,13 @@ def test_simulate(tmp_path, capsys):
 
 @pytest.mark.parametrize("forward", ["straight-ray", "eikonal"])
 def test_demo_short_run(tmp_path, capsys, forward):
+    refine = [] if forward == "straight-ray" else ["--no-refine"]  # refining with bent rays takes minutes
     code = main(["demo", "--forward", forward, "--starts", "2", "--epochs", "1", "--quiet",
-                 "--output", str(tmp_path)])
+                 "--output", str(tmp_path), *refine])
     assert code == 0
     out = capsys.readouterr().out
-    assert "data RMSE best / median" in out and "accepted" in out
+    assert "data RMSE best / median" in out and "accepted" in out and " σ" in out
+    assert ("refined beyond prior" in out) == (forward == "straight-ray")
     solutions = Solutions.from_hdf5(tmp_path / "demo.h5")
     assert solutions.parameters.shape == (1, 2, 20)
     with h5py.File(tmp_path / "demo.h5") as handle:

@@ -145,6 +145,10 @@ class LatentSGDConfig(Stage):
         """All stages, in order."""
         return (self.as_stage(), *self.then)
 
+    def with_epochs(self, epochs: int) -> LatentSGDConfig:
+        """This schedule with ``epochs`` in every stage (for quick checks)."""
+        return replace(self, epochs=epochs, then=tuple(replace(stage, epochs=epochs) for stage in self.then))
+
     @classmethod
     def reference_linear(cls, **overrides) -> LatentSGDConfig:
         """The reference linear (straight-ray) schedule: 120 epochs × 25 steps."""
