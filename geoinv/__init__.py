@@ -4,7 +4,7 @@ The public API is re-exported here; see the README for a tour.
 """
 
 from ._version import __version__
-from .core import build_problem, invert, make_solver
+from .core import build_problem, default_refinement, invert, make_solver
 from .errors import CheckpointError, ConfigError, FileFormatError, GeoinvError, GridError, SurveyError
 from .forward import Eikonal, ForwardOperator, NumpyKernelOperator, StraightRay, forward
 from .grid import Grid2D
@@ -68,6 +68,7 @@ __all__ = [
     "VAEConfig",
     "__version__",
     "build_problem",
+    "default_refinement",
     "default_training_image",
     "default_vae",
     "forward",

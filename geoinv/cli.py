@@ -121,7 +121,8 @@ def _cmd_invert(args: argparse.Namespace) -> None:
     from .workflows import invert_file
 
     solutions = invert_file(args.survey, args.output, args.forward, args.solver, args.starts, args.seed,
-                            args.preset, args.vae, not args.quiet, args.epochs, args.velocities)
+                            args.preset, args.vae, not args.quiet, args.epochs, args.velocities,
+                            refine=not args.no_refine)
     print(solutions.summary())
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
 
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latent-sgd schedule (default: reference-linear for linear operators, "
                              "reference-nonlinear otherwise)")
     invert.add_argument("--velocities", type=_velocities, help=velocity_help)
+    invert.add_argument("--no-refine", action="store_true",
+                        help="skip refining the best models beyond the prior (geoinv.RefineConfig)")
     invert.add_argument("--starts", type=int, default=20)
     invert.add_argument("--seed", type=int, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")

@@ -23,7 +23,7 @@ from .solvers.refine import RefineConfig, refine_models
 from .survey import Survey
 from .units import s_to_ns
 
-__all__ = ["build_problem", "default_latent_sgd", "invert", "make_solver"]
+__all__ = ["build_problem", "default_latent_sgd", "default_refinement", "invert", "make_solver"]
 
 
 def default_latent_sgd(operator: ForwardOperator, n_starts: int = 20, seed: int = 0, progress: bool = False,
@@ -121,7 +121,7 @@ def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "strai
            solver: str | Solver = "latent-sgd", petrophysics: FaciesVelocity | None = None, *,
            grid: Grid2D | None = None, noise_std=None, n_candidates: int | None = None,
            seed: int = 0, progress: bool = False, generator: torch.Generator | None = None,
-           refine: RefineConfig | None = None) -> Solutions:
+           refine: RefineConfig | str | None = "default") -> Solutions:
     """Invert a survey's traveltimes in a prior's latent space.
 
     Parameters
@@ -150,9 +150,12 @@ def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "strai
         Progress bars for a solver built by name.
     generator : torch.Generator, optional
         Random source of the solve (default: seeded from the solver's config).
-    refine : RefineConfig, optional
-        Also refine the best decoded models beyond the prior's manifold
-        (``solutions.refined``); off by default.
+    refine : RefineConfig, 'default' or None
+        Refine the best decoded models beyond the prior's manifold, stopped at
+        the noise (``solutions.refined``; the candidates themselves are kept).
+        ``'default'``: :func:`default_refinement` for the operator; None: off.
+        On by default because it lowered the model RMSE on held-out
+        training-image truths (median 0.158 → 0.141 over 5 truths, straight ray).
 
     Returns
     -------
@@ -176,6 +179,16 @@ def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "strai
     if not method.is_fitted:
         method.fit(problem)
     solutions = method.solve(problem, n_candidates=n_candidates, generator=generator)
-    if refine is not None:
+    if isinstance(refine, str):
+        if refine != "default":
+            raise ConfigError(f"refine must be a RefineConfig, 'default' or None, got {refine!r}")
+        refine = default_refinement(operator)
+    if refine is not None and solutions.models is not None:
         solutions.refined = refine_models(problem, solutions, refine)
     return solutions
+
+
+def default_refinement(operator: ForwardOperator) -> RefineConfig:
+    """The refinement :func:`invert` runs by default: the 5 best models for linear operators; only the
+    best, for at most 150 steps, for nonlinear ones (each step simulates every datum of every model)."""
+    return RefineConfig() if operator.linear else RefineConfig(n_models=1, steps=150)

@@ -14,7 +14,7 @@ from .errors import ConfigError
 from .forward import forward as build_forward
 from .grid import Grid2D
 from .petrophysics import FaciesVelocity
-from .solvers import ACCEPTANCE, RefineConfig, Solutions
+from .solvers import ACCEPTANCE, Solutions
 from .survey import Survey
 from .units import ns_to_s, s_to_ns
 
@@ -122,9 +122,7 @@ def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 1
     survey = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(noise_std_ns),
                                           torch.Generator().manual_seed(seed + 1))
     method = make_solver("latent-sgd", operator, n_starts=n_starts, seed=seed, progress=progress, epochs=epochs)
-    # each refinement step simulates all data: with bent rays refine only the best model, briefly
-    refinement = (RefineConfig() if operator.linear else RefineConfig(n_models=1, steps=150)) if refine else None
-    solutions = invert(survey, prior, operator, method, petrophysics, refine=refinement)
+    solutions = invert(survey, prior, operator, method, petrophysics, refine="default" if refine else None)
     models = solutions.models[0]
     refined = solutions.refined or {}
     report = DemoReport(
@@ -145,7 +143,7 @@ def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 1
 def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", solver_name: str = "latent-sgd",
                 n_starts: int = 20, seed: int = 0, preset: str | None = None, prior_path: Path | None = None,
                 progress: bool = True, epochs: int | None = None,
-                petrophysics: FaciesVelocity | None = None) -> Solutions:
+                petrophysics: FaciesVelocity | None = None, refine: bool = True) -> Solutions:
     """Invert the traveltimes of an HDF5 survey file; write results (``.h5``) and a figure (``.png``).
 
     The output paths are checked before any work; the grid comes from the file
@@ -166,7 +164,7 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     operator = build_forward(forward_name, grid=grid, survey=survey)
     method = make_solver(solver_name, operator, n_starts=n_starts, seed=seed, progress=progress,
                          epochs=epochs, preset=preset)
-    solutions = invert(survey, prior, operator, method, petrophysics)
+    solutions = invert(survey, prior, operator, method, petrophysics, refine="default" if refine else None)
     write_result(output, solutions, survey, grid)
     inversion_figure(grid, solutions, figure, survey=survey, title=f"{solver_name}, {forward_name} forward")
     return solutions
