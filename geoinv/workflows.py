@@ -170,7 +170,7 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     return solutions
 
 
-#: deprecated name of :func:`invert_file` (geoinv ≤ 0.2)
+#: the name of :func:`invert_file` before geoinv 0.2 (kept as an alias)
 invert_survey = invert_file
 
 
