@@ -64,6 +64,9 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
                 temperature=4.0, then=(_polish(1000, 2.0), _polish(1000)), **common),
             "continuation T4→1 SGD + polish": LatentSGDConfig.reference_linear(
                 temperature=4.0, then=(Stage(step_size=5e-3, epochs=40, reg_weight=1.0), _polish(1000)), **common),
+            "Adam + polish": LatentSGDConfig.adam(then=(_polish(1000),), **common),
+            "scheduled Adam (minibatch, ring) + polish": LatentSGDConfig.reference_linear(
+                optimizer="adam", step_size=3e-2, then=(_polish(1000),), **common),
             "default": LatentSGDConfig.default_linear(**common),
         }
     reference = LatentSGDConfig.reference_nonlinear(minibatch="source", **common)

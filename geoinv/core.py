@@ -63,9 +63,9 @@ def _operator(forward, survey: Survey, grid: Grid2D | None, prior: Prior) -> For
     if isinstance(forward, ForwardOperator):
         if grid is not None and grid != forward.grid:
             raise ConfigError("grid differs from the forward operator's grid; pass one of them")
-        if forward.survey is not survey and forward.n_data != survey.n_data:
-            raise ConfigError(f"the forward operator has {forward.n_data} data, the survey {survey.n_data}; "
-                              "build the operator on this survey")
+        if forward.survey is not survey and not _same_geometry(forward.survey, survey):
+            raise ConfigError("the forward operator was built on another survey geometry (sources, receivers "
+                              "or pairs differ); build the operator on this survey")
         return forward
     if not isinstance(forward, str):
         raise ConfigError(f"forward must be a registered name or a ForwardOperator, got {type(forward).__name__}")
@@ -73,6 +73,11 @@ def _operator(forward, survey: Survey, grid: Grid2D | None, prior: Prior) -> For
         raise ConfigError(f"no grid: pass grid= (a Grid2D of shape {tuple(prior.model_shape)}, the prior's "
                           "model shape) or a built forward operator")
     return build_forward(forward, grid=grid, survey=survey)
+
+
+def _same_geometry(first: Survey, second: Survey) -> bool:
+    return all(np.array_equal(getattr(first, name), getattr(second, name))
+               for name in ("sources", "receivers", "pairs"))
 
 
 def _noise_s(survey: Survey, noise_std) -> np.ndarray:
