@@ -44,10 +44,8 @@ from geoinv.workflows import representative_crop
 NOISE_NS = 0.25
 
 
-def _polish(epochs: int, temperature: float = 1.0, lr: float = 1e-3, minibatch: str = "random") -> Stage:
-    batch = {"batch_size": None} if minibatch == "random" else {"minibatch": "source"}
-    return Stage(optimizer="adam", step_size=lr, step_decay=1.0, epochs=epochs, regularization="none",
-                 reg_weight=0.0, temperature=temperature, **batch)
+def _polish(epochs: int, temperature: float = 1.0, minibatch: str = "random") -> Stage:
+    return Stage.polish(epochs, minibatch, temperature=temperature)
 
 
 def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConfig]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ._atomic import atomic_path
@@ -22,8 +24,6 @@ def _pyplot():
 
 def save_figure(fig, path, dpi: int = 110) -> None:
     """Save ``fig`` atomically (an interrupted save never leaves a partial image) and close it."""
-    from pathlib import Path
-
     file_format = Path(path).suffix.lstrip(".").lower() or "png"
     try:
         with atomic_path(path) as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._atomic import atomic_path
 from .core import invert, make_solver
 from .errors import ConfigError
 from .forward import forward as build_forward
@@ -43,8 +45,6 @@ def check_output(path: Path, suffixes: tuple[str, ...], inputs=()) -> Path:
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise ConfigError(f"cannot create the output folder {str(folder)!r}: {str(existing)!r} is a file")
-    import os
-
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"the output folder {str(existing)!r} is not writable; choose another --output")
     return path
@@ -199,8 +199,6 @@ def simulate_comparison(output: Path, seed: int = 0) -> list[str]:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     simulation_figure(grid, survey, petro.velocity(facies).numpy(), times, output / "simulation.png")
-    from ._atomic import atomic_path
-
     with atomic_path(output / "simulation.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, facies=facies.numpy(), **{k.replace(" ", "_"): v for k, v in times.items()})
     return lines

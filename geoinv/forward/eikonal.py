@@ -56,31 +56,30 @@ class _NodeGrid:
         return z, x
 
 
-def _bilinear_weights(row: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """The interpolation of :func:`_bilinear` as a sparse matrix ``(n_points, n_nodes)``."""
+def _bilinear_stencil(row: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat node indices ``(4, n)`` and weights ``(4, n)`` of bilinear interpolation at fractional indices."""
     n_rows, n_cols = shape
     row = np.clip(row, 0, n_rows - 1.000001)
     col = np.clip(col, 0, n_cols - 1.000001)
     r0, c0 = np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
     fr, fc = row - r0, col - c0
     corner = r0 * n_cols + c0
-    values = np.concatenate([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
-    columns = np.concatenate([corner, corner + 1, corner + n_cols, corner + n_cols + 1])
-    points = np.tile(np.arange(len(row)), 4)
-    return sp.csr_matrix((values, (points, columns)), shape=(len(row), n_rows * n_cols))
+    nodes = np.stack([corner, corner + 1, corner + n_cols, corner + n_cols + 1])
+    weights = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
+    return nodes, weights
+
+
+def _bilinear_weights(row: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The interpolation of :func:`_bilinear` as a sparse matrix ``(n_points, n_nodes)``."""
+    nodes, weights = _bilinear_stencil(row, col, shape)
+    points = np.broadcast_to(np.arange(len(row)), nodes.shape)
+    return sp.csr_matrix((weights.ravel(), (points.ravel(), nodes.ravel())), shape=(len(row), shape[0] * shape[1]))
 
 
 def _bilinear(fields: np.ndarray, which: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
     """Bilinear interpolation of ``fields[which]`` at fractional node indices."""
-    n_rows, n_cols = fields.shape[-2:]
-    row = np.clip(row, 0, n_rows - 1.000001)
-    col = np.clip(col, 0, n_cols - 1.000001)
-    r0, c0 = np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
-    fr, fc = row - r0, col - c0
-    flat = fields.reshape(fields.shape[0], -1)
-    corner = r0 * n_cols + c0
-    return ((1 - fr) * (1 - fc) * flat[which, corner] + (1 - fr) * fc * flat[which, corner + 1]
-            + fr * (1 - fc) * flat[which, corner + n_cols] + fr * fc * flat[which, corner + n_cols + 1])
+    nodes, weights = _bilinear_stencil(row, col, fields.shape[-2:])
+    return (weights * fields.reshape(fields.shape[0], -1)[which, nodes]).sum(axis=0)
 
 
 class Eikonal(NumpyKernelOperator):
@@ -211,14 +210,8 @@ class Eikonal(NumpyKernelOperator):
         fields, raws = self.simulate_numpy(slowness, data_index)[1] if state is None else state
         if self.gradient == "rays":
             return self._trace_rays(fields, data_index)
-        index, sources, field_row = self._plan(data_index)
-        node_slowness = self._node_slowness(slowness)
-        row, col = self._receiver_index
         blocks, order = [], []
-        for source in sources:
-            data = np.flatnonzero(self.survey.pairs[index, 0] == source)
-            weights = _bilinear_weights(row[index[data]], col[index[data]], self.nodes.shape)
-            adjoint = self._adjoint(source, raws[field_row[source]], node_slowness)
+        for source, data, weights, adjoint in self._source_adjoints(slowness, data_index, raws):
             source_term = sp.csr_matrix(  # r0·s_source, added to every time of this source
                 (np.full(len(data), self.source_radius), (np.arange(len(data)), np.full(len(data),
                  self._source_cells[source]))), shape=(len(data), self.grid.n_cells))
@@ -230,21 +223,24 @@ class Eikonal(NumpyKernelOperator):
         """``Jᵀ w`` with one adjoint solve per source (no Jacobian formed) for ``gradient='adjoint'``."""
         if self.gradient == "rays":
             return super()._vjp(slowness, data_index, state, weights)
-        _, raws = state
-        index, sources, field_row = self._plan(data_index)
-        node_slowness = self._node_slowness(slowness)
-        row, col = self._receiver_index
         gradient = np.zeros(self.grid.n_cells)
-        for source in sources:
-            data = np.flatnonzero(self.survey.pairs[index, 0] == source)
-            node_weights = _bilinear_weights(row[index[data]], col[index[data]], self.nodes.shape).T @ weights[data]
-            adjoint = self._adjoint(source, raws[field_row[source]], node_slowness)
-            gradient += self._node_to_cell.T @ adjoint.vjp(node_weights)
+        for source, data, interpolation, adjoint in self._source_adjoints(slowness, data_index, state[1]):
+            gradient += self._node_to_cell.T @ adjoint.vjp(interpolation.T @ weights[data])
             gradient[self._source_cells[source]] += self.source_radius * weights[data].sum()
         return gradient
 
-    def _adjoint(self, source: int, raw: np.ndarray, node_slowness: np.ndarray) -> DiscreteAdjoint:
-        return DiscreteAdjoint(raw, self._distance[source] - self.source_radius, node_slowness, self.nodes.spacing)
+    def _source_adjoints(self, slowness: np.ndarray, data_index, raws: np.ndarray):
+        """Per solved source: its data (positions in ``data_index``), their receiver interpolation on the
+        nodes and the linearised discrete system of its time field."""
+        index, sources, field_row = self._plan(data_index)
+        node_slowness = self._node_slowness(slowness)
+        row, col = self._receiver_index
+        for source in sources:
+            data = np.flatnonzero(self.survey.pairs[index, 0] == source)
+            interpolation = _bilinear_weights(row[index[data]], col[index[data]], self.nodes.shape)
+            phi = self._distance[source] - self.source_radius
+            adjoint = DiscreteAdjoint(raws[field_row[source]], phi, node_slowness, self.nodes.spacing)
+            yield source, data, interpolation, adjoint
 
     def _trace_rays(self, fields: np.ndarray, data_index: np.ndarray | None = None) -> sp.csr_matrix:
         """Trace rays from their receivers down −∇T to their sources (vectorized over rays)."""

@@ -96,8 +96,8 @@ def _system(raw: np.ndarray, phi: np.ndarray, node_slowness: np.ndarray, spacing
     rows, cols, values = [], [], []
     diagonal = np.zeros(n)
     for axis in (0, 1):
-        active, first, second, factor2, coefficient, target = (a.ravel() if isinstance(a, np.ndarray) else a
-                                                              for a in _axis_stencil(raw, phi, axis, spacing[axis]))
+        active, first, second, factor2, coefficient, target = (
+            a.ravel() for a in _axis_stencil(raw, phi, axis, spacing[axis]))
         use = active & ~initial
         slope = 2 * coefficient * (raw.ravel() - target)  # ∂G_i/∂p_a = −slope
         diagonal += np.where(use, slope, 0.0)

@@ -97,6 +97,15 @@ class Stage:
             if not ok:
                 raise ConfigError(message)
 
+    @classmethod
+    def polish(cls, epochs: int, minibatch: str = "random", step_size: float = 1e-3,
+               temperature: float = 1.0) -> Stage:
+        """A regularization-free Adam stage at a fixed step: full batches (``minibatch='random'``)
+        or one source per step (``'source'``)."""
+        batch = {"batch_size": None} if minibatch == "random" else {"minibatch": "source"}
+        return cls(optimizer="adam", step_size=step_size, step_decay=1.0, epochs=epochs, regularization="none",
+                   reg_weight=0.0, temperature=temperature, **batch)
+
     def as_stage(self) -> Stage:
         """This stage's settings alone (drops the settings of a whole run)."""
         return Stage(**{f.name: getattr(self, f.name) for f in fields(Stage)})
@@ -175,17 +184,13 @@ class LatentSGDConfig(Stage):
     def default_linear(cls, **overrides) -> LatentSGDConfig:
         """geoinv's default for linear operators: the reference schedule, then a regularization-free
         full-batch Adam polish (lr 1e-3, 1000 steps) that converges what the decayed step leaves."""
-        polish = Stage(optimizer="adam", step_size=1e-3, step_decay=1.0, epochs=1000, batch_size=None,
-                       regularization="none", reg_weight=0.0)
-        return cls.reference_linear(**{"then": (polish,), **overrides})
+        return cls.reference_linear(**{"then": (Stage.polish(1000),), **overrides})
 
     @classmethod
     def default_nonlinear(cls, **overrides) -> LatentSGDConfig:
         """geoinv's default for nonlinear operators: the reference nonlinear schedule on one source per
         step, then a regularization-free Adam polish (lr 1e-3, 12 epochs of one source per step)."""
-        polish = Stage(optimizer="adam", step_size=1e-3, step_decay=1.0, epochs=12, minibatch="source",
-                       regularization="none", reg_weight=0.0)
-        return cls.reference_nonlinear(**{"minibatch": "source", "then": (polish,), **overrides})
+        return cls.reference_nonlinear(**{"minibatch": "source", "then": (Stage.polish(12, "source"),), **overrides})
 
     @classmethod
     def _presets(cls) -> dict:
