@@ -178,3 +178,29 @@ def test_data_index_validation(small_grid, small_survey):
     op = Eikonal(small_grid, small_survey)
     with pytest.raises(SurveyError, match="data_index"):
         op(torch.ones(small_grid.shape), [0, small_survey.n_data])
+
+
+def _two_layers(grid, interface_row, fast_below=True):
+    slowness = np.full(grid.shape, 1 / (V_FAST if fast_below else V_SLOW))
+    slowness[:interface_row] = 1 / (V_SLOW if fast_below else V_FAST)
+    return slowness
+
+
+@pytest.mark.parametrize("depth", [2.0, 0.3])  # 0.3 / 0.1 rounds down to 2.999…: the side must not depend on it
+def test_sensors_on_an_interface_take_the_fast_side_whichever_it_is(depth):
+    """A source on a facies interface starts with the faster cell's slowness, so flipping the two
+    layers changes nothing (the old floor rule took the cell below: 1.25 ns between the two), and
+    times along the interface are those of the fast medium within half a node of head-wave delay."""
+    grid = Grid2D((40, 60), 0.1)
+    row = int(round(depth / 0.1))
+    survey = Survey([[0.5, depth]], [[x, depth] for x in (2.0, 3.5, 5.5)])
+    operator = Eikonal(grid, survey)
+    fast_below = operator.simulate_numpy(_two_layers(grid, row, True))[0]
+    fast_above = operator.simulate_numpy(_two_layers(grid, row, False))[0]
+    np.testing.assert_allclose(fast_below, fast_above, rtol=0, atol=1e-15)
+    along_fast = survey.distances / V_FAST
+    delay = fast_below - along_fast
+    assert np.all(delay > 0) and np.all(delay < 0.7e-9)
+    # the delay is the bilinear mean of the fast and the slow node rows: it halves with refine=2
+    finer = Eikonal(grid, survey, refine=2).simulate_numpy(_two_layers(grid, row, True))[0] - along_fast
+    assert np.all(finer < 0.6 * delay)
