@@ -8,6 +8,7 @@ from .core import build_problem, default_refinement, invert, make_solver
 from .errors import CheckpointError, ConfigError, FileFormatError, GeoinvError, GridError, SurveyError
 from .forward import Eikonal, ForwardOperator, NumpyKernelOperator, StraightRay, forward
 from .grid import Grid2D
+from .io import read_survey, write_survey
 from .petrophysics import FaciesVelocity
 from .prior import (
     VAE,
@@ -79,8 +80,10 @@ __all__ = [
     "m_per_s_to_m_per_ns",
     "make_solver",
     "ns_to_s",
+    "read_survey",
     "s_to_ns",
     "solver",
+    "write_survey",
 ]
 
 

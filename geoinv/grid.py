@@ -55,6 +55,42 @@ class Grid2D:
         """The reference crosshole grid: 129 × 65 cells of 0.1 m (12.9 m × 6.5 m)."""
         return cls((129, 65), 0.1, (0.0, 0.0))
 
+    @classmethod
+    def covering(cls, points, spacing: float | tuple[float, float] = 0.1, margin: float = 0.0) -> Grid2D:
+        """The smallest grid of cells of ``spacing`` holding every point, ``margin`` m around them.
+
+        Parameters
+        ----------
+        points : Survey or array_like, shape (n, 2)
+            A survey (its sources and receivers) or ``(x, z)`` positions in m.
+        spacing : float or (dz, dx)
+            Cell size in m.
+        margin : float
+            Extra room in m on every side (≥ 0).
+
+        Notes
+        -----
+        Edges are snapped to multiples of the spacing, so sensors at such
+        positions sit on cell corners (where pyGIMLi needs mesh nodes). For a
+        surface line with topography the grid is the box under and around the
+        sensors: cells above the ground are part of the model like any other.
+        """
+        if hasattr(points, "sources") and hasattr(points, "receivers"):
+            points = np.vstack([points.sources, points.receivers])
+        array = as_finite_array(points, "points", ndim=2, error=GridError)
+        if array.shape[-1] != 2:
+            raise GridError(f"points must have shape (n, 2) holding (x, z) in m, got {array.shape}")
+        if not (np.isfinite(margin) and margin >= 0):
+            raise GridError(f"margin must be >= 0 m, got {margin!r}")
+        dz, dx = (float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (2,)))
+        origin, counts = [], []
+        for column, step in ((1, dz), (0, dx)):
+            low = np.floor((array[:, column].min() - margin) / step + 1e-9) * step
+            count = int(np.ceil((array[:, column].max() + margin - low) / step - 1e-9))
+            origin.append(float(low))
+            counts.append(max(count, 1))
+        return cls(tuple(counts), (dz, dx), tuple(origin))
+
     @property
     def nz(self) -> int:
         return self.shape[0]

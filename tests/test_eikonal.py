@@ -192,7 +192,7 @@ def test_sensors_on_an_interface_take_the_fast_side_whichever_it_is(depth):
     layers changes nothing (the old floor rule took the cell below: 1.25 ns between the two), and
     times along the interface are those of the fast medium within half a node of head-wave delay."""
     grid = Grid2D((40, 60), 0.1)
-    row = int(round(depth / 0.1))
+    row = round(depth / 0.1)
     survey = Survey([[0.5, depth]], [[x, depth] for x in (2.0, 3.5, 5.5)])
     operator = Eikonal(grid, survey)
     fast_below = operator.simulate_numpy(_two_layers(grid, row, True))[0]

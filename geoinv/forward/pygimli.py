@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from ..errors import ConfigError
 from ..grid import Grid2D
+from ..io.pygimli import grid_to_mesh, mesh_cell_order, survey_to_data_container
 from ..survey import Survey
 from .numpy_kernel import NumpyKernelOperator
 
@@ -50,17 +51,13 @@ class PyGimliShortestPath(NumpyKernelOperator):
             raise ConfigError(f"secondary_nodes must be >= 0, got {secondary_nodes!r}")
         pg = _import_pygimli()
         self.secondary_nodes = int(secondary_nodes)
-        x_edges, z_edges = grid.x_edges, grid.z_edges
-        mesh = pg.createGrid(x_edges, -z_edges[::-1])
+        mesh = grid_to_mesh(grid)
         for cell in mesh.cells():
             cell.setMarker(cell.id())
-        centres = np.array([[cell.center().x(), -cell.center().y()] for cell in mesh.cells()])
-        rows = np.floor((centres[:, 1] - grid.origin[0]) / grid.spacing[0]).astype(int)
-        cols = np.floor((centres[:, 0] - grid.origin[1]) / grid.spacing[1]).astype(int)
-        self._to_geoinv = rows * grid.nx + cols  # pyGIMLi cell k is geoinv cell _to_geoinv[k]
+        self._to_geoinv = mesh_cell_order(mesh, grid)  # pyGIMLi cell k is geoinv cell _to_geoinv[k]
         self.mesh = mesh.createMeshWithSecondaryNodes(self.secondary_nodes) if self.secondary_nodes else mesh
         self._warn_off_node(survey)
-        self.data = self._data_container(pg, survey)
+        self.data = survey_to_data_container(survey)
         self._core = pg.core.TravelTimeDijkstraModelling(self.mesh, self.data)
 
     def _warn_off_node(self, survey: Survey) -> None:
@@ -72,18 +69,6 @@ class PyGimliShortestPath(NumpyKernelOperator):
             if off.any():
                 warnings.warn(f"{int(off.sum())} {name} are not on cell corners; pyGIMLi will move "
                               "them to the nearest mesh node", stacklevel=3)
-
-    @staticmethod
-    def _data_container(pg, survey: Survey):
-        data = pg.DataContainer()
-        for x, z in np.vstack([survey.sources, survey.receivers]):
-            data.createSensor([float(x), float(-z)])
-        data.resize(survey.n_data)
-        data.set("s", pg.Vector(survey.pairs[:, 0].astype(float)))
-        data.set("g", pg.Vector((survey.pairs[:, 1] + len(survey.sources)).astype(float)))
-        data.registerSensorIndex("s")
-        data.registerSensorIndex("g")
-        return data
 
     def _pg_slowness(self, slowness: np.ndarray) -> tuple[object, float]:
         pg = _import_pygimli()

@@ -1,5 +1,6 @@
-"""File formats: HDF5 surveys and results."""
+"""File formats: HDF5 surveys and results, pyGIMLi data files and meshes."""
 
-from .hdf5 import read_survey, write_result, write_survey
+from .files import read_survey, write_survey
+from .hdf5 import write_result
 
 __all__ = ["read_survey", "write_result", "write_survey"]
