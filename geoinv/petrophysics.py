@@ -60,6 +60,14 @@ class FaciesVelocity(nn.Module):
         matrix, channel = 1.0 / self.matrix_velocity, 1.0 / self.channel_velocity
         return matrix + (channel - matrix) * model
 
+    def facies(self, slowness: torch.Tensor) -> torch.Tensor:
+        """Facies values of slowness (s/m): the inverse of :meth:`slowness`, not clipped to [0, 1]."""
+        slowness = torch.as_tensor(slowness)
+        if self.interpolation == "velocity":
+            return (1.0 / slowness - self.matrix_velocity) / (self.channel_velocity - self.matrix_velocity)
+        matrix, channel = 1.0 / self.matrix_velocity, 1.0 / self.channel_velocity
+        return (slowness - matrix) / (channel - matrix)
+
     def forward(self, model: torch.Tensor) -> torch.Tensor:
         return self.slowness(model)
 

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from .errors import ConfigError, SurveyError
@@ -68,6 +69,16 @@ class InverseProblem:
         ``model_forward(models, data_index=None) -> data``: the data of models
         themselves (for latent tomography: facies → traveltimes in the data
         unit), for steps that leave the prior's manifold.
+    model_jacobian : callable, optional
+        ``model_jacobian(model) -> scipy.sparse matrix (n_data, model.numel())``:
+        ∂data/∂model at one model (data unit per model unit). With a model map,
+        :meth:`jacobian` chains it with the map's forward-mode Jacobian instead
+        of ``n_data`` backward passes.
+    operator : geoinv.forward.ForwardOperator, optional
+        The tomography forward (its grid and survey), for solvers that work in
+        model space (``pygimli-smooth``).
+    petrophysics : geoinv.FaciesVelocity, optional
+        The facies → slowness map of a tomography problem.
 
     Notes
     -----
@@ -80,7 +91,8 @@ class InverseProblem:
                  to_model: Callable | None = None, data_groups=None, name: str = "",
                  data_unit: str = "", *, forward_takes_index: bool = False, training_data=None,
                  inverse_targets=None, regularizer: Callable | None = None, device="cpu",
-                 model_forward: Callable | None = None) -> None:
+                 model_forward: Callable | None = None, model_jacobian: Callable | None = None,
+                 operator=None, petrophysics=None) -> None:
         if int(n_parameters) < 1 or int(n_data) < 1:
             raise ConfigError("n_parameters and n_data must be >= 1")
         self._forward = forward
@@ -94,6 +106,9 @@ class InverseProblem:
         self.data_unit = data_unit
         self.device = torch.device(device)
         self.model_forward = model_forward
+        self.model_jacobian = model_jacobian
+        self.operator = operator
+        self.petrophysics = petrophysics
         self.data_groups = None if data_groups is None else [np.asarray(g, dtype=np.int64) for g in data_groups]
         self.training_data = None if training_data is None else tuple(torch.as_tensor(t) for t in training_data)
         self.inverse_targets = None if inverse_targets is None else torch.as_tensor(inverse_targets)
@@ -179,6 +194,44 @@ class InverseProblem:
             return rmse, None
         scaled = residual / self.noise_std.to(data.device, data.dtype)
         return rmse, scaled.pow(2).mean(dim=-1).sqrt()
+
+    def jacobian(self, parameters: torch.Tensor) -> torch.Tensor:
+        """∂data/∂parameters at each of a batch of parameter vectors.
+
+        Parameters
+        ----------
+        parameters : torch.Tensor, shape (B, n_parameters)
+
+        Returns
+        -------
+        torch.Tensor, shape (B, n_data, n_parameters), float64 on the CPU
+
+        Notes
+        -----
+        With a model map and :attr:`model_jacobian` (latent tomography) it is
+        ``∂d/∂m · ∂m/∂x``: the sparse model Jacobian times the decoder's
+        Jacobian by forward-mode AD (``n_parameters`` tangents, vectorised),
+        not ``n_data`` backward passes. Otherwise reverse mode over the data.
+        """
+        parameters = torch.as_tensor(parameters).reshape(-1, self.n_parameters).to(self.device)
+        if self.model_jacobian is not None and self.has_model:
+            return torch.stack([self._chained_jacobian(point) for point in parameters])
+
+        def data(point):
+            return self.forward(point[None])[0]
+
+        return torch.stack([torch.autograd.functional.jacobian(data, point).double().cpu()
+                            for point in parameters])
+
+    def _chained_jacobian(self, point: torch.Tensor) -> torch.Tensor:
+        def model(latent):
+            return self.model(latent[None])[0]
+
+        with torch.no_grad():
+            decoded = model(point)
+        tangent = torch.func.jacfwd(model)(point)  # (*model_shape, n_parameters)
+        tangent = tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy()
+        return torch.from_numpy(np.asarray(self.model_jacobian(decoded) @ tangent))
 
     def model(self, parameters: torch.Tensor) -> torch.Tensor:
         """The model(s) the parameters stand for (the parameters themselves by default)."""
@@ -331,6 +384,12 @@ class InverseProblem:
         def simulate(latent: torch.Tensor, data_index=None) -> torch.Tensor:
             return facies_data(prior.decode(latent), data_index)
 
+        def facies_jacobian(model: torch.Tensor):
+            # ∂t/∂m = J(s) · diag(ds/dm); the map is cell-wise, so one jvp with ones gives the diagonal
+            slowness, derivative = torch.func.jvp(petrophysics.slowness, (model,), (torch.ones_like(model),))
+            kernel = forward.jacobian(slowness.detach().double().cpu().numpy())
+            return scale * (kernel @ sp.diags(derivative.detach().double().cpu().numpy().ravel()))
+
         if observed is None and survey.traveltimes is not None:
             observed = survey.traveltimes * scale
         if noise_std is None and survey.errors is not None:
@@ -341,7 +400,8 @@ class InverseProblem:
                       prior.latent_mean, prior.latent_range, observed, noise_std, prior.decode,
                       [g for g in groups if g.size], name=f"latent tomography ({type(forward).__name__})",
                       data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
-                      device=prior.device, model_forward=facies_data)
+                      device=prior.device, model_forward=facies_data, model_jacobian=facies_jacobian,
+                      operator=forward, petrophysics=petrophysics)
         problem._retemper = lambda temperature: cls.latent_tomography(
             prior.tempered(temperature), petrophysics, forward, data_unit=data_unit)
         return problem

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from geoinv import ACCEPTANCE, FaciesVelocity, Grid2D, GridError, InverseProblem, Solutions, Survey
+from geoinv import ACCEPTANCE, ConfigError, FaciesVelocity, Grid2D, GridError, InverseProblem, Solutions, Survey
 from geoinv.forward import FORWARDS
 from geoinv.solvers import SOLVERS, LatentSGDConfig, NetworkConfig, load_solver, solver
 from geoinv.tasks import TASKS, task
@@ -171,35 +171,72 @@ TINY_SETTINGS = {
     # minibatches on: one datum per step, so a problem that ignored data_index would be caught
     "latent-sgd": {"config": LatentSGDConfig(epochs=2, batch_size=1, regularization="ring", reg_weight=0.1,
                                              n_starts=3, step_size=1e-3)},
+    "latent-gauss-newton": {"n_starts": 2, "max_iterations": 3},
+    # tomography only: on a task it must refuse by name (checked below), on tomography it runs
+    "pygimli-smooth": {"max_iterations": 2, "secondary_nodes": 1, "tomography_only": True},
 }
+
+
+def _tiny_solver(name: str):
+    assert name in TINY_SETTINGS, f"add tiny settings for the new solver {name!r}"
+    settings = dict(TINY_SETTINGS[name])
+    config = settings.pop("config", None)
+    tomography_only = settings.pop("tomography_only", False)
+    return solver(name, config, progress=False, **settings), tomography_only
+
+
+def _check_solutions(name, solutions, problem, targets, n_parameters):
+    assert isinstance(solutions, Solutions)
+    assert solutions.parameters.shape[:1] == (len(targets),) and solutions.parameters.shape[2] == n_parameters
+    assert solutions.data.shape[:2] == solutions.parameters.shape[:2]
+    assert torch.isfinite(solutions.misfit).all()
+    assert solutions.config["solver"] == name and solutions.config["acceptance"] == ACCEPTANCE
+    assert torch.equal(solutions.accepted, solutions.normalised_misfit <= ACCEPTANCE)
 
 
 @pytest.mark.parametrize("name", SOLVERS.names())
 @pytest.mark.parametrize("task_name", ["robotic-arm", "ballistics"])
 def test_every_solver_contract(name, task_name, tmp_path):
-    assert name in TINY_SETTINGS, f"add tiny settings for the new solver {name!r}"
+    method, tomography_only = _tiny_solver(name)
     problem = task(task_name)
-    settings = dict(TINY_SETTINGS[name])
-    config = settings.pop("config", None)
-    method = solver(name, config, progress=False, **settings)
     targets = problem.forward(problem.sample_prior(3, torch.Generator().manual_seed(0)))
     noisy = problem.with_observed(targets, noise_std=0.05)
+    if tomography_only:
+        with pytest.raises(ConfigError, match="tomography"):
+            method.fit(noisy).solve(noisy)
+        return
     solutions = method.fit(noisy).solve(noisy)
-    assert isinstance(solutions, Solutions)
-    assert solutions.parameters.shape[:1] == (3,) and solutions.parameters.shape[2] == problem.n_parameters
-    assert solutions.data.shape[:2] == solutions.parameters.shape[:2]
-    assert torch.isfinite(solutions.misfit).all()
-    assert solutions.config["solver"] == name and solutions.config["acceptance"] == ACCEPTANCE
+    _check_solutions(name, solutions, noisy, targets, problem.n_parameters)
     # the one acceptance rule, and misfits that are those of the re-simulated data
     expected_rmse, expected_normalised = noisy.misfits(noisy.forward(solutions.parameters.reshape(
         -1, problem.n_parameters)).reshape(solutions.data.shape), targets[:, None, :])
     torch.testing.assert_close(solutions.misfit, expected_rmse, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(solutions.normalised_misfit, expected_normalised, rtol=1e-4, atol=1e-5)
-    assert torch.equal(solutions.accepted, solutions.normalised_misfit <= ACCEPTANCE)
     if hasattr(method, "save"):
         method.save(tmp_path / "solver.pt")
         again = load_solver(tmp_path / "solver.pt").solve(noisy)
         torch.testing.assert_close(again.parameters, solutions.parameters)
+
+
+@pytest.mark.parametrize("name", SOLVERS.names())
+def test_every_solver_on_latent_tomography(name, geometry):
+    """Every solver on a tiny latent-tomography problem: shapes, misfits of the re-simulated data
+    (model-space solvers: of their models), models on the grid, the one acceptance rule."""
+    grid, survey = geometry
+    prior = TinyDecoder(grid.shape)
+    operator = FORWARDS.get("straight-ray")(grid=grid, survey=survey)
+    problem = InverseProblem.latent_tomography(prior, FaciesVelocity(), operator, noise_std=0.3)
+    targets = problem.forward(prior.sample_latent(2, torch.Generator().manual_seed(4)))
+    noisy = problem.with_observed(targets)
+    method, _ = _tiny_solver(name)
+    solutions = method.fit(noisy).solve(noisy)
+    n_parameters = grid.n_cells if method.model_space else problem.n_parameters
+    _check_solutions(name, solutions, noisy, targets, n_parameters)
+    assert solutions.models.shape[2:] == grid.shape
+    flat = solutions.parameters.reshape(-1, n_parameters)
+    data = (problem.model_forward(flat.reshape(-1, *grid.shape)) if method.model_space else problem.forward(flat))
+    expected_rmse, _ = noisy.misfits(data.reshape(solutions.data.shape), targets[:, None, :])
+    torch.testing.assert_close(solutions.misfit, expected_rmse, rtol=1e-4, atol=1e-6)
 
 
 def test_latent_sgd_minibatches_follow_the_data_index():

@@ -236,6 +236,8 @@ class Solver(ABC):
     #: registry name
     name: str = ""
     config_class: type = object
+    #: candidates are models (cell values), not parameters of the problem (no refinement applies)
+    model_space: bool = False
 
     def __init__(self, config=None, callbacks=(), **overrides) -> None:
         if config is None:
@@ -275,7 +277,8 @@ class Solver(ABC):
         return Monitor(description, total_steps, callbacks)
 
     def finish(self, problem: InverseProblem, candidates: torch.Tensor, target: torch.Tensor, history: dict,
-               wall_time: float, ranking: str = "misfit", chunk: int = 4096) -> Solutions:
+               wall_time: float, ranking: str = "misfit", chunk: int = 4096, *,
+               simulate=None, to_model=None) -> Solutions:
         """The shared end of every solve: re-simulate, misfit, accept, sort, models, :class:`Solutions`.
 
         Parameters
@@ -295,13 +298,17 @@ class Solver(ABC):
             surrogate loss, which r_T evaluates).
         chunk : int
             Candidates re-simulated per forward call.
+        simulate, to_model : callable, optional
+            Data and model of flat candidates ``(B, n)``; default the problem's
+            ``forward`` and ``model`` (model-space solvers pass their own).
         """
         if ranking not in ("misfit", "solver"):
             raise ConfigError(f"ranking must be 'misfit' or 'solver', got {ranking!r}")
         n_surveys, n_candidates, n_parameters = candidates.shape
         with torch.no_grad():
             flat = candidates.reshape(-1, n_parameters).to(problem.device)
-            data = torch.cat([problem.forward(part) for part in flat.split(chunk)])
+            simulate = simulate or problem.forward
+            data = torch.cat([simulate(part) for part in flat.split(chunk)])
             data = data.reshape(n_surveys, n_candidates, -1)
             misfit, normalised = problem.misfits(data, target[:, None, :])
             key = misfit if normalised is None else normalised
@@ -310,9 +317,10 @@ class Solver(ABC):
             candidates, data, misfit = (_gather(t, order) for t in (candidates.to(order.device), data, misfit))
             normalised = None if normalised is None else _gather(normalised, order)
             models = None
-            if problem.has_model:
+            to_model = to_model or (problem.model if problem.has_model else None)
+            if to_model is not None:
                 flat = candidates.reshape(-1, n_parameters)
-                models = torch.cat([problem.model(part).cpu() for part in flat.split(chunk)])
+                models = torch.cat([to_model(part).cpu() for part in flat.split(chunk)])
                 models = models.reshape(n_surveys, n_candidates, *models.shape[1:])
         accepted = (normalised <= ACCEPTANCE if normalised is not None
                     else torch.zeros(misfit.shape, dtype=torch.bool))

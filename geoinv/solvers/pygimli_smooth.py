@@ -1,0 +1,130 @@
+"""The classical baseline: pyGIMLi's smoothness-constrained traveltime inversion, behind geoinv's Solver."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..problem import InverseProblem
+from ..units import time_factor
+from .base import Solutions, Solver
+
+__all__ = ["PyGimliSmooth", "PyGimliSmoothConfig"]
+
+
+@dataclass
+class PyGimliSmoothConfig:
+    """Settings of :class:`PyGimliSmooth` (pyGIMLi's ``TravelTimeManager.invert`` arguments).
+
+    Attributes
+    ----------
+    lam : float
+        Initial smoothness weight (pyGIMLi's ``lam``).
+    lambda_factor : float
+        ``lam`` is multiplied by this after every iteration (< 1 cools it), so
+        the run stops near χ² = 1, the fit every method is compared at.
+    max_iterations : int
+        pyGIMLi's ``maxIter``.
+    z_weight : float
+        Weight of vertical against horizontal smoothness (``zWeight``).
+    secondary_nodes : int
+        Secondary nodes per cell edge of pyGIMLi's Dijkstra (``secNodes``).
+    velocity_margin : float
+        Velocities are limited to ``[v_min / margin, v_max · margin]`` of the
+        two facies (pyGIMLi's ``limits``).
+    seed, progress : int, bool
+        Unused by this deterministic method; kept for the common interface.
+    """
+
+    lam: float = 1000.0
+    lambda_factor: float = 0.8
+    max_iterations: int = 20
+    z_weight: float = 1.0
+    secondary_nodes: int = 3
+    velocity_margin: float = 1.5
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.lam > 0 and 0 < self.lambda_factor <= 1 and self.z_weight > 0):
+            raise ConfigError("lam and z_weight must be > 0 and lambda_factor in (0, 1]")
+        if int(self.max_iterations) < 1 or int(self.secondary_nodes) < 0 or not self.velocity_margin >= 1:
+            raise ConfigError("max_iterations must be >= 1, secondary_nodes >= 0, velocity_margin >= 1")
+
+
+class PyGimliSmooth(Solver):
+    """pyGIMLi's smoothness-constrained inversion (``TravelTimeManager``) on the problem's grid and data.
+
+    The classical method users know, as a baseline beside the latent solvers:
+    Dijkstra traveltimes, log-slowness model, first-order smoothness, started
+    from a homogeneous model. Its candidate is the smooth model itself,
+    expressed in facies units through the problem's petrophysics (one
+    candidate per data set, not clipped); ``models`` holds it clipped to
+    [0, 1]. Misfits are re-simulated with the problem's forward, so every
+    solver is judged by the same operator (pyGIMLi's own χ² is in the history).
+
+    Notes
+    -----
+    Needs a tomography problem (``problem.operator``, ``problem.petrophysics``),
+    e.g. from :func:`geoinv.build_problem`. Deterministic: one candidate per
+    data set whatever ``n_candidates`` asks.
+    """
+
+    name = "pygimli-smooth"
+    config_class = PyGimliSmoothConfig
+    model_space = True
+
+    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+              generator: torch.Generator | None = None) -> Solutions:
+        if problem.operator is None or problem.petrophysics is None:
+            raise ConfigError("pygimli-smooth inverts traveltime tomography problems (with an operator and "
+                              "petrophysics, e.g. geoinv.build_problem); this problem has none")
+        if problem.noise_std is None:
+            raise ConfigError("pygimli-smooth needs the data errors: build the problem with noise_std")
+        started = time.perf_counter()
+        targets = problem.targets(observed)
+        grid, petrophysics = problem.operator.grid, problem.petrophysics
+        facies, chi2 = [], []
+        with self.monitor("pyGIMLi smoothness inversion", targets.shape[0]) as monitor:
+            for target in targets:
+                slowness, history = self._invert_one(problem, target)
+                facies.append(petrophysics.facies(torch.from_numpy(slowness)).reshape(-1))
+                chi2.append(history)
+                if monitor.step(chi2=history[-1]):
+                    break
+        candidates = torch.stack(facies)[:, None, :].float()
+        rows = max(len(h) for h in chi2)
+        history = {"pygimli_chi2": np.array([np.pad(h, (0, rows - len(h)), constant_values=np.nan) for h in chi2]).T}
+
+        def simulate(flat):
+            return problem.model_forward(flat.reshape(-1, *grid.shape))
+
+        def to_model(flat):
+            return flat.reshape(-1, *grid.shape).clamp(0, 1)
+
+        return self.finish(problem, candidates, targets, history, time.perf_counter() - started,
+                           simulate=simulate, to_model=to_model)
+
+    def _invert_one(self, problem: InverseProblem, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        from ..interop.pygimli import quiet_pygimli
+        from ..io.pygimli import grid_to_mesh, model_from_mesh, survey_to_data_container
+
+        config, operator = self.config, problem.operator
+        seconds = time_factor(problem.data_unit or "s", "data_unit")
+        times = target.double().cpu().numpy() * seconds
+        errors = problem.noise_std.double().cpu().numpy() * seconds * np.ones_like(times)
+        data = survey_to_data_container(operator.survey.with_data(times, errors))
+        velocities = (problem.petrophysics.channel_velocity, problem.petrophysics.matrix_velocity)
+        limits = [min(velocities) / config.velocity_margin, max(velocities) * config.velocity_margin]
+        with quiet_pygimli() as pg:
+            manager = pg.physics.traveltime.TravelTimeManager(secNodes=config.secondary_nodes)
+            velocity = manager.invert(data, mesh=grid_to_mesh(operator.grid), useGradient=False, lam=config.lam,
+                                      lambdaFactor=config.lambda_factor, zWeight=config.z_weight,
+                                      maxIter=config.max_iterations, limits=limits, verbose=False)
+            velocity = model_from_mesh(np.asarray(velocity), operator.grid, manager.paraDomain)
+            history = np.asarray(manager.inv.chi2History, dtype=float)
+        return 1.0 / velocity, history
