@@ -11,7 +11,16 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from geoinv import ACCEPTANCE, ConfigError, FaciesVelocity, Grid2D, GridError, InverseProblem, Solutions, Survey
+from geoinv import (
+    ACCEPTANCE,
+    ConfigError,
+    FaciesVelocity,
+    Grid2D,
+    GridError,
+    InverseProblem,
+    Solutions,
+    Survey,
+)
 from geoinv.forward import FORWARDS
 from geoinv.solvers import SOLVERS, LatentSGDConfig, NetworkConfig, load_solver, solver
 from geoinv.tasks import TASKS, task

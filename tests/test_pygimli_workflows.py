@@ -129,7 +129,7 @@ def test_latent_gauss_newton_needs_a_noise_level(tiny_latent):
 
 
 def test_smooth_baseline_through_invert_is_not_refined_and_lands_on_the_mesh(tiny_latent, tmp_path):
-    problem, truth, prior = tiny_latent
+    problem, _, prior = tiny_latent
     operator = problem.operator
     times = problem.observed.double().numpy() * 1e-9
     survey = operator.survey.with_data(times, 0.2e-9)

@@ -33,7 +33,13 @@ from ..errors import ConfigError
 from ..forward import ForwardOperator
 from ..forward import forward as build_forward
 from ..grid import Grid2D
-from ..io.pygimli import grid_from_mesh, grid_to_mesh, mesh_cell_order, model_to_mesh, survey_from_data_container
+from ..io.pygimli import (
+    grid_from_mesh,
+    grid_to_mesh,
+    mesh_cell_order,
+    model_to_mesh,
+    survey_from_data_container,
+)
 from ..problem import InverseProblem
 from ..survey import Survey
 
