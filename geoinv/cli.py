@@ -122,7 +122,8 @@ def _cmd_invert(args: argparse.Namespace) -> None:
 
     solutions = invert_file(args.survey, args.output, args.forward, args.solver, args.starts, args.seed,
                             args.preset, args.vae, not args.quiet, args.epochs, args.velocities,
-                            refine=not args.no_refine)
+                            refine=not args.no_refine, absolute_error=args.absolute_error,
+                            relative_error=args.relative_error)
     print(solutions.summary())
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
 
@@ -162,8 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
 
-    invert = sub.add_parser("invert", help="invert the traveltimes of an HDF5 survey file")
-    invert.add_argument("survey", type=Path, help="survey file (layout: geoinv.io.hdf5)")
+    invert = sub.add_parser("invert", help="invert the traveltimes of a survey file (.h5 or pyGIMLi .sgt)")
+    invert.add_argument("survey", type=Path, help="survey file: .h5 (layout: geoinv.io.hdf5) or a pyGIMLi "
+                        "traveltime file (.sgt: s g t err)")
+    invert.add_argument("--absolute-error", type=float, metavar="SECONDS",
+                        help="error model for .sgt files without an err column: absolute part in s (e.g. 2.5e-10)")
+    invert.add_argument("--relative-error", type=float, metavar="FRACTION",
+                        help="error model for .sgt files without an err column: relative part (e.g. 0.01)")
     invert.add_argument("--forward", choices=forwards or None, default="straight-ray",
                         help="forward operator (every registered one, plug-ins included)")
     invert.add_argument("--solver", choices=solvers or None, default="latent-sgd",

@@ -143,11 +143,14 @@ def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 1
 def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", solver_name: str = "latent-sgd",
                 n_starts: int = 20, seed: int = 0, preset: str | None = None, prior_path: Path | None = None,
                 progress: bool = True, epochs: int | None = None,
-                petrophysics: FaciesVelocity | None = None, refine: bool = True) -> Solutions:
-    """Invert the traveltimes of an HDF5 survey file; write results (``.h5``) and a figure (``.png``).
+                petrophysics: FaciesVelocity | None = None, refine: bool = True,
+                absolute_error: float | None = None, relative_error: float | None = None) -> Solutions:
+    """Invert the traveltimes of a survey file (``.h5`` or pyGIMLi ``.sgt``); write results (``.h5``) and a
+    figure (``.png``).
 
     The output paths are checked before any work; the grid comes from the file
-    (default: the reference crosshole grid).
+    (default, and for ``.sgt`` files: the reference crosshole grid). ``absolute_error`` (s) and
+    ``relative_error`` are the error model of ``.sgt`` files without an ``err`` column.
     """
     from .io import read_survey, write_result
     from .plot import inversion_figure
@@ -155,7 +158,7 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
 
     output = check_output(output, (".h5", ".hdf5"), inputs=(path, prior_path))
     figure = output.with_suffix(".png")
-    survey, grid = read_survey(path)
+    survey, grid = read_survey(path, absolute_error=absolute_error, relative_error=relative_error)
     prior = load_prior(prior_path).frozen()
     grid = grid or Grid2D.crosshole()
     if tuple(prior.model_shape) != grid.shape:
@@ -164,7 +167,8 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     operator = build_forward(forward_name, grid=grid, survey=survey)
     method = make_solver(solver_name, operator, n_starts=n_starts, seed=seed, progress=progress,
                          epochs=epochs, preset=preset)
-    solutions = invert(survey, prior, operator, method, petrophysics, refine="default" if refine else None)
+    solutions = invert(survey, prior, operator, method, petrophysics, n_candidates=n_starts,
+                       refine="default" if refine else None)
     write_result(output, solutions, survey, grid)
     inversion_figure(grid, solutions, figure, survey=survey, title=f"{solver_name}, {forward_name} forward")
     return solutions

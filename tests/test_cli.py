@@ -89,3 +89,19 @@ def test_invert_with_velocities_and_guarded_outputs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*arguments[:-1], "0.07"])  # one velocity only: argparse names the option
     assert "CHANNEL,MATRIX" in capsys.readouterr().err
+
+
+def test_invert_a_pygimli_file_with_the_latent_gauss_newton_solver(tmp_path, capsys):
+    """A .sgt without errors is refused by name; with an error model it inverts (pyGIMLi's GN on z)."""
+    grid, survey = Grid2D.crosshole(), Survey.crosshole()
+    with torch.no_grad():
+        truth = default_vae().decode(torch.randn(1, 20, generator=torch.Generator().manual_seed(4)))
+        times = StraightRay(grid, survey)(FaciesVelocity().slowness(truth.double()))[0].numpy()
+    write_survey(tmp_path / "picks.sgt", survey.with_data(times))
+    arguments = ["invert", str(tmp_path / "picks.sgt"), "--solver", "latent-gauss-newton", "--starts", "1",
+                 "--no-refine", "--quiet", "--output", str(tmp_path / "result.h5")]
+    assert main(arguments) == 2
+    assert "no 'err' column" in capsys.readouterr().err
+    assert main([*arguments, "--absolute-error", "2.5e-10"]) == 0
+    solutions = Solutions.from_hdf5(tmp_path / "result.h5")
+    assert solutions.config["solver"] == "latent-gauss-newton" and solutions.n_candidates == 1
