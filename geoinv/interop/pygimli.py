@@ -71,10 +71,19 @@ def _frameworks():
 
 
 def _sparse_to_pygimli(matrix):
+    """A scipy sparse matrix as pyGIMLi's ``SparseMapMatrix`` (the type of its traveltime Jacobians).
+
+    The shape is set explicitly: pyGIMLi infers it from the largest indices,
+    which drops trailing empty columns (cells no ray crosses) and then reads
+    past the model vector in its solver.
+    """
     pg, _ = _frameworks()
-    csr = sp.csr_matrix(matrix)
-    csr.sort_indices()
-    return pg.SparseMatrix(csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data.astype(float))
+    coo = sp.coo_matrix(matrix)
+    result = pg.matrix.SparseMapMatrix(pg.core.IndexArray(coo.row.astype(np.int64)),
+                                       pg.core.IndexArray(coo.col.astype(np.int64)), pg.Vector(coo.data.astype(float)))
+    result.setRows(coo.shape[0])
+    result.setCols(coo.shape[1])
+    return result
 
 
 def GeoinvModelling(forward: str | ForwardOperator = "straight-ray", mesh=None, data=None, *,
@@ -129,6 +138,9 @@ def _geoinv_modelling_class():
                 operator = build_forward(forward, grid=grid, survey=survey, **options)
             self.operator, self.grid, self.survey = operator, operator.grid, operator.survey
             self._order = None
+            # one matrix for the fop's lifetime, refilled in place: pyGIMLi keeps a raw pointer to it
+            self._jacobian = pg.matrix.SparseMapMatrix()
+            self.setJacobian(self._jacobian)
             self.setMesh(grid_to_mesh(self.grid) if mesh is None else mesh)
 
         def createRefinedFwdMesh(self, mesh):  # the geoinv operator has its own discretisation
@@ -160,8 +172,7 @@ def _geoinv_modelling_class():
 
         def createJacobian(self, model):
             kernel = self.operator.jacobian(self.slowness(model))
-            self._jacobian = _sparse_to_pygimli(kernel[:, self._parameter_order()])
-            self.setJacobian(self._jacobian)
+            self._jacobian.copy_(_sparse_to_pygimli(kernel[:, self._parameter_order()]))
 
         def createStartModel(self, dataVals=None):
             """Homogeneous slowness: the median of time / straight distance (s/m)."""
@@ -219,6 +230,8 @@ def _latent_modelling_class():
             self.setRegionProperties("*", trans="lin", cType=0)
             self.modelTrans = pg.trans.Trans()
             self.calls = {"response": 0, "jacobian": 0}
+            self._jacobian = pg.Matrix()  # refilled in place: pyGIMLi keeps a raw pointer to it
+            self.setJacobian(self._jacobian)
 
         def parameters(self, model) -> torch.Tensor:
             """The problem's parameters ``(1, n_parameters)`` of pyGIMLi's model vector."""
@@ -243,8 +256,7 @@ def _latent_modelling_class():
             jacobian = self.problem.jacobian(self.parameters(model).float())[0] * self.scale[None, :]
             if self._noise is not None:
                 jacobian = jacobian / self._noise[:, None]
-            self._jacobian = pg.Matrix(jacobian.numpy())
-            self.setJacobian(self._jacobian)
+            self._jacobian.assign(pg.Matrix(jacobian.numpy()))
 
         def createStartModel(self, dataVals=None):
             return pg.Vector(self.problem.n_parameters, 0.0)
