@@ -1,6 +1,7 @@
 """pyGIMLi's smoothness inversion vs latent Gauss-Newton vs latent SGD on held-out channelized truths.
 
-Truths are training-image crops the VAE never saw (``--truths``, default 5) on
+Truths are training-image crops the VAE never saw (``--truths``, default 5;
+``--kind decoder``: decoder samples, on the prior's manifold) on
 the reference crosshole survey (25 × 25 rays, 129 × 65 cells of 0.1 m), each
 with its own noise draw, σ = 0.25 ns. For every forward (``--forwards``,
 default straight ray and eikonal) the data are simulated with that forward
@@ -44,7 +45,10 @@ NOISE_NS = 0.25
 METHODS = ("pygimli-smooth", "latent-gauss-newton", "latent-sgd")
 
 
-def held_out_truths(grid: Grid2D, count: int, seed: int) -> list[torch.Tensor]:
+def make_truths(kind: str, grid: Grid2D, count: int, seed: int, vae) -> list[torch.Tensor]:
+    """Held-out training-image crops (off the prior's manifold) or decoder samples (on it)."""
+    if kind == "decoder":
+        return list(vae.sample(count, torch.Generator().manual_seed(1000 + seed)))
     sampler = PatchSampler(default_training_image(), grid.shape)
     return [representative_crop(sampler, seed + k) for k in range(count)]
 
@@ -94,6 +98,8 @@ def main() -> None:
     parser.add_argument("--eikonal-starts", type=int, default=5, help="starts of the latent solvers (eikonal)")
     parser.add_argument("--forwards", nargs="+", default=["straight-ray", "eikonal"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--kind", choices=("held-out", "decoder"), default="held-out",
+                        help="truths: held-out training-image crops (default) or decoder samples (on the manifold)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="pygimli_comparison")
     parser.add_argument("--fresh", action="store_true", help="ignore cached rows of an earlier run")
@@ -102,7 +108,7 @@ def main() -> None:
     torch.set_num_threads(1)  # the eikonal and pyGIMLi are single-threaded here; fair wall times
     vae = default_vae()
     grid = Grid2D.crosshole()
-    truths = held_out_truths(grid, args.truths, args.seed)
+    truths = make_truths(args.kind, grid, args.truths, args.seed, vae)
     cache = RESULTS / f"{args.name}.partial.json"
     rows = [] if args.fresh or not cache.exists() else json.loads(cache.read_text())
     done = {(r["method"], r["forward"], r["truth"]) for r in rows}
@@ -133,7 +139,7 @@ def main() -> None:
     for summary in summaries:
         if smooth is not None and summary["method"] != "pygimli-smooth":
             summary["model_rmse_vs_smooth_pct"] = 100 * (summary["model_rmse"] / smooth["model_rmse"] - 1)
-    write_json(args.name, {"noise_ns": NOISE_NS, "truths": args.truths, "starts": args.starts,
+    write_json(args.name, {"noise_ns": NOISE_NS, "kind": args.kind, "truths": args.truths, "starts": args.starts,
                            "eikonal_starts": args.eikonal_starts, "summaries": summaries,
                            "rows": [{k: v for k, v in r.items() if k != "model"} for r in rows]})
     _figure(grid, truths, rows, figure_path(args.name))
