@@ -32,7 +32,8 @@ class PyGimliSmoothConfig:
     z_weight : float
         Weight of vertical against horizontal smoothness (``zWeight``).
     secondary_nodes : int
-        Secondary nodes per cell edge of pyGIMLi's Dijkstra (``secNodes``).
+        Secondary nodes per cell edge of pyGIMLi's Dijkstra (``secNodes``; 2 as
+        in ``TravelTimeManager``: its Jacobian takes ~15 s on the reference grid).
     velocity_margin : float
         Velocities are limited to ``[v_min / margin, v_max · margin]`` of the
         two facies (pyGIMLi's ``limits``).
@@ -44,7 +45,7 @@ class PyGimliSmoothConfig:
     lambda_factor: float = 0.8
     max_iterations: int = 20
     z_weight: float = 1.0
-    secondary_nodes: int = 3
+    secondary_nodes: int = 2
     velocity_margin: float = 1.5
     seed: int = 0
     progress: bool = False
