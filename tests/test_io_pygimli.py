@@ -149,3 +149,23 @@ def test_a_mesh_of_another_grid_is_refused(offset_grid):
     triangles = pg.meshtools.createMesh(pg.meshtools.createRectangle(start=[0, 0], end=[1, 1]), quality=30)
     with pytest.raises(GridError, match="not a regular 2-D grid"):
         grid_from_mesh(triangles)
+
+
+def test_covering_grid_snaps_edges_to_the_spacing_so_sensors_sit_on_corners():
+    survey = Survey.crosshole()  # sensors at x = 0 and 6.5 m, z = 0.5 … 12.5 m
+    grid = Grid2D.covering(survey, spacing=0.1)
+    assert grid.origin == pytest.approx((0.5, 0.0)) and grid.shape == (120, 65)
+    survey.check_grid(grid)
+    padded = Grid2D.covering(survey, spacing=(0.25, 0.5), margin=0.3)
+    assert padded.origin == pytest.approx((0.0, -0.5)) and padded.spacing == (0.25, 0.5)
+    assert padded.x_edges[-1] >= 6.8 - 1e-9 and padded.z_edges[-1] >= 12.8 - 1e-9
+    with pytest.raises(GridError, match="margin"):
+        Grid2D.covering(survey, margin=-1.0)
+
+
+def test_files_with_the_vertical_in_the_third_column_read_as_depth(tmp_path):
+    path = tmp_path / "xz.sgt"
+    path.write_text("2\n# x y z\n0 0 -1.5\n4 0 -2.5\n1\n# s g t err\n1 2 5e-8 1e-9\n")
+    survey, _ = geoinv.read_survey(path)
+    np.testing.assert_allclose(survey.sources, [[0.0, 1.5]])
+    np.testing.assert_allclose(survey.receivers, [[4.0, 2.5]])
