@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import GeoinvError
+from .errors import ConfigError, GeoinvError
 
 CACHE_DIR = Path(os.environ.get("GEOINV_CACHE", Path.home() / ".cache" / "geoinv"))
 
@@ -128,6 +128,40 @@ def _cmd_invert(args: argparse.Namespace) -> None:
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
 
 
+def _cmd_batch(args: argparse.Namespace) -> None:
+    from .batch import BatchSettings, run_batch
+
+    settings = BatchSettings(solver=args.solver, forward=args.forward, n_starts=args.starts, seed=args.seed,
+                             preset=args.preset, epochs=args.epochs,
+                             prior_path=None if args.vae is None else str(args.vae), refine=not args.no_refine,
+                             canvas_spacing=args.cell_size)
+    if args.workers < 1 or args.threads_per_worker < 1:
+        raise ConfigError("--workers and --threads-per-worker must be >= 1")
+    summary = run_batch(args.campaign, args.output, settings, scheduler=args.scheduler, workers=args.workers,
+                        threads_per_worker=args.threads_per_worker, overwrite=args.overwrite,
+                        progress=not args.quiet)
+    print("\n".join(summary.lines()))
+    print(f"wrote {args.output}")
+
+
+def _cmd_survey_info(args: argparse.Namespace) -> None:
+    from .io.campaign import read_campaign
+
+    campaign = read_campaign(args.file)
+    print(f"{args.file}: {len(campaign.surveys)} readable survey(s), {len(campaign.problems)} with problems")
+    for entry in campaign.surveys:
+        survey, grid = entry.survey, entry.grid
+        velocities = ("default velocities" if entry.petrophysics is None else
+                      f"v {entry.petrophysics.channel_velocity / 1e9:g}/{entry.petrophysics.matrix_velocity / 1e9:g}"
+                      " m/ns")
+        times = survey.traveltimes * 1e9
+        print(f"  {entry.name}: {len(survey.sources)} sources, {len(survey.receivers)} receivers, "
+              f"{survey.n_data} picks ({times.min():.1f}-{times.max():.1f} ns), "
+              f"grid {'default' if grid is None else f'{grid.shape} of {grid.spacing[0]:g} m'}, {velocities}")
+    for name, message in campaign.problems.items():
+        print(f"  {name}: PROBLEM: {message}")
+
+
 def _registered(registry) -> list[str]:
     """Names for argparse choices; empty (no choices enforced) if geoinv is not installed."""
     try:
@@ -188,6 +222,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results file (.h5); the figure goes beside it with the suffix .png")
     invert.add_argument("--quiet", action="store_true", help="no progress bar")
     invert.set_defaults(func=_cmd_invert)
+
+    batch = sub.add_parser("batch", help="invert every survey of an HDF5 campaign on Dask (resumable)")
+    batch.add_argument("campaign", type=Path, help="campaign file (layout: geoinv.io.campaign) or one survey")
+    batch.add_argument("output", type=Path, help="results file (.h5); finished panels also in OUTPUT.parts/")
+    batch.add_argument("--forward", choices=forwards or None, default="straight-ray")
+    batch.add_argument("--solver", choices=solvers or None, default="latent-sgd")
+    batch.add_argument("--preset", choices=LatentSGDConfig.preset_names(), help="latent-SGD schedule preset")
+    batch.add_argument("--starts", type=int, default=20)
+    batch.add_argument("--seed", type=int, default=0)
+    batch.add_argument("--epochs", type=int, help="epochs of every stage of the schedule (for quick checks)")
+    batch.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
+    batch.add_argument("--cell-size", type=float, default=0.1, help="cell size (m) the prior was trained for")
+    batch.add_argument("--no-refine", action="store_true", help="skip refining the best models beyond the prior")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", help="address of a running dask scheduler (default: a local cluster)")
+    where.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster")
+    batch.add_argument("--threads-per-worker", type=int, default=1,
+                       help="threads per worker (1: the eikonal and pyGIMLi hold the GIL)")
+    batch.add_argument("--overwrite", action="store_true", help="redo panels that already have a result")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(func=_cmd_batch)
+
+    info = sub.add_parser("survey-info", help="list the surveys of a file: sizes, units, problems found")
+    info.add_argument("file", type=Path, help="campaign or survey file (.h5)")
+    info.set_defaults(func=_cmd_survey_info)
 
     simulate = sub.add_parser("simulate", help="simulate straight-ray and eikonal traveltimes on a held-out model")
     simulate.add_argument("--output", type=Path, default=Path("geoinv-output"), help="output folder")

@@ -26,7 +26,7 @@ from ..grid import Grid2D
 from ..survey import Survey
 from ..units import time_factor
 
-__all__ = ["SURVEY_FORMAT", "read_survey", "write_result", "write_survey", "write_survey_group"]
+__all__ = ["SURVEY_FORMAT", "read_survey", "read_survey_group", "write_result", "write_survey", "write_survey_group"]
 
 SURVEY_FORMAT = "geoinv-survey/1"
 
@@ -117,26 +117,42 @@ def read_survey(path, group: str = "survey") -> tuple[Survey, Grid2D | None]:
         with h5py.File(path, "r") as handle:
             if group not in handle:
                 raise FileFormatError(f"{path.name}: no group '/{group}'; groups present: {list(handle)}")
-            root = handle[group]
-            missing = [name for name in ("sources", "receivers") if name not in root]
-            if missing:
-                raise FileFormatError(f"{path.name}: '/{group}' lacks the dataset(s) {missing}")
-            unit = root.attrs.get("time_unit", "s")
-            try:
-                scale = time_factor(unit, f"{path.name}: attribute time_unit of '/{group}'")
-            except GeoinvError as exc:
-                raise FileFormatError(str(exc)) from exc
-            fields = {name: root[name][()] for name in ("sources", "receivers", "pairs", "traveltimes", "errors")
-                      if name in root}
-            grid_attrs = dict(root["grid"].attrs) if "grid" in root else None
+            return read_survey_group(handle[group], f"{path.name}: '/{group}'")
     except OSError as exc:
         raise FileFormatError(f"cannot read {path.name} as HDF5: {exc}") from exc
+
+
+def read_survey_group(root, label: str) -> tuple[Survey, Grid2D | None]:
+    """Read an open survey group (see :func:`read_survey`); errors start with ``label``.
+
+    Raises
+    ------
+    FileFormatError, SurveyError, GridError
+        Missing datasets, unknown time unit, invalid values — with ``label`` in the message.
+    """
+    missing = [name for name in ("sources", "receivers") if name not in root]
+    if missing:
+        raise FileFormatError(f"{label} lacks the dataset(s) {missing}")
+    unit = root.attrs.get("time_unit", "s")
+    try:
+        scale = time_factor(unit, f"{label}: attribute time_unit")
+    except GeoinvError as exc:
+        raise FileFormatError(str(exc)) from exc
+    fields = {name: root[name][()] for name in ("sources", "receivers", "pairs", "traveltimes", "errors")
+              if name in root}
+    grid_attrs = dict(root["grid"].attrs) if "grid" in root else None
     for name in ("traveltimes", "errors"):
         if name in fields:
             fields[name] = np.asarray(fields[name], dtype=float) * scale
-    survey = Survey(**fields)
-    grid = None
-    if grid_attrs is not None:
-        grid = Grid2D(tuple(grid_attrs["shape"]), tuple(grid_attrs["spacing"]), tuple(grid_attrs["origin"]))
-        survey.check_grid(grid)
+    try:
+        survey = Survey(**fields)
+        grid = None
+        if grid_attrs is not None:
+            missing = [key for key in ("shape", "spacing", "origin") if key not in grid_attrs]
+            if missing:
+                raise FileFormatError(f"the grid group lacks the attribute(s) {missing}")
+            grid = Grid2D(tuple(grid_attrs["shape"]), tuple(grid_attrs["spacing"]), tuple(grid_attrs["origin"]))
+            survey.check_grid(grid)
+    except GeoinvError as exc:
+        raise type(exc)(f"{label}: {exc}") from exc
     return survey, grid

@@ -1,0 +1,354 @@
+"""Batch inversion of HDF5 campaigns on Dask distributed: resumable, isolated, nothing lost.
+
+Flow: the client reads the campaign, submits one task per panel (survey data,
+not file handles) to a ``dask.distributed`` cluster (a ``LocalCluster`` by
+default, or an existing scheduler), and is the only writer of the output.
+
+Output safety (the scheme, tested by killing workers and the client):
+
+* each finished panel is written at once as its own small file
+  ``OUT.h5.parts/<name>.h5``, atomically (temporary file, fsync, rename): a
+  crash never leaves a half-written part under its final name;
+* ``OUT.h5`` is rebuilt from all parts — every 30 s and at the end — as one
+  atomic file, so it is always a complete, readable file;
+* a rerun skips panels whose part holds a result made with the same settings
+  and the same input (hashes stored in the part); ``overwrite=True`` redoes all.
+
+Panels of different sizes: a prior decodes models of one shape (the shipped
+VAE: 129 × 65 cells). Each panel is inverted on the prior's *canvas*: a grid of
+the prior's shape and the panel's cell size, anchored at the panel grid's
+top-left corner, so the panel (and its sensors) lie inside it and the model
+around them is the prior's. A panel larger than the canvas in either
+direction, or with another cell size than ``canvas_spacing``, is refused with
+both shapes named (train a prior for it). This keeps one prior (loaded once
+per worker) for a whole campaign; results hold the canvas grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._atomic import atomic_path
+from ._version import __version__
+from .errors import ConfigError, FileFormatError, GeoinvError
+from .grid import Grid2D
+from .io.campaign import Campaign, CampaignSurvey, read_campaign
+from .io.hdf5 import write_survey_group
+
+__all__ = ["BatchSettings", "BatchSummary", "canvas_grid", "invert_panel", "read_batch_results", "run_batch"]
+
+RESULTS_FORMAT = "geoinv-batch-results/1"
+_MERGE_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How every panel of a batch is inverted (part of the resume key).
+
+    Attributes
+    ----------
+    solver, forward : str
+        Registered names.
+    n_starts : int
+        Starts (latent solvers) or kept candidates.
+    seed : int
+        Seed of every panel's solve (the same for every panel).
+    preset, epochs : optional
+        Latent-SGD schedule preset and epochs per stage.
+    prior_path : str, optional
+        Prior checkpoint (default the shipped VAE).
+    refine : bool
+        Refine the best models beyond the prior (the core's default refinement).
+    canvas_spacing : float
+        Cell size (m) the prior was trained for; panels must use it.
+    """
+
+    solver: str = "latent-sgd"
+    forward: str = "straight-ray"
+    n_starts: int = 20
+    seed: int = 0
+    preset: str | None = None
+    epochs: int | None = None
+    prior_path: str | None = None
+    refine: bool = True
+    canvas_spacing: float = 0.1
+
+    def __post_init__(self) -> None:
+        if int(self.n_starts) < 1:
+            raise ConfigError(f"n_starts must be >= 1, got {self.n_starts!r}")
+        if not self.canvas_spacing > 0:
+            raise ConfigError(f"canvas_spacing must be > 0 m, got {self.canvas_spacing!r}")
+
+    def key(self) -> str:
+        """Hash of the settings and of the prior file's content."""
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        digest.update(_prior_hash(self.prior_path).encode())
+        return digest.hexdigest()
+
+
+def _prior_hash(path: str | None) -> str:
+    from .prior.data import DEFAULT_VAE
+
+    file = Path(path) if path is not None else DEFAULT_VAE
+    return hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else "missing"
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did: counts, failures by panel, wall time."""
+
+    inverted: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+    accepted: dict[str, int]
+    seconds: float
+
+    def lines(self) -> list[str]:
+        with_accepted = sum(1 for count in self.accepted.values() if count)
+        lines = [(f"inverted {len(self.inverted)}, skipped (already done) {len(self.skipped)}, "
+                  f"failed {len(self.failed)}, in {self.seconds:.1f} s"),
+                 f"panels with an accepted candidate: {with_accepted}/{len(self.accepted)}"]
+        lines += [f"  failed {name}: {message}" for name, message in self.failed.items()]
+        return lines
+
+
+def canvas_grid(panel: CampaignSurvey, model_shape: tuple[int, int], spacing: float) -> Grid2D:
+    """The prior's canvas for a panel: ``model_shape`` cells of ``spacing`` at the panel grid's origin.
+
+    Raises
+    ------
+    GeoinvError
+        The panel's grid is larger than the canvas or has another cell size.
+    """
+    grid = panel.grid or Grid2D.covering(panel.survey, spacing)
+    if not np.allclose(grid.spacing, spacing, rtol=1e-6):
+        raise ConfigError(f"survey {panel.name!r}: cells of {grid.spacing} m, but the prior was trained for "
+                          f"{spacing} m cells; resample the panel's grid or use a prior for its cell size")
+    if grid.nz > model_shape[0] or grid.nx > model_shape[1]:
+        raise ConfigError(f"survey {panel.name!r}: its grid {grid.shape} (nz, nx) does not fit the prior's "
+                          f"models {tuple(model_shape)}; train a prior for {grid.shape} or shorten the panel")
+    canvas = Grid2D(tuple(model_shape), spacing, grid.origin)
+    panel.survey.check_grid(canvas)
+    return canvas
+
+
+_PRIORS: dict = {}
+
+
+def _prior(path: str | None):
+    """The prior, loaded once per worker process and kept for every later task."""
+    from .prior import load_prior
+
+    if path not in _PRIORS:
+        _PRIORS[path] = load_prior(path).frozen()
+    return _PRIORS[path]
+
+
+def invert_panel(panel: CampaignSurvey, settings: BatchSettings) -> dict:
+    """Invert one panel (runs on a worker). Never raises: failures come back as a record.
+
+    Returns
+    -------
+    dict
+        ``name``, ``status`` ('done' or 'failed'), ``solutions`` (or None),
+        ``grid`` (canvas), ``error``, ``seconds``, ``worker``, ``input_hash``.
+    """
+    from .core import invert, make_solver
+    from .forward import forward as build_forward
+
+    started = time.perf_counter()
+    record = {"name": panel.name, "status": "failed", "solutions": None, "grid": None, "error": "",
+              "worker": f"{socket.gethostname()}:{os.getpid()}", "input_hash": panel.input_hash()}
+    try:
+        prior = _prior(settings.prior_path)
+        grid = canvas_grid(panel, tuple(prior.model_shape), settings.canvas_spacing)
+        operator = build_forward(settings.forward, grid=grid, survey=panel.survey)
+        solver = make_solver(settings.solver, operator, n_starts=settings.n_starts, seed=settings.seed,
+                             epochs=settings.epochs, preset=settings.preset)
+        record["solutions"] = invert(panel.survey, prior, operator, solver, panel.petrophysics,
+                                     n_candidates=settings.n_starts,
+                                     refine="default" if settings.refine else None)
+        record.update(status="done", grid=grid)
+    except GeoinvError as exc:
+        record["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 (isolation: one panel's crash must not stop the campaign)
+        record["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def _parts_folder(output: Path) -> Path:
+    return output.with_name(output.name + ".parts")
+
+
+def _write_part(folder: Path, panel: CampaignSurvey, record: dict, settings: BatchSettings, key: str) -> None:
+    import h5py
+
+    with atomic_path(folder / f"{panel.name}.h5") as tmp, h5py.File(tmp, "w") as handle:
+        _write_record(handle.create_group("result"), panel, record, settings, key)
+
+
+def _write_record(root, panel: CampaignSurvey, record: dict, settings: BatchSettings, key: str) -> None:
+    attrs = {"status": record["status"], "error": record["error"], "worker": record["worker"],
+             "wall_time": float(record["seconds"]), "input_hash": record["input_hash"], "settings_key": key,
+             "settings": json.dumps(asdict(settings)), "geoinv_version": __version__,
+             "prior_hash": _prior_hash(settings.prior_path), "metadata": json.dumps(panel.metadata, default=str)}
+    for name, value in attrs.items():
+        root.attrs[name] = value
+    if record["status"] == "done":
+        solutions = record["solutions"]
+        solutions.write_group(root, "solutions")
+        write_survey_group(root, panel.survey, record["grid"], "survey")
+        root.create_dataset("best_model", data=solutions.models[0, 0].numpy(), compression="gzip")
+
+
+def _done_parts(folder: Path, campaign: Campaign, key: str) -> set[str]:
+    """Panels whose part holds a finished result for these settings and this input."""
+    import h5py
+
+    done = set()
+    for panel in campaign.surveys:
+        part = folder / f"{panel.name}.h5"
+        if not part.is_file():
+            continue
+        try:
+            with h5py.File(part, "r") as handle:
+                attrs = handle["result"].attrs
+                if (attrs["status"] == "done" and attrs["settings_key"] == key
+                        and attrs["input_hash"] == panel.input_hash()):
+                    done.add(panel.name)
+        except (OSError, KeyError):
+            continue  # unreadable part: redo the panel
+    return done
+
+
+def _merge(output: Path, folder: Path, campaign: Campaign) -> None:
+    """Rebuild ``output`` from the parts of this campaign's panels, atomically."""
+    import h5py
+
+    with atomic_path(output) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs["format"] = RESULTS_FORMAT
+        handle.attrs["geoinv_version"] = __version__
+        results = handle.create_group("results")
+        for panel in campaign.surveys:
+            part = folder / f"{panel.name}.h5"
+            if part.is_file():
+                with h5py.File(part, "r") as source:
+                    source.copy(source["result"], results, name=panel.name)
+        problems = handle.create_group("unreadable")
+        for name, message in campaign.problems.items():
+            problems.attrs[name] = message
+
+
+def read_batch_results(path) -> dict[str, dict]:
+    """Per panel: ``status``, ``error``, ``solutions`` (or None), ``wall_time``, ``worker`` of a batch output."""
+    import h5py
+
+    from .solvers import Solutions
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            if handle.attrs.get("format") != RESULTS_FORMAT:
+                raise FileFormatError(f"{path.name} is not a geoinv batch result (format {RESULTS_FORMAT})")
+            entries = {name: dict(group.attrs) for name, group in handle["results"].items()}
+    except OSError as exc:
+        raise FileFormatError(f"cannot read {path.name} as HDF5: {exc}") from exc
+    for name, entry in entries.items():
+        entry["solutions"] = (Solutions.from_hdf5(path, f"results/{name}/solutions")
+                              if entry["status"] == "done" else None)
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+def _client(scheduler: str | None, workers: int, threads_per_worker: int):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        return Client(scheduler), None
+    # the eikonal forward and pyGIMLi hold the GIL: processes, one thread each by default
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                           dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), *, scheduler: str | None = None,
+              workers: int = 2, threads_per_worker: int = 1, overwrite: bool = False,
+              progress: bool = True) -> BatchSummary:
+    """Invert every panel of a campaign on Dask; write ``output`` (see the module notes).
+
+    Parameters
+    ----------
+    campaign_path : path-like
+        Campaign file (:mod:`geoinv.io.campaign`) or a single-survey file.
+    output : path-like
+        Results file (``.h5``); its parts folder ``output.parts`` sits beside it.
+    settings : BatchSettings
+        Solver, forward, starts, seed, prior.
+    scheduler : str, optional
+        Address of a running ``dask scheduler`` (e.g. ``tcp://10.0.0.5:8786``);
+        default: a ``LocalCluster`` of ``workers`` processes.
+    workers, threads_per_worker : int
+        Size of the local cluster.
+    overwrite : bool
+        Redo panels that already have a result with these settings.
+    progress : bool
+        Progress bar over panels.
+    """
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    from .workflows import check_output
+
+    started = time.perf_counter()
+    output = check_output(Path(output), (".h5", ".hdf5"), inputs=(campaign_path,))
+    if settings.prior_path is not None and not Path(settings.prior_path).is_file():
+        raise ConfigError(f"prior checkpoint {settings.prior_path!r} does not exist")
+    campaign = read_campaign(campaign_path)
+    folder = _parts_folder(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = settings.key()
+    done = set() if overwrite else _done_parts(folder, campaign, key)
+    todo = [panel for panel in campaign.surveys if panel.name not in done]
+    summary = BatchSummary([], sorted(done), dict(campaign.problems), {}, 0.0)
+    if todo:
+        client, cluster = _client(scheduler, workers, threads_per_worker)
+        try:
+            futures = {client.submit(invert_panel, panel, settings, key=f"geoinv-{panel.name}-{key[:12]}",
+                                     pure=False): panel for panel in todo}
+            last_merge = time.perf_counter()
+            with tqdm(total=len(todo), desc="panels", unit="panel", disable=not progress) as bar:
+                for future in as_completed(futures):
+                    panel = futures[future]
+                    record = future.result()
+                    _write_part(folder, panel, record, settings, key)
+                    if record["status"] == "done":
+                        summary.inverted.append(panel.name)
+                        summary.accepted[panel.name] = int(record["solutions"].accepted[0].sum())
+                    else:
+                        summary.failed[panel.name] = record["error"].splitlines()[0]
+                    bar.update(1)
+                    if time.perf_counter() - last_merge > _MERGE_EVERY_S:
+                        _merge(output, folder, campaign)
+                        last_merge = time.perf_counter()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    _merge(output, folder, campaign)
+    summary.seconds = time.perf_counter() - started
+    return summary

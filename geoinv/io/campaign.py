@@ -1,0 +1,195 @@
+"""HDF5 campaigns: many crosshole panels in one file, each with its own geometry, picks and velocities.
+
+Layout of a campaign file (``format = "geoinv-campaign/1"`` on the root)::
+
+    /surveys/<name>/          a survey group (see geoinv.io.hdf5: sources, receivers,
+                              pairs, traveltimes, errors, time_unit, grid/)
+        attrs: petrophysics   JSON {"channel_velocity", "matrix_velocity", "unit", "interpolation"}
+               metadata       JSON, free form (borehole names, date, …)
+
+A file holding only today's single ``/survey`` group reads as a one-survey
+campaign named ``survey``. Readers validate every survey and report which
+one is bad; a bad survey does not hide the good ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+from ..errors import ConfigError, FileFormatError, GeoinvError
+from ..grid import Grid2D
+from ..petrophysics import FaciesVelocity
+from ..survey import Survey
+from ..units import velocity_factor
+from .hdf5 import read_survey_group, write_survey_group
+
+__all__ = ["CAMPAIGN_FORMAT", "Campaign", "CampaignSurvey", "read_campaign", "write_campaign"]
+
+CAMPAIGN_FORMAT = "geoinv-campaign/1"
+
+
+@dataclass
+class CampaignSurvey:
+    """One panel of a campaign.
+
+    Attributes
+    ----------
+    name : str
+        Its group name under ``/surveys``.
+    survey : Survey
+        Geometry, traveltimes (s) and errors (s).
+    grid : Grid2D or None
+        The panel's model grid (None: the reader's default).
+    petrophysics : FaciesVelocity or None
+        Facies velocities of this panel (None: the default).
+    metadata : dict
+        Free-form description.
+    """
+
+    name: str
+    survey: Survey
+    grid: Grid2D | None = None
+    petrophysics: FaciesVelocity | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def input_hash(self) -> str:
+        """SHA-256 of everything that determines this panel's inversion input."""
+        digest = hashlib.sha256()
+        for name in ("sources", "receivers", "pairs", "traveltimes", "errors"):
+            value = getattr(self.survey, name)
+            digest.update(name.encode())
+            if value is not None:
+                digest.update(np.ascontiguousarray(value).tobytes())
+        digest.update(json.dumps(None if self.grid is None else self.grid.to_dict()).encode())
+        digest.update(json.dumps(_petrophysics_dict(self.petrophysics)).encode())
+        return digest.hexdigest()
+
+
+@dataclass
+class Campaign:
+    """The readable panels of a campaign file and the problems found in the others."""
+
+    surveys: list[CampaignSurvey]
+    problems: dict[str, str]
+
+    @property
+    def names(self) -> list[str]:
+        return [entry.name for entry in self.surveys]
+
+
+def _petrophysics_dict(petrophysics: FaciesVelocity | None) -> dict | None:
+    if petrophysics is None:
+        return None
+    return {"channel_velocity": petrophysics.channel_velocity, "matrix_velocity": petrophysics.matrix_velocity,
+            "unit": "m/s", "interpolation": petrophysics.interpolation}
+
+
+def _petrophysics_from(text, label: str) -> FaciesVelocity | None:
+    if text is None:
+        return None
+    try:
+        values = json.loads(text)
+        velocity_factor(values.get("unit", "m/s"), f"{label}: petrophysics unit")
+        return FaciesVelocity(float(values["channel_velocity"]), float(values["matrix_velocity"]),
+                              unit=values.get("unit", "m/s"), interpolation=values.get("interpolation", "velocity"))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FileFormatError(f"{label}: attribute petrophysics must be JSON with channel_velocity, "
+                              f"matrix_velocity and unit ('m/s' or 'm/ns'), got {text!r} ({exc})") from exc
+
+
+def write_campaign(path, surveys: list[CampaignSurvey], time_unit: str = "s") -> Path:
+    """Write panels as a campaign file, atomically. Names must be unique and valid HDF5 names."""
+    import h5py
+
+    names = [entry.name for entry in surveys]
+    if not surveys:
+        raise ConfigError("a campaign needs at least one survey")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"survey names must be unique; repeated: {duplicates}")
+    bad = [name for name in names if not name or "/" in name or name.startswith(".")]
+    if bad:
+        raise ConfigError(f"survey names must be non-empty, without '/' and not start with '.': {bad}")
+    for entry in surveys:
+        if entry.grid is not None:
+            try:
+                entry.survey.check_grid(entry.grid)
+            except GeoinvError as exc:
+                raise type(exc)(f"survey {entry.name!r}: {exc}") from exc
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs["format"] = CAMPAIGN_FORMAT
+        group = handle.create_group("surveys")
+        for entry in surveys:
+            write_survey_group(group, entry.survey, entry.grid, entry.name, time_unit)
+            root = group[entry.name]
+            if entry.petrophysics is not None:
+                root.attrs["petrophysics"] = json.dumps(_petrophysics_dict(entry.petrophysics))
+            root.attrs["metadata"] = json.dumps(entry.metadata, default=str)
+    return path
+
+
+def read_campaign(path) -> Campaign:
+    """Read every panel of a campaign file (or a single-survey file).
+
+    Returns
+    -------
+    Campaign
+        ``surveys``: the valid panels in file order; ``problems``: name → message
+        for each panel that could not be read (missing dataset, NaN picks,
+        sensors outside its grid, bad attributes).
+
+    Raises
+    ------
+    FileFormatError
+        The file is missing, not HDF5 (e.g. truncated), or holds neither
+        ``/surveys`` nor ``/survey``.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"campaign file {str(path)!r} does not exist")
+    surveys, problems = [], {}
+    try:
+        with h5py.File(path, "r") as handle:
+            if "surveys" in handle:
+                groups = [(name, handle["surveys"][name], f"{path.name}: survey {name!r}")
+                          for name in handle["surveys"]]
+            elif "survey" in handle:
+                groups = [("survey", handle["survey"], f"{path.name}: '/survey'")]
+            else:
+                raise FileFormatError(f"{path.name}: neither '/surveys' (a campaign) nor '/survey' (one survey); "
+                                      f"groups present: {list(handle)}")
+            for name, root, label in groups:
+                try:
+                    surveys.append(_read_entry(name, root, label))
+                except GeoinvError as exc:
+                    problems[name] = str(exc)
+                except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged datasets inside a readable file
+                    problems[name] = f"{label}: unreadable ({type(exc).__name__}: {exc})"
+    except OSError as exc:
+        raise FileFormatError(f"cannot read {path.name} as HDF5 (truncated or not HDF5?): {exc}") from exc
+    return Campaign(surveys, problems)
+
+
+def _read_entry(name: str, root, label: str) -> CampaignSurvey:
+    import h5py
+
+    if not isinstance(root, h5py.Group):
+        raise FileFormatError(f"{label} is a dataset, not a survey group")
+    survey, grid = read_survey_group(root, label)
+    if survey.traveltimes is None:
+        raise FileFormatError(f"{label} holds no traveltimes to invert")
+    petrophysics = _petrophysics_from(root.attrs.get("petrophysics"), label)
+    try:
+        metadata = json.loads(root.attrs.get("metadata", "{}"))
+    except (TypeError, ValueError) as exc:
+        raise FileFormatError(f"{label}: attribute metadata is not JSON ({exc})") from exc
+    return CampaignSurvey(name, survey, grid, petrophysics, metadata if isinstance(metadata, dict) else {})
