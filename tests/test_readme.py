@@ -1,7 +1,8 @@
 """Every Python block of the README runs, in order, in one namespace: the documentation cannot drift.
 
 A ``<!-- readme-test: "OLD" => "NEW"; "OLD2" => "NEW2" -->`` comment on the line
-before a block replaces text in that block for the test (smaller sizes only).
+before a block replaces text in that block for the test (smaller sizes only);
+``\"`` stands for a quote inside OLD or NEW.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 _BLOCK = re.compile(r"(?:^<!-- readme-test: (?P<subs>[^\n]*) -->\n)?^```python\n(?P<code>.*?)^```", re.DOTALL | re.MULTILINE)
-_SUBSTITUTION = re.compile(r'"(?P<old>[^"]*)"\s*=>\s*"(?P<new>(?:[^"\\]|\\.)*)"')
+_SUBSTITUTION = re.compile(r'"(?P<old>(?:[^"\\]|\\.)*)"\s*=>\s*"(?P<new>(?:[^"\\]|\\.)*)"')
 
 
 def readme_blocks() -> list[str]:
@@ -21,8 +22,9 @@ def readme_blocks() -> list[str]:
     for match in _BLOCK.finditer(README.read_text()):
         code = match["code"]
         for sub in _SUBSTITUTION.finditer(match["subs"] or ""):
-            assert sub["old"] in code, f"readme-test substitution {sub['old']!r} not found in its block"
-            code = code.replace(sub["old"], sub["new"])
+            old, new = (sub[part].replace('\\"', '"') for part in ("old", "new"))  # \" is a quote
+            assert old in code, f"readme-test substitution {old!r} not found in its block"
+            code = code.replace(old, new)
         blocks.append(code)
     return blocks
 

@@ -1,0 +1,84 @@
+"""Batch throughput on Dask: surveys per minute with 1 and 2 local workers, per forward.
+
+A synthetic campaign of ``--surveys`` panels (default 50) on the reference
+crosshole geometry (decoder-sample truths, 0.25 ns noise) is inverted by
+``geoinv.batch.run_batch`` with a LocalCluster of 1 and of 2 worker processes
+(one thread each), for the straight-ray and the eikonal forward. The solver
+settings are light on purpose (``--starts``, ``--epochs``): this measures the
+engine's scaling, not accuracy. Scaling efficiency = speed-up / workers.
+
+    python benchmarks/batch.py                       # ≈ 15 min on 2 cores
+    python benchmarks/batch.py --surveys 12 --forwards straight-ray   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from _common import print_table, write_json
+
+import geoinv
+from geoinv.batch import BatchSettings, run_batch
+from geoinv.io.campaign import CampaignSurvey, write_campaign
+
+
+def synthetic_campaign(path: Path, count: int, forward_name: str, seed: int) -> Path:
+    grid, survey = geoinv.Grid2D.crosshole(), geoinv.Survey.crosshole()
+    prior = geoinv.default_vae()
+    petrophysics = geoinv.FaciesVelocity()
+    operator = geoinv.forward(forward_name, grid=grid, survey=survey)
+    truths = prior.sample(count, torch.Generator().manual_seed(seed))
+    panels = []
+    for index, truth in enumerate(truths):
+        data = operator.make_synthetic_data(petrophysics.slowness(truth.double()), 0.25e-9,
+                                            torch.Generator().manual_seed(seed + index))
+        panels.append(CampaignSurvey(f"panel{index:04d}", data, grid, petrophysics, {"truth_seed": seed}))
+    return write_campaign(path, panels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--surveys", type=int, default=50)
+    parser.add_argument("--forwards", nargs="+", default=["straight-ray", "eikonal"])
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--starts", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per stage of the default schedule")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rows = []
+    folder = Path(tempfile.mkdtemp(prefix="geoinv-batch-bench-"))
+    try:
+        for forward_name in args.forwards:
+            campaign = synthetic_campaign(folder / f"{forward_name}.h5", args.surveys, forward_name, args.seed)
+            settings = BatchSettings(forward=forward_name, n_starts=args.starts, epochs=args.epochs, refine=False,
+                                     seed=args.seed)
+            baseline = None
+            for workers in args.workers:
+                output = folder / f"{forward_name}-{workers}.h5"
+                summary = run_batch(campaign, output, settings, workers=workers, threads_per_worker=1,
+                                    progress=False)
+                per_minute = 60 * len(summary.inverted) / summary.seconds
+                baseline = baseline or per_minute
+                speedup = per_minute / baseline
+                rows.append({"forward": forward_name, "workers": workers, "surveys": len(summary.inverted),
+                             "failed": len(summary.failed), "seconds": summary.seconds,
+                             "surveys_per_minute": per_minute, "speedup": speedup,
+                             "efficiency": speedup / (workers / args.workers[0])})
+                print(f"{forward_name:12s} {workers} worker(s): {per_minute:.1f} surveys/min", flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print()
+    print_table(rows, [("forward", "forward", ""), ("workers", "workers", "d"), ("surveys", "surveys", "d"),
+                       ("seconds", "s", ".1f"), ("surveys_per_minute", "surveys/min", ".1f"),
+                       ("speedup", "speed-up", ".2f"), ("efficiency", "efficiency", ".2f")])
+    write_json("batch", {"settings": {"surveys": args.surveys, "starts": args.starts, "epochs": args.epochs,
+                                      "refine": False, "threads_per_worker": 1}, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
