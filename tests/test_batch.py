@@ -125,13 +125,18 @@ def test_batch_on_a_local_cluster_equals_direct_inversions_and_resumes(tmp_path,
 def test_a_bad_panel_fails_alone_and_is_recorded(tmp_path, panels, prior_path):
     settings = BatchSettings(**SETTINGS, prior_path=prior_path)
     bad = CampaignSurvey("wide", panels[2].survey, Grid2D((16, 14), 0.5))  # wider than the prior's canvas
-    campaign_path = write_campaign(tmp_path / "campaign.h5", [panels[0], bad, panels[3]])
+    campaign_path = write_campaign(tmp_path / "campaign.h5", [panels[0], bad, panels[3], panels[4]])
+    with h5py.File(campaign_path, "a") as handle:
+        handle["surveys/P05/traveltimes"][2] = np.nan  # unreadable: reported, not inverted
     output = tmp_path / "results.h5"
     summary = run_batch(campaign_path, output, settings, workers=1, progress=False)
-    assert sorted(summary.inverted) == ["P01", "P04"] and list(summary.failed) == ["wide"]
+    assert sorted(summary.inverted) == ["P01", "P04"] and sorted(summary.failed) == ["P05", "wide"]
+    assert "NaN" in summary.failed["P05"] and any("failed wide" in line for line in summary.lines())
     results = read_batch_results(output)
     assert results["wide"]["status"] == "failed" and "does not fit" in results["wide"]["error"]
     assert results["P01"]["status"] == "done"
+    with h5py.File(output, "r") as handle:
+        assert "NaN" in handle["unreadable"].attrs["P05"]
 
 
 def test_unwritable_output_is_refused_before_any_work(tmp_path, panels, prior_path):
