@@ -212,3 +212,17 @@ def test_worker_killed_mid_batch_loses_nothing(tmp_path, panels, prior_path):
     results = read_batch_results(tmp_path / "results.h5")
     assert sorted(results) == [p.name for p in many]
     assert all(entry["status"] == "done" for entry in results.values())
+
+
+def test_survey_info_lists_panels_and_problems(tmp_path, panels, capsys):
+    from geoinv.cli import main
+
+    path = write_campaign(tmp_path / "campaign.h5", panels[:3])
+    with h5py.File(path, "a") as handle:
+        del handle["surveys/P02/sources"]
+    assert main(["survey-info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 readable survey(s), 1 with problems" in out
+    assert "P01: 4 sources, 4 receivers, 16 picks" in out and "(12, 8) of 0.5 m" in out and "v 0.06/0.08 m/ns" in out
+    assert "P02: PROBLEM:" in out and "sources" in out
+    assert main(["survey-info", str(tmp_path / "missing.h5")]) == 2
