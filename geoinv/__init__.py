@@ -4,11 +4,14 @@ The public API is re-exported here; see the README for a tour.
 """
 
 from ._version import __version__
+from .batch import BatchSettings, run_batch
 from .core import build_problem, default_refinement, invert, make_solver
 from .errors import CheckpointError, ConfigError, FileFormatError, GeoinvError, GridError, SurveyError
 from .forward import Eikonal, ForwardOperator, NumpyKernelOperator, StraightRay, forward
 from .grid import Grid2D
+from .interop import GeoinvModelling, LatentModelling, solutions_to_mesh
 from .io import read_survey, write_survey
+from .io.campaign import CampaignSurvey, read_campaign, write_campaign
 from .petrophysics import FaciesVelocity
 from .prior import (
     VAE,
@@ -40,7 +43,9 @@ from .units import m_per_ns_to_m_per_s, m_per_s_to_m_per_ns, ns_to_s, s_to_ns
 __all__ = [
     "ACCEPTANCE",
     "VAE",
+    "BatchSettings",
     "Callback",
+    "CampaignSurvey",
     "CheckpointError",
     "ConfigError",
     "EarlyStopping",
@@ -49,9 +54,11 @@ __all__ = [
     "FileFormatError",
     "ForwardOperator",
     "GeoinvError",
+    "GeoinvModelling",
     "Grid2D",
     "GridError",
     "InverseProblem",
+    "LatentModelling",
     "LatentSGD",
     "LatentSGDConfig",
     "NumpyKernelOperator",
@@ -80,9 +87,13 @@ __all__ = [
     "m_per_s_to_m_per_ns",
     "make_solver",
     "ns_to_s",
+    "read_campaign",
     "read_survey",
+    "run_batch",
     "s_to_ns",
+    "solutions_to_mesh",
     "solver",
+    "write_campaign",
     "write_survey",
 ]
 
