@@ -276,8 +276,14 @@ def read_batch_results(path) -> dict[str, dict]:
 
 
 def _client(scheduler: str | None, workers: int, threads_per_worker: int):
+    import multiprocessing
+
     from dask.distributed import Client, LocalCluster
 
+    if scheduler is None and multiprocessing.parent_process() is not None:
+        # a worker process started by 'spawn' re-imports the user's script and lands here again
+        raise ConfigError("run_batch was called while a worker process imported your script: put the batch "
+                          "under  if __name__ == '__main__':  (Dask starts worker processes)")
     if scheduler is not None:
         return Client(scheduler), None
     # the eikonal forward and pyGIMLi hold the GIL: processes, one thread each by default
