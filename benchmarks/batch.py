@@ -60,7 +60,7 @@ def grouped_rate(campaign_path: Path, settings: BatchSettings, group: int) -> tu
     for offset in range(0, len(campaign.surveys), group):
         chunk = campaign.surveys[offset:offset + group]
         problem = build_problem(first.survey, prior, operator, first.petrophysics)
-        observed = torch.stack([torch.as_tensor(p.survey.traveltimes * 1e9) for p in chunk]).float()
+        observed = torch.stack([torch.as_tensor(geoinv.s_to_ns(p.survey.traveltimes)) for p in chunk]).float()
         solver.solve(problem, observed=observed)
         count += len(chunk)
     return 60 * count / (time.perf_counter() - started), count

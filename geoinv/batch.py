@@ -88,10 +88,10 @@ class BatchSettings:
         if not self.canvas_spacing > 0:
             raise ConfigError(f"canvas_spacing must be > 0 m, got {self.canvas_spacing!r}")
 
-    def key(self) -> str:
-        """Hash of the settings and of the prior file's content."""
+    def key(self, prior_hash: str | None = None) -> str:
+        """Hash of the settings and of the prior file's content (``prior_hash`` if already computed)."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
-        digest.update(_prior_hash(self.prior_path).encode())
+        digest.update((prior_hash or _prior_hash(self.prior_path)).encode())
         return digest.hexdigest()
 
 
@@ -193,18 +193,20 @@ def _parts_folder(output: Path) -> Path:
     return output.with_name(output.name + ".parts")
 
 
-def _write_part(folder: Path, panel: CampaignSurvey, record: dict, settings: BatchSettings, key: str) -> None:
+def _write_part(folder: Path, panel: CampaignSurvey, record: dict, settings: BatchSettings, key: str,
+                prior_hash: str) -> None:
     import h5py
 
     with atomic_path(folder / f"{panel.name}.h5") as tmp, h5py.File(tmp, "w") as handle:
-        _write_record(handle.create_group("result"), panel, record, settings, key)
+        _write_record(handle.create_group("result"), panel, record, settings, key, prior_hash)
 
 
-def _write_record(root, panel: CampaignSurvey, record: dict, settings: BatchSettings, key: str) -> None:
+def _write_record(root, panel: CampaignSurvey, record: dict, settings: BatchSettings, key: str,
+                  prior_hash: str) -> None:
     attrs = {"status": record["status"], "error": record["error"], "worker": record["worker"],
              "wall_time": float(record["seconds"]), "input_hash": record["input_hash"], "settings_key": key,
              "settings": json.dumps(asdict(settings)), "geoinv_version": __version__,
-             "prior_hash": _prior_hash(settings.prior_path), "metadata": json.dumps(panel.metadata, default=str)}
+             "prior_hash": prior_hash, "metadata": json.dumps(panel.metadata, default=str)}
     for name, value in attrs.items():
         root.attrs[name] = value
     if record["status"] == "done":
@@ -327,7 +329,8 @@ def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), 
     campaign = read_campaign(campaign_path)
     folder = _parts_folder(output)
     folder.mkdir(parents=True, exist_ok=True)
-    key = settings.key()
+    prior_hash = _prior_hash(settings.prior_path)
+    key = settings.key(prior_hash)
     done = set() if overwrite else _done_parts(folder, campaign, key)
     todo = [panel for panel in campaign.surveys if panel.name not in done]
     summary = BatchSummary([], sorted(done), dict(campaign.problems), {}, 0.0)
@@ -341,7 +344,7 @@ def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), 
                 for future in as_completed(futures):
                     panel = futures[future]
                     record = future.result()
-                    _write_part(folder, panel, record, settings, key)
+                    _write_part(folder, panel, record, settings, key, prior_hash)
                     if record["status"] == "done":
                         summary.inverted.append(panel.name)
                         summary.accepted[panel.name] = int(record["solutions"].accepted[0].sum())

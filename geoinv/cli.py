@@ -146,15 +146,17 @@ def _cmd_batch(args: argparse.Namespace) -> None:
 
 def _cmd_survey_info(args: argparse.Namespace) -> None:
     from .io.campaign import read_campaign
+    from .units import m_per_s_to_m_per_ns, s_to_ns
 
     campaign = read_campaign(args.file)
     print(f"{args.file}: {len(campaign.surveys)} readable survey(s), {len(campaign.problems)} with problems")
     for entry in campaign.surveys:
         survey, grid = entry.survey, entry.grid
         velocities = ("default velocities" if entry.petrophysics is None else
-                      f"v {entry.petrophysics.channel_velocity / 1e9:g}/{entry.petrophysics.matrix_velocity / 1e9:g}"
+                      f"v {m_per_s_to_m_per_ns(entry.petrophysics.channel_velocity):g}/"
+                      f"{m_per_s_to_m_per_ns(entry.petrophysics.matrix_velocity):g}"
                       " m/ns")
-        times = survey.traveltimes * 1e9
+        times = s_to_ns(survey.traveltimes)
         print(f"  {entry.name}: {len(survey.sources)} sources, {len(survey.receivers)} receivers, "
               f"{survey.n_data} picks ({times.min():.1f}-{times.max():.1f} ns), "
               f"grid {'default' if grid is None else f'{grid.shape} of {grid.spacing[0]:g} m'}, {velocities}")

@@ -225,11 +225,10 @@ class InverseProblem:
 
     def _chained_jacobian(self, point: torch.Tensor) -> torch.Tensor:
         def model(latent):
-            return self.model(latent[None])[0]
+            decoded = self.model(latent[None])[0]
+            return decoded, decoded.detach()
 
-        with torch.no_grad():
-            decoded = model(point)
-        tangent = torch.func.jacfwd(model)(point)  # (*model_shape, n_parameters)
+        tangent, decoded = torch.func.jacfwd(model, has_aux=True)(point)  # (*model_shape, n_parameters)
         tangent = tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy()
         return torch.from_numpy(np.asarray(self.model_jacobian(decoded) @ tangent))
 

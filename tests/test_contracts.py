@@ -194,7 +194,7 @@ def _tiny_solver(name: str):
     return solver(name, config, progress=False, **settings), tomography_only
 
 
-def _check_solutions(name, solutions, problem, targets, n_parameters):
+def _check_solutions(name, solutions, targets, n_parameters):
     assert isinstance(solutions, Solutions)
     assert solutions.parameters.shape[:1] == (len(targets),) and solutions.parameters.shape[2] == n_parameters
     assert solutions.data.shape[:2] == solutions.parameters.shape[:2]
@@ -215,7 +215,7 @@ def test_every_solver_contract(name, task_name, tmp_path):
             method.fit(noisy).solve(noisy)
         return
     solutions = method.fit(noisy).solve(noisy)
-    _check_solutions(name, solutions, noisy, targets, problem.n_parameters)
+    _check_solutions(name, solutions, targets, problem.n_parameters)
     # the one acceptance rule, and misfits that are those of the re-simulated data
     expected_rmse, expected_normalised = noisy.misfits(noisy.forward(solutions.parameters.reshape(
         -1, problem.n_parameters)).reshape(solutions.data.shape), targets[:, None, :])
@@ -240,7 +240,7 @@ def test_every_solver_on_latent_tomography(name, geometry):
     method, _ = _tiny_solver(name)
     solutions = method.fit(noisy).solve(noisy)
     n_parameters = grid.n_cells if method.model_space else problem.n_parameters
-    _check_solutions(name, solutions, noisy, targets, n_parameters)
+    _check_solutions(name, solutions, targets, n_parameters)
     assert solutions.models.shape[2:] == grid.shape
     flat = solutions.parameters.reshape(-1, n_parameters)
     data = (problem.model_forward(flat.reshape(-1, *grid.shape)) if method.model_space else problem.forward(flat))

@@ -287,9 +287,9 @@ def solutions_to_mesh(solutions, grid: Grid2D, mesh=None, survey: int = 0) -> di
     if solutions.models is None:
         raise ConfigError("these solutions hold no models to put on a mesh")
     posterior = solutions.posterior()
-    vectors = {"best": model_to_mesh(solutions.models[survey, 0], grid, mesh)}
-    for name in ("mean", "std", "channel_probability"):
-        vectors[name] = model_to_mesh(posterior[name][survey], grid, mesh)
+    maps = {"best": solutions.models[survey, 0]}
+    maps.update({name: posterior[name][survey] for name in ("mean", "std", "channel_probability")})
     if solutions.refined is not None:
-        vectors["refined"] = model_to_mesh(torch.as_tensor(solutions.refined["models"])[survey, 0], grid, mesh)
-    return vectors
+        maps["refined"] = torch.as_tensor(solutions.refined["models"])[survey, 0]
+    vectors = model_to_mesh(torch.stack([m.double() for m in maps.values()]), grid, mesh)
+    return dict(zip(maps, vectors))
