@@ -10,11 +10,12 @@ from .errors import GeoinvError
 def as_finite_array(
     value, name: str, *, ndim: int | None = None, error: type[GeoinvError] = GeoinvError
 ) -> np.ndarray:
-    """Return ``value`` as a float64 array, rejecting NaN/inf and wrong ``ndim``."""
+    """Return ``value`` as a float64 array, rejecting non-real dtypes, NaN/inf and wrong ``ndim``."""
+    check_real_dtype(value, name, error)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise error(f"{name} must be numeric: {exc}") from exc
+        raise error(f"{name} must be numeric (real numbers): {exc}") from exc
     if ndim is not None and array.ndim != ndim:
         raise error(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
     bad = ~np.isfinite(array)
@@ -25,6 +26,34 @@ def as_finite_array(
             "remove or replace them before building the object"
         )
     return array
+
+
+_DTYPE_NAMES = {"c": "complex", "b": "boolean", "U": "text (string)", "S": "text (bytes)", "M": "date",
+                "m": "time-delta", "V": "raw bytes"}
+
+
+def check_real_dtype(value, name: str, error: type[GeoinvError] = GeoinvError) -> None:
+    """Raise ``error`` unless ``value`` holds real numbers (no complex, boolean, text or objects).
+
+    ``np.asarray(..., dtype=float)`` would silently drop imaginary parts, turn
+    ``True`` into 1.0 and parse ``b"1e-7"``; none of these is a measurement.
+    """
+    if isinstance(value, (str, bytes)):
+        raise error(f"{name} must be numeric, got the text {value!r}")
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError) as exc:
+            raise error(f"{name} must be numeric (real numbers): {exc}") from exc
+    kind = np.dtype(dtype).kind if not str(dtype).startswith("torch.") else ("c" if "complex" in str(dtype)
+                                                                              else "b" if "bool" in str(dtype)
+                                                                              else "f")
+    if kind in _DTYPE_NAMES:
+        raise error(f"{name} must hold real numbers, got {_DTYPE_NAMES[kind]} values (dtype {dtype}); "
+                    "store them as float")
+    if kind == "O":
+        raise error(f"{name} must hold real numbers, got Python objects (dtype object); store them as float")
 
 
 def require_positive(value: float, name: str, error: type[GeoinvError] = GeoinvError) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -16,21 +17,65 @@ CACHE_DIR = Path(os.environ.get("GEOINV_CACHE", Path.home() / ".cache" / "geoinv
 
 def _cmd_make_ti(args: argparse.Namespace) -> None:
     from .prior.channels import ChannelConfig, channel_statistics, channelized_image
-    from .prior.images import write_image
+    from .prior.images import IMAGE_SUFFIXES, write_image
+    from .workflows import check_output
 
+    check_output(args.output, IMAGE_SUFFIXES, overwrite=args.overwrite)
     config = ChannelConfig(proportion=args.proportion, direction_deg=args.direction,
                            width_mean=args.width)
     image = channelized_image((args.rows, args.cols), config, seed=args.seed)
     stats = channel_statistics(image)
     command = "geoinv make-ti " + " ".join(sys.argv[2:])
     metadata = {"generator": "geoinv.prior.channels.channelized_image", "config": config.to_dict(),
-                "seed": args.seed, "command": command.strip(), "statistics": stats}
-    write_image(args.output, image, metadata=metadata)
+                "seed": args.seed, "channels": args.channels or "default", "command": command.strip(), "statistics": stats}
+    write_image(args.output, image, metadata=metadata, channels=args.channels)
     print(json.dumps({"output": str(args.output), **stats}, indent=2))
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT: raised in the main thread so every ``finally`` (temporary files) runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise Interrupted(signum)
+
+
+def _integer(low: int, high: int):
+    """argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def _number(low: float, high: float = math.inf, low_open: bool = True):
+    """argparse type: a finite number in (low, high] (or [low, high] when ``low_open`` is False)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        above = value > low if low_open else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            bound = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"must be a finite number in {bound}{low:g}, {high:g}], got {text}")
+        return value
+    return parse
+
+
+POSITIVE = _number(0.0)
+STARTS = _integer(1, 10_000)
+EPOCHS = _integer(1, 1_000_000)
+SEED = _integer(0, 2**63 - 1)
 
 
 def _cmd_train_vae(args: argparse.Namespace) -> None:
@@ -40,12 +85,18 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
     from .prior.images import read_image
     from .prior.training import TrainConfig, train_vae
     from .prior.vae import VAEConfig
+    from .workflows import check_output
 
+    if args.export is not None:
+        check_output(args.export, (".pt",), inputs=(args.checkpoint, args.image), overwrite=args.overwrite)
+        if args.export.resolve() == args.checkpoint.resolve():
+            raise ConfigError("--export must differ from --checkpoint: the float16 copy would replace the "
+                              "resumable training checkpoint")
+    check_output(args.checkpoint, (".pt",), inputs=(args.image,))
     if args.threads:
         torch.set_num_threads(args.threads)
-    signal.signal(signal.SIGTERM, _interrupt)  # a killed job writes its checkpoint first
     image_path = Path(args.image or DEFAULT_TRAINING_IMAGE)
-    image = read_image(image_path)
+    image = read_image(image_path, channels=args.channels)
     if args.reference:
         vae_config = VAEConfig.reference((args.nz, args.nx), args.latent_dim)
     else:
@@ -56,7 +107,7 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                          reconstruction=args.loss, seed=args.seed, max_minutes=args.minutes,
                          checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
-                    image_source=image_path.name)
+                    image_source=image_path.name, image_channels=args.channels or "default")
     history = vae.metadata["history"]
     if history["step"]:
         binary_like = history["prior_binary_like"][-1]  # None for evaluations by geoinv 0.1
@@ -81,7 +132,9 @@ def _cmd_export_vae(args: argparse.Namespace) -> None:
     import torch
 
     from .prior.vae import load_vae, save_checkpoint
+    from .workflows import check_output
 
+    check_output(args.output, (".pt",), inputs=(args.checkpoint,), overwrite=args.overwrite)
     vae = load_vae(args.checkpoint)
     metadata = dict(vae.metadata)
     metadata["exported_from"] = {"file": args.checkpoint.name, "command": "geoinv " + " ".join(sys.argv[1:])}
@@ -123,7 +176,7 @@ def _cmd_invert(args: argparse.Namespace) -> None:
     solutions = invert_file(args.survey, args.output, args.forward, args.solver, args.starts, args.seed,
                             args.preset, args.vae, not args.quiet, args.epochs, args.velocities,
                             refine=not args.no_refine, absolute_error=args.absolute_error,
-                            relative_error=args.relative_error)
+                            relative_error=args.relative_error, overwrite=args.overwrite)
     print(solutions.summary())
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
 
@@ -135,8 +188,6 @@ def _cmd_batch(args: argparse.Namespace) -> None:
                              preset=args.preset, epochs=args.epochs,
                              prior_path=None if args.vae is None else str(args.vae), refine=not args.no_refine,
                              canvas_spacing=args.cell_size)
-    if args.workers < 1 or args.threads_per_worker < 1:
-        raise ConfigError("--workers and --threads-per-worker must be >= 1")
     summary = run_batch(args.campaign, args.output, settings, scheduler=args.scheduler, workers=args.workers,
                         threads_per_worker=args.threads_per_worker, overwrite=args.overwrite,
                         progress=not args.quiet)
@@ -183,15 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     velocity_help = ("facies velocities in m/ns as CHANNEL,MATRIX (default 0.06,0.08, the reference "
                      "values of the shipped prior's training image)")
     parser = argparse.ArgumentParser(prog="geoinv", description="Structured-model geophysical inversion.")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="end-to-end synthetic inversion with the shipped VAE (the main job)")
     demo.add_argument("--forward", choices=forwards or None, default="straight-ray",
                       help="forward operator (every registered one, plug-ins included)")
-    demo.add_argument("--starts", type=int, default=10, help="random starts, optimised as one batch")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--noise", type=float, default=0.25, help="noise standard deviation (ns)")
-    demo.add_argument("--epochs", type=int, help="epochs of every stage of the schedule (for quick checks)")
+    demo.add_argument("--starts", type=STARTS, default=10, help="random starts, optimised as one batch")
+    demo.add_argument("--seed", type=SEED, default=0)
+    demo.add_argument("--noise", type=POSITIVE, default=0.25, help="noise standard deviation (ns)")
+    demo.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
     demo.add_argument("--velocities", type=_velocities, help=velocity_help)
     demo.add_argument("--no-refine", action="store_true",
                       help="skip refining the best models beyond the prior (geoinv.RefineConfig)")
@@ -202,9 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     invert = sub.add_parser("invert", help="invert the traveltimes of a survey file (.h5 or pyGIMLi .sgt)")
     invert.add_argument("survey", type=Path, help="survey file: .h5 (layout: geoinv.io.hdf5) or a pyGIMLi "
                         "traveltime file (.sgt: s g t err)")
-    invert.add_argument("--absolute-error", type=float, metavar="SECONDS",
+    invert.add_argument("--absolute-error", type=_number(0.0, 1e-3), metavar="SECONDS",
                         help="error model for .sgt files without an err column: absolute part in s (e.g. 2.5e-10)")
-    invert.add_argument("--relative-error", type=float, metavar="FRACTION",
+    invert.add_argument("--relative-error", type=_number(0.0, 1.0), metavar="FRACTION",
                         help="error model for .sgt files without an err column: relative part (e.g. 0.01)")
     invert.add_argument("--forward", choices=forwards or None, default="straight-ray",
                         help="forward operator (every registered one, plug-ins included)")
@@ -216,12 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--velocities", type=_velocities, help=velocity_help)
     invert.add_argument("--no-refine", action="store_true",
                         help="skip refining the best models beyond the prior (geoinv.RefineConfig)")
-    invert.add_argument("--starts", type=int, default=20)
-    invert.add_argument("--seed", type=int, default=0)
+    invert.add_argument("--starts", type=STARTS, default=20)
+    invert.add_argument("--seed", type=SEED, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
-    invert.add_argument("--epochs", type=int, help="epochs of every stage of the schedule (for quick checks)")
+    invert.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
     invert.add_argument("--output", type=Path, default=Path("geoinv-output/inversion.h5"),
                         help="results file (.h5); the figure goes beside it with the suffix .png")
+    invert.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     invert.add_argument("--quiet", action="store_true", help="no progress bar")
     invert.set_defaults(func=_cmd_invert)
 
@@ -231,16 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--forward", choices=forwards or None, default="straight-ray")
     batch.add_argument("--solver", choices=solvers or None, default="latent-sgd")
     batch.add_argument("--preset", choices=LatentSGDConfig.preset_names(), help="latent-SGD schedule preset")
-    batch.add_argument("--starts", type=int, default=20)
-    batch.add_argument("--seed", type=int, default=0)
-    batch.add_argument("--epochs", type=int, help="epochs of every stage of the schedule (for quick checks)")
+    batch.add_argument("--starts", type=STARTS, default=20)
+    batch.add_argument("--seed", type=SEED, default=0)
+    batch.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
     batch.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
-    batch.add_argument("--cell-size", type=float, default=0.1, help="cell size (m) the prior was trained for")
+    batch.add_argument("--cell-size", type=POSITIVE, default=0.1, help="cell size (m) the prior was trained for")
     batch.add_argument("--no-refine", action="store_true", help="skip refining the best models beyond the prior")
     where = batch.add_mutually_exclusive_group()
     where.add_argument("--scheduler", help="address of a running dask scheduler (default: a local cluster)")
-    where.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster")
-    batch.add_argument("--threads-per-worker", type=int, default=1,
+    where.add_argument("--workers", type=_integer(1, 1024), default=2, help="worker processes of the local cluster")
+    batch.add_argument("--threads-per-worker", type=_integer(1, 1024), default=1,
                        help="threads per worker (1: the eikonal and pyGIMLi hold the GIL)")
     batch.add_argument("--overwrite", action="store_true", help="redo panels that already have a result")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -252,61 +305,98 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="simulate straight-ray and eikonal traveltimes on a held-out model")
     simulate.add_argument("--output", type=Path, default=Path("geoinv-output"), help="output folder")
-    simulate.add_argument("--seed", type=int, default=0, help="which held-out crop")
+    simulate.add_argument("--seed", type=SEED, default=0, help="which held-out crop")
     simulate.set_defaults(func=_cmd_simulate)
 
     make_ti = sub.add_parser("make-ti", help="generate a channelized training image")
     make_ti.add_argument("output", type=Path, help="output file (.h5, .png, .npy, .gslib)")
-    make_ti.add_argument("--rows", type=int, default=2500)
-    make_ti.add_argument("--cols", type=int, default=2500)
+    make_ti.add_argument("--rows", type=_integer(2, 100_000), default=2500)
+    make_ti.add_argument("--cols", type=_integer(2, 100_000), default=2500)
     make_ti.add_argument("--proportion", type=float, default=0.26, help="channel proportion")
     make_ti.add_argument("--direction", type=float, default=0.0, help="main direction (degrees from x)")
-    make_ti.add_argument("--width", type=float, default=12.0, help="mean channel width (pixels)")
-    make_ti.add_argument("--seed", type=int, default=0)
+    make_ti.add_argument("--width", type=POSITIVE, default=12.0, help="mean channel width (pixels)")
+    make_ti.add_argument("--seed", type=SEED, default=0)
+    make_ti.add_argument("--channels", choices=("dark", "light"),
+                         help="PNG only: channel pixels dark (default, as printed) or light")
+    make_ti.add_argument("--overwrite", action="store_true", help="replace an existing image")
     make_ti.set_defaults(func=_cmd_make_ti)
 
     train = sub.add_parser("train-vae", help="train (or resume training) a VAE prior")
     train.add_argument("--image", type=Path, help="training image (default: the shipped one)")
+    train.add_argument("--channels", choices=("dark", "light", "low", "high"),
+                       help="which pixels of the image are channels: PNG default 'dark' (dark pixels), "
+                            "NPY/HDF5/GSLIB default 'high' (value 1); recorded in the checkpoint")
     train.add_argument("--checkpoint", type=Path, default=CACHE_DIR / "vae-train" / "checkpoint.pt",
                        help="resumable checkpoint (resumed if it exists)")
     train.add_argument("--export", type=Path, help="write a compact float16 copy here when done")
-    train.add_argument("--nz", type=int, default=vae.model_shape[0])
-    train.add_argument("--nx", type=int, default=vae.model_shape[1])
-    train.add_argument("--latent-dim", type=int, default=vae.latent_dim)
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --export file")
+    train.add_argument("--nz", type=_integer(4, 100_000), default=vae.model_shape[0])
+    train.add_argument("--nx", type=_integer(4, 100_000), default=vae.model_shape[1])
+    train.add_argument("--latent-dim", type=_integer(1, 8192), default=vae.latent_dim)
     train.add_argument("--reference", action="store_true", help="use the reference (full-width) architecture")
-    train.add_argument("--steps", type=int, default=train_defaults.steps)
-    train.add_argument("--minutes", type=float, help="stop after this many minutes (resume later)")
-    train.add_argument("--batch-size", type=int, default=train_defaults.batch_size)
-    train.add_argument("--lr", type=float, default=train_defaults.lr)
-    train.add_argument("--lr-decay", type=float, default=train_defaults.lr_decay)
-    train.add_argument("--lr-decay-steps", type=int, default=train_defaults.lr_decay_steps)
-    train.add_argument("--beta", type=float, default=train_defaults.beta)
-    train.add_argument("--beta-warmup", type=int, default=train_defaults.beta_warmup_steps, help="steps to ramp beta from 0")
+    train.add_argument("--steps", type=_integer(0, 10**9), default=train_defaults.steps)
+    train.add_argument("--minutes", type=POSITIVE, help="stop after this many minutes (resume later)")
+    train.add_argument("--batch-size", type=_integer(1, 100_000), default=train_defaults.batch_size)
+    train.add_argument("--lr", type=POSITIVE, default=train_defaults.lr)
+    train.add_argument("--lr-decay", type=_number(0.0, 1.0), default=train_defaults.lr_decay)
+    train.add_argument("--lr-decay-steps", type=_integer(1, 10**9), default=train_defaults.lr_decay_steps)
+    train.add_argument("--beta", type=_number(0.0, low_open=False), default=train_defaults.beta)
+    train.add_argument("--beta-warmup", type=_integer(0, 10**9), default=train_defaults.beta_warmup_steps, help="steps to ramp beta from 0")
     train.add_argument("--loss", choices=("bce", "mse"), default=train_defaults.reconstruction)
-    train.add_argument("--adversarial", type=float, default=train_defaults.adversarial,
+    train.add_argument("--adversarial", type=_number(0.0, low_open=False), default=train_defaults.adversarial,
                        help="weight factor of the discriminator term on prior draws (0: plain VAE)")
-    train.add_argument("--seed", type=int, default=train_defaults.seed)
+    train.add_argument("--seed", type=SEED, default=train_defaults.seed)
     train.add_argument("--device", default="cpu")
-    train.add_argument("--threads", type=int, help="torch CPU threads")
-    train.add_argument("--checkpoint-every", type=float, default=train_defaults.checkpoint_every_s, help="seconds")
+    train.add_argument("--threads", type=_integer(1, 1024), help="torch CPU threads")
+    train.add_argument("--checkpoint-every", type=POSITIVE, default=train_defaults.checkpoint_every_s, help="seconds")
     train.set_defaults(func=_cmd_train_vae)
 
     export = sub.add_parser("export-vae", help="write a compact float16 copy of a trained VAE")
     export.add_argument("checkpoint", type=Path, help="training checkpoint")
     export.add_argument("output", type=Path, help="output .pt file")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     export.set_defaults(func=_cmd_export_vae)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``geoinv`` command; returns the exit status.
+
+    0 success; 2 bad input (a geoinv error, a file-system error, or argparse's
+    usage error), with one message and no traceback; 1 an unexpected error
+    (a bug: rerun with ``--debug`` for the traceback); 130/143 interrupted by
+    SIGINT/SIGTERM, after cleaning up temporary files.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         args.func(args)
     except GeoinvError as exc:
-        print(f"geoinv: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, f"error: {exc}", 2)
+    except Interrupted as exc:
+        return _fail(args, f"interrupted by {exc}; finished files are complete, unfinished ones were not "
+                     "written", 128 + exc.signum)
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted; finished files are complete, unfinished ones were not written", 130)
+    except OSError as exc:  # disk full, permissions, a vanished folder: the user's to fix
+        return _fail(args, f"error: {exc.strerror or exc} ({exc.filename or 'file system'})", 2)
+    except Exception as exc:  # noqa: BLE001 - no raw traceback reaches a user unless asked for
+        return _fail(args, f"internal error: {type(exc).__name__}: {exc}. This is a bug in geoinv: rerun "
+                     "with --debug for the traceback and report it", 1)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return 0
+
+
+def _fail(args: argparse.Namespace, message: str, status: int) -> int:
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exc()
+    print(f"geoinv: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

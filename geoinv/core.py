@@ -19,6 +19,7 @@ from .prior.base import Prior
 from .problem import InverseProblem
 from .solvers import LatentSGDConfig, Solutions, Solver
 from .solvers import solver as build_solver
+from .solvers.base import check_n_starts
 from .solvers.refine import RefineConfig, refine_models
 from .survey import Survey
 from .units import s_to_ns
@@ -174,6 +175,8 @@ def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "strai
     --------
     >>> solutions = geoinv.invert(survey, geoinv.default_vae(), "eikonal", grid=grid)  # doctest: +SKIP
     """
+    if n_candidates is not None:
+        check_n_starts(n_candidates, "n_candidates")
     operator = _operator(forward, survey, grid, prior)
     problem = build_problem(survey, prior, operator, petrophysics, noise_std=noise_std)
     if isinstance(solver, str):

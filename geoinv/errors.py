@@ -12,7 +12,9 @@ __all__ = [
     "ConfigError",
     "FileFormatError",
     "GeoinvError",
+    "GeoinvWarning",
     "GridError",
+    "SolverError",
     "SurveyError",
 ]
 
@@ -39,3 +41,11 @@ class FileFormatError(GeoinvError):
 
 class ConfigError(GeoinvError):
     """A solver, forward or training configuration value is invalid."""
+
+
+class SolverError(ConfigError):
+    """A solve went wrong on the way (e.g. NaN misfits): the message names the step and the setting to change."""
+
+
+class GeoinvWarning(UserWarning):
+    """Something geoinv accepted but a person should look at (e.g. a training image's polarity)."""

@@ -6,10 +6,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_finite_array, require_positive
+from ._validation import as_finite_array, check_real_dtype, require_positive
 from .errors import GridError
 
 __all__ = ["Grid2D"]
+
+
+#: the most cells a grid may have (a float64 model of this size takes 800 MB)
+MAX_CELLS = 10**8
+
+
+def _cell_counts(shape) -> tuple[int, int]:
+    check_real_dtype(shape, "shape", GridError)
+    values = np.atleast_1d(np.asarray(shape, dtype=float))
+    if values.shape != (2,) or not np.isfinite(values).all() or (values < 1).any():
+        raise GridError(f"shape must be (nz, nx) with both >= 1, got {shape!r}")
+    if (values != np.round(values)).any():
+        raise GridError(f"shape must hold integer cell counts (nz, nx), got {shape!r}; round it yourself "
+                        "if that is what you mean")
+    counts = (int(values[0]), int(values[1]))
+    if counts[0] * counts[1] > MAX_CELLS:
+        raise GridError(f"shape {counts} has {counts[0] * counts[1]:.3g} cells, more than the {MAX_CELLS:.0e} "
+                        "cells geoinv handles (geoinv.grid.MAX_CELLS); use larger cells")
+    return counts
 
 
 @dataclass(frozen=True)
@@ -38,9 +57,7 @@ class Grid2D:
     origin: tuple[float, float] = (0.0, 0.0)
 
     def __init__(self, shape, spacing=0.1, origin=(0.0, 0.0)) -> None:
-        shape_tuple = tuple(int(n) for n in np.atleast_1d(shape))
-        if len(shape_tuple) != 2 or min(shape_tuple) < 1:
-            raise GridError(f"shape must be (nz, nx) with both >= 1, got {shape!r}")
+        shape_tuple = _cell_counts(shape)
         spacing_array = np.broadcast_to(np.asarray(spacing, dtype=float), (2,))
         spacing_tuple = tuple(require_positive(s, "spacing", GridError) for s in spacing_array)
         origin_array = as_finite_array(origin, "origin", ndim=1, error=GridError)

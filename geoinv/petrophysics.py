@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -41,8 +42,13 @@ class FaciesVelocity(nn.Module):
         if interpolation not in ("velocity", "slowness"):
             raise ConfigError(f"interpolation must be 'velocity' or 'slowness', got {interpolation!r}")
         for name, value in (("channel_velocity", channel_velocity), ("matrix_velocity", matrix_velocity)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{name} must be a number in {unit}, got {value!r}")
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a positive finite velocity, got {value!r} {unit}")
+        if channel_velocity == matrix_velocity:
+            raise ConfigError(f"channel_velocity and matrix_velocity must differ (both {channel_velocity} {unit}): "
+                              "without contrast traveltimes say nothing about the facies")
         self.channel_velocity = float(channel_velocity) * factor
         self.matrix_velocity = float(matrix_velocity) * factor
         self.interpolation = interpolation
@@ -54,11 +60,29 @@ class FaciesVelocity(nn.Module):
         return 1.0 / self.slowness(model)
 
     def slowness(self, model: torch.Tensor) -> torch.Tensor:
-        """Slowness in s/m of facies values ``model``."""
+        """Slowness in s/m of facies values ``model``.
+
+        Raises
+        ------
+        ConfigError
+            If a facies value is NaN or so far outside [0, 1] that its velocity
+            is not positive (values slightly outside extrapolate linearly).
+        """
+        model = torch.as_tensor(model)
         if self.interpolation == "velocity":
-            return 1.0 / self.velocity(model)
-        matrix, channel = 1.0 / self.matrix_velocity, 1.0 / self.channel_velocity
-        return matrix + (channel - matrix) * model
+            slowness = 1.0 / self.velocity(model)
+        else:
+            matrix, channel = 1.0 / self.matrix_velocity, 1.0 / self.channel_velocity
+            slowness = matrix + (channel - matrix) * model
+        with torch.no_grad():
+            bad = ~(torch.isfinite(slowness) & (slowness > 0))
+            if bad.any():
+                first = tuple(int(i) for i in bad.nonzero()[0])
+                raise ConfigError(
+                    f"facies values must lie in [0, 1] (0 = matrix, 1 = channel); {int(bad.sum())} value(s) are NaN "
+                    f"or so far outside that the velocity is not positive, first {float(model[first]):g} at index "
+                    f"{first}. Clip or fix the model")
+        return slowness
 
     def facies(self, slowness: torch.Tensor) -> torch.Tensor:
         """Facies values of slowness (s/m): the inverse of :meth:`slowness`, not clipped to [0, 1]."""

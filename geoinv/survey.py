@@ -8,7 +8,12 @@ from ._validation import as_finite_array
 from .errors import SurveyError
 from .grid import Grid2D
 
-__all__ = ["Survey"]
+__all__ = ["RADAR_VELOCITY_RANGE", "Survey"]
+
+#: apparent velocities (m/s) a crosshole radar pick may imply: 0.01–0.3 m/ns (0.3 m/ns is light in vacuum)
+RADAR_VELOCITY_RANGE = (1e7, 3e8)
+#: errors smaller than this fraction of the median traveltime are taken for a unit mix-up
+MIN_RELATIVE_ERROR = 1e-6
 
 
 def _positions(value, name: str) -> np.ndarray:
@@ -140,6 +145,79 @@ class Survey:
                     f"{name}[{index}] at (x={x:g} m, z={z:g} m) lies outside the grid "
                     f"(x in [{grid.x_edges[0]:g}, {grid.x_edges[-1]:g}] m, "
                     f"z in [{grid.z_edges[0]:g}, {grid.z_edges[-1]:g}] m); move it or enlarge the grid")
+
+    def check_plausible(self, velocity_range=RADAR_VELOCITY_RANGE, label: str = "", unit_hint: str = "") -> None:
+        """Raise :class:`SurveyError` if the picks or their errors cannot be measurements in s.
+
+        A pick ``t`` over a straight distance ``d`` implies the apparent velocity
+        ``d / t``, which lies between the slowest and the fastest velocity of
+        the medium; picks in ns labelled s (or the reverse) land 10⁹ outside.
+        Each pick is given three standard errors of slack, so short, noisy
+        offsets pass.
+
+        Parameters
+        ----------
+        velocity_range : (float, float) or None
+            Slowest and fastest plausible velocity in m/s (default 0.01–0.3 m/ns,
+            crosshole radar; pass e.g. ``(300, 8000)`` for seismic data, ``None``
+            to skip the velocity check).
+        label : str
+            Where the survey came from (file and group), put before the message.
+        unit_hint : str
+            How the reader learned the time unit (e.g. "attribute time_unit = 's'"), for the message.
+        """
+        if self.traveltimes is None:
+            return
+        prefix = f"{label}: " if label else ""
+        hint = f" (the file says {unit_hint})" if unit_hint else ""
+        times, errors = self.traveltimes, self.errors
+        if not times.any():
+            raise SurveyError(f"{prefix}traveltimes are all zero; a first arrival takes time to travel. "
+                              "Were the picks written?")
+        if errors is not None:
+            self._check_error_sizes(times, errors, prefix, hint)
+        if velocity_range is not None:
+            self._check_velocities(times, errors, velocity_range, prefix, hint)
+
+    def _check_error_sizes(self, times, errors, prefix: str, hint: str) -> None:
+        largest = int(np.argmax(errors))
+        if errors[largest] > times.max():
+            raise SurveyError(
+                f"{prefix}errors[{largest}] = {errors[largest]:.3g} s is larger than the largest traveltime "
+                f"({times.max():.3g} s): such picks carry no information. Errors are standard deviations in the "
+                f"file's time unit{hint}; check their unit")
+        smallest = int(np.argmin(errors))
+        floor = MIN_RELATIVE_ERROR * float(np.median(times))
+        if errors[smallest] < floor:
+            raise SurveyError(
+                f"{prefix}errors[{smallest}] = {errors[smallest]:.3g} s is too small: below {MIN_RELATIVE_ERROR:g} "
+                f"of the median traveltime ({np.median(times):.3g} s), no pick is that precise. Check the errors' "
+                f"unit{hint}")
+
+    def _check_velocities(self, times, errors, velocity_range, prefix: str, hint: str) -> None:
+        slowest, fastest = (float(v) for v in velocity_range)
+        if not 0 < slowest < fastest:
+            raise SurveyError(f"velocity_range must be (slowest, fastest) in m/s with 0 < slowest < fastest, "
+                              f"got {velocity_range!r}")
+        distance = self.distances
+        slack = 3.0 * (errors if errors is not None else 0.0)
+        with np.errstate(divide="ignore"):
+            fast = distance / np.maximum(times + slack, 0.0)  # no faster than this
+            slow = np.where(times - slack > 0, distance / np.maximum(times - slack, 1e-300), np.inf)
+        spread = distance > 1e-9
+        too_fast, too_slow = spread & (fast > fastest), spread & (slow < slowest)
+        if not (too_fast.any() or too_slow.any()):
+            return
+        ratio = np.where(too_fast, fast / fastest, np.where(too_slow, slowest / np.maximum(slow, 1e-300), 0.0))
+        row = int(np.argmax(ratio))
+        implied = fast[row] if too_fast[row] else slow[row]
+        guess = ("picks in ns stored as s" if too_slow[row] else "picks in s stored as ns")
+        raise SurveyError(
+            f"{prefix}traveltimes[{row}] = {times[row]:.4g} s over {distance[row]:.3g} m implies a velocity of "
+            f"{implied * 1e-9:.3g} m/ns, outside the plausible {slowest * 1e-9:g}–{fastest * 1e-9:g} m/ns; "
+            f"{int(too_fast.sum() + too_slow.sum())} of {self.n_data} picks are. Are these {guess}? Check the "
+            f"time_unit{hint}. For waves of other speeds pass velocity_range=(slowest, fastest) in m/s "
+            "(None skips this check)")
 
     def __repr__(self) -> str:
         has_data = "with" if self.traveltimes is not None else "without"

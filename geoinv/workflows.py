@@ -20,7 +20,7 @@ from .solvers import ACCEPTANCE, Solutions
 from .survey import Survey
 from .units import ns_to_s, s_to_ns
 
-__all__ = ["DemoReport", "invert_file", "invert_survey", "representative_crop", "run_demo", "simulate_comparison"]
+__all__ = ["DemoReport", "check_output", "check_output_folder", "invert_file", "invert_survey", "representative_crop", "run_demo", "simulate_comparison"]
 
 
 def representative_crop(sampler, seed: int, proportion=(0.18, 0.36)) -> torch.Tensor:
@@ -31,23 +31,47 @@ def representative_crop(sampler, seed: int, proportion=(0.18, 0.36)) -> torch.Te
     return crops[int(typical[0]) if len(typical) else int(fractions.argmax())]
 
 
-def check_output(path: Path, suffixes: tuple[str, ...], inputs=()) -> Path:
-    """Validate an output path before any work: suffix, not a folder, not an input, folder writable."""
+def check_output(path: Path, suffixes: tuple[str, ...], inputs=(), overwrite: bool | None = None,
+                 figure: Path | None = None) -> Path:
+    """Validate an output path before any work; raise :class:`ConfigError` naming the fix.
+
+    Checks: the suffix, not a folder, not any of ``inputs`` (nor is ``figure``,
+    the figure written beside it), the folder creatable and writable, and, when
+    ``overwrite`` is False, that no file of that name exists yet (None: replace silently).
+    """
     path = Path(path)
     if path.suffix.lower() not in suffixes:
-        raise ConfigError(f"output {str(path)!r} must end in {' or '.join(suffixes)}")
-    if path.is_dir():
-        raise ConfigError(f"output {str(path)!r} is a folder; give a file name")
-    for source in inputs:
-        if source is not None and Path(source).exists() and path.exists() and path.samefile(source):
-            raise ConfigError(f"output {str(path)!r} is the input file; choose another output name")
+        raise ConfigError(f"output {str(path)!r} has the suffix {path.suffix!r}; it must end in "
+                          f"{' or '.join(suffixes)}")
+    for target, what in ((path, "output"), (figure, "figure")):
+        if target is None:
+            continue
+        if target.is_dir():
+            raise ConfigError(f"{what} {str(target)!r} is a folder; give a file name")
+        for source in inputs:
+            if source is not None and Path(source).exists() and target.exists() and target.samefile(source):
+                detail = "" if what == "output" else f" (the {what} {target.name} goes beside the results)"
+                raise ConfigError(f"{what} {str(target)!r} is the input file {str(source)!r}{detail}; choose "
+                                  "another output name")
     folder = path.parent
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise ConfigError(f"cannot create the output folder {str(folder)!r}: {str(existing)!r} is a file")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"the output folder {str(existing)!r} is not writable; choose another --output")
+    if overwrite is False and path.exists():
+        raise ConfigError(f"{str(path)!r} exists; pass --overwrite to replace it (or choose another output name)")
     return path
+
+
+def check_output_folder(folder: Path, names: tuple[str, ...]) -> Path:
+    """Validate an output folder (creatable, writable) and the files to be written in it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output {str(folder)!r} is a file, not a folder; give a folder name")
+    for name in names:
+        check_output(folder / name, (Path(name).suffix,))
+    return folder
 
 
 @dataclass
@@ -111,9 +135,8 @@ def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 1
     from .plot import inversion_figure
     from .prior import PatchSampler, default_training_image, default_vae
 
-    output = Path(output)
+    output = check_output_folder(output, ("demo.h5", "demo.png"))
     result, figure = output / "demo.h5", output / "demo.png"
-    check_output(result, (".h5",))
     prior = (prior or default_vae()).frozen()
     petrophysics = petrophysics or FaciesVelocity()
     grid = Grid2D.crosshole()
@@ -144,20 +167,22 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
                 n_starts: int = 20, seed: int = 0, preset: str | None = None, prior_path: Path | None = None,
                 progress: bool = True, epochs: int | None = None,
                 petrophysics: FaciesVelocity | None = None, refine: bool = True,
-                absolute_error: float | None = None, relative_error: float | None = None) -> Solutions:
+                absolute_error: float | None = None, relative_error: float | None = None,
+                overwrite: bool | None = None) -> Solutions:
     """Invert the traveltimes of a survey file (``.h5`` or pyGIMLi ``.sgt``); write results (``.h5``) and a
     figure (``.png``).
 
     The output paths are checked before any work; the grid comes from the file
     (default, and for ``.sgt`` files: the reference crosshole grid). ``absolute_error`` (s) and
-    ``relative_error`` are the error model of ``.sgt`` files without an ``err`` column.
+    ``relative_error`` are the error model of ``.sgt`` files without an ``err`` column; ``overwrite``
+    False refuses an existing results file (None replaces it).
     """
     from .io import read_survey, write_result
     from .plot import inversion_figure
     from .prior import load_prior
 
-    output = check_output(output, (".h5", ".hdf5"), inputs=(path, prior_path))
-    figure = output.with_suffix(".png")
+    figure = Path(output).with_suffix(".png")
+    output = check_output(output, (".h5", ".hdf5"), inputs=(path, prior_path), overwrite=overwrite, figure=figure)
     survey, grid = read_survey(path, absolute_error=absolute_error, relative_error=relative_error)
     prior = load_prior(prior_path).frozen()
     grid = grid or Grid2D.crosshole()
@@ -200,7 +225,7 @@ def simulate_comparison(output: Path, seed: int = 0) -> list[str]:
     difference = s_to_ns(times["eikonal"] - times["straight ray"])
     lines.append(f"eikonal − straight ray: mean {difference.mean():.3f} ns, range [{difference.min():.3f}, "
                  f"{difference.max():.3f}] ns (bent rays find faster paths; positives are discretisation error)")
-    output = Path(output)
+    output = check_output_folder(output, ("simulation.png", "simulation.npz"))
     output.mkdir(parents=True, exist_ok=True)
     simulation_figure(grid, survey, petro.velocity(facies).numpy(), times, output / "simulation.png")
     with atomic_path(output / "simulation.npz") as tmp, open(tmp, "wb") as handle:

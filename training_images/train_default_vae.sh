@@ -22,4 +22,4 @@ geoinv train-vae "${common[@]}" --steps 30655 --beta 100
 geoinv train-vae "${common[@]}" --steps 37211 --beta 100 --adversarial 1.0
 geoinv train-vae "${common[@]}" --steps 41085 --beta 100 --adversarial 2.0
 
-geoinv export-vae "$checkpoint" geoinv/prior/data/default_vae.pt
+geoinv export-vae "$checkpoint" geoinv/prior/data/default_vae.pt --overwrite

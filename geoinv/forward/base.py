@@ -148,7 +148,8 @@ class ForwardOperator(nn.Module):
             if bad.any():
                 first = tuple(int(i) for i in bad.nonzero()[0])
                 raise GridError(f"slowness must be finite and > 0 (s/m) in every cell; {int(bad.sum())} cell(s) "
-                                f"are not, first at index {first}: check the model and the petrophysics map")
+                                f"are NaN/inf or <= 0, first at index {first}: check the model and the "
+                                "petrophysics map")
         return slowness
 
     def _check_index(self, data_index) -> np.ndarray:

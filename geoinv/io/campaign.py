@@ -25,7 +25,7 @@ from .._atomic import atomic_path
 from ..errors import ConfigError, FileFormatError, GeoinvError
 from ..grid import Grid2D
 from ..petrophysics import FaciesVelocity
-from ..survey import Survey
+from ..survey import RADAR_VELOCITY_RANGE, Survey
 from ..units import velocity_factor
 from .hdf5 import read_survey_group, write_survey_group
 
@@ -135,7 +135,7 @@ def write_campaign(path, surveys: list[CampaignSurvey], time_unit: str = "s") ->
     return path
 
 
-def read_campaign(path) -> Campaign:
+def read_campaign(path, velocity_range=RADAR_VELOCITY_RANGE) -> Campaign:
     """Read every panel of a campaign file (or a single-survey file).
 
     Returns
@@ -143,7 +143,8 @@ def read_campaign(path) -> Campaign:
     Campaign
         ``surveys``: the valid panels in file order; ``problems``: name → message
         for each panel that could not be read (missing dataset, NaN picks,
-        sensors outside its grid, bad attributes).
+        sensors outside its grid, bad attributes, picks implying velocities
+        outside ``velocity_range`` in m/s — see :meth:`Survey.check_plausible`).
 
     Raises
     ------
@@ -160,6 +161,7 @@ def read_campaign(path) -> Campaign:
     try:
         with h5py.File(path, "r") as handle:
             if "surveys" in handle:
+                _check_format(handle, path)
                 groups = [(name, handle["surveys"][name], f"{path.name}: survey {name!r}")
                           for name in handle["surveys"]]
             elif "survey" in handle:
@@ -169,7 +171,7 @@ def read_campaign(path) -> Campaign:
                                       f"groups present: {list(handle)}")
             for name, root, label in groups:
                 try:
-                    surveys.append(_read_entry(name, root, label))
+                    surveys.append(_read_entry(name, root, label, velocity_range))
                 except GeoinvError as exc:
                     problems[name] = str(exc)
                 except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged datasets inside a readable file
@@ -179,12 +181,17 @@ def read_campaign(path) -> Campaign:
     return Campaign(surveys, problems)
 
 
-def _read_entry(name: str, root, label: str) -> CampaignSurvey:
-    import h5py
+def _check_format(handle, path: Path) -> None:
+    found = handle.attrs.get("format")
+    found = found.decode() if isinstance(found, bytes) else found
+    if found != CAMPAIGN_FORMAT:
+        raise FileFormatError(f"{path.name}: root attribute format is {found!r}, not {CAMPAIGN_FORMAT!r}; "
+                              "this is not a geoinv campaign file. If you wrote it yourself following "
+                              f"geoinv.io.campaign, set attrs['format'] = {CAMPAIGN_FORMAT!r} on the root")
 
-    if not isinstance(root, h5py.Group):
-        raise FileFormatError(f"{label} is a dataset, not a survey group")
-    survey, grid = read_survey_group(root, label)
+
+def _read_entry(name: str, root, label: str, velocity_range) -> CampaignSurvey:
+    survey, grid = read_survey_group(root, label, velocity_range)
     if survey.traveltimes is None:
         raise FileFormatError(f"{label} holds no traveltimes to invert")
     petrophysics = _petrophysics_from(root.attrs.get("petrophysics"), label)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import FileFormatError
 from ..grid import Grid2D
-from ..survey import Survey
+from ..survey import RADAR_VELOCITY_RANGE, Survey
 from . import hdf5
 from .pygimli import PYGIMLI_SUFFIXES, read_pygimli_survey, write_pygimli_survey
 
@@ -16,7 +16,8 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
 def read_survey(path, group: str = "survey", *, absolute_error: float | None = None,
-                relative_error: float | None = None) -> tuple[Survey, Grid2D | None]:
+                relative_error: float | None = None,
+                velocity_range=RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
     """Read a survey file, choosing the reader by suffix.
 
     Parameters
@@ -28,6 +29,10 @@ def read_survey(path, group: str = "survey", *, absolute_error: float | None = N
         HDF5 group of the survey.
     absolute_error, relative_error : float, optional
         Error model (s, fraction) for pyGIMLi files without an ``err`` column.
+    velocity_range : (float, float) or None
+        Plausible apparent velocities in m/s (default: crosshole radar, 0.01–0.3
+        m/ns); picks outside it are refused as a unit mix-up. ``None`` skips the check
+        (see :meth:`Survey.check_plausible`).
 
     Returns
     -------
@@ -45,10 +50,12 @@ def read_survey(path, group: str = "survey", *, absolute_error: float | None = N
         if absolute_error is not None or relative_error is not None:
             raise FileFormatError(f"{Path(path).name}: an error model applies to pyGIMLi files only; HDF5 "
                                   "surveys store their errors (or pass noise_std= to invert)")
-        return hdf5.read_survey(path, group)
+        return hdf5.read_survey(path, group, velocity_range=velocity_range)
     if suffix in PYGIMLI_SUFFIXES:
-        return read_pygimli_survey(path, absolute_error=absolute_error, relative_error=relative_error), None
-    raise FileFormatError(f"{Path(path).name}: unknown survey file type {suffix!r}; geoinv reads "
+        survey = read_pygimli_survey(path, absolute_error=absolute_error, relative_error=relative_error,
+                                     velocity_range=velocity_range)
+        return survey, None
+    raise FileFormatError(f"{Path(path).name}: unknown survey file suffix {suffix!r}; geoinv reads "
                           f"{', '.join(HDF5_SUFFIXES + PYGIMLI_SUFFIXES)}")
 
 

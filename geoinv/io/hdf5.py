@@ -21,14 +21,22 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
-from ..errors import FileFormatError, GeoinvError
+from .._validation import check_real_dtype
+from ..errors import FileFormatError, GeoinvError, SurveyError
 from ..grid import Grid2D
-from ..survey import Survey
+from ..survey import RADAR_VELOCITY_RANGE, Survey
 from ..units import time_factor
+
+_DATASETS = ("sources", "receivers", "pairs", "traveltimes", "errors", "grid")
 
 __all__ = ["SURVEY_FORMAT", "read_survey", "read_survey_group", "write_result", "write_survey", "write_survey_group"]
 
 SURVEY_FORMAT = "geoinv-survey/1"
+
+
+def _text(value):
+    """An HDF5 string attribute as str (h5py returns bytes for fixed-length strings)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
@@ -99,8 +107,12 @@ def write_result(path, solutions, survey: Survey | None = None, grid: Grid2D | N
             handle.attrs[name] = value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
 
 
-def read_survey(path, group: str = "survey") -> tuple[Survey, Grid2D | None]:
+def read_survey(path, group: str = "survey",
+                velocity_range=RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
     """Read a survey (and its grid, if stored) written by :func:`write_survey`.
+
+    ``velocity_range`` (m/s, default crosshole radar; None skips) bounds the
+    apparent velocities the picks may imply (see :meth:`Survey.check_plausible`).
 
     Returns
     -------
@@ -117,23 +129,39 @@ def read_survey(path, group: str = "survey") -> tuple[Survey, Grid2D | None]:
         with h5py.File(path, "r") as handle:
             if group not in handle:
                 raise FileFormatError(f"{path.name}: no group '/{group}'; groups present: {list(handle)}")
-            return read_survey_group(handle[group], f"{path.name}: '/{group}'")
+            return read_survey_group(handle[group], f"{path.name}: '/{group}'", velocity_range)
     except OSError as exc:
         raise FileFormatError(f"cannot read {path.name} as HDF5: {exc}") from exc
 
 
-def read_survey_group(root, label: str) -> tuple[Survey, Grid2D | None]:
+def read_survey_group(root, label: str, velocity_range=RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
     """Read an open survey group (see :func:`read_survey`); errors start with ``label``.
+
+    The group must carry ``format = "geoinv-survey/1"`` and hold ``pairs``
+    (an implicit all-pairs default would silently misassign picks).
 
     Raises
     ------
     FileFormatError, SurveyError, GridError
         Missing datasets, unknown time unit, invalid values — with ``label`` in the message.
     """
-    missing = [name for name in ("sources", "receivers") if name not in root]
+    import h5py
+
+    if not isinstance(root, h5py.Group):
+        raise FileFormatError(f"{label} is a dataset, not a survey group")
+    found = _text(root.attrs.get("format"))
+    if found != SURVEY_FORMAT:
+        raise FileFormatError(
+            f"{label}: attribute format is {found!r}, not {SURVEY_FORMAT!r}; this is not a geoinv survey "
+            f"group. If you wrote it yourself following geoinv.io.hdf5, set attrs['format'] = {SURVEY_FORMAT!r}")
+    missing = [name for name in ("sources", "receivers", "pairs") if name not in root]
     if missing:
-        raise FileFormatError(f"{label} lacks the dataset(s) {missing}")
-    unit = root.attrs.get("time_unit", "s")
+        raise FileFormatError(f"{label} lacks the dataset(s) {missing}; 'pairs' (n_data, 2) of (source, "
+                              "receiver) indices is required so every pick meets its sensors")
+    unexpected = [name for name in root if name not in _DATASETS]
+    if unexpected:
+        raise FileFormatError(f"{label}: unexpected dataset(s) {unexpected}; a survey group holds {_DATASETS}")
+    unit = _text(root.attrs.get("time_unit", "s"))
     try:
         scale = time_factor(unit, f"{label}: attribute time_unit")
     except GeoinvError as exc:
@@ -141,18 +169,20 @@ def read_survey_group(root, label: str) -> tuple[Survey, Grid2D | None]:
     fields = {name: root[name][()] for name in ("sources", "receivers", "pairs", "traveltimes", "errors")
               if name in root}
     grid_attrs = dict(root["grid"].attrs) if "grid" in root else None
-    for name in ("traveltimes", "errors"):
-        if name in fields:
-            fields[name] = np.asarray(fields[name], dtype=float) * scale
     try:
+        for name in ("traveltimes", "errors"):
+            if name in fields:
+                check_real_dtype(fields[name], name, SurveyError)
+                fields[name] = np.asarray(fields[name], dtype=float) * scale
         survey = Survey(**fields)
         grid = None
         if grid_attrs is not None:
             missing = [key for key in ("shape", "spacing", "origin") if key not in grid_attrs]
             if missing:
                 raise FileFormatError(f"the grid group lacks the attribute(s) {missing}")
-            grid = Grid2D(tuple(grid_attrs["shape"]), tuple(grid_attrs["spacing"]), tuple(grid_attrs["origin"]))
+            grid = Grid2D(grid_attrs["shape"], grid_attrs["spacing"], grid_attrs["origin"])
             survey.check_grid(grid)
+        survey.check_plausible(velocity_range, unit_hint=f"attribute time_unit = {unit!r}")
     except GeoinvError as exc:
         raise type(exc)(f"{label}: {exc}") from exc
     return survey, grid

@@ -23,7 +23,7 @@ import numpy as np
 from .._atomic import atomic_path
 from ..errors import FileFormatError, GridError, SurveyError
 from ..grid import Grid2D
-from ..survey import Survey
+from ..survey import RADAR_VELOCITY_RANGE, Survey
 
 __all__ = [
     "PYGIMLI_SUFFIXES",
@@ -188,7 +188,7 @@ def _errors(data, tokens, keep, traveltimes, absolute_error, relative_error, sou
 
 
 def read_pygimli_survey(path, *, absolute_error: float | None = None,
-                        relative_error: float | None = None) -> Survey:
+                        relative_error: float | None = None, velocity_range=RADAR_VELOCITY_RANGE) -> Survey:
     """Read a traveltime file (unified data format ``.sgt``, or what ``pg.physics.traveltime.load`` reads).
 
     Parameters
@@ -198,6 +198,9 @@ def read_pygimli_survey(path, *, absolute_error: float | None = None,
     absolute_error, relative_error : float, optional
         Error model for files without an ``err`` column (see
         :func:`survey_from_data_container`).
+    velocity_range : (float, float) or None
+        Plausible apparent velocities in m/s; picks outside are refused as a unit
+        mix-up (pyGIMLi files hold times in s). ``None`` skips the check.
 
     Returns
     -------
@@ -216,8 +219,10 @@ def read_pygimli_survey(path, *, absolute_error: float | None = None,
     flags = _valid_column(path, data.size())
     if flags is not None:  # pyGIMLi's loader resets 'valid' to its own check; the file's zeros count too
         data["valid"] = np.asarray(data["valid"]) * (flags != 0)
-    return survey_from_data_container(data, absolute_error=absolute_error, relative_error=relative_error,
-                                      source=path.name)
+    survey = survey_from_data_container(data, absolute_error=absolute_error, relative_error=relative_error,
+                                        source=path.name)
+    survey.check_plausible(velocity_range, path.name, "times in s, as pyGIMLi files hold them")
+    return survey
 
 
 def _valid_column(path: Path, n_data: int) -> np.ndarray | None:

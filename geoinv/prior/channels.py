@@ -83,6 +83,10 @@ def _draw_channel(
     return np.abs(across - centre_line) <= 0.5 * width * np.sqrt(1.0 + slope**2)
 
 
+#: the largest training image generated (about 3 GB of float32 work arrays)
+MAX_IMAGE_PIXELS = 10**8
+
+
 def channelized_image(
     shape: tuple[int, int] = (2500, 2500),
     config: ChannelConfig | None = None,
@@ -111,6 +115,9 @@ def channelized_image(
     rows, cols = (int(n) for n in shape)
     if rows < 2 or cols < 2:
         raise ConfigError(f"shape must be at least 2 × 2, got {shape}")
+    if rows * cols > MAX_IMAGE_PIXELS:
+        raise ConfigError(f"shape {shape} has {rows * cols:.3g} pixels, more than {MAX_IMAGE_PIXELS:.0e} "
+                          "(geoinv.prior.channels.MAX_IMAGE_PIXELS; the default 2500 × 2500 has 6.25e6)")
     z = np.arange(rows, dtype=np.float32)[:, None] - rows / 2
     x = np.arange(cols, dtype=np.float32)[None, :] - cols / 2
     theta = math.radians(config.direction_deg)

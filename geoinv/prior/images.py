@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_path
+from .._validation import check_real_dtype
 from ..errors import ConfigError, FileFormatError
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "PatchSampler",
     "image_hash",
     "read_image",
@@ -26,6 +28,10 @@ __all__ = [
 
 _SUFFIXES = {".png": "png", ".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5", ".gslib": "gslib",
              ".sgems": "gslib", ".dat": "gslib", ".txt": "gslib"}
+
+
+#: suffixes read and written as training images
+IMAGE_SUFFIXES = tuple(sorted(_SUFFIXES))
 
 
 def _format_of(path: Path, fmt: str | None) -> str:
@@ -41,7 +47,12 @@ def _format_of(path: Path, fmt: str | None) -> str:
 
 
 def _binarize(image: np.ndarray, threshold: float | None, path: Path) -> np.ndarray:
-    image = np.asarray(image, dtype=np.float64)
+    """0/1 array: 1 for the high values of the file."""
+    image = np.asarray(image)
+    if image.dtype == bool:  # a boolean map is already binary
+        image = image.astype(np.uint8)
+    check_real_dtype(image, f"{path.name}: pixel values", FileFormatError)
+    image = image.astype(np.float64)
     if image.ndim != 2:
         raise FileFormatError(f"{path.name}: a training image must be 2-D, got shape {image.shape}")
     if not np.isfinite(image).all():
@@ -59,6 +70,10 @@ def _binarize(image: np.ndarray, threshold: float | None, path: Path) -> np.ndar
     return (image > threshold).astype(np.uint8)
 
 
+#: GSLIB headers naming more variables than this are taken for a damaged file
+MAX_GSLIB_VARIABLES = 1000
+
+
 def _read_gslib(path: Path) -> np.ndarray:
     """Read a GSLIB/SGeMS ASCII grid whose title line holds ``nx ny nz``."""
     with open(path) as handle:
@@ -67,8 +82,13 @@ def _read_gslib(path: Path) -> np.ndarray:
             n_var = int(handle.readline().split()[0])
         except (IndexError, ValueError):
             raise FileFormatError(f"{path.name}: line 2 must hold the number of variables") from None
-        for _ in range(n_var):
-            handle.readline()
+        if not 1 <= n_var <= MAX_GSLIB_VARIABLES:
+            raise FileFormatError(f"{path.name}: line 2 claims {n_var} variables; a GSLIB file names 1 to "
+                                  f"{MAX_GSLIB_VARIABLES} (one per line after it). Is the header damaged?")
+        for index in range(n_var):
+            if not handle.readline():
+                raise FileFormatError(f"{path.name}: the header names {n_var} variables but the file ends "
+                                      f"after {index}")
         values = np.loadtxt(handle, ndmin=2)[:, 0]
     try:
         dims = [int(t) for t in title[:3]]
@@ -79,13 +99,25 @@ def _read_gslib(path: Path) -> np.ndarray:
     else:
         raise FileFormatError(
             f"{path.name}: the title line must start with the grid size 'nx ny [nz]' "
-            f"matching the {values.size} values"
+            f"matching the {values.size} values (it says {' '.join(title[:3])!r})"
         )
     # GSLIB order: x fastest, then y upward; rows of our image go downward.
     return values.reshape(ny, nx)[::-1]
 
 
-def read_image(path, fmt: str | None = None, threshold: float | None = None) -> np.ndarray:
+#: which pixels are channels: dark/low values or light/high values of the file
+POLARITIES = ("dark", "light", "low", "high")
+#: the minority facies must cover at least this fraction of a training image
+MIN_FACIES_FRACTION = 0.01
+
+
+def default_polarity(kind: str) -> str:
+    """Channels are dark in PNG images (as printed) and the value 1 in numeric formats."""
+    return "dark" if kind == "png" else "high"
+
+
+def read_image(path, fmt: str | None = None, threshold: float | None = None,
+               channels: str | None = None) -> np.ndarray:
     """Read a binary training image.
 
     Parameters
@@ -95,27 +127,79 @@ def read_image(path, fmt: str | None = None, threshold: float | None = None) -> 
     fmt : {'png', 'npy', 'hdf5', 'gslib'}, optional
         Format; guessed from the suffix if omitted.
     threshold : float, optional
-        For non-binary images: values above it become channel (1). Without it a
+        For non-binary images: values above it become the high facies. Without it a
         non-binary image raises :class:`~geoinv.errors.FileFormatError`.
+    channels : {'dark', 'light', 'low', 'high'}, optional
+        Which pixels are channels: ``'dark'``/``'low'`` (low grey or numeric
+        values) or ``'light'``/``'high'``. Default: ``'dark'`` for PNG (as in
+        printed training images), ``'high'`` (channel = 1) for NPY, HDF5 and GSLIB.
 
     Returns
     -------
-    numpy.ndarray of uint8, shape (rows, cols), rows downward.
+    numpy.ndarray of uint8, shape (rows, cols), rows downward; 1 = channel.
+
+    Raises
+    ------
+    FileFormatError
+        Unreadable, non-binary (without ``threshold``), transparent, or (nearly)
+        one facies only: fewer than 1 % of the pixels in the minority facies.
+
+    Warns
+    -----
+    GeoinvWarning
+        When more than half of the pixels are channels: channels are the
+        minority facies of channelized images, so the polarity may be inverted.
     """
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"training image {str(path)!r} does not exist")
     kind = _format_of(path, fmt)
+    polarity = default_polarity(kind) if channels is None else channels
+    if polarity not in POLARITIES:
+        raise ConfigError(f"channels must be 'dark', 'light', 'low' or 'high' (which pixels are channels), "
+                          f"got {channels!r}")
+    binary = _binarize(_read_raw(path, kind), threshold, path)
+    if polarity in ("dark", "low"):
+        binary = 1 - binary
+    _check_facies(binary, path, polarity, channels is None)
+    return binary
+
+
+def _check_facies(binary: np.ndarray, path: Path, polarity: str, defaulted: bool) -> None:
+    import warnings
+
+    from ..errors import GeoinvWarning
+
+    proportion = float(binary.mean())
+    if min(proportion, 1 - proportion) < MIN_FACIES_FRACTION:
+        raise FileFormatError(
+            f"{path.name}: {100 * proportion:.2f} % of the pixels are channels: the image holds (nearly) one "
+            f"facies only, a constant image a VAE cannot learn channels from. Check the file (and the threshold)")
+    if proportion > 0.5:
+        option = "light" if polarity in ("dark", "low") else "dark"
+        warnings.warn(
+            f"{path.name}: {100 * proportion:.0f} % of the pixels are channels (read with channels="
+            f"{polarity!r}{' (the default)' if defaulted else ''}); channels are usually the minority facies. "
+            f"Is the polarity inverted? If so pass channels={option!r} (geoinv train-vae --channels {option})",
+            GeoinvWarning, stacklevel=3)
+
+
+def _read_raw(path: Path, kind: str) -> np.ndarray:
+    """The file's values as an array, low = dark (0 … 255 for PNG)."""
     try:
         if kind == "png":
             import matplotlib.image as mpimg
 
             data = mpimg.imread(path)
             if data.ndim == 3:
+                if data.shape[-1] == 4 and (data[..., 3] < 1).any():
+                    raise FileFormatError(
+                        f"{path.name}: {100 * float((data[..., 3] < 1).mean()):.0f} % of the pixels are "
+                        "transparent (alpha < 1), so their facies is undefined; flatten the image onto a "
+                        "background first")
                 data = data[..., :3].mean(axis=-1)
             if data.dtype.kind == "f":
                 data = np.round(data * 255)
-            data = 255 - data  # dark pixels are channels, as in printed training images
         elif kind == "npy":
             data = np.load(path, allow_pickle=False)
         elif kind == "hdf5":
@@ -133,19 +217,29 @@ def read_image(path, fmt: str | None = None, threshold: float | None = None) -> 
         raise
     except Exception as exc:  # a corrupt file: report which, and why
         raise FileFormatError(f"cannot read {path.name} as {kind}: {exc}") from exc
-    return _binarize(data, threshold, path)
+    return data
 
 
-def write_image(path, image: np.ndarray, fmt: str | None = None, metadata: dict | None = None) -> None:
-    """Write a binary image atomically (HDF5 stores ``metadata`` as JSON attributes)."""
+def write_image(path, image: np.ndarray, fmt: str | None = None, metadata: dict | None = None,
+                channels: str | None = None) -> None:
+    """Write a binary image (1 = channel) atomically; HDF5 stores ``metadata`` as JSON attributes.
+
+    ``channels`` (PNG only): ``'dark'`` (default, as printed) or ``'light'``
+    channel pixels; read the file back with the same value.
+    """
     path = Path(path)
     kind = _format_of(path, fmt)
+    if channels not in (None, "dark", "light"):
+        raise ConfigError(f"channels must be 'dark' or 'light' (PNG channel pixels), got {channels!r}")
+    if channels is not None and kind != "png":
+        raise ConfigError(f"channels applies to PNG images only; {path.name} stores channels as the value 1")
     binary = (np.asarray(image) > 0.5).astype(np.uint8)
     with atomic_path(path) as tmp_name:
         if kind == "png":
             import matplotlib.image as mpimg
 
-            mpimg.imsave(tmp_name, 255 - 255 * binary, cmap="gray", vmin=0, vmax=255, format="png")
+            grey = 255 * binary if channels == "light" else 255 - 255 * binary
+            mpimg.imsave(tmp_name, grey, cmap="gray", vmin=0, vmax=255, format="png")
         elif kind == "npy":
             with open(tmp_name, "wb") as out:
                 np.save(out, binary)
@@ -195,6 +289,10 @@ class PatchSampler:
         self.image = torch.as_tensor(np.asarray(image) > 0.5, dtype=torch.float32)
         if self.image.ndim != 2:
             raise ConfigError(f"image must be 2-D, got shape {tuple(self.image.shape)}")
+        proportion = float(self.image.mean())
+        if min(proportion, 1 - proportion) < MIN_FACIES_FRACTION:
+            raise ConfigError(f"the training image is (nearly) one facies: {100 * proportion:.2f} % channel; "
+                              "crops of it teach a prior nothing about channels")
         self.patch_shape = tuple(int(n) for n in patch_shape)
         if not 0.0 <= holdout_fraction < 1.0:
             raise ConfigError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")

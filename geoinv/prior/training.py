@@ -159,8 +159,9 @@ class _Trainer:
     """One training run: state, a step, evaluation and checkpointing."""
 
     def __init__(self, image, checkpoint: Path, vae_config: VAEConfig, config: TrainConfig, device,
-                 holdout_fraction: float, image_source: str) -> None:
+                 holdout_fraction: float, image_source: str, image_channels: str = "") -> None:
         self.config, self.device, self.checkpoint = config, torch.device(device), checkpoint
+        self.image_channels = image_channels
         self.sampler = PatchSampler(image, vae_config.model_shape, holdout_fraction)
         self.ti_hash, self.image_shape, self.image_source = image_hash(image), list(np.shape(image)), image_source
         with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG untouched
@@ -246,6 +247,8 @@ class _Trainer:
             "training": {**asdict(config), "steps_done": self.step, "patches_seen": self.step * config.batch_size,
                          "elapsed_s": elapsed, "device": str(self.device), "finished": final},
             "data": {"training_image_sha256": self.ti_hash, "training_image": self.image_source,
+                     "training_image_channels": self.image_channels,
+                     "channel_proportion": float(self.sampler.image.mean()),
                      "image_shape": self.image_shape, "patch_shape": list(self.vae.model_shape),
                      "holdout_rows": list(self.sampler.test_rows)},
             "history": self.history,
@@ -296,6 +299,7 @@ def train_vae(
     holdout_fraction: float = 0.1,
     image_source: str = "",
     progress: bool = True,
+    image_channels: str = "",
 ) -> VAE:
     """Train (or resume training) a VAE on random crops of a training image.
 
@@ -319,6 +323,9 @@ def train_vae(
         Where the image came from (recorded as provenance).
     progress : bool
         Show a tqdm progress bar.
+    image_channels : str
+        Which pixels of the file were read as channels (``read_image``'s
+        ``channels``), recorded as provenance.
 
     Returns
     -------
@@ -326,7 +333,7 @@ def train_vae(
         The trained model in eval mode; its history is in ``vae.metadata``.
     """
     trainer = _Trainer(image, Path(checkpoint), vae_config or VAEConfig(), config or TrainConfig(), device,
-                       holdout_fraction, image_source)
+                       holdout_fraction, image_source, image_channels)
     trainer.run(progress)
     vae = trainer.vae.eval()
     vae.metadata = read_checkpoint(checkpoint)["metadata"]

@@ -23,6 +23,12 @@ __all__ = ["CHECKPOINT_FORMAT", "VAE", "VAEConfig", "load_vae", "save_checkpoint
 CHECKPOINT_FORMAT = "geoinv-vae/1"
 
 
+#: the largest model (cells) a VAE prior is built for (2000 × 2000)
+MAX_VAE_CELLS = 4 * 10**6
+#: the widest layer (latent size, hidden units, channels) a VAE config may ask for
+MAX_WIDTH = 8192
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """Architecture of a :class:`VAE`.
@@ -55,8 +61,14 @@ class VAEConfig:
             object.__setattr__(self, name, tuple(int(n) for n in getattr(self, name)))
         if len(self.model_shape) != 2 or min(self.model_shape) < 4:
             raise ConfigError(f"model_shape must be (nz, nx) with both >= 4, got {self.model_shape}")
-        if self.latent_dim < 1 or self.hidden < 1:
-            raise ConfigError("latent_dim and hidden must be >= 1")
+        cells = self.model_shape[0] * self.model_shape[1]
+        if cells > MAX_VAE_CELLS:
+            raise ConfigError(f"model_shape {self.model_shape} has {cells:.3g} cells, too large for a VAE prior "
+                              f"(at most {MAX_VAE_CELLS:.0e}, geoinv.prior.vae.MAX_VAE_CELLS); use coarser cells")
+        if not (1 <= self.latent_dim <= MAX_WIDTH and 1 <= self.hidden <= MAX_WIDTH
+                and all(1 <= n <= MAX_WIDTH for n in self.channels)):
+            raise ConfigError(f"latent_dim, hidden and channels must lie in 1..{MAX_WIDTH}, got latent_dim="
+                              f"{self.latent_dim}, hidden={self.hidden}, channels={self.channels}")
         if not len(self.channels) == len(self.kernels) == len(self.strides) >= 1:
             raise ConfigError("channels, kernels and strides need one entry per convolution")
         if self.norm not in ("instance", "batch", "none"):
@@ -88,6 +100,10 @@ def _conv_shapes(config: VAEConfig) -> list[tuple[int, int]]:
         shapes.append(tuple((n + 2 * pad - kernel) // stride + 1 for n in shapes[-1]))
     if min(shapes[-1]) < 1:
         raise ConfigError(f"model_shape {config.model_shape} is too small for {len(config.kernels)} convolutions")
+    if config.norm == "instance" and shapes[-1][0] * shapes[-1][1] < 2:
+        raise ConfigError(f"model_shape {config.model_shape} is too small for {len(config.kernels)} convolutions "
+                          f"with instance normalisation (the last feature maps are {shapes[-1]}, instance norm "
+                          "needs 2 cells or more); use a larger model_shape or fewer convolutions")
     return shapes
 
 
@@ -270,21 +286,33 @@ def load_vae(path, device: str | torch.device = "cpu", expect_shape=None) -> VAE
         In eval mode, float32, with the checkpoint's provenance in ``.metadata``.
     """
     payload = read_checkpoint(path)
+    name = Path(path).name
+    missing = [key for key in ("config", "state_dict") if not isinstance(payload.get(key), dict)]
+    if missing:
+        raise CheckpointError(f"{name}: the checkpoint lacks {missing} (or they are not dictionaries); it is "
+                              "damaged or was not written by geoinv: retrain or re-export it")
     try:
         config = VAEConfig(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in payload["config"].items()})
-    except (TypeError, KeyError) as exc:
-        raise CheckpointError(f"{Path(path).name}: invalid architecture config ({exc})") from exc
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{name}: invalid architecture config ({exc})") from exc
     if expect_shape is not None and tuple(expect_shape) != config.model_shape:
         raise CheckpointError(
             f"{Path(path).name} holds a VAE for models of shape {config.model_shape}, "
             f"but shape {tuple(expect_shape)} was expected; train a VAE for that grid"
         )
+    state = payload["state_dict"]
+    if not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise CheckpointError(f"{name}: state_dict holds values that are not tensors; the checkpoint is damaged")
+    broken = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise CheckpointError(f"{name}: {len(broken)} weight tensor(s) hold NaN/inf values (first: {broken[0]!r}); "
+                              "training diverged or the file is damaged: use an earlier checkpoint or retrain")
     vae = VAE(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         vae.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{Path(path).name}: weights do not match the stored architecture ({exc})") from exc
+        raise CheckpointError(f"{name}: weights do not match the stored architecture ({exc})") from exc
     vae.metadata = payload.get("metadata", {})
     return vae.to(device).eval()

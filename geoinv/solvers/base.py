@@ -14,7 +14,19 @@ from ..errors import ConfigError, FileFormatError
 from ..problem import InverseProblem
 from .callbacks import Monitor, ProgressBar
 
-__all__ = ["ACCEPTANCE", "Solutions", "Solver"]
+__all__ = ["ACCEPTANCE", "MAX_STARTS", "Solutions", "Solver", "check_n_starts"]
+
+#: the most starts (candidates) per data set a solve may ask for: each is decoded as a full model
+MAX_STARTS = 100_000
+
+
+def check_n_starts(value, name: str = "n_starts") -> int:
+    """Return ``value`` as an int in 1..MAX_STARTS, else raise :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_STARTS:
+        raise ConfigError(f"{name} must be an integer from 1 to {MAX_STARTS} (geoinv.solvers.base.MAX_STARTS), "
+                          f"got {value!r}")
+    return int(value)
+
 
 SOLUTIONS_FORMAT = "geoinv-solutions/1"
 
@@ -142,14 +154,21 @@ class Solutions:
         return "\n".join(lines)
 
     def to_hdf5(self, path, group: str = "solutions", mode: str = "a") -> None:
-        """Write to ``path`` under ``group`` (atomically when the file is new or ``mode='w'``)."""
+        """Write to ``path`` under ``group``, atomically.
+
+        ``mode='a'`` keeps the file's other groups (a copy of it gets the new
+        group and replaces it); ``'w'`` starts a new file.
+        """
+        import shutil
+
         import h5py
 
-        if mode == "w" or not _exists(path):
-            with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-                self.write_group(handle, group)
-        else:
-            with h5py.File(path, mode) as handle:
+        if mode not in ("a", "w"):
+            raise ConfigError(f"mode must be 'a' (add to the file) or 'w' (replace it), got {mode!r}")
+        with atomic_path(path) as tmp:
+            if mode == "a" and _exists(path):
+                shutil.copyfile(path, tmp)
+            with h5py.File(tmp, "a") as handle:
                 self.write_group(handle, group)
 
     def write_group(self, handle, group: str = "solutions") -> None:
@@ -189,6 +208,11 @@ class Solutions:
                 if group not in handle or handle[group].attrs.get("format") != SOLUTIONS_FORMAT:
                     raise FileFormatError(f"{path}: no geoinv solutions under '/{group}'")
                 root = handle[group]
+                missing = [name for name in (*_TENSORS[:4], "history") if name not in root]
+                missing += [name for name in ("config", "wall_time") if name not in root.attrs]
+                if missing:
+                    raise FileFormatError(f"{path}: the solutions group '/{group}' lacks {missing} "
+                                          "(an incomplete or foreign file); write it with Solutions.to_hdf5")
                 tensors = {name: torch.as_tensor(root[name][()]) for name in _TENSORS if name in root}
                 history = {key: root["history"][key][()] for key in root["history"]}
                 config = json.loads(root.attrs["config"])
@@ -197,6 +221,11 @@ class Solutions:
                            if "refined" in root else None)
         except OSError as exc:
             raise FileFormatError(f"cannot read {path} as HDF5: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, FileFormatError):
+                raise
+            raise FileFormatError(f"{path}: the solutions group '/{group}' is damaged ({type(exc).__name__}: "
+                                  f"{exc})") from exc
         return cls(**tensors, history=history, config=config, wall_time=wall_time, refined=refined)
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SolverError
 from ..prior.base import REGULARIZATIONS, expected_latent_norm
 from ..problem import InverseProblem
-from .base import Solutions, Solver
+from .base import Solutions, Solver, check_n_starts
 
 __all__ = ["LatentSGD", "LatentSGDConfig", "Stage", "expected_latent_norm"]
 
@@ -144,8 +144,7 @@ class LatentSGDConfig(Stage):
         if not all(isinstance(stage, Stage) for stage in stages):
             raise ConfigError("then must hold Stage objects (or dicts of their fields)")
         object.__setattr__(self, "then", tuple(stage.as_stage() for stage in stages))
-        if self.n_starts < 1:
-            raise ConfigError(f"n_starts must be >= 1, got {self.n_starts}")
+        check_n_starts(self.n_starts)
         if self.record_every is not None and self.record_every < 1:
             raise ConfigError("record_every must be >= 1 or None")
 
@@ -345,7 +344,7 @@ class LatentSGD(Solver):
                 batch_rmse = self._step(stage, stage_problem, optimizer, latent, rows, weights, data_index,
                                         reg_weight)
                 step += 1
-                self._check_finite(latent, len(history["step_size"]) + 1, step_size)
+                self._check_finite(latent, batch_rmse, len(history["step_size"]) + 1, index, step_size)
                 for key, value in (("batch_rmse", batch_rmse.reshape(shape).cpu().numpy()),
                                    ("step_size", step_size), ("reg_weight", reg_weight), ("stage", index),
                                    ("temperature", stage.temperature)):
@@ -384,10 +383,18 @@ class LatentSGD(Solver):
         return residual.detach().pow(2).mean(1).sqrt()
 
     @staticmethod
-    def _check_finite(latent: torch.Tensor, step: int, step_size: float) -> None:
+    def _check_finite(latent: torch.Tensor, batch_rmse: torch.Tensor, step: int, stage: int,
+                      step_size: float) -> None:
+        """Stop at the first step that yields NaN/inf: every later step would only spread it."""
         if not torch.isfinite(latent).all():
-            raise ConfigError(f"latent SGD diverged at step {step}: latent vectors became NaN/inf with "
-                              f"step_size {step_size:g}; lower step_size (or misfit_scale)")
+            raise SolverError(f"latent SGD diverged at step {step} (stage {stage}): latent vectors became NaN/inf "
+                              f"with step_size {step_size:g}; lower step_size (or misfit_scale)")
+        bad = ~torch.isfinite(batch_rmse)
+        if bad.any():
+            raise SolverError(f"latent SGD at step {step} (stage {stage}): the misfit of {int(bad.sum())} of "
+                              f"{bad.numel()} starts is NaN/inf, so the forward model or the decoder returned "
+                              f"NaN/inf where the search went (step_size {step_size:g}); lower step_size, or "
+                              "check the problem's forward on these parameters")
 
     @staticmethod
     def _initial(problem, initial, n_surveys, n_starts, generator) -> torch.Tensor:
