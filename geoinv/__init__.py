@@ -6,7 +6,16 @@ The public API is re-exported here; see the README for a tour.
 from ._version import __version__
 from .batch import BatchSettings, run_batch
 from .core import build_problem, default_refinement, invert, make_solver
-from .errors import CheckpointError, ConfigError, FileFormatError, GeoinvError, GridError, SurveyError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    FileFormatError,
+    GeoinvError,
+    GeoinvWarning,
+    GridError,
+    SolverError,
+    SurveyError,
+)
 from .forward import Eikonal, ForwardOperator, NumpyKernelOperator, StraightRay, forward
 from .grid import Grid2D
 from .interop import GeoinvModelling, LatentModelling, solutions_to_mesh
@@ -55,6 +64,7 @@ __all__ = [
     "ForwardOperator",
     "GeoinvError",
     "GeoinvModelling",
+    "GeoinvWarning",
     "Grid2D",
     "GridError",
     "InverseProblem",
@@ -68,6 +78,7 @@ __all__ = [
     "RefineConfig",
     "Solutions",
     "Solver",
+    "SolverError",
     "Stage",
     "StandardNormalPrior",
     "StraightRay",

@@ -7,6 +7,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from ._signals import check
+
 
 @contextmanager
 def atomic_path(path):
@@ -28,6 +30,7 @@ def atomic_path(path):
     try:
         os.close(handle)
         yield Path(tmp_name)
+        check()  # a signal swallowed while writing: keep the earlier file
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode

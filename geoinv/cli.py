@@ -6,10 +6,10 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 from pathlib import Path
 
+from ._signals import Interrupted, check, interruptible
 from .errors import ConfigError, GeoinvError
 
 CACHE_DIR = Path(os.environ.get("GEOINV_CACHE", Path.home() / ".cache" / "geoinv"))
@@ -30,18 +30,6 @@ def _cmd_make_ti(args: argparse.Namespace) -> None:
                 "seed": args.seed, "channels": args.channels or "default", "command": command.strip(), "statistics": stats}
     write_image(args.output, image, metadata=metadata, channels=args.channels)
     print(json.dumps({"output": str(args.output), **stats}, indent=2))
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT: raised in the main thread so every ``finally`` (temporary files) runs."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _interrupt(signum, frame):
-    raise Interrupted(signum)
 
 
 def _integer(low: int, high: int):
@@ -369,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        args.func(args)
+        with interruptible():
+            args.func(args)
+            check()  # a signal swallowed on the way still ends the run as interrupted
     except GeoinvError as exc:
         return _fail(args, f"error: {exc}", 2)
     except Interrupted as exc:
@@ -384,9 +373,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - no raw traceback reaches a user unless asked for
         return _fail(args, f"internal error: {type(exc).__name__}: {exc}. This is a bug in geoinv: rerun "
                      "with --debug for the traceback and report it", 1)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
     return 0
 
 

@@ -20,7 +20,8 @@ from .solvers import ACCEPTANCE, Solutions
 from .survey import Survey
 from .units import ns_to_s, s_to_ns
 
-__all__ = ["DemoReport", "check_output", "check_output_folder", "invert_file", "invert_survey", "representative_crop", "run_demo", "simulate_comparison"]
+__all__ = ["DemoReport", "check_output", "check_output_folder", "invert_file", "invert_survey", "representative_crop",
+           "run_demo", "simulate_comparison"]
 
 
 def representative_crop(sampler, seed: int, proportion=(0.18, 0.36)) -> torch.Tensor:

@@ -629,6 +629,18 @@ def _(tmp):
            LatentSGD(LatentSGDConfig(epochs=3, n_starts=2, progress=False)), grid=grid)
 
 
+@case("invert with errors of 1e30 s (every start would be 'accepted')", "solve", r"errors.*larger")
+def _(tmp):
+    from geoinv import Grid2D, LatentSGD, LatentSGDConfig, Survey, invert
+
+    from .helpers import TinyDecoder
+
+    grid = Grid2D((10, 8), 0.5)
+    survey = Survey([[0.0, 1.0], [0.0, 3.0]], [[4.0, 1.0], [4.0, 4.0]])
+    invert(survey.with_data(survey.distances / VELOCITY, 1e30), TinyDecoder(grid.shape), "straight-ray",
+           LatentSGD(LatentSGDConfig(epochs=3, n_starts=2, progress=False)), grid=grid)
+
+
 # ---------------------------------------------------------------- CLI (argv, protected files)
 
 QUICK = ["--starts", "2", "--epochs", "1", "--quiet", "--no-refine"]

@@ -70,7 +70,7 @@ def earlier_result(tmp_path_factory) -> Path:
     """A complete demo result made by an uninterrupted run."""
     folder = tmp_path_factory.mktemp("earlier")
     process = _launch([*DEMO, "--output", str(folder)], folder)
-    out, err = process.communicate(timeout=600)
+    _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     _assert_complete_demo(folder)
     return folder
@@ -94,7 +94,7 @@ def test_interrupted_demo_leaves_complete_files_only(point, signum, earlier_resu
     else:
         name = point.split()[-1]
         sent = _signal_when(process, lambda: bool(_temporaries(tmp_path, name)), signum)
-    out, err = process.communicate(timeout=120)
+    _, err = process.communicate(timeout=120)
     assert sent, f"the run ended before the point '{point}': {err}"
     assert process.returncode == 128 + signum, (process.returncode, err)
     assert "interrupted" in err and "Traceback" not in err
@@ -115,7 +115,7 @@ def test_interrupted_invert_keeps_the_earlier_result(earlier_result, tmp_path):
     process = _launch(["invert", str(survey), "--starts", "2", "--epochs", "2", "--quiet", "--no-refine",
                        "--overwrite", "--output", str(result)], tmp_path)
     sent = _signal_when(process, lambda: bool(_temporaries(tmp_path, "result.h5")), signal.SIGTERM)
-    out, err = process.communicate(timeout=120)
+    _, err = process.communicate(timeout=120)
     assert sent and process.returncode == 143, (process.returncode, err)
     assert result.read_bytes() == before
     assert not _temporaries(tmp_path, "result.h5") and not _temporaries(tmp_path, "result.png")

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._signals import acknowledge
 from ..errors import CheckpointError, ConfigError
 from ..metrics import binary_fraction
 from .adversarial import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
@@ -279,6 +280,7 @@ class _Trainer:
                     self.write()
                     last_save = time.monotonic()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the CLI maps it): keep the progress, then stop
+            acknowledge()  # delivered: let the checkpoint below be written
             bar.close()
             # interrupted inside a step: rewind its random draws so that the resumed run
             # sees the same batches as an uninterrupted one

@@ -13,6 +13,7 @@ from typing import Self
 
 from tqdm.auto import tqdm
 
+from .._signals import check
 from ..errors import ConfigError
 
 __all__ = ["Callback", "EarlyStopping", "Monitor", "ProgressBar", "RunInfo"]
@@ -143,6 +144,7 @@ class Monitor:
         return self
 
     def step(self, **metrics) -> bool:
+        check()  # an interruption swallowed inside a finalizer still stops the solve here
         self.run.step += 1
         self.run.metrics.update(metrics)
         stop = False
