@@ -62,3 +62,14 @@ def require_positive(value: float, name: str, error: type[GeoinvError] = GeoinvE
     if not np.isfinite(number) or number <= 0:
         raise error(f"{name} must be a positive finite number, got {value!r}")
     return number
+
+
+def require_file(path, what: str, error: type[GeoinvError] = GeoinvError) -> None:
+    """Raise ``error`` naming ``what`` unless ``path`` is an existing file (not a folder)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{what} {str(path)!r} is a folder, not a file; give the file's path")
+    if not path.is_file():
+        raise error(f"{what} {str(path)!r} does not exist")

@@ -327,6 +327,8 @@ def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), 
     if settings.prior_path is not None and not Path(settings.prior_path).is_file():
         raise ConfigError(f"prior checkpoint {settings.prior_path!r} does not exist")
     campaign = read_campaign(campaign_path)
+    if not campaign.surveys and not campaign.problems:
+        raise FileFormatError(f"{Path(campaign_path).name} holds no surveys (its '/surveys' group is empty)")
     folder = _parts_folder(output)
     folder.mkdir(parents=True, exist_ok=True)
     prior_hash = _prior_hash(settings.prior_path)

@@ -135,12 +135,19 @@ def _cmd_export_vae(args: argparse.Namespace) -> None:
 def _velocities(text: str):
     """``--velocities CHANNEL,MATRIX`` in m/ns → FaciesVelocity."""
     from .petrophysics import FaciesVelocity
+    from .survey import RADAR_VELOCITY_RANGE
+    from .units import m_per_s_to_m_per_ns
 
     try:
         channel, matrix = (float(value) for value in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected two velocities in m/ns as CHANNEL,MATRIX (e.g. 0.06,0.08), got {text!r}") from None
+    slowest, fastest = (m_per_s_to_m_per_ns(v) for v in RADAR_VELOCITY_RANGE)
+    if not all(slowest <= v <= fastest for v in (channel, matrix)):
+        raise argparse.ArgumentTypeError(
+            f"radar velocities lie in {slowest:g}-{fastest:g} m/ns (light in vacuum is 0.3), got {text}; are they "
+            "in m/ns? (for other waves use the Python API: geoinv.FaciesVelocity(..., unit='m/s'))")
     try:
         return FaciesVelocity(channel, matrix, unit="m/ns")
     except GeoinvError as exc:
@@ -230,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="forward operator (every registered one, plug-ins included)")
     demo.add_argument("--starts", type=STARTS, default=10, help="random starts, optimised as one batch")
     demo.add_argument("--seed", type=SEED, default=0)
-    demo.add_argument("--noise", type=POSITIVE, default=0.25, help="noise standard deviation (ns)")
+    demo.add_argument("--noise", type=_number(0.0, 100.0), default=0.25, help="noise standard deviation (ns)")
     demo.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
     demo.add_argument("--velocities", type=_velocities, help=velocity_help)
     demo.add_argument("--no-refine", action="store_true",
@@ -301,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     make_ti.add_argument("--rows", type=_integer(2, 100_000), default=2500)
     make_ti.add_argument("--cols", type=_integer(2, 100_000), default=2500)
     make_ti.add_argument("--proportion", type=float, default=0.26, help="channel proportion")
-    make_ti.add_argument("--direction", type=float, default=0.0, help="main direction (degrees from x)")
-    make_ti.add_argument("--width", type=POSITIVE, default=12.0, help="mean channel width (pixels)")
+    make_ti.add_argument("--direction", type=_number(-360.0, 360.0, low_open=False), default=0.0, help="main direction (degrees from x)")
+    make_ti.add_argument("--width", type=_number(0.0, 10_000.0), default=12.0, help="mean channel width (pixels)")
     make_ti.add_argument("--seed", type=SEED, default=0)
     make_ti.add_argument("--channels", choices=("dark", "light"),
                          help="PNG only: channel pixels dark (default, as printed) or light")

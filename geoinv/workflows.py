@@ -41,6 +41,8 @@ def check_output(path: Path, suffixes: tuple[str, ...], inputs=(), overwrite: bo
     ``overwrite`` is False, that no file of that name exists yet (None: replace silently).
     """
     path = Path(path)
+    if not path.name or path.name in (".", ".."):
+        raise ConfigError(f"output {str(path)!r} names no file; give a file name ending in {' or '.join(suffixes)}")
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"output {str(path)!r} has the suffix {path.suffix!r}; it must end in "
                           f"{' or '.join(suffixes)}")
@@ -182,7 +184,7 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     from .plot import inversion_figure
     from .prior import load_prior
 
-    figure = Path(output).with_suffix(".png")
+    figure = Path(output).with_suffix(".png") if Path(output).suffix else None  # no suffix: refused below
     output = check_output(output, (".h5", ".hdf5"), inputs=(path, prior_path), overwrite=overwrite, figure=figure)
     survey, grid = read_survey(path, absolute_error=absolute_error, relative_error=relative_error)
     prior = load_prior(prior_path).frozen()
@@ -196,7 +198,7 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     solutions = invert(survey, prior, operator, method, petrophysics, n_candidates=n_starts,
                        refine="default" if refine else None)
     write_result(output, solutions, survey, grid)
-    inversion_figure(grid, solutions, figure, survey=survey, title=f"{solver_name}, {forward_name} forward")
+    inversion_figure(grid, solutions, output.with_suffix(".png"), survey=survey, title=f"{solver_name}, {forward_name} forward")
     return solutions
 
 

@@ -856,6 +856,37 @@ def _(tmp):
     return ["batch", str(source), str(source)], [source]
 
 
+@cli_case("batch on a campaign with no surveys", r"holds no surveys")
+def _(tmp):
+    with h5py.File(tmp / "campaign.h5", "w") as handle:
+        handle.attrs["format"] = "geoinv-campaign/1"
+        handle.create_group("surveys")
+    return ["batch", str(tmp / "campaign.h5"), str(tmp / "out.h5"), "--quiet"], [tmp / "campaign.h5"]
+
+
+@cli_case("invert a folder named like a survey", r"is a folder, not a file")
+def _(tmp):
+    (tmp / "survey.h5").mkdir()
+    return ["invert", str(tmp / "survey.h5"), *QUICK, "--output", str(tmp / "r.h5")], []
+
+
+@cli_case("invert --velocities faster than light", r"--velocities.*m/ns")
+def _(tmp):
+    source = survey_file(tmp)
+    return ["invert", str(source), *QUICK, "--velocities", "0.5,0.9", "--output", str(tmp / "r.h5")], [source]
+
+
+@cli_case("invert --output ''", r"names no file")
+def _(tmp):
+    source = survey_file(tmp)
+    return ["invert", str(source), *QUICK, "--output", ""], [source]
+
+
+@cli_case("make-ti --direction nan", r"--direction")
+def _(tmp):
+    return ["make-ti", str(tmp / "ti.h5"), "--rows", "50", "--cols", "50", "--direction", "nan"], []
+
+
 def case_names() -> list[str]:
     return [c.name for c in CASES]
 

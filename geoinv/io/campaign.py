@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
+from .._validation import require_file
 from ..errors import ConfigError, FileFormatError, GeoinvError
 from ..grid import Grid2D
 from ..petrophysics import FaciesVelocity
@@ -155,8 +156,7 @@ def read_campaign(path, velocity_range=RADAR_VELOCITY_RANGE) -> Campaign:
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"campaign file {str(path)!r} does not exist")
+    require_file(path, "campaign file", FileFormatError)
     surveys, problems = [], {}
     try:
         with h5py.File(path, "r") as handle:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
-from .._validation import check_real_dtype
+from .._validation import check_real_dtype, require_file
 from ..errors import FileFormatError, GeoinvError, SurveyError
 from ..grid import Grid2D
 from ..survey import RADAR_VELOCITY_RANGE, Survey
@@ -123,8 +123,7 @@ def read_survey(path, group: str = "survey",
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"survey file {str(path)!r} does not exist")
+    require_file(path, "survey file", FileFormatError)
     try:
         with h5py.File(path, "r") as handle:
             if group not in handle:

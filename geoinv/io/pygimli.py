@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
+from .._validation import require_file
 from ..errors import FileFormatError, GridError, SurveyError
 from ..grid import Grid2D
 from ..survey import RADAR_VELOCITY_RANGE, Survey
@@ -207,8 +208,7 @@ def read_pygimli_survey(path, *, absolute_error: float | None = None,
     Survey
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"survey file {str(path)!r} does not exist")
+    require_file(path, "survey file", FileFormatError)
     pg = _pg()
     try:
         data = pg.physics.traveltime.load(str(path))

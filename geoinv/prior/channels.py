@@ -8,7 +8,7 @@ at a time, until the target channel proportion is reached.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class ChannelConfig:
     amplitude_max: float = 0.22
 
     def __post_init__(self) -> None:
+        bad = [f.name for f in fields(self) if not math.isfinite(getattr(self, f.name))]
+        if bad:
+            raise ConfigError(f"{', '.join(bad)} must be finite numbers")
         if not 0.0 < self.proportion < 1.0:
             raise ConfigError(f"proportion must be in (0, 1), got {self.proportion}")
         if self.width_mean <= 0 or self.width_std < 0:

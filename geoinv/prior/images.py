@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_path
-from .._validation import check_real_dtype
+from .._validation import check_real_dtype, require_file
 from ..errors import ConfigError, FileFormatError
 
 __all__ = [
@@ -151,8 +151,7 @@ def read_image(path, fmt: str | None = None, threshold: float | None = None,
         minority facies of channelized images, so the polarity may be inverted.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"training image {str(path)!r} does not exist")
+    require_file(path, "training image", FileFormatError)
     kind = _format_of(path, fmt)
     polarity = default_polarity(kind) if channels is None else channels
     if polarity not in POLARITIES:

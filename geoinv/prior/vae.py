@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._atomic import atomic_path
+from .._validation import require_file
 from ..errors import CheckpointError, ConfigError
 from .base import StandardNormalPrior
 
@@ -255,8 +256,7 @@ def save_checkpoint(path, vae: VAE, metadata: dict, extra: dict | None = None,
 def read_checkpoint(path, map_location="cpu") -> dict:
     """Load a checkpoint dictionary, checking that it is a geoinv VAE checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    require_file(path, "checkpoint", CheckpointError)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
