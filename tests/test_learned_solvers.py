@@ -89,15 +89,26 @@ def test_neural_adjoint_on_sine_wave_and_boundary():
     assert torch.all(solutions.parameters >= low - 1e-3) and torch.all(solutions.parameters <= high + 1e-3)
 
 
+def test_scaler_box_is_the_training_data_range():
+    problem = robotic_arm()
+    fitted = Tandem(forward=NetworkConfig(hidden=(8,), epochs=1), inverse=NetworkConfig(hidden=(8,), epochs=1),
+                    n_train=500, progress=False).fit(problem)
+    x, _ = problem.training_set(500, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fitted.scaler.x_mean - fitted.scaler.x_range / 2, x.min(0).values.float())
+    torch.testing.assert_close(fitted.scaler.x_mean + fitted.scaler.x_range / 2, x.max(0).values.float())
+
+
 def test_boundary_loss_keeps_tandem_inside_the_box():
     problem = robotic_arm()
     net = NetworkConfig(hidden=(64, 64), epochs=20, batch_size=256, lr=3e-3)
     targets = problem.forward(problem.sample_prior(200, torch.Generator().manual_seed(0)))
-    low, high = problem.bounds
     excess = []
     for weight in (0.0, 10.0):
         fitted = Tandem(forward=net, inverse=net, n_train=3000, boundary_weight=weight, progress=False).fit(problem)
         estimate = fitted.solve(problem, targets).best
+        # the box is the training data's [min, max] (seed 001's μ_x ± R_x/2)
+        low = fitted.scaler.x_mean - fitted.scaler.x_range / 2
+        high = fitted.scaler.x_mean + fitted.scaler.x_range / 2
         excess.append((torch.relu(low - estimate) + torch.relu(estimate - high)).sum(dim=1).mean().item())
     assert excess[1] < 0.2 * excess[0]
     assert excess[1] < 0.01 * problem.prior_range.min()

@@ -73,7 +73,11 @@ def boundary_loss(scaled_parameters: torch.Tensor) -> torch.Tensor:
 
 
 class Scaler(nn.Module):
-    """Affine maps to the networks' working space: x → (x − μ)/R, y → (y − mean)/std."""
+    """Affine maps to the networks' working space: x → (x − μ)/R, y → (y − mean)/std.
+
+    ``μ`` and ``R`` are the centre and width of the training parameters' box, so
+    ``|x_scaled| ≤ 1/2`` is the region the networks saw (:func:`boundary_loss`).
+    """
 
     def __init__(self, n_parameters: int, n_data: int) -> None:
         super().__init__()
@@ -81,9 +85,18 @@ class Scaler(nn.Module):
                            ("y_std", n_data)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
 
-    def fit(self, problem: InverseProblem, data: torch.Tensor) -> Scaler:
-        self.x_mean.copy_(problem.prior_mean)
-        self.x_range.copy_(problem.prior_range.clamp_min(1e-12))
+    def fit(self, problem: InverseProblem, parameters: torch.Tensor, data: torch.Tensor) -> Scaler:
+        """Centre and range of x from the training parameters' min/max; mean and std of y.
+
+        The box ``[min, max]`` of the training data is where the networks were
+        trained, hence the boundary loss's box (seed 001: ``μ_x``, ``R_x`` of the
+        training data). A dimension without spread keeps the problem's prior range.
+        """
+        low, high = parameters.min(dim=0).values, parameters.max(dim=0).values
+        spread = high - low
+        prior_range = problem.prior_range.to(spread.device, spread.dtype)
+        self.x_mean.copy_((low + high) / 2)
+        self.x_range.copy_(torch.where(spread > 0, spread, prior_range).clamp_min(1e-12))
         self.y_mean.copy_(data.mean(dim=0))
         self.y_std.copy_(data.std(dim=0).clamp_min(1e-12) if data.shape[0] > 1 else torch.ones_like(self.y_std))
         return self
@@ -121,7 +134,7 @@ class LearnedSolver(Solver):
             x, y = problem.training_set(self.config.n_train, generator)
             x, y = x.float().to(self.device), y.float().to(self.device)
             self.dims = (problem.n_parameters, problem.n_data)
-            self.scaler = Scaler(*self.dims).to(self.device).fit(problem, y)
+            self.scaler = Scaler(*self.dims).to(self.device).fit(problem, x, y)
             self._build(*self.dims)
             self.networks.to(self.device)
         self.history = self._train(problem, self.scaler.x_in(x), self.scaler.y_in(y), generator)
@@ -135,6 +148,21 @@ class LearnedSolver(Solver):
     @property
     def is_fitted(self) -> bool:
         return self.scaler is not None
+
+    def predict_data(self, parameters: torch.Tensor) -> torch.Tensor:
+        """The surrogate forward's data at ``parameters`` (raw data units), no gradient.
+
+        Raises
+        ------
+        ConfigError
+            If the solver is not fitted or has no surrogate forward network.
+        """
+        self._require_fitted()
+        if "surrogate" not in self.networks:
+            raise ConfigError(f"{self.name} has no surrogate forward network")
+        with torch.no_grad():
+            scaled = self.networks["surrogate"](self.scaler.x_in(torch.as_tensor(parameters).float().to(self.device)))
+            return scaled * self.scaler.y_std + self.scaler.y_mean
 
     def _require_fitted(self) -> None:
         if self.scaler is None:
