@@ -76,7 +76,12 @@ class LatentGaussNewton(Solver):
     config_class = LatentGaussNewtonConfig
 
     def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
-              generator: torch.Generator | None = None) -> Solutions:
+              generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
+        """Gauss-Newton from ``n_starts`` prior draws per data set, or from ``initial``.
+
+        ``initial`` (shape ``(R, n)`` or ``(S, R, n)``): explicit starts, e.g. the
+        candidates of another solver to polish (``solutions.parameters``).
+        """
         from ..interop.pygimli import LatentModelling, quiet_pygimli
 
         if problem.noise_std is None:
@@ -85,9 +90,18 @@ class LatentGaussNewton(Solver):
         config = self.config
         started = time.perf_counter()
         targets = problem.targets(observed)
-        n_surveys, n_starts = targets.shape[0], int(n_candidates or config.n_starts)
-        generator = generator or torch.Generator().manual_seed(config.seed)
-        starts = problem.sample_prior(n_surveys * n_starts, generator).reshape(n_surveys, n_starts, -1)
+        n_surveys = targets.shape[0]
+        if initial is None:
+            n_starts = int(n_candidates or config.n_starts)
+            generator = generator or torch.Generator().manual_seed(config.seed)
+            starts = problem.sample_prior(n_surveys * n_starts, generator).reshape(n_surveys, n_starts, -1)
+        else:
+            starts = torch.as_tensor(initial, dtype=torch.float32).cpu()
+            starts = starts.expand(n_surveys, *starts.shape) if starts.ndim == 2 else starts
+            if starts.ndim != 3 or starts.shape[0] != n_surveys or starts.shape[2] != problem.n_parameters:
+                raise ConfigError(f"initial must have shape (R, {problem.n_parameters}) or ({n_surveys}, R, "
+                                  f"{problem.n_parameters}), got {tuple(torch.as_tensor(initial).shape)}")
+            n_starts = starts.shape[1]
         candidates = torch.empty(n_surveys, n_starts, problem.n_parameters)
         chi2 = np.full((config.max_iterations + 1, n_surveys, n_starts), np.nan)
         calls = np.zeros((2, n_surveys, n_starts), dtype=np.int64)
