@@ -27,7 +27,8 @@ def _cmd_make_ti(args: argparse.Namespace) -> None:
     stats = channel_statistics(image)
     command = "geoinv make-ti " + " ".join(sys.argv[2:])
     metadata = {"generator": "geoinv.prior.channels.channelized_image", "config": config.to_dict(),
-                "seed": args.seed, "channels": args.channels or "default", "command": command.strip(), "statistics": stats}
+                "seed": args.seed, "channels": args.channels or "default", "command": command.strip(),
+                "statistics": stats}
     write_image(args.output, image, metadata=metadata, channels=args.channels)
     print(json.dumps({"output": str(args.output), **stats}, indent=2))
 
