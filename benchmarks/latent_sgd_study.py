@@ -218,11 +218,16 @@ def _figure(grid, examples: dict, path) -> None:
         plot_model(axes[row, 0], grid, truth.numpy(), None, f"{key[0]}, {key[1]}-manifold truth", "gray_r", 0, 1)
         plot_model(axes[row, 1], grid, solutions.models[0, 0].numpy(), None,
                    f"{key[2]}\nbest {solutions.normalised_misfit[0, 0]:.2f} σ", "gray_r", vmin=0, vmax=1)
-        steps = np.asarray(solutions.history["step"])
-        curves = np.asarray(solutions.history["data_rmse"])[:, 0, :] / NOISE_NS
+        if "data_rmse" in solutions.history:
+            steps = np.asarray(solutions.history["step"])
+            curves = np.asarray(solutions.history["data_rmse"])[:, 0, :] / NOISE_NS
+            axes[row, 2].set_xlabel("step")
+        else:  # Gauss-Newton polish: normalised RMSE per iteration
+            curves = np.sqrt(np.asarray(solutions.history["chi2"])[:, 0, :])
+            steps = np.arange(len(curves))
+            axes[row, 2].set_xlabel("Gauss-Newton iteration")
         axes[row, 2].semilogy(steps, curves, lw=0.6, alpha=0.6)
         axes[row, 2].axhline(1.1, color="k", ls="--", lw=1)
-        axes[row, 2].set_xlabel("step")
         axes[row, 2].set_ylabel("data RMSE / σ")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
