@@ -10,6 +10,7 @@ and at every solver step — raises it again until someone acknowledges it.
 from __future__ import annotations
 
 import signal
+import sys
 from contextlib import contextmanager
 
 _pending: int | None = None
@@ -47,9 +48,17 @@ def interruptible():
     global _pending
     _pending = None
     previous = {sig: signal.signal(sig, _handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous_hook = sys.unraisablehook
+
+    def quiet_hook(unraisable):  # a swallowed interruption is re-raised by check(): no traceback for it
+        if not isinstance(unraisable.exc_value, Interrupted):
+            previous_hook(unraisable)
+
+    sys.unraisablehook = quiet_hook
     try:
         yield
     finally:
         _pending = None
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
