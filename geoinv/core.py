@@ -116,11 +116,11 @@ def build_problem(survey: Survey, prior: Prior, forward: str | ForwardOperator =
     """
     if survey.traveltimes is None:
         raise SurveyError("the survey holds no traveltimes to invert; attach them with survey.with_data(t, errors)")
-    # units vary in scripts (seismic, scaled tests): only what no unit makes right is refused here
-    survey.with_data(survey.traveltimes, _noise_s(survey, noise_std)).check_plausible(velocity_range=None)
     operator = _operator(forward, survey, grid, prior)
     petrophysics = petrophysics or FaciesVelocity()
     noise = _noise_s(survey, noise_std)
+    # units vary in scripts (seismic, scaled tests): only what no unit makes right is refused here
+    survey.with_data(survey.traveltimes, noise).check_plausible(velocity_range=None)
     return InverseProblem.latent_tomography(prior, petrophysics, operator, s_to_ns(survey.traveltimes),
                                             s_to_ns(noise), data_unit="ns")
 

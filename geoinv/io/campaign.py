@@ -28,7 +28,7 @@ from ..grid import Grid2D
 from ..petrophysics import FaciesVelocity
 from ..survey import RADAR_VELOCITY_RANGE, Survey
 from ..units import velocity_factor
-from .hdf5 import read_survey_group, write_survey_group
+from .hdf5 import attribute_text, read_survey_group, write_survey_group
 
 __all__ = ["CAMPAIGN_FORMAT", "Campaign", "CampaignSurvey", "read_campaign", "write_campaign"]
 
@@ -182,8 +182,7 @@ def read_campaign(path, velocity_range=RADAR_VELOCITY_RANGE) -> Campaign:
 
 
 def _check_format(handle, path: Path) -> None:
-    found = handle.attrs.get("format")
-    found = found.decode() if isinstance(found, bytes) else found
+    found = attribute_text(handle.attrs.get("format"))
     if found != CAMPAIGN_FORMAT:
         raise FileFormatError(f"{path.name}: root attribute format is {found!r}, not {CAMPAIGN_FORMAT!r}; "
                               "this is not a geoinv campaign file. If you wrote it yourself following "

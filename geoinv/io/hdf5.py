@@ -34,7 +34,7 @@ __all__ = ["SURVEY_FORMAT", "read_survey", "read_survey_group", "write_result", 
 SURVEY_FORMAT = "geoinv-survey/1"
 
 
-def _text(value):
+def attribute_text(value):
     """An HDF5 string attribute as str (h5py returns bytes for fixed-length strings)."""
     return value.decode() if isinstance(value, bytes) else value
 
@@ -148,7 +148,7 @@ def read_survey_group(root, label: str, velocity_range=RADAR_VELOCITY_RANGE) -> 
 
     if not isinstance(root, h5py.Group):
         raise FileFormatError(f"{label} is a dataset, not a survey group")
-    found = _text(root.attrs.get("format"))
+    found = attribute_text(root.attrs.get("format"))
     if found != SURVEY_FORMAT:
         raise FileFormatError(
             f"{label}: attribute format is {found!r}, not {SURVEY_FORMAT!r}; this is not a geoinv survey "
@@ -160,7 +160,7 @@ def read_survey_group(root, label: str, velocity_range=RADAR_VELOCITY_RANGE) -> 
     unexpected = [name for name in root if name not in _DATASETS]
     if unexpected:
         raise FileFormatError(f"{label}: unexpected dataset(s) {unexpected}; a survey group holds {_DATASETS}")
-    unit = _text(root.attrs.get("time_unit", "s"))
+    unit = attribute_text(root.attrs.get("time_unit", "s"))
     try:
         scale = time_factor(unit, f"{label}: attribute time_unit")
     except GeoinvError as exc:
