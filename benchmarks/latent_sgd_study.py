@@ -88,6 +88,12 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
             then=(_polish(6, 2.0, minibatch="source"), _polish(6, minibatch="source")), **common),
         "default": LatentSGDConfig.default_nonlinear(**common),
         "default + GN polish": GaussNewtonPolish(LatentSGDConfig.default_nonlinear(**common)),
+        # the linear reference schedule on the eikonal linearised at each start (ray kernel), refreshed
+        # every k epochs (the bent-ray iteration), then an exact-eikonal polish
+        "relinearized every 10 + polish": LatentSGDConfig.reference_linear(
+            relinearize=10, then=(_polish(6, minibatch="source"),), **common),
+        "relinearized every 2 + polish": LatentSGDConfig.reference_linear(
+            relinearize=2, then=(_polish(6, minibatch="source"),), **common),
     }
 
 

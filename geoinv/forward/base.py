@@ -136,6 +136,15 @@ class ForwardOperator(nn.Module):
             return self._jacobian(model, None)[index]
         return self._jacobian(model, index)
 
+    def linearization_kernel(self, slowness: np.ndarray) -> sp.csr_matrix:
+        """Sparse kernel ``K`` (m) of a local linear model ``t(s') ≈ t(s) + K (s' − s)`` for search stages.
+
+        Default: the exact :meth:`jacobian`. An operator may return a cheaper or
+        sparser approximation (the eikonal gives its ray-traced kernel): the
+        linear model stays exact at ``s`` whatever ``K`` is.
+        """
+        return self.jacobian(slowness)
+
     def _check_slowness(self, slowness) -> torch.Tensor:
         slowness = torch.as_tensor(slowness)
         if not slowness.is_floating_point():

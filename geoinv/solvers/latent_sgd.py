@@ -55,6 +55,13 @@ _STAGE_DOC = """
     temperature : float
         Decoder temperature T ≥ 1: the search sees ``sigmoid(logits / T)``, a
         smoother map than the prior's own (T = 1), for continuation schedules.
+    relinearize : int
+        0: every step simulates with the problem's forward. k ≥ 1: the forward is
+        linearised at each start's current model every k epochs
+        (:meth:`geoinv.InverseProblem.linearized`, one sparse product per
+        step; the eikonal's ray kernel) — the bent-ray iteration, for cheap
+        many-step search stages on a nonlinear forward; full-data misfits are
+        then recorded (exactly) at each linearisation.
 """
 
 
@@ -77,6 +84,7 @@ class Stage:
     reg_decay: float = 0.999
     misfit_scale: float = 1.0
     temperature: float = 1.0
+    relinearize: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,6 +100,8 @@ class Stage:
             (self.decay_every >= 1 and self.epochs >= 1, "decay_every and epochs must be >= 1"),
             (self.batch_size is None or self.batch_size >= 1, f"batch_size must be >= 1 or None, got {self.batch_size}"),
             (1 <= self.temperature < math.inf, f"temperature must be finite and >= 1, got {self.temperature}"),
+            (isinstance(self.relinearize, int) and self.relinearize >= 0,
+             f"relinearize must be an integer >= 0 (epochs between linearisations), got {self.relinearize!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -332,16 +342,19 @@ class LatentSGD(Solver):
         latent.requires_grad_(True)
         optimizer = (torch.optim.Adam([latent], lr=stage.step_size) if stage.optimizer == "adam"
                      else torch.optim.SGD([latent], lr=stage.step_size))
-        record_every = self.config.record_every or schedule.steps_per_epoch
+        record_every = self.config.record_every or schedule.steps_per_epoch * max(stage.relinearize, 1)
         steps = stage.epochs * schedule.steps_per_epoch
         step = 0
+        active = stage_problem
         for epoch in range(stage.epochs):
+            if stage.relinearize and epoch % stage.relinearize == 0:
+                active = stage_problem.linearized(latent.detach())
             step_size = stage.step_size * stage.step_decay ** (epoch // stage.decay_every)
             for group in optimizer.param_groups:
                 group["lr"] = step_size
             for data_index in schedule.epoch():
                 reg_weight = stage.reg_weight * stage.reg_decay ** step
-                batch_rmse = self._step(stage, stage_problem, optimizer, latent, rows, weights, data_index,
+                batch_rmse = self._step(stage, active, optimizer, latent, rows, weights, data_index,
                                         reg_weight)
                 step += 1
                 self._check_finite(latent, batch_rmse, len(history["step_size"]) + 1, index, step_size)

@@ -1,0 +1,71 @@
+"""A forward operator linearised at a batch of models, one sparse kernel per model.
+
+Nonlinear traveltimes cost one eikonal solve per source and step; their local
+linear model ``t(s') ≈ t(s_k) + K_k (s' − s_k)`` costs one sparse product. A
+search can take many cheap steps on it and refresh it now and then (the
+classical bent-ray iteration of traveltime tomography), then finish on the
+exact forward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..errors import ConfigError
+from .base import ForwardOperator
+from .straight_ray import SparseMatmul, _torch_csr
+
+__all__ = ["LinearizedBatch"]
+
+
+class LinearizedBatch:
+    """``t_b(s) = t(s_b) + K_b (s − s_b)`` for the b-th model of a batch (s).
+
+    Parameters
+    ----------
+    operator : ForwardOperator
+        The nonlinear operator; ``operator.linearization_kernel`` gives ``K_b``.
+    slowness : torch.Tensor, shape (B, nz, nx)
+        The linearisation points ``s_b`` (s/m).
+
+    Notes
+    -----
+    Exact at each ``s_b`` whatever the kernel (the offset carries the exact
+    times), first-order accurate around it when ``K_b`` is the Jacobian. The
+    batch's row order is fixed: row b of any input is linearised at ``s_b``.
+    """
+
+    def __init__(self, operator: ForwardOperator, slowness: torch.Tensor) -> None:
+        points = operator._check_slowness(slowness).detach().cpu().double()
+        if points.ndim != 3:
+            raise ConfigError(f"linearise at a batch of models (B, nz, nx), got {tuple(points.shape)}")
+        self.batch_size = points.shape[0]
+        self.n_data = operator.n_data
+        flat = points.reshape(self.batch_size, -1).numpy()
+        kernel = sp.block_diag([operator.linearization_kernel(point.numpy()) for point in points], format="csr")
+        exact = operator(points).numpy()
+        self._offset = torch.as_tensor(exact - (kernel @ flat.ravel()).reshape(self.batch_size, -1))
+        self._kernel = kernel
+        self._matrices: dict = {}
+
+    def _torch(self, dtype: torch.dtype, device) -> tuple:
+        key = (dtype, str(device))
+        if key not in self._matrices:
+            self._matrices[key] = (_torch_csr(self._kernel, dtype, device),
+                                   _torch_csr(self._kernel.T.tocsr(), dtype, device),
+                                   self._offset.to(device, dtype))
+        return self._matrices[key]
+
+    def __call__(self, slowness: torch.Tensor, data_index=None) -> torch.Tensor:
+        """Traveltimes (s) of a batch ``(B, nz, nx)`` in the linearisation's row order."""
+        if slowness.shape[0] != self.batch_size:
+            raise ConfigError(f"this linearisation holds {self.batch_size} models; got a batch of "
+                              f"{slowness.shape[0]} (linearise again for another batch)")
+        kernel, transpose, offset = self._torch(slowness.dtype, slowness.device)
+        times = SparseMatmul.apply(slowness.reshape(1, -1), kernel, transpose).reshape(self.batch_size, -1)
+        times = times + offset
+        if data_index is None:
+            return times
+        return times[:, torch.as_tensor(np.asarray(data_index, dtype=np.int64), device=times.device)]
