@@ -94,6 +94,10 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
             relinearize=10, then=(_polish(6, minibatch="source"),), **common),
         "relinearized every 2 + polish": LatentSGDConfig.reference_linear(
             relinearize=2, then=(_polish(6, minibatch="source"),), **common),
+        # the same on the straight-ray kernel with the exact eikonal times as offset (a first-order
+        # model-error correction of the straight-ray search), then latent Gauss-Newton
+        "straight kernel every 10 + polish + GN": GaussNewtonPolish(LatentSGDConfig.reference_linear(
+            relinearize=10, kernel="straight-ray", then=(_polish(6, minibatch="source"),), **common)),
     }
 
 
@@ -125,8 +129,10 @@ def run_case(operator, vae, petrophysics, truth, noise_seed: int, config: Latent
         searched = LatentSGD(config.sgd).solve(problem)
         polish = LatentGaussNewton(max_iterations=config.iterations, min_dphi=0.1)
         solutions = polish.solve(problem, initial=searched.parameters)
+        before = {"best_sigma_before_gn": float(searched.normalised_misfit[0, 0]),
+                  "accepted_before_gn": int(searched.accepted[0].sum())}
     else:
-        solutions = LatentSGD(config).solve(problem)
+        solutions, before = LatentSGD(config).solve(problem), {}
     seconds = time.perf_counter() - start
     model_rmse = (solutions.models[0] - truth).pow(2).mean(dim=(1, 2)).sqrt()
     refined = refine_models(problem, solutions, RefineConfig(n_models=1))
@@ -137,7 +143,7 @@ def run_case(operator, vae, petrophysics, truth, noise_seed: int, config: Latent
             "median_sigma": float(solutions.normalised_misfit[0].median()),
             "best_ns": float(solutions.misfit[0, 0]), "model_rmse_best": float(model_rmse[0]),
             "seconds_per_start": seconds / solutions.n_candidates, "still_improving": still_improving(solutions),
-            "solutions": solutions}
+            "solutions": solutions, **before}
 
 
 def summarise(cases: list[dict]) -> dict:
@@ -153,7 +159,10 @@ def summarise(cases: list[dict]) -> dict:
             "seconds_per_start": float(np.mean([c["seconds_per_start"] for c in cases])),
             "still_improving_pct": 100 * float(np.median([c["still_improving"] for c in cases])),
             "per_truth_accepted": [c["accepted"] for c in cases],
-            "per_truth_best_sigma": [c["best_sigma"] for c in cases]}
+            "per_truth_best_sigma": [c["best_sigma"] for c in cases],
+            **({"per_truth_best_sigma_before_gn": [c["best_sigma_before_gn"] for c in cases],
+                "accepted_before_gn": sum(c["accepted_before_gn"] for c in cases)}
+               if "best_sigma_before_gn" in cases[0] else {})}
 
 
 def main() -> None:

@@ -118,7 +118,7 @@ class InverseProblem:
         self.observed = None if observed is None else self._check_observed(observed)
         self.noise_std = None if noise_std is None else self._check_noise(noise_std)
         self._retemper: Callable[[float], InverseProblem] | None = None
-        self._linearize: Callable[[torch.Tensor], Callable] | None = None
+        self._linearize: Callable[[torch.Tensor, str], Callable] | None = None
 
     # -- validation -------------------------------------------------------------
     def _per_parameter(self, value, name: str) -> torch.Tensor:
@@ -322,13 +322,15 @@ class InverseProblem:
         problem.observed, problem.noise_std = self.observed, self.noise_std
         return problem
 
-    def linearized(self, parameters: torch.Tensor) -> InverseProblem:
+    def linearized(self, parameters: torch.Tensor, kernel: str = "operator") -> InverseProblem:
         """This problem with its forward linearised at each row of a batch of parameter vectors.
 
         Row b of any later batch is simulated by ``F(x_b) + K_b (s(x) − s(x_b))``
         with the operator's :meth:`~geoinv.forward.ForwardOperator.linearization_kernel`
         ``K_b``: exact at ``x_b``, one sparse product per step instead of a
-        nonlinear solve. A problem whose operator is linear is returned as is.
+        nonlinear solve; ``kernel='straight-ray'`` takes the straight-ray matrix
+        for every ``K_b`` (see :class:`~geoinv.forward.linearized.LinearizedBatch`).
+        A problem whose operator is linear is returned as is.
         """
         if self.operator is not None and self.operator.linear:
             return self
@@ -336,7 +338,7 @@ class InverseProblem:
             raise ConfigError(f"the problem {self.name!r} cannot be linearised (latent tomography with a "
                               "forward operator can); use relinearize=0")
         problem = copy.copy(self)
-        problem._forward, problem.forward_takes_index = self._linearize(parameters), True
+        problem._forward, problem.forward_takes_index = self._linearize(parameters, kernel), True
         return problem
 
     # -- synthetic data and copies ------------------------------------------------------
@@ -420,9 +422,9 @@ class InverseProblem:
                       data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
                       device=prior.device, model_forward=facies_data, model_jacobian=facies_jacobian,
                       operator=forward, petrophysics=petrophysics)
-        def linearize(latent: torch.Tensor) -> Callable:
+        def linearize(latent: torch.Tensor, kernel: str) -> Callable:
             with torch.no_grad():
-                local = LinearizedBatch(forward, petrophysics.slowness(prior.decode(latent).double()))
+                local = LinearizedBatch(forward, petrophysics.slowness(prior.decode(latent).double()), kernel)
             return lambda parameters, data_index=None: scale * local(
                 petrophysics.slowness(prior.decode(parameters)), data_index)
 

@@ -95,3 +95,17 @@ def test_relinearize_is_validated():
         Stage(relinearize=2.5)
     with pytest.raises(ConfigError, match="linearization"):
         Eikonal(Grid2D((4, 4), 1.0), Survey.crosshole(0.0, 4.0, [1.0, 2.0]), linearization="exact")
+
+
+def test_straight_ray_kernel_carries_the_bending_in_its_offset(eikonal, small_grid, small_survey):
+    points = _slowness(small_grid, 3)
+    local = LinearizedBatch(eikonal, points, kernel="straight-ray")
+    np.testing.assert_allclose(local(points).numpy(), eikonal(points).numpy(), rtol=1e-12)
+    moved = _slowness(small_grid, 4)
+    straight = StraightRay(small_grid, small_survey)
+    np.testing.assert_allclose((local(moved) - local(points)).numpy(), (straight(moved) - straight(points)).numpy(),
+                               rtol=1e-9, atol=1e-20)
+    with pytest.raises(ConfigError, match="kernel"):
+        LinearizedBatch(eikonal, points, kernel="bent")
+    with pytest.raises(ConfigError, match="kernel"):
+        Stage(relinearize=1, kernel="bent")

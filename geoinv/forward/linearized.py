@@ -9,15 +9,31 @@ exact forward.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from ..errors import ConfigError
 from .base import ForwardOperator
-from .straight_ray import SparseMatmul, _torch_csr
+from .straight_ray import SparseMatmul, _torch_csr, ray_length_matrix
 
-__all__ = ["LinearizedBatch"]
+__all__ = ["KERNELS", "LinearizedBatch", "straight_ray_matrix"]
+
+#: kernels a linearisation can use
+KERNELS = ("operator", "straight-ray")
+
+
+_STRAIGHT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def straight_ray_matrix(operator: ForwardOperator) -> sp.csr_matrix:
+    """The straight-ray matrix (m) of an operator's grid and survey, built once per operator."""
+    if operator not in _STRAIGHT:
+        survey = operator.survey
+        _STRAIGHT[operator] = ray_length_matrix(operator.grid, survey.source_positions, survey.receiver_positions)
+    return _STRAIGHT[operator]
 
 
 class LinearizedBatch:
@@ -26,9 +42,14 @@ class LinearizedBatch:
     Parameters
     ----------
     operator : ForwardOperator
-        The nonlinear operator; ``operator.linearization_kernel`` gives ``K_b``.
+        The nonlinear operator; it gives the exact times ``t(s_b)``.
     slowness : torch.Tensor, shape (B, nz, nx)
         The linearisation points ``s_b`` (s/m).
+    kernel : {'operator', 'straight-ray'}
+        ``K_b`` = ``operator.linearization_kernel(s_b)``, or the straight-ray
+        matrix of the operator's grid and survey for every b (no bending in the
+        kernel, only in the offset: a first-order model-error correction of the
+        straight-ray forward).
 
     Notes
     -----
@@ -37,18 +58,26 @@ class LinearizedBatch:
     batch's row order is fixed: row b of any input is linearised at ``s_b``.
     """
 
-    def __init__(self, operator: ForwardOperator, slowness: torch.Tensor) -> None:
+    def __init__(self, operator: ForwardOperator, slowness: torch.Tensor, kernel: str = "operator") -> None:
         points = operator._check_slowness(slowness).detach().cpu().double()
         if points.ndim != 3:
             raise ConfigError(f"linearise at a batch of models (B, nz, nx), got {tuple(points.shape)}")
         self.batch_size = points.shape[0]
         self.n_data = operator.n_data
         flat = points.reshape(self.batch_size, -1).numpy()
-        kernel = sp.block_diag([operator.linearization_kernel(point.numpy()) for point in points], format="csr")
+        kernel = sp.block_diag([self._kernel_at(operator, point, kernel) for point in points], format="csr")
         exact = operator(points).numpy()
         self._offset = torch.as_tensor(exact - (kernel @ flat.ravel()).reshape(self.batch_size, -1))
         self._kernel = kernel
         self._matrices: dict = {}
+
+    @staticmethod
+    def _kernel_at(operator: ForwardOperator, point: torch.Tensor, kernel: str) -> sp.csr_matrix:
+        if kernel == "operator":
+            return operator.linearization_kernel(point.numpy())
+        if kernel == "straight-ray":
+            return straight_ray_matrix(operator)
+        raise ConfigError(f"kernel must be one of {KERNELS}, got {kernel!r}")
 
     def _torch(self, dtype: torch.dtype, device) -> tuple:
         key = (dtype, str(device))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, SolverError
+from ..forward.linearized import KERNELS
 from ..prior.base import REGULARIZATIONS, expected_latent_norm
 from ..problem import InverseProblem
 from .base import Solutions, Solver, check_n_starts
@@ -62,6 +63,10 @@ _STAGE_DOC = """
         step; the eikonal's ray kernel) — the bent-ray iteration, for cheap
         many-step search stages on a nonlinear forward; full-data misfits are
         then recorded (exactly) at each linearisation.
+    kernel : {'operator', 'straight-ray'}
+        Kernel of a linearised stage: the operator's own (the eikonal's rays)
+        or the straight-ray matrix with the exact nonlinear times as offset
+        (a model-error-corrected straight-ray search).
 """
 
 
@@ -85,6 +90,7 @@ class Stage:
     misfit_scale: float = 1.0
     temperature: float = 1.0
     relinearize: int = 0
+    kernel: str = "operator"
 
     def __post_init__(self) -> None:
         checks = [
@@ -102,6 +108,7 @@ class Stage:
             (1 <= self.temperature < math.inf, f"temperature must be finite and >= 1, got {self.temperature}"),
             (isinstance(self.relinearize, int) and self.relinearize >= 0,
              f"relinearize must be an integer >= 0 (epochs between linearisations), got {self.relinearize!r}"),
+            (self.kernel in KERNELS, f"kernel must be one of {KERNELS}, got {self.kernel!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -348,7 +355,7 @@ class LatentSGD(Solver):
         active = stage_problem
         for epoch in range(stage.epochs):
             if stage.relinearize and epoch % stage.relinearize == 0:
-                active = stage_problem.linearized(latent.detach())
+                active = stage_problem.linearized(latent.detach(), stage.kernel)
             step_size = stage.step_size * stage.step_decay ** (epoch // stage.decay_every)
             for group in optimizer.param_groups:
                 group["lr"] = step_size
