@@ -422,6 +422,7 @@ class InverseProblem:
                       data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
                       device=prior.device, model_forward=facies_data, model_jacobian=facies_jacobian,
                       operator=forward, petrophysics=petrophysics)
+
         def linearize(latent: torch.Tensor, kernel: str) -> Callable:
             with torch.no_grad():
                 local = LinearizedBatch(forward, petrophysics.slowness(prior.decode(latent).double()), kernel)
