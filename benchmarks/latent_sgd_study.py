@@ -230,7 +230,8 @@ def _figure(grid, examples: dict, path) -> None:
     fig, axes = plt.subplots(len(keys), 3, figsize=(10, 3.4 * len(keys)), squeeze=False)
     for row, key in enumerate(keys):
         truth, solutions = examples[key]
-        plot_model(axes[row, 0], grid, truth.numpy(), None, f"{key[0]}, {key[1]}-manifold truth", "gray_r", 0, 1)
+        plot_model(axes[row, 0], grid, truth.numpy(), None, f"{key[0]}, {key[1]}-manifold truth", "gray_r",
+                   vmin=0, vmax=1)
         plot_model(axes[row, 1], grid, solutions.models[0, 0].numpy(), None,
                    f"{key[2]}\nbest {solutions.normalised_misfit[0, 0]:.2f} σ", "gray_r", vmin=0, vmax=1)
         if "data_rmse" in solutions.history:
