@@ -63,12 +63,11 @@ class LinearizedBatch:
         if points.ndim != 3:
             raise ConfigError(f"linearise at a batch of models (B, nz, nx), got {tuple(points.shape)}")
         self.batch_size = points.shape[0]
-        self.n_data = operator.n_data
         flat = points.reshape(self.batch_size, -1).numpy()
-        kernel = sp.block_diag([self._kernel_at(operator, point, kernel) for point in points], format="csr")
+        matrix = sp.block_diag([self._kernel_at(operator, point, kernel) for point in points], format="csr")
         exact = operator(points).numpy()
-        self._offset = torch.as_tensor(exact - (kernel @ flat.ravel()).reshape(self.batch_size, -1))
-        self._kernel = kernel
+        self._offset = torch.as_tensor(exact - (matrix @ flat.ravel()).reshape(self.batch_size, -1))
+        self._kernel = matrix
         self._matrices: dict = {}
 
     @staticmethod
