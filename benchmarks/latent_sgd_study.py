@@ -98,6 +98,10 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
         # model-error correction of the straight-ray search), then latent Gauss-Newton
         "straight kernel every 10 + polish + GN": GaussNewtonPolish(LatentSGDConfig.reference_linear(
             relinearize=10, kernel="straight-ray", then=(_polish(6, minibatch="source"),), **common)),
+        # the same with geoinv's own Gauss-Newton stage (torch, exact chained Jacobian) instead of pyGIMLi's
+        "straight kernel every 10 + polish + GN stage": LatentSGDConfig.reference_linear(
+            relinearize=10, kernel="straight-ray", then=(_polish(6, minibatch="source"), Stage.gauss_newton(10)),
+            **common),
     }
 
 

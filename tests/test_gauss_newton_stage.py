@@ -1,0 +1,75 @@
+"""The Gauss-Newton stage of latent SGD: damped Gauss-Newton on the problem's own Jacobian."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geoinv import ConfigError, Eikonal, FaciesVelocity, LatentSGDConfig, StraightRay, build_problem, solver
+from geoinv.solvers.gauss_newton_step import GaussNewtonStep
+from geoinv.solvers.latent_sgd import Stage
+
+from .helpers import TinyDecoder
+
+TRUTH = torch.tensor([[0.8, -0.5, 0.3]])
+
+
+def _problem(operator, grid, noise=0.05e-9, seed=3):
+    prior, petro = TinyDecoder(grid.shape), FaciesVelocity()
+    field = operator.make_synthetic_data(petro.slowness(prior.decode(TRUTH)[0].double()), noise,
+                                         torch.Generator().manual_seed(seed))
+    return build_problem(field, prior, operator, petro)
+
+
+def test_gauss_newton_stage_reaches_the_noise_from_near_the_truth_on_eikonal_data(small_grid, small_survey):
+    problem = _problem(Eikonal(small_grid, small_survey), small_grid)
+    offsets = 0.3 * torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    config = LatentSGDConfig(optimizer="gauss-newton", epochs=8, step_size=1e-3, batch_size=None,
+                             regularization="none", reg_weight=0.0, n_starts=4, progress=False)
+    solutions = solver("latent-sgd", config).solve(problem, initial=TRUTH + offsets)
+    assert bool(solutions.accepted[0].all())
+    assert float((solutions.parameters[0] - TRUTH).abs().max()) < 0.05
+    # a start stops once it fits the noise: the stage ends before its 8 iterations
+    assert len(solutions.history["step_size"]) < 8
+    before = solutions.history["data_rmse"][0, 0]
+    after = solutions.history["data_rmse"][-1, 0]
+    assert np.all(after < 0.2 * before)
+
+
+def test_gauss_newton_finishes_a_short_gradient_search(small_grid, small_survey):
+    problem = _problem(StraightRay(small_grid, small_survey), small_grid)
+    search = {"step_size": 5e-3, "epochs": 10, "batch_size": 5, "reg_weight": 1.0, "n_starts": 6,
+              "progress": False, "seed": 1}
+    alone = solver("latent-sgd", LatentSGDConfig(**search)).solve(problem)
+    finished = solver("latent-sgd", LatentSGDConfig(**search, then=(Stage.gauss_newton(6, reg_weight=0.0),))
+                      ).solve(problem)
+    assert int(finished.accepted[0].sum()) > int(alone.accepted[0].sum())
+    assert float(finished.normalised_misfit[0, 0]) <= 1.0
+    assert set(np.unique(finished.history["stage"])) == {0, 1}
+
+
+def test_gauss_newton_direction_solves_the_damped_normal_equations(small_grid, small_survey):
+    problem = _problem(StraightRay(small_grid, small_survey), small_grid)
+    points = torch.tensor([[0.1, 0.2, -0.3], [1.0, -1.0, 0.5]])
+    rows = problem.targets().repeat(2, 1)
+    step = GaussNewtonStep(problem, rows, "origin", reg_weight=0.5, damping=0.0)
+    direction = step._direction(points, rows, torch.zeros(2)).double()
+    sigma = problem.noise_std.double()
+    for b in range(2):
+        jacobian = problem.jacobian(points[b:b + 1])[0] / sigma[:, None]
+        residual = ((problem.forward(points[b:b + 1])[0] - rows[b]) / problem.noise_std).double()
+        # φ = ‖r‖² + λ‖z‖²: the Gauss-Newton system (JᵀJ + λI) Δ = −(Jᵀr + λz)
+        expected = -torch.linalg.solve(jacobian.T @ jacobian + 0.5 * torch.eye(3),
+                                       jacobian.T @ residual + 0.5 * points[b].double())
+        np.testing.assert_allclose(direction[b].numpy(), expected.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_gauss_newton_stage_settings_are_validated():
+    with pytest.raises(ConfigError, match="relinearize=0"):
+        Stage(optimizer="gauss-newton", relinearize=5)
+    with pytest.raises(ConfigError, match="temperature=1"):
+        Stage(optimizer="gauss-newton", temperature=2.0)
+    stage = Stage.gauss_newton(4)
+    assert (stage.optimizer, stage.epochs, stage.regularization, stage.batch_size) == ("gauss-newton", 4, "origin",
+                                                                                       None)
