@@ -76,6 +76,8 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
                 optimizer="adam", step_size=3e-2, then=(_polish(1000),), **common),
             "default": LatentSGDConfig.default_linear(**common),
             "default + GN polish": GaussNewtonPolish(LatentSGDConfig.default_linear(**common)),
+            # keep the best of many: 4 × starts through the reference stage, the best quarter polished
+            "default, explore 4": LatentSGDConfig.default_linear(explore=4, **common),
         }
     reference = LatentSGDConfig.reference_nonlinear(minibatch="source", **common)
     return {
@@ -102,6 +104,9 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
         "straight kernel every 10 + polish + GN stage": LatentSGDConfig.reference_linear(
             relinearize=10, kernel="straight-ray", then=(_polish(6, minibatch="source"), Stage.gauss_newton(10)),
             **common),
+        "straight kernel every 10 + polish + GN stage, explore 4": LatentSGDConfig.reference_linear(
+            relinearize=10, kernel="straight-ray", then=(_polish(6, minibatch="source"), Stage.gauss_newton(10)),
+            explore=4, **common),
     }
 
 

@@ -169,6 +169,11 @@ class LatentSGDConfig(Stage):
         Show a tqdm progress bar.
     then : tuple of Stage
         Further stages.
+    explore : int
+        Keep the best of many: the first stage runs from ``explore × n_starts``
+        prior draws, and only the ``n_starts`` with the lowest full-data misfit
+        per data set go on to the further stages (cheap exploration, costly
+        refinement). 1: no selection.
 """
 
     n_starts: int = 20
@@ -176,6 +181,7 @@ class LatentSGDConfig(Stage):
     record_every: int | None = None
     progress: bool = True
     then: tuple = ()
+    explore: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -184,6 +190,13 @@ class LatentSGDConfig(Stage):
             raise ConfigError("then must hold Stage objects (or dicts of their fields)")
         object.__setattr__(self, "then", tuple(stage.as_stage() for stage in stages))
         check_n_starts(self.n_starts)
+        if isinstance(self.explore, bool) or not isinstance(self.explore, int) or self.explore < 1:
+            raise ConfigError(f"explore must be an integer >= 1 (prior draws per kept start), got {self.explore!r}")
+        if self.explore > 1:
+            if not self.then:
+                raise ConfigError("explore > 1 keeps the best starts of the first stage for the next ones; add a "
+                                  "stage with then=(...) or use explore=1 with more n_starts")
+            check_n_starts(self.explore * self.n_starts, "explore × n_starts")
         if self.record_every is not None and self.record_every < 1:
             raise ConfigError("record_every must be >= 1 or None")
 
@@ -342,6 +355,8 @@ class LatentSGD(Solver):
             RMSEs of every start.
         """
         config = self.config
+        if config.explore > 1:
+            return self._explore_then_refine(problem, observed, n_candidates, generator, initial)
         start_time = time.perf_counter()
         target = problem.targets(observed)
         n_surveys = target.shape[0]
@@ -366,6 +381,25 @@ class LatentSGD(Solver):
         history = {key: np.asarray(value) for key, value in history.items()}
         return self.finish(problem, latent.detach().reshape(n_surveys, n_starts, -1), target, history,
                            time.perf_counter() - start_time)
+
+    def _explore_then_refine(self, problem, observed, n_candidates, generator, initial) -> Solutions:
+        """The first stage from ``explore × n_starts`` draws; the best ``n_starts`` run the other stages."""
+        if initial is not None:
+            raise ConfigError("explore > 1 draws its own starts from the prior; pass initial with explore=1")
+        config = self.config
+        n_starts = n_candidates or config.n_starts
+        first = replace(config, then=(), explore=1, n_starts=config.explore * n_starts)
+        explored = LatentSGD(first, self.callbacks).solve(problem, observed, generator=generator)
+        next_stage, *later = config.then
+        rest = replace(config, **{f.name: getattr(next_stage, f.name) for f in fields(Stage)}, then=tuple(later),
+                       explore=1, n_starts=n_starts)
+        refined = LatentSGD(rest, self.callbacks).solve(problem, observed, generator=generator,
+                                                        initial=explored.parameters[:, :n_starts])
+        # stage numbers count from the exploration, as in a run without it
+        history = {**refined.history, "stage": refined.history["stage"] + 1,
+                   **{f"explore_{key}": value for key, value in explored.history.items()}}
+        return replace(refined, history=history, wall_time=explored.wall_time + refined.wall_time,
+                       config={**refined.config, **self.describe()})
 
     def _run_stage(self, index, stage, schedule, stage_problem, problem, latent, rows, weights, history,
                    monitor, shape) -> bool:
