@@ -89,7 +89,8 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
             minibatch="source", temperature=4.0,
             then=(_polish(6, 2.0, minibatch="source"), _polish(6, minibatch="source")), **common),
         "default": LatentSGDConfig.default_nonlinear(**common),
-        "default + GN polish": GaussNewtonPolish(LatentSGDConfig.default_nonlinear(**common)),
+        # "reference + polish" is the default before 0.6 (LatentSGDConfig.source_nonlinear)
+        "reference + polish + GN polish": GaussNewtonPolish(LatentSGDConfig.source_nonlinear(**common)),
         # the linear reference schedule on the eikonal linearised at each start (ray kernel), refreshed
         # every k epochs (the bent-ray iteration), then an exact-eikonal polish
         "relinearized every 10 + polish": LatentSGDConfig.reference_linear(

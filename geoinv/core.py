@@ -31,10 +31,11 @@ def default_latent_sgd(operator: ForwardOperator, n_starts: int = 20, seed: int 
                        epochs: int | None = None) -> LatentSGDConfig:
     """geoinv's default latent-SGD schedule for an operator, chosen by ``operator.linear``.
 
-    :meth:`LatentSGDConfig.default_linear` or :meth:`~LatentSGDConfig.default_nonlinear`:
-    the paper's reference schedule followed by a regularization-free Adam
-    polish. The nonlinear schedule draws one source per step (one eikonal solve
-    per start and step) rather than 25 random data, which would need up to 25 solves.
+    :meth:`LatentSGDConfig.default_linear` (the paper's reference schedule
+    followed by a regularization-free Adam polish) or
+    :meth:`~LatentSGDConfig.default_nonlinear` (the reference schedule on the
+    relinearised forward, an exact polish on one source per step, then
+    Gauss-Newton on the exact Jacobian).
     """
     overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
     config = (LatentSGDConfig.default_linear(**overrides) if operator.linear

@@ -239,14 +239,35 @@ class LatentSGDConfig(Stage):
 
     @classmethod
     def default_nonlinear(cls, **overrides) -> LatentSGDConfig:
-        """geoinv's default for nonlinear operators: the reference nonlinear schedule on one source per
-        step, then a regularization-free Adam polish (lr 1e-3, 12 epochs of one source per step)."""
+        """geoinv's default for nonlinear operators: find the basin cheaply, then converge exactly.
+
+        1. The reference linear schedule on the forward linearised at each start
+           every 10 epochs with the straight-ray kernel and the exact times as
+           offset (``relinearize=10, kernel='straight-ray'``: a model-error-
+           corrected straight-ray search, one sparse product per step);
+        2. a regularization-free Adam polish on the exact forward (6 epochs of
+           one source per step);
+        3. 10 Gauss-Newton iterations on the exact Jacobian
+           (:meth:`Stage.gauss_newton`), each start stopping at the noise.
+
+        On eikonal data (5 decoder-sample truths × 5 starts, σ = 0.25 ns) it
+        accepted 5/25 starts and reached the noise on 4 truths where
+        :meth:`source_nonlinear` (the default before 0.6) accepted 0/25.
+        """
+        then = (Stage.polish(6, "source"), Stage.gauss_newton(10))
+        return cls.reference_linear(**{"relinearize": 10, "kernel": "straight-ray", "then": then, **overrides})
+
+    @classmethod
+    def source_nonlinear(cls, **overrides) -> LatentSGDConfig:
+        """The default for nonlinear operators before 0.6: the reference nonlinear schedule on one
+        source per step, then a regularization-free Adam polish (lr 1e-3, 12 epochs of one source per step)."""
         return cls.reference_nonlinear(**{"minibatch": "source", "then": (Stage.polish(12, "source"),), **overrides})
 
     @classmethod
     def _presets(cls) -> dict:
         return {"reference-linear": cls.reference_linear, "reference-nonlinear": cls.reference_nonlinear,
                 "default-linear": cls.default_linear, "default-nonlinear": cls.default_nonlinear,
+                "source-nonlinear": cls.source_nonlinear,
                 "plain-gd": cls.plain_gd, "adam": cls.adam}
 
     @classmethod
