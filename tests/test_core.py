@@ -67,7 +67,8 @@ def test_schedule_follows_operator_linearity(small_grid, small_survey):
     assert nonlinear.config == LatentSGDConfig.default_nonlinear(n_starts=20, progress=False)
     stages = nonlinear.config.stages
     assert (stages[0].relinearize, stages[0].kernel) == (10, "straight-ray")
-    assert [stage.optimizer for stage in stages] == ["sgd", "adam", "gauss-newton"]
+    assert [stage.optimizer for stage in stages] == ["sgd", "adam", "gauss-newton", "gauss-newton"]
+    assert [stage.temperature for stage in stages[2:]] == [2.0, 1.0]
     with pytest.raises(ConfigError, match="latent-sgd only"):
         make_solver("tandem", StraightRay(small_grid, small_survey), preset="adam")
 

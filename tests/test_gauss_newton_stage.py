@@ -68,8 +68,21 @@ def test_gauss_newton_direction_solves_the_damped_normal_equations(small_grid, s
 def test_gauss_newton_stage_settings_are_validated():
     with pytest.raises(ConfigError, match="relinearize=0"):
         Stage(optimizer="gauss-newton", relinearize=5)
-    with pytest.raises(ConfigError, match="temperature=1"):
-        Stage(optimizer="gauss-newton", temperature=2.0)
     stage = Stage.gauss_newton(4)
     assert (stage.optimizer, stage.epochs, stage.regularization, stage.batch_size) == ("gauss-newton", 4, "origin",
                                                                                        None)
+
+
+def test_tempered_gauss_newton_records_the_prior_decoders_misfit(small_grid, small_survey):
+    problem = _problem(StraightRay(small_grid, small_survey), small_grid)
+    config = LatentSGDConfig(optimizer="gauss-newton", epochs=3, step_size=1e-3, batch_size=None,
+                             regularization="none", reg_weight=0.0, temperature=2.0, n_starts=2, progress=False)
+    start = TRUTH + torch.tensor([[0.4, 0.2, -0.3], [-0.2, 0.3, 0.1]])
+    solutions = solver("latent-sgd", config).solve(problem, initial=start)
+    rows = problem.targets().repeat(2, 1)
+    at_one = (problem.forward(solutions.parameters[0]) - rows).pow(2).mean(dim=1).sqrt()
+    recorded = np.sort(solutions.history["data_rmse"][-1, 0])
+    np.testing.assert_allclose(recorded, np.sort(at_one.detach().numpy()), rtol=1e-4)
+    tempered = problem.tempered(2.0)
+    at_two = (tempered.forward(solutions.parameters[0]) - rows).pow(2).mean(dim=1).sqrt()
+    assert not np.allclose(np.sort(at_two.detach().numpy()), recorded, rtol=1e-3)

@@ -115,9 +115,8 @@ class Stage:
             (isinstance(self.relinearize, int) and self.relinearize >= 0,
              f"relinearize must be an integer >= 0 (epochs between linearisations), got {self.relinearize!r}"),
             (self.kernel in KERNELS, f"kernel must be one of {KERNELS}, got {self.kernel!r}"),
-            (self.optimizer != "gauss-newton" or (self.relinearize == 0 and self.temperature == 1),
-             ("a gauss-newton stage uses the exact Jacobian of the prior's own decoder at every iteration; "
-             "set relinearize=0 and temperature=1")),
+            (self.optimizer != "gauss-newton" or self.relinearize == 0,
+             "a gauss-newton stage uses the exact Jacobian at every iteration; set relinearize=0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -134,16 +133,20 @@ class Stage:
 
     @classmethod
     def gauss_newton(cls, iterations: int = 10, reg_weight: float = 1.0, regularization: str = "origin",
-                     damping: float = 1e-3) -> Stage:
+                     damping: float = 1e-3, temperature: float = 1.0) -> Stage:
         """A damped Gauss-Newton stage: ``iterations`` full-data iterations on χ² + λR.
 
         Converges from near a basin's bottom in a few iterations where gradient
         steps crawl; each iteration costs one Jacobian per start (for the
         eikonal, its adjoint kernel) and a three-point line search. λ = 1 with
-        'origin' is the MAP of the standard-normal latent prior.
+        'origin' is the MAP of the standard-normal latent prior. At
+        ``temperature`` T > 1 it iterates on the smoother decoder
+        ``sigmoid(logits / T)`` (a continuation: wider basins), stopping at the
+        noise of that decoder's misfit; the history records the T = 1 misfit.
         """
         return cls(optimizer="gauss-newton", epochs=iterations, step_size=damping, step_decay=1.0,
-                   batch_size=None, regularization=regularization, reg_weight=reg_weight, reg_decay=1.0)
+                   batch_size=None, regularization=regularization, reg_weight=reg_weight, reg_decay=1.0,
+                   temperature=temperature)
 
     def as_stage(self) -> Stage:
         """This stage's settings alone (drops the settings of a whole run)."""
@@ -247,14 +250,15 @@ class LatentSGDConfig(Stage):
            corrected straight-ray search, one sparse product per step);
         2. a regularization-free Adam polish on the exact forward (6 epochs of
            one source per step);
-        3. 10 Gauss-Newton iterations on the exact Jacobian
-           (:meth:`Stage.gauss_newton`), each start stopping at the noise.
+        3. Gauss-Newton on the exact Jacobian (:meth:`Stage.gauss_newton`):
+           5 iterations on the decoder at temperature 2 (wider basins), then
+           10 at temperature 1, each start stopping at the noise.
 
         On eikonal data (5 decoder-sample truths × 5 starts, σ = 0.25 ns) it
-        accepted 5/25 starts and reached the noise on 4 truths where
+        accepted 11/25 starts and reached the noise on 4 truths where
         :meth:`source_nonlinear` (the default before 0.6) accepted 0/25.
         """
-        then = (Stage.polish(6, "source"), Stage.gauss_newton(10))
+        then = (Stage.polish(6, "source"), Stage.gauss_newton(5, temperature=2.0), Stage.gauss_newton(10))
         return cls.reference_linear(**{"relinearize": 10, "kernel": "straight-ray", "then": then, **overrides})
 
     @classmethod
@@ -426,7 +430,8 @@ class LatentSGD(Solver):
                    monitor, shape) -> bool:
         """Run one stage; returns True if a callback asked to stop."""
         if stage.optimizer == "gauss-newton":
-            return self._run_gauss_newton(index, stage, stage_problem, latent, rows, history, monitor, shape)
+            return self._run_gauss_newton(index, stage, stage_problem, problem, latent, rows, history, monitor,
+                                          shape)
         latent.requires_grad_(True)
         optimizer = (torch.optim.Adam([latent], lr=stage.step_size) if stage.optimizer == "adam"
                      else torch.optim.SGD([latent], lr=stage.step_size))
@@ -458,7 +463,8 @@ class LatentSGD(Solver):
                     return True
         return False
 
-    def _run_gauss_newton(self, index, stage, stage_problem, latent, rows, history, monitor, shape) -> bool:
+    def _run_gauss_newton(self, index, stage, stage_problem, problem, latent, rows, history, monitor,
+                          shape) -> bool:
         """Run a Gauss-Newton stage (one iteration per epoch); returns True if a callback asked to stop."""
         iterate = GaussNewtonStep(stage_problem, rows, stage.regularization, stage.reg_weight, stage.step_size)
         for iteration in range(stage.epochs):
@@ -468,9 +474,13 @@ class LatentSGD(Solver):
                                ("reg_weight", stage.reg_weight), ("stage", index),
                                ("temperature", stage.temperature)):
                 history[key].append(value)
-            history["step"].append(len(history["step_size"]))  # the iteration's RMSE is the full-data record
-            history["data_rmse"].append(rmse.reshape(shape).cpu().numpy())
-            if monitor.step(batch_rmse=float(rmse.min()), best_rmse=float(rmse.min())):
+            if stage.temperature == 1:  # the iteration's RMSE is the full-data record
+                history["step"].append(len(history["step_size"]))
+                history["data_rmse"].append(rmse.reshape(shape).cpu().numpy())
+                best = float(rmse.min())
+            else:
+                best = self._record(problem, latent, rows, history, len(history["step_size"]), shape)
+            if monitor.step(batch_rmse=float(rmse.min()), best_rmse=best):
                 return True
             if iterate.finished:
                 break
