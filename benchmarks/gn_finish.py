@@ -1,0 +1,88 @@
+"""Finishing stages compared from the same searched points (eikonal, decoder-sample truths).
+
+The default nonlinear schedule's search (straight-ray-kernel stage relinearised
+every 10 epochs + exact Adam polish) runs once per truth; each finishing
+variant then starts from its end points, so the table isolates the finish:
+
+- ``gn10``: 10 Gauss-Newton iterations (T = 1);
+- ``rays2+gn``: a ray-kernel stage relinearised every 2 epochs (20 epochs), then ``gn10``;
+- ``T2gn+gn``: 5 Gauss-Newton iterations at decoder temperature 2, then ``gn10``.
+
+Usage::
+
+    python benchmarks/gn_finish.py [--truths 5] [--starts 5] [--finishes gn10 T2gn+gn]
+
+Writes ``results/gn_finish.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import fields, replace
+
+import torch
+from _common import print_table, write_json
+from latent_sgd_study import NOISE_NS, truths
+
+from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward
+from geoinv.prior import default_vae
+from geoinv.solvers import Stage
+from geoinv.units import ns_to_s
+
+FINISHES = {
+    "gn10": (Stage.gauss_newton(10),),
+    "rays2+gn": (Stage(step_size=2e-3, step_decay=0.9, epochs=20, relinearize=2, reg_weight=1.0),
+                 Stage.gauss_newton(10)),
+    "T2gn+gn": (Stage.gauss_newton(5, temperature=2.0), Stage.gauss_newton(10)),
+}
+
+
+def run(problem, stages, n_starts: int, initial):
+    first, *rest = stages
+    config = replace(LatentSGDConfig(n_starts=n_starts, progress=False),
+                     **{f.name: getattr(first, f.name) for f in fields(Stage)}, then=tuple(rest))
+    return LatentSGD(config).solve(problem, initial=initial)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--truths", type=int, default=5)
+    parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--finishes", nargs="+", default=list(FINISHES), choices=list(FINISHES))
+    args = parser.parse_args()
+    vae = default_vae().frozen()
+    grid, survey, petro = Grid2D.crosshole(), Survey.crosshole(), FaciesVelocity()
+    operator = forward("eikonal", grid=grid, survey=survey)
+    models = [model for kind, model in truths(vae, grid, args.truths, 0) if kind == "on"]
+    search = LatentSGDConfig.default_nonlinear().stages[:2]
+    rows = []
+    for index, truth in enumerate(models):
+        field = operator.make_synthetic_data(petro.slowness(truth.double()), ns_to_s(NOISE_NS),
+                                             torch.Generator().manual_seed(7 + index))
+        problem = build_problem(field, vae, operator, petro)
+        searched = run(problem, search, args.starts, None).parameters[0]
+        for name in args.finishes:
+            started = time.perf_counter()
+            solutions = run(problem, FINISHES[name], args.starts, searched)
+            model_rmse = (solutions.models[0, 0] - truth).pow(2).mean().sqrt()
+            rows.append({"truth": index, "finish": name, "accepted": int(solutions.accepted[0].sum()),
+                         "sigma": [float(x) for x in solutions.normalised_misfit[0]],
+                         "model_rmse_best": float(model_rmse),
+                         "seconds_per_start": (time.perf_counter() - started) / args.starts})
+            print(f"truth {index}  {name:9s} accepted {rows[-1]['accepted']}/{args.starts}  "
+                  f"σ {' '.join(f'{x:.2f}' for x in rows[-1]['sigma'])}  model {float(model_rmse):.3f}  "
+                  f"{rows[-1]['seconds_per_start']:.1f} s/start", flush=True)
+    summary = [{"finish": name, "accepted": f"{sum(r['accepted'] for r in rows if r['finish'] == name)}/"
+                f"{args.starts * len(models)}",
+                "per_truth": "/".join(str(r["accepted"]) for r in rows if r["finish"] == name),
+                "seconds_per_start": sum(r["seconds_per_start"] for r in rows if r["finish"] == name) / len(models)}
+               for name in args.finishes]
+    print()
+    print_table(summary, [("finish", "finish", ""), ("accepted", "accepted", ""), ("per_truth", "per truth", ""),
+                          ("seconds_per_start", "s/start (finish only)", ".1f")])
+    print(f"wrote {write_json('gn_finish', {'args': vars(args), 'noise_ns': NOISE_NS, 'summary': summary, 'rows': rows})}")
+
+
+if __name__ == "__main__":
+    main()
