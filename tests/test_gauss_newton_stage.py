@@ -54,7 +54,7 @@ def test_gauss_newton_direction_solves_the_damped_normal_equations(small_grid, s
     points = torch.tensor([[0.1, 0.2, -0.3], [1.0, -1.0, 0.5]])
     rows = problem.targets().repeat(2, 1)
     step = GaussNewtonStep(problem, rows, "origin", reg_weight=0.5, damping=0.0)
-    direction = step._direction(points, rows, torch.zeros(2)).double()
+    direction = step._direction(points, problem.forward(points) - rows, torch.zeros(2)).double()
     sigma = problem.noise_std.double()
     for b in range(2):
         jacobian = problem.jacobian(points[b:b + 1])[0] / sigma[:, None]

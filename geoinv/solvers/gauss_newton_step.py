@@ -65,27 +65,28 @@ class GaussNewtonStep:
         self.stop_at_noise = noise is not None
         self.initial_damping = damping
         self.state: _State | None = None
+        self._residual: torch.Tensor | None = None  # F(z) − d at the current points, from the last evaluation
 
     def _objective(self, latent: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """φ, the RMSE (data unit) and the normalised RMSE of each row of ``latent``."""
+        """φ, the RMSE (data unit), the normalised RMSE and the residuals of each row of ``latent``."""
         residual = self.problem.forward(latent) - rows
         chi2 = (residual / self.sigma).pow(2).sum(dim=1)
         penalty = self.problem.regularization(latent, self.regularization)
         return (chi2 + self.reg_weight * penalty, residual.pow(2).mean(dim=1).sqrt(),
-                (chi2 / residual.shape[1]).sqrt())
+                (chi2 / residual.shape[1]).sqrt(), residual)
 
     @torch.no_grad()
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         """One iteration in place on ``latent`` (B, n); returns the RMSE (data unit) of every start."""
         if self.state is None:
-            objective, _, normalised = self._objective(latent, self.rows)
+            objective, _, normalised, self._residual = self._objective(latent, self.rows)
             self.state = _State(objective, torch.full_like(objective, self.initial_damping),
                                 torch.ones_like(objective, dtype=torch.bool))
             self._stop_fitted(normalised)
         active = torch.nonzero(self.state.active).flatten()
         if active.numel():
             self._iterate(latent, active)
-        _, rmse, normalised = self._objective(latent, self.rows)
+        _, rmse, normalised, self._residual = self._objective(latent, self.rows)
         self._stop_fitted(normalised)
         return rmse
 
@@ -105,7 +106,7 @@ class GaussNewtonStep:
 
     def _iterate(self, latent: torch.Tensor, active: torch.Tensor) -> None:
         points, rows = latent[active], self.rows[active]
-        direction = self._direction(points, rows, self.state.damping[active])
+        direction = self._direction(points, self._residual[active], self.state.damping[active])
         steps = torch.tensor(LINE_SEARCH, dtype=points.dtype, device=points.device)
         trials = points[None] + steps[:, None, None] * direction[None]  # (A, B_active, n)
         objective = self._objective(trials.reshape(-1, points.shape[1]), rows.repeat(len(steps), 1))[0]
@@ -119,11 +120,11 @@ class GaussNewtonStep:
         self.state.damping[active] = torch.where(improved, damping / _DAMPING_DOWN, damping * _DAMPING_UP)
         self.state.active[active] &= self.state.damping[active] < _DAMPING_MAX
 
-    def _direction(self, points: torch.Tensor, rows: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
-        """The damped Gauss-Newton direction of each point (float64 solve)."""
+    def _direction(self, points: torch.Tensor, residual: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
+        """The damped Gauss-Newton direction of each point, given its residuals ``F(z) − d`` (float64 solve)."""
         sigma = self.sigma.double().cpu()
         jacobian = self.problem.jacobian(points) / sigma[:, None]  # (B, N, n), float64 CPU
-        residual = ((self.problem.forward(points) - rows) / self.sigma).double().cpu()
+        residual = residual.double().cpu() / sigma
         gradient = jacobian.transpose(1, 2) @ residual[..., None] + self.reg_weight / 2 * self._penalty_gradient(
             points)[..., None]
         normal = jacobian.transpose(1, 2) @ jacobian
