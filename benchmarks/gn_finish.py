@@ -6,7 +6,8 @@ variant then starts from its end points, so the table isolates the finish:
 
 - ``gn10``: 10 Gauss-Newton iterations (T = 1);
 - ``rays2+gn``: a ray-kernel stage relinearised every 2 epochs (20 epochs), then ``gn10``;
-- ``T2gn+gn``: 5 Gauss-Newton iterations at decoder temperature 2, then ``gn10``.
+- ``T2gn+gn``: 5 Gauss-Newton iterations at decoder temperature 2, then ``gn10`` (the default's finish);
+- ``T4gn+T2gn+gn``: 5 iterations at T = 4 first; ``T2gn10+gn``: 10 at T = 2.
 
 Usage::
 
@@ -35,6 +36,9 @@ FINISHES = {
     "rays2+gn": (Stage(step_size=2e-3, step_decay=0.9, epochs=20, relinearize=2, reg_weight=1.0),
                  Stage.gauss_newton(10)),
     "T2gn+gn": (Stage.gauss_newton(5, temperature=2.0), Stage.gauss_newton(10)),
+    "T4gn+T2gn+gn": (Stage.gauss_newton(5, temperature=4.0), Stage.gauss_newton(5, temperature=2.0),
+                     Stage.gauss_newton(10)),
+    "T2gn10+gn": (Stage.gauss_newton(10, temperature=2.0), Stage.gauss_newton(10)),
 }
 
 
@@ -49,7 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--truths", type=int, default=5)
     parser.add_argument("--starts", type=int, default=5)
-    parser.add_argument("--finishes", nargs="+", default=list(FINISHES), choices=list(FINISHES))
+    parser.add_argument("--finishes", nargs="+", default=["gn10", "rays2+gn", "T2gn+gn"], choices=list(FINISHES))
+    parser.add_argument("--name", default="gn_finish", help="name of the JSON in results/")
     args = parser.parse_args()
     vae = default_vae().frozen()
     grid, survey, petro = Grid2D.crosshole(), Survey.crosshole(), FaciesVelocity()
@@ -81,7 +86,7 @@ def main() -> None:
     print()
     print_table(summary, [("finish", "finish", ""), ("accepted", "accepted", ""), ("per_truth", "per truth", ""),
                           ("seconds_per_start", "s/start (finish only)", ".1f")])
-    print(f"wrote {write_json('gn_finish', {'args': vars(args), 'noise_ns': NOISE_NS, 'summary': summary, 'rows': rows})}")
+    print(f"wrote {write_json(args.name, {'args': vars(args), 'noise_ns': NOISE_NS, 'summary': summary, 'rows': rows})}")
 
 
 if __name__ == "__main__":
