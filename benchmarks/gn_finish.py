@@ -86,7 +86,7 @@ def main() -> None:
     print()
     print_table(summary, [("finish", "finish", ""), ("accepted", "accepted", ""), ("per_truth", "per truth", ""),
                           ("seconds_per_start", "s/start (finish only)", ".1f")])
-    print(f"wrote {write_json(args.name, {'args': vars(args), 'noise_ns': NOISE_NS, 'summary': summary, 'rows': rows})}")
+    write_json(args.name, {"args": vars(args), "noise_ns": NOISE_NS, "summary": summary, "rows": rows})
 
 
 if __name__ == "__main__":
