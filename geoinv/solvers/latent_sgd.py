@@ -254,9 +254,9 @@ class LatentSGDConfig(Stage):
            5 iterations on the decoder at temperature 2 (wider basins), then
            10 at temperature 1, each start stopping at the noise.
 
-        On eikonal data (5 decoder-sample truths × 5 starts, σ = 0.25 ns) it
-        accepted 11/25 starts and reached the noise on 4 truths where
-        :meth:`source_nonlinear` (the default before 0.6) accepted 0/25.
+        On eikonal data (5 decoder-sample truths, σ = 0.25 ns) it accepted
+        14 of 50 starts and reached the noise on 4 truths where
+        :meth:`source_nonlinear` (the default before 0.6) accepted 0 of 25.
         """
         then = (Stage.polish(6, "source"), Stage.gauss_newton(5, temperature=2.0), Stage.gauss_newton(10))
         return cls.reference_linear(**{"relinearize": 10, "kernel": "straight-ray", "then": then, **overrides})
