@@ -1,6 +1,6 @@
 """Batched Levenberg-Marquardt steps in a latent space: the Gauss-Newton stage of latent SGD.
 
-Pure torch on the problem's own Jacobian (:meth:`geoinv.InverseProblem.jacobian`,
+Torch linear algebra on the problem's own Jacobian (:meth:`geoinv.InverseProblem.jacobian`,
 the chained sparse Fréchet kernel times the decoder's forward-mode Jacobian for
 latent tomography), so it needs no pyGIMLi and runs inside a schedule.
 """

@@ -467,7 +467,7 @@ class LatentSGD(Solver):
                           shape) -> bool:
         """Run a Gauss-Newton stage (one iteration per epoch); returns True if a callback asked to stop."""
         iterate = GaussNewtonStep(stage_problem, rows, stage.regularization, stage.reg_weight, stage.step_size)
-        for iteration in range(stage.epochs):
+        for _ in range(stage.epochs):
             rmse = iterate(latent)
             self._check_finite(latent, rmse, len(history["step_size"]) + 1, index, iterate.damping)
             for key, value in (("batch_rmse", rmse.reshape(shape).cpu().numpy()), ("step_size", iterate.damping),
