@@ -57,6 +57,10 @@ def interruptible():
     sys.unraisablehook = quiet_hook
     try:
         yield
+    except Exception as exc:
+        if _pending is not None:  # the signal surfaced as another error (h5py converts exceptions raised in it)
+            raise Interrupted(_pending) from exc
+        raise
     finally:
         _pending = None
         sys.unraisablehook = previous_hook

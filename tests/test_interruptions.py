@@ -120,3 +120,17 @@ def test_interrupted_invert_keeps_the_earlier_result(earlier_result, tmp_path):
     assert result.read_bytes() == before
     assert not _temporaries(tmp_path, "result.h5") and not _temporaries(tmp_path, "result.png")
     assert np.isfinite(Solutions.from_hdf5(result).misfit.numpy()).all()
+
+
+def test_an_interruption_converted_to_another_error_still_ends_as_interrupted():
+    """h5py turns an exception raised inside its conversion callbacks into a TypeError: still an interruption."""
+    from geoinv._signals import Interrupted, interruptible
+
+    with pytest.raises(Interrupted) as info, interruptible():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except Interrupted:
+            raise TypeError("Operation not defined for data type class") from None
+    assert info.value.signum == signal.SIGTERM
+    assert isinstance(info.value.__cause__, TypeError)
