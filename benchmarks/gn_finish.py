@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import fields, replace
 
 import torch
 from _common import print_table, write_json
@@ -43,9 +42,7 @@ FINISHES = {
 
 
 def run(problem, stages, n_starts: int, initial):
-    first, *rest = stages
-    config = replace(LatentSGDConfig(n_starts=n_starts, progress=False),
-                     **{f.name: getattr(first, f.name) for f in fields(Stage)}, then=tuple(rest))
+    config = LatentSGDConfig(n_starts=n_starts, progress=False).with_stages(stages)
     return LatentSGD(config).solve(problem, initial=initial)
 
 

@@ -52,3 +52,12 @@ def test_explore_refuses_explicit_starts(problem):
     config = LatentSGDConfig(**SEARCH, n_starts=2, explore=2, then=(Stage.polish(1),))
     with pytest.raises(ConfigError, match="initial"):
         solver("latent-sgd", config).solve(problem, initial=torch.zeros(2, 3))
+
+
+def test_with_stages_replaces_the_schedule_and_keeps_the_run_settings():
+    stages = (Stage.polish(2), Stage.gauss_newton(1))
+    config = LatentSGDConfig(n_starts=3, seed=5, progress=False).with_stages(stages)
+    assert config.stages == stages
+    assert (config.n_starts, config.seed, config.progress) == (3, 5, False)
+    with pytest.raises(ConfigError, match="at least one"):
+        config.with_stages(())

@@ -26,6 +26,7 @@ _DAMPING_MAX = 1e8
 @dataclass
 class _State:
     objective: torch.Tensor  # (B,) χ² + λR at the current points
+    residual: torch.Tensor  # (B, n_data) F(z) − d at the current points
     damping: torch.Tensor  # (B,) Levenberg damping, relative to mean(diag JᵀJ)
     active: torch.Tensor  # (B,) bool: still iterating
 
@@ -65,30 +66,26 @@ class GaussNewtonStep:
         self.stop_at_noise = noise is not None
         self.initial_damping = damping
         self.state: _State | None = None
-        self._residual: torch.Tensor | None = None  # F(z) − d at the current points, from the last evaluation
 
-    def _objective(self, latent: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """φ, the RMSE (data unit), the normalised RMSE and the residuals of each row of ``latent``."""
+    def _objective(self, latent: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """φ and the residuals ``F(z) − d`` of each row of ``latent``."""
         residual = self.problem.forward(latent) - rows
         chi2 = (residual / self.sigma).pow(2).sum(dim=1)
-        penalty = self.problem.regularization(latent, self.regularization)
-        return (chi2 + self.reg_weight * penalty, residual.pow(2).mean(dim=1).sqrt(),
-                (chi2 / residual.shape[1]).sqrt(), residual)
+        return chi2 + self.reg_weight * self.problem.regularization(latent, self.regularization), residual
 
     @torch.no_grad()
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         """One iteration in place on ``latent`` (B, n); returns the RMSE (data unit) of every start."""
         if self.state is None:
-            objective, _, normalised, self._residual = self._objective(latent, self.rows)
-            self.state = _State(objective, torch.full_like(objective, self.initial_damping),
+            objective, residual = self._objective(latent, self.rows)
+            self.state = _State(objective, residual, torch.full_like(objective, self.initial_damping),
                                 torch.ones_like(objective, dtype=torch.bool))
-            self._stop_fitted(normalised)
+            self._stop_fitted()
         active = torch.nonzero(self.state.active).flatten()
         if active.numel():
             self._iterate(latent, active)
-        _, rmse, normalised, self._residual = self._objective(latent, self.rows)
-        self._stop_fitted(normalised)
-        return rmse
+        self._stop_fitted()
+        return self.state.residual.pow(2).mean(dim=1).sqrt()
 
     @property
     def damping(self) -> float:
@@ -100,22 +97,24 @@ class GaussNewtonStep:
         """Whether every start has reached the noise or stalled."""
         return self.state is not None and not bool(self.state.active.any())
 
-    def _stop_fitted(self, normalised: torch.Tensor) -> None:
+    def _stop_fitted(self) -> None:
         if self.stop_at_noise:
+            normalised = (self.state.residual / self.sigma).pow(2).mean(dim=1).sqrt()
             self.state.active &= normalised > 1.0
 
     def _iterate(self, latent: torch.Tensor, active: torch.Tensor) -> None:
         points, rows = latent[active], self.rows[active]
-        direction = self._direction(points, self._residual[active], self.state.damping[active])
+        direction = self._direction(points, self.state.residual[active], self.state.damping[active])
         steps = torch.tensor(LINE_SEARCH, dtype=points.dtype, device=points.device)
         trials = points[None] + steps[:, None, None] * direction[None]  # (A, B_active, n)
-        objective = self._objective(trials.reshape(-1, points.shape[1]), rows.repeat(len(steps), 1))[0]
-        objective = objective.reshape(len(steps), -1)
+        objective, residual = self._objective(trials.reshape(-1, points.shape[1]), rows.repeat(len(steps), 1))
+        objective, residual = objective.reshape(len(steps), -1), residual.reshape(len(steps), len(active), -1)
         best = objective.argmin(dim=0)
         columns = torch.arange(len(active), device=best.device)
         improved = objective[best, columns] < self.state.objective[active]
         latent[active[improved]] = trials[best, columns][improved].to(latent.dtype)
         self.state.objective[active[improved]] = objective[best, columns][improved]
+        self.state.residual[active[improved]] = residual[best, columns][improved]
         damping = self.state.damping[active]
         self.state.damping[active] = torch.where(improved, damping / _DAMPING_DOWN, damping * _DAMPING_UP)
         self.state.active[active] &= self.state.damping[active] < _DAMPING_MAX

@@ -208,6 +208,13 @@ class LatentSGDConfig(Stage):
         """All stages, in order."""
         return (self.as_stage(), *self.then)
 
+    def with_stages(self, stages) -> LatentSGDConfig:
+        """These run settings with another schedule: ``stages[0]`` first, the rest as ``then``."""
+        if not stages:
+            raise ConfigError("with_stages needs at least one Stage")
+        first, *later = stages
+        return replace(self, **{f.name: getattr(first, f.name) for f in fields(Stage)}, then=tuple(later))
+
     def with_epochs(self, epochs: int) -> LatentSGDConfig:
         """This schedule with ``epochs`` in every stage (for quick checks)."""
         return replace(self, epochs=epochs, then=tuple(replace(stage, epochs=epochs) for stage in self.then))
@@ -415,9 +422,7 @@ class LatentSGD(Solver):
         n_starts = n_candidates or config.n_starts
         first = replace(config, then=(), explore=1, n_starts=config.explore * n_starts)
         explored = LatentSGD(first, self.callbacks).solve(problem, observed, generator=generator)
-        next_stage, *later = config.then
-        rest = replace(config, **{f.name: getattr(next_stage, f.name) for f in fields(Stage)}, then=tuple(later),
-                       explore=1, n_starts=n_starts)
+        rest = replace(config, explore=1, n_starts=n_starts).with_stages(config.then)
         refined = LatentSGD(rest, self.callbacks).solve(problem, observed, generator=generator,
                                                         initial=explored.parameters[:, :n_starts])
         # stage numbers count from the exploration, as in a run without it
