@@ -74,10 +74,13 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
             "Adam + polish": LatentSGDConfig.adam(then=(_polish(1000),), **common),
             "scheduled Adam (minibatch, ring) + polish": LatentSGDConfig.reference_linear(
                 optimizer="adam", step_size=3e-2, then=(_polish(1000),), **common),
-            "default": LatentSGDConfig.default_linear(**common),
-            "default + GN polish": GaussNewtonPolish(LatentSGDConfig.default_linear(**common)),
+            # the default before 0.7 (LatentSGDConfig.sgd_linear) is "reference + polish"
+            "reference + polish + GN polish": GaussNewtonPolish(LatentSGDConfig.sgd_linear(**common)),
             # keep the best of many: 4 × starts through the reference stage, the best quarter polished
-            "default, explore 4": LatentSGDConfig.default_linear(explore=4, **common),
+            "reference + polish, explore 4": LatentSGDConfig.sgd_linear(explore=4, **common),
+            # Gauss-Newton on a cooling decoder (T 32 → 1) from 5 × starts draws, the best kept (0.7 default)
+            "default": LatentSGDConfig.default_linear(**common),
+            "GN continuation, no exploring": LatentSGDConfig.gauss_newton_continuation(explore=1, **common),
         }
     reference = LatentSGDConfig.reference_nonlinear(minibatch="source", **common)
     return {
@@ -108,6 +111,9 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
         "straight kernel every 10 + polish + GN stage, explore 4": LatentSGDConfig.reference_linear(
             relinearize=10, kernel="straight-ray", then=(_polish(6, minibatch="source"), Stage.gauss_newton(10)),
             explore=4, **common),
+        # the default from 2 × starts draws; the best half after the exact polish goes on to Gauss-Newton
+        "default, explore 2 to the polish": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=2, **common),
+        "GN continuation": LatentSGDConfig.gauss_newton_continuation(**common),
     }
 
 

@@ -65,6 +65,7 @@ def test_schedule_follows_operator_linearity(small_grid, small_survey):
     nonlinear = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey))
     assert linear.config == LatentSGDConfig.default_linear(n_starts=20, progress=False)
     assert nonlinear.config == LatentSGDConfig.default_nonlinear(n_starts=20, progress=False)
+    assert {stage.optimizer for stage in linear.config.stages} == {"gauss-newton"}
     stages = nonlinear.config.stages
     assert (stages[0].relinearize, stages[0].kernel) == (10, "straight-ray")
     assert [stage.optimizer for stage in stages] == ["sgd", "adam", "gauss-newton", "gauss-newton"]

@@ -42,10 +42,36 @@ def test_explore_refines_the_best_of_the_first_stage(problem):
 def test_explore_is_validated():
     with pytest.raises(ConfigError, match="explore"):
         LatentSGDConfig(explore=0)
-    with pytest.raises(ConfigError, match="then="):
-        LatentSGDConfig(explore=2)
+    for bad in (0, 3, True, 1.5):
+        with pytest.raises(ConfigError, match="explore_stages"):
+            LatentSGDConfig(explore=2, explore_stages=bad, then=(Stage.polish(1),))
     with pytest.raises(ConfigError, match="explore × n_starts"):
         LatentSGDConfig(explore=20_000, n_starts=10, then=(Stage.polish(1),))
+
+
+def test_exploring_every_stage_keeps_the_best_finished_draws(problem):
+    schedule = {**SEARCH, "then": (Stage.polish(3),)}
+    kept = solver("latent-sgd", LatentSGDConfig(**schedule, n_starts=3, explore=4, explore_stages=None)).solve(problem)
+    every = solver("latent-sgd", LatentSGDConfig(**schedule, n_starts=12)).solve(problem)  # the same 12 draws
+    assert kept.n_candidates == 3
+    torch.testing.assert_close(kept.parameters, every.parameters[:, :3])
+    torch.testing.assert_close(kept.normalised_misfit, every.normalised_misfit[:, :3])
+    history = kept.history
+    np.testing.assert_array_equal(history["explore_kept"], every.history["order"][:, :3])
+    assert history["explore_draws"] == 12
+    # the history describes the kept starts, and order sorts them as in any run
+    last = history["data_rmse"][-1, 0]
+    assert last.shape == (3,)
+    np.testing.assert_allclose(last[history["order"][0]], kept.misfit[0].numpy(), rtol=1e-4)
+
+
+def test_exploring_two_of_three_stages_numbers_the_stages_as_one_run(problem):
+    config = LatentSGDConfig(**SEARCH, n_starts=2, explore=3, explore_stages=2,
+                             then=(Stage.polish(2), Stage.polish(2)))
+    history = solver("latent-sgd", config).solve(problem).history
+    assert set(np.unique(history["stage"])) == {2}
+    assert set(np.unique(history["explore_stage"])) == {0, 1}
+    assert history["explore_data_rmse"].shape[-1] == 6
 
 
 def test_explore_refuses_explicit_starts(problem):

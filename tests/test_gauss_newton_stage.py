@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from geoinv import ConfigError, Eikonal, FaciesVelocity, LatentSGDConfig, StraightRay, build_problem, solver
+from geoinv.solvers.callbacks import Callback, ProgressBar
 from geoinv.solvers.gauss_newton_step import GaussNewtonStep
 from geoinv.solvers.latent_sgd import Stage
 
@@ -86,3 +87,29 @@ def test_tempered_gauss_newton_records_the_prior_decoders_misfit(small_grid, sma
     tempered = problem.tempered(2.0)
     at_two = (tempered.forward(solutions.parameters[0]) - rows).pow(2).mean(dim=1).sqrt()
     assert not np.allclose(np.sort(at_two.detach().numpy()), recorded, rtol=1e-3)
+
+
+def test_gauss_newton_continuation_recovers_the_truth_from_prior_draws(small_grid, small_survey):
+    problem = _problem(StraightRay(small_grid, small_survey), small_grid)
+    config = LatentSGDConfig.gauss_newton_continuation(n_starts=3, explore=2, progress=False, seed=2)
+    solutions = solver("latent-sgd", config).solve(problem)
+    assert bool(solutions.accepted[0].all())
+    assert float((solutions.parameters[0, 0] - TRUTH[0]).abs().max()) < 0.1
+    # the decoder cools from T = 32 to 1, and the kept starts are the best of 6 finished draws
+    temperatures = solutions.history["temperature"]
+    assert temperatures[0] == 32.0 and temperatures[-1] == 1.0 and np.all(np.diff(temperatures) <= 0)
+    assert solutions.history["explore_draws"] == 6
+
+
+class _Ends(Callback):
+    def on_end(self, run):
+        self.steps, self.total = run.step, run.total_steps
+
+
+def test_progress_ends_full_when_every_start_fits_before_the_last_iteration(small_grid, small_survey, capsys):
+    problem = _problem(StraightRay(small_grid, small_survey), small_grid)
+    ends, bar = _Ends(), ProgressBar()
+    config = LatentSGDConfig(n_starts=2, progress=False).with_stages((Stage.gauss_newton(20),))
+    solver("latent-sgd", config, callbacks=[ends, bar]).solve(problem, initial=TRUTH + 0.05)
+    assert ends.steps < 20
+    assert ends.total == ends.steps and bar._bar.total == ends.steps and bar._bar.n == ends.steps

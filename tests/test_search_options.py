@@ -59,7 +59,13 @@ def test_stage_settings_are_validated():
     with pytest.raises(ConfigError, match="Stage"):
         LatentSGDConfig(then=("adam",))
     assert LatentSGDConfig(then=({"optimizer": "adam"},)).stages[1].optimizer == "adam"
-    assert LatentSGDConfig.named("default-linear").then[0].optimizer == "adam"
+    assert LatentSGDConfig.named("sgd-linear").then[0].optimizer == "adam"
+    continuation = LatentSGDConfig.named("default-linear")
+    assert [stage.optimizer for stage in continuation.stages] == ["gauss-newton"] * 6
+    assert [stage.temperature for stage in continuation.stages] == [32.0, 16.0, 8.0, 4.0, 2.0, 1.0]
+    assert (continuation.explore, continuation.explore_stages) == (5, None)
+    with pytest.raises(ConfigError, match="temperatures"):
+        LatentSGDConfig.gauss_newton_continuation(temperatures=(4.0, 1.0))
 
 
 def test_temperature_smooths_the_decoder(setting):

@@ -76,6 +76,9 @@ class ProgressBar(Callback):
 
     def on_end(self, run: RunInfo) -> None:
         if self._bar is not None:
+            if self._bar.total != run.total_steps:  # the loop ended early by design (Monitor.shorten)
+                self._bar.total = run.total_steps
+                self._bar.refresh()
             self._bar.close()
 
 
@@ -151,6 +154,10 @@ class Monitor:
         for callback in self.callbacks:
             stop = bool(callback.on_step(self.run)) or stop
         return stop
+
+    def shorten(self, steps: int) -> None:
+        """Drop ``steps`` planned steps that the loop will not take (e.g. every start has converged)."""
+        self.run.total_steps -= int(steps)
 
     def __exit__(self, *exc) -> None:
         for callback in self.callbacks:
