@@ -113,7 +113,9 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
             explore=4, **common),
         # the default from 2 × starts draws; the best half after the exact polish goes on to Gauss-Newton
         "default, explore 2 to the polish": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=2, **common),
+        "default, explore 3 to the polish": LatentSGDConfig.default_nonlinear(explore=3, explore_stages=2, **common),
         "GN continuation": LatentSGDConfig.gauss_newton_continuation(**common),
+        "GN continuation, no exploring": LatentSGDConfig.gauss_newton_continuation(explore=1, **common),
     }
 
 
