@@ -65,6 +65,17 @@ def test_exploring_every_stage_keeps_the_best_finished_draws(problem):
     np.testing.assert_allclose(last[history["order"][0]], kept.misfit[0].numpy(), rtol=1e-4)
 
 
+def test_keeping_the_best_works_per_observed_data_set(problem):
+    second = problem.simulate(torch.tensor([[-0.6, 0.9, 0.1]]), 0.05, torch.Generator().manual_seed(4))
+    observed = torch.cat([problem.targets(), second])
+    kept = solver("latent-sgd", LatentSGDConfig(**SEARCH, n_starts=2, explore=3, explore_stages=None)).solve(
+        problem, observed=observed)
+    every = solver("latent-sgd", LatentSGDConfig(**SEARCH, n_starts=6)).solve(problem, observed=observed)
+    assert kept.parameters.shape == (2, 2, 3)
+    torch.testing.assert_close(kept.parameters, every.parameters[:, :2])
+    assert kept.history["data_rmse"].shape[1:] == (2, 2)
+
+
 def test_exploring_two_of_three_stages_numbers_the_stages_as_one_run(problem):
     config = LatentSGDConfig(**SEARCH, n_starts=2, explore=3, explore_stages=2,
                              then=(Stage.polish(2), Stage.polish(2)))
