@@ -70,6 +70,7 @@ def test_schedule_follows_operator_linearity(small_grid, small_survey):
     assert (stages[0].relinearize, stages[0].kernel) == (10, "straight-ray")
     assert [stage.optimizer for stage in stages] == ["sgd", "adam", "gauss-newton", "gauss-newton"]
     assert [stage.temperature for stage in stages[2:]] == [2.0, 1.0]
+    assert (nonlinear.config.explore, nonlinear.config.explore_stages) == (2, 2)  # the best half goes on to GN
     with pytest.raises(ConfigError, match="latent-sgd only"):
         make_solver("tandem", StraightRay(small_grid, small_survey), preset="adam")
 
