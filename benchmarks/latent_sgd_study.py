@@ -116,6 +116,7 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
         "0.6 default (no exploring)": LatentSGDConfig.default_nonlinear(explore=1, **common),
         "default, explore 2 to the polish": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=2, **common),
         "default, explore 3 to the polish": LatentSGDConfig.default_nonlinear(explore=3, explore_stages=2, **common),
+        "default, explore 2 to GN at T = 2": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=3, **common),
         "GN continuation": LatentSGDConfig.gauss_newton_continuation(**common),
         "GN continuation, no exploring": LatentSGDConfig.gauss_newton_continuation(explore=1, **common),
     }
