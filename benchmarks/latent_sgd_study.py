@@ -111,8 +111,8 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
         "straight kernel every 10 + polish + GN stage, explore 4": LatentSGDConfig.reference_linear(
             relinearize=10, kernel="straight-ray", then=(_polish(6, minibatch="source"), Stage.gauss_newton(10)),
             explore=4, **common),
-        # the default from 2 × starts draws; the best half after the exact polish goes on to Gauss-Newton
-        # the default (0.7) explores 2 × starts to the polish; the 0.6 default explored nothing
+        # the 0.7 default explores 2 × starts to the exact polish, the best half goes on to Gauss-Newton;
+        # the 0.6 default explored nothing
         "0.6 default (no exploring)": LatentSGDConfig.default_nonlinear(explore=1, **common),
         "default, explore 2 to the polish": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=2, **common),
         "default, explore 3 to the polish": LatentSGDConfig.default_nonlinear(explore=3, explore_stages=2, **common),
