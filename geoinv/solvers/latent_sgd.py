@@ -486,14 +486,15 @@ class LatentSGD(Solver):
         n_starts = n_candidates or config.n_starts
         explored_count = len(config.stages) if config.explore_stages is None else config.explore_stages
         exploring, later = config.stages[:explored_count], config.stages[explored_count:]
-        first = replace(config, explore=1, explore_stages=1,
-                        n_starts=config.explore * n_starts).with_stages(exploring)
-        explored = LatentSGD(first, self.callbacks).solve(problem, observed, generator=generator)
+        def part(stages, starts) -> LatentSGD:  # a plain run of some of the stages
+            settings = replace(config, explore=1, explore_stages=1, n_starts=starts).with_stages(stages)
+            return LatentSGD(settings, self.callbacks)
+
+        explored = part(exploring, config.explore * n_starts).solve(problem, observed, generator=generator)
         if not later:
             return self._keep_best(explored, n_starts)
-        rest = replace(config, explore=1, explore_stages=1, n_starts=n_starts).with_stages(later)
-        refined = LatentSGD(rest, self.callbacks).solve(problem, observed, generator=generator,
-                                                        initial=explored.parameters[:, :n_starts])
+        refined = part(later, n_starts).solve(problem, observed, generator=generator,
+                                              initial=explored.parameters[:, :n_starts])
         # stage numbers count from the exploration, as in a run without it
         history = {**refined.history, "stage": refined.history["stage"] + explored_count,
                    **{f"explore_{key}": value for key, value in explored.history.items()}}
@@ -504,10 +505,11 @@ class LatentSGD(Solver):
         """The ``n_starts`` best of finished draws (already sorted); the history restricted to them."""
         kept = torch.as_tensor(explored.history["order"])[:, :n_starts]  # draw indices, best first
         n_surveys, n_draws = kept.shape[0], explored.parameters.shape[1]
+        in_draw_order = np.sort(kept.numpy(), axis=1)
         history = {}
         for key, value in explored.history.items():
             if key != "order" and value.ndim >= 2 and value.shape[-2:] == (n_surveys, n_draws):
-                index = np.broadcast_to(np.sort(kept.numpy(), axis=1), (*value.shape[:-2], n_surveys, n_starts))
+                index = np.broadcast_to(in_draw_order, (*value.shape[:-2], n_surveys, n_starts))
                 value = np.take_along_axis(value, index, axis=-1)
             history[key] = value
         # the kept starts in draw order, so that order sorts them as in any run
