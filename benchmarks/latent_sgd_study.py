@@ -119,6 +119,11 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
         "default, explore 2 to GN at T = 2": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=3, **common),
         # the default's search on the decoder at temperature 2 (a smoother map), the rest unchanged
         "default, search at T = 2": LatentSGDConfig.default_nonlinear(temperature=2.0, **common),
+        # the default with each Gauss-Newton iteration's step capped at 0.25 latent units (a trust radius):
+        # the same draws, search and polish as "default", only the finish differs
+        "default, GN steps ≤ 0.25": LatentSGDConfig.default_nonlinear(then=(
+            Stage.polish(6, "source"), Stage.gauss_newton(5, temperature=2.0, max_step=0.25),
+            Stage.gauss_newton(10, max_step=0.25)), **common),
         "GN continuation": LatentSGDConfig.gauss_newton_continuation(**common),
         "GN continuation, no exploring": LatentSGDConfig.gauss_newton_continuation(explore=1, **common),
     }

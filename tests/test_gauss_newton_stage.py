@@ -66,9 +66,42 @@ def test_gauss_newton_direction_solves_the_damped_normal_equations(small_grid, s
         np.testing.assert_allclose(direction[b].numpy(), expected.numpy(), rtol=1e-4, atol=1e-7)
 
 
+def test_a_trust_radius_shortens_long_gauss_newton_directions_only(small_grid, small_survey):
+    problem = _problem(StraightRay(small_grid, small_survey), small_grid)
+    points = torch.tensor([[2.0, 2.0, -2.0], [0.8, -0.5, 0.31]])  # far from the truth, next to it
+    rows = problem.targets().repeat(2, 1)
+    residual = problem.forward(points) - rows
+    full = GaussNewtonStep(problem, rows, "none", 0.0, damping=0.0)._direction(points, residual, torch.zeros(2))
+    capped = GaussNewtonStep(problem, rows, "none", 0.0, damping=0.0, max_step=0.2)._direction(
+        points, residual, torch.zeros(2))
+    assert float(full[0].norm()) > 1.0  # the far point's full step is long: it is cut to the radius
+    assert float(capped[0].norm()) == pytest.approx(0.2, rel=1e-5)
+    np.testing.assert_allclose(capped[0].numpy(), (0.2 * full[0] / full[0].norm()).numpy(), rtol=1e-5)
+    assert float(full[1].norm()) < 0.2  # a short step is left as it is
+    np.testing.assert_allclose(capped[1].numpy(), full[1].numpy())
+
+
+def test_gauss_newton_iterations_move_no_further_than_the_trust_radius(small_grid, small_survey):
+    problem = _problem(StraightRay(small_grid, small_survey), small_grid)
+    latent = torch.tensor([[2.0, 2.0, -2.0]])  # 3.8 latent units from the truth
+    iterate = GaussNewtonStep(problem, problem.targets(), "origin", 1.0, max_step=0.5)
+    path = [latent.clone()]
+    while not iterate.finished and len(path) < 40:
+        iterate(latent)
+        path.append(latent.clone())
+    moves = torch.cat(path[1:]) - torch.cat(path[:-1])
+    assert float(moves.norm(dim=1).max()) <= 0.5 + 1e-5
+    assert len(path) - 1 >= 7  # no fewer capped iterations than the distance needs
+    assert float(iterate.state.residual.div(problem.noise_std).pow(2).mean().sqrt()) <= 1.0  # reached the noise
+
+
 def test_gauss_newton_stage_settings_are_validated():
     with pytest.raises(ConfigError, match="relinearize=0"):
         Stage(optimizer="gauss-newton", relinearize=5)
+    with pytest.raises(ConfigError, match="max_step"):
+        Stage(max_step=0.5)  # an SGD stage has no trust radius
+    with pytest.raises(ConfigError, match="max_step"):
+        Stage.gauss_newton(4, max_step=0.0)
     stage = Stage.gauss_newton(4)
     assert (stage.optimizer, stage.epochs, stage.regularization, stage.batch_size) == ("gauss-newton", 4, "origin",
                                                                                        None)

@@ -46,6 +46,9 @@ class GaussNewtonStep:
         λ (1 with 'origin' is the MAP of a standard-normal latent prior).
     damping : float
         Initial Levenberg damping μ, relative to the mean diagonal of ``JᵀJ``.
+    max_step : float, optional
+        Trust radius: a direction longer than this (latent units) is shortened
+        to it before the line search.
 
     Notes
     -----
@@ -58,13 +61,14 @@ class GaussNewtonStep:
     """
 
     def __init__(self, problem: InverseProblem, rows: torch.Tensor, regularization: str = "origin",
-                 reg_weight: float = 1.0, damping: float = 1e-3) -> None:
+                 reg_weight: float = 1.0, damping: float = 1e-3, max_step: float | None = None) -> None:
         self.problem, self.rows = problem, rows
         self.regularization, self.reg_weight = regularization, reg_weight
         noise = problem.noise_std
         self.sigma = (torch.ones(problem.n_data) if noise is None else noise).to(rows.device, rows.dtype)
         self.stop_at_noise = noise is not None
         self.initial_damping = damping
+        self.max_step = max_step
         self.state: _State | None = None
 
     def _objective(self, latent: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,6 +135,9 @@ class GaussNewtonStep:
         identity = torch.eye(points.shape[1], dtype=torch.float64)
         shift = self.reg_weight + damping.double().cpu() * scale
         direction = -torch.linalg.solve(normal + shift[:, None, None] * identity, gradient)[..., 0]
+        if self.max_step is not None:
+            length = direction.norm(dim=1, keepdim=True)
+            direction = direction * torch.clamp(self.max_step / length, max=1.0)
         return direction.to(points.device, points.dtype)
 
     def _penalty_gradient(self, points: torch.Tensor) -> torch.Tensor:

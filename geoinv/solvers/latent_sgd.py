@@ -73,6 +73,11 @@ _STAGE_DOC = """
         Kernel of a linearised stage: the operator's own (the eikonal's rays)
         or the straight-ray matrix with the exact nonlinear times as offset
         (a model-error-corrected straight-ray search).
+    max_step : float or None
+        Gauss-Newton only: the longest step (latent units) an iteration may
+        take per start (a trust radius; the direction is shortened to it).
+        None: the full damped step. On a nonlinear forward a full step can
+        jump out of a small basin that shorter steps would descend.
 """
 
 
@@ -97,6 +102,7 @@ class Stage:
     temperature: float = 1.0
     relinearize: int = 0
     kernel: str = "operator"
+    max_step: float | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -117,6 +123,9 @@ class Stage:
             (self.kernel in KERNELS, f"kernel must be one of {KERNELS}, got {self.kernel!r}"),
             (self.optimizer != "gauss-newton" or self.relinearize == 0,
              "a gauss-newton stage uses the exact Jacobian at every iteration; set relinearize=0"),
+            (self.max_step is None or (self.optimizer == "gauss-newton" and 0 < self.max_step < math.inf),
+             (f"max_step (latent units) must be finite and > 0, and applies to gauss-newton stages only; "
+              f"got {self.max_step!r} with optimizer {self.optimizer!r}")),
         ]
         for ok, message in checks:
             if not ok:
@@ -133,7 +142,7 @@ class Stage:
 
     @classmethod
     def gauss_newton(cls, iterations: int = 10, reg_weight: float = 1.0, regularization: str = "origin",
-                     damping: float = 1e-3, temperature: float = 1.0) -> Stage:
+                     damping: float = 1e-3, temperature: float = 1.0, max_step: float | None = None) -> Stage:
         """A damped Gauss-Newton stage: ``iterations`` full-data iterations on χ² + λR.
 
         Converges from near a basin's bottom in a few iterations where gradient
@@ -143,10 +152,11 @@ class Stage:
         ``temperature`` T > 1 it iterates on the smoother decoder
         ``sigmoid(logits / T)`` (a continuation: wider basins), stopping at the
         noise of that decoder's misfit; the history records the T = 1 misfit.
+        ``max_step`` caps each iteration's step length (latent units).
         """
         return cls(optimizer="gauss-newton", epochs=iterations, step_size=damping, step_decay=1.0,
                    batch_size=None, regularization=regularization, reg_weight=reg_weight, reg_decay=1.0,
-                   temperature=temperature)
+                   temperature=temperature, max_step=max_step)
 
     def as_stage(self) -> Stage:
         """This stage's settings alone (drops the settings of a whole run)."""
@@ -560,7 +570,8 @@ class LatentSGD(Solver):
     def _run_gauss_newton(self, index, stage, stage_problem, problem, latent, rows, history, monitor,
                           shape) -> bool:
         """Run a Gauss-Newton stage (one iteration per epoch); returns True if a callback asked to stop."""
-        iterate = GaussNewtonStep(stage_problem, rows, stage.regularization, stage.reg_weight, stage.step_size)
+        iterate = GaussNewtonStep(stage_problem, rows, stage.regularization, stage.reg_weight, stage.step_size,
+                                  stage.max_step)
         for iteration in range(stage.epochs):
             rmse = iterate(latent)
             self._check_finite(latent, rmse, len(history["step_size"]) + 1, index, iterate.damping)
