@@ -5,7 +5,7 @@ The public API is re-exported here; see the README for a tour.
 
 from ._version import __version__
 from .batch import BatchSettings, run_batch
-from .core import build_problem, default_refinement, invert, make_solver
+from .core import build_problem, default_latent_sgd, default_refinement, invert, make_solver
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -87,6 +87,7 @@ __all__ = [
     "VAEConfig",
     "__version__",
     "build_problem",
+    "default_latent_sgd",
     "default_refinement",
     "default_training_image",
     "default_vae",

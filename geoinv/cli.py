@@ -66,6 +66,10 @@ STARTS = _integer(1, 10_000)
 EPOCHS = _integer(1, 1_000_000)
 SEED = _integer(0, 2**63 - 1)
 
+PRESET_HELP = ("latent-sgd schedule (default: default-linear, the Gauss-Newton continuation, for linear "
+               "operators; default-nonlinear otherwise)")
+STARTS_HELP = "candidates returned per survey (latent SGD: random starts, optimised as one batch)"
+
 
 def _cmd_train_vae(args: argparse.Namespace) -> None:
     import torch
@@ -259,12 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--solver", choices=solvers or None, default="latent-sgd",
                         help="solver (learned ones are fitted on the survey's problem first)")
     invert.add_argument("--preset", choices=LatentSGDConfig.preset_names(),
-                        help="latent-sgd schedule (default: reference-linear for linear operators, "
-                             "reference-nonlinear otherwise)")
+                        help=PRESET_HELP)
     invert.add_argument("--velocities", type=_velocities, help=velocity_help)
     invert.add_argument("--no-refine", action="store_true",
                         help="skip refining the best models beyond the prior (geoinv.RefineConfig)")
-    invert.add_argument("--starts", type=STARTS, default=20)
+    invert.add_argument("--starts", type=STARTS, default=20, help=STARTS_HELP)
     invert.add_argument("--seed", type=SEED, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
     invert.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
@@ -279,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("output", type=Path, help="results file (.h5); finished panels also in OUTPUT.parts/")
     batch.add_argument("--forward", choices=forwards or None, default="straight-ray")
     batch.add_argument("--solver", choices=solvers or None, default="latent-sgd")
-    batch.add_argument("--preset", choices=LatentSGDConfig.preset_names(), help="latent-SGD schedule preset")
-    batch.add_argument("--starts", type=STARTS, default=20)
+    batch.add_argument("--preset", choices=LatentSGDConfig.preset_names(), help=PRESET_HELP)
+    batch.add_argument("--starts", type=STARTS, default=20, help=STARTS_HELP)
     batch.add_argument("--seed", type=SEED, default=0)
     batch.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
     batch.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")

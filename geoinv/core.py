@@ -31,8 +31,8 @@ def default_latent_sgd(operator: ForwardOperator, n_starts: int = 20, seed: int 
                        epochs: int | None = None) -> LatentSGDConfig:
     """geoinv's default latent-SGD schedule for an operator, chosen by ``operator.linear``.
 
-    :meth:`LatentSGDConfig.default_linear` (the paper's reference schedule
-    followed by a regularization-free Adam polish) or
+    :meth:`LatentSGDConfig.default_linear` (Gauss-Newton on a cooling decoder
+    from many prior draws, the best kept) or
     :meth:`~LatentSGDConfig.default_nonlinear` (the reference schedule on the
     relinearised forward, an exact polish on one source per step, then
     Gauss-Newton on the exact Jacobian).

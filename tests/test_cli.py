@@ -67,6 +67,21 @@ def test_cli_choices_come_from_the_registries(capsys):
     assert sorted(solver.choices) == SOLVERS.names()
 
 
+def test_preset_help_names_the_schedules_the_cli_picks(small_grid, small_survey):
+    from dataclasses import asdict
+
+    from geoinv import Eikonal, LatentSGDConfig, default_latent_sgd
+    from geoinv.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for command in ("invert", "batch"):
+        preset = next(a for a in commands[command]._actions if a.dest == "preset")
+        assert "default-linear" in preset.help and "default-nonlinear" in preset.help
+    for operator, name in ((StraightRay(small_grid, small_survey), "default-linear"),
+                           (Eikonal(small_grid, small_survey), "default-nonlinear")):
+        assert asdict(default_latent_sgd(operator)) == asdict(LatentSGDConfig.named(name, progress=False))
+
+
 def test_invert_with_velocities_and_guarded_outputs(tmp_path, capsys):
     grid, survey = Grid2D.crosshole(), Survey.crosshole()
     vae = default_vae()
