@@ -77,7 +77,10 @@ _STAGE_DOC = """
         Gauss-Newton only: the longest step (latent units) an iteration may
         take per start (a trust radius; the direction is shortened to it).
         None: the full damped step. On a nonlinear forward a full step can
-        jump out of a small basin that shorter steps would descend.
+        jump out of a small basin that shorter steps would descend; in
+        :meth:`default_nonlinear`'s finish, though, a cap of 0.25 accepted
+        fewer starts than full steps (16/50 against 25/50 on eikonal data,
+        same draws), so no preset uses it.
 """
 
 
