@@ -117,6 +117,7 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
         "default, explore 2 to the polish": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=2, **common),
         "default, explore 3 to the polish": LatentSGDConfig.default_nonlinear(explore=3, explore_stages=2, **common),
         "default, explore 2 to GN at T = 2": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=3, **common),
+        "default, explore 2 to the end": LatentSGDConfig.default_nonlinear(explore=2, explore_stages=None, **common),
         # the default's search on the decoder at temperature 2 (a smoother map), the rest unchanged
         "default, search at T = 2": LatentSGDConfig.default_nonlinear(temperature=2.0, **common),
         # the default with each Gauss-Newton iteration's step capped at 0.25 latent units (a trust radius):

@@ -34,8 +34,9 @@ def default_latent_sgd(operator: ForwardOperator, n_starts: int = 20, seed: int 
     :meth:`LatentSGDConfig.default_linear` (Gauss-Newton on a cooling decoder
     from many prior draws, the best kept) or
     :meth:`~LatentSGDConfig.default_nonlinear` (the reference schedule on the
-    relinearised forward, an exact polish on one source per step, then
-    Gauss-Newton on the exact Jacobian).
+    relinearised forward and an exact polish on one source per step from
+    2 × ``n_starts`` draws, then Gauss-Newton on the exact Jacobian for the
+    best half).
     """
     overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
     config = (LatentSGDConfig.default_linear(**overrides) if operator.linear
