@@ -127,6 +127,10 @@ def levers(forward_name: str, starts: int, seed: int) -> dict[str, LatentSGDConf
             Stage.gauss_newton(10, max_step=0.25)), **common),
         "GN continuation": LatentSGDConfig.gauss_newton_continuation(**common),
         "GN continuation, no exploring": LatentSGDConfig.gauss_newton_continuation(explore=1, **common),
+        # a portfolio: the default beside the GN continuation from ½ × starts draws of its own, the best
+        # starts of both kept (the two reach different truths' basins; the default's draws are its own)
+        "default + GN continuation portfolio": LatentSGDConfig.default_nonlinear(
+            portfolio=((0.5, LatentSGDConfig.gauss_newton_continuation(explore=1, **common)),), **common),
     }
 
 

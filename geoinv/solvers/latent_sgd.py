@@ -196,6 +196,15 @@ class LatentSGDConfig(Stage):
         None: all of them (the best ``n_starts`` of the finished draws are kept;
         the history then describes the kept starts, ``explore_kept`` their
         draw indices).
+    portfolio : tuple of (float, LatentSGDConfig)
+        Other searches run beside this schedule, each ``(share, config)`` from
+        ``round(share × n_starts)`` prior draws of its own (its schedule, its
+        exploring); the ``n_starts`` candidates with the lowest misfit of all
+        are kept. For searches that reach different truths' basins (see
+        :meth:`default_nonlinear`). The history's plain keys describe this
+        schedule's own starts, ``portfolio{i}_*`` member i's, and
+        ``portfolio_source`` (S, n_starts) says which search (0: this one)
+        each kept candidate came from.
 """
 
     n_starts: int = 20
@@ -205,9 +214,11 @@ class LatentSGDConfig(Stage):
     then: tuple = ()
     explore: int = 1
     explore_stages: int | None = 1
+    portfolio: tuple = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        object.__setattr__(self, "portfolio", _check_portfolio(self.portfolio))
         stages = tuple(Stage(**stage) if isinstance(stage, dict) else stage for stage in self.then)
         if not all(isinstance(stage, Stage) for stage in stages):
             raise ConfigError("then must hold Stage objects (or dicts of their fields)")
@@ -239,8 +250,9 @@ class LatentSGDConfig(Stage):
         return replace(self, **{f.name: getattr(first, f.name) for f in fields(Stage)}, then=tuple(later))
 
     def with_epochs(self, epochs: int) -> LatentSGDConfig:
-        """This schedule with ``epochs`` in every stage (for quick checks)."""
-        return replace(self, epochs=epochs, then=tuple(replace(stage, epochs=epochs) for stage in self.then))
+        """This schedule with ``epochs`` in every stage, the portfolio's included (for quick checks)."""
+        return replace(self, epochs=epochs, then=tuple(replace(stage, epochs=epochs) for stage in self.then),
+                       portfolio=tuple((share, member.with_epochs(epochs)) for share, member in self.portfolio))
 
     @classmethod
     def reference_linear(cls, **overrides) -> LatentSGDConfig:
@@ -372,6 +384,22 @@ class LatentSGDConfig(Stage):
         return factories[name](**overrides)
 
 
+def _check_portfolio(portfolio) -> tuple:
+    """``portfolio`` as a tuple of (share, LatentSGDConfig), members given as dicts built; else ConfigError."""
+    members = []
+    for entry in portfolio:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+            raise ConfigError(f"portfolio entries must be (share, LatentSGDConfig) pairs, got {entry!r}")
+        share, member = entry
+        member = LatentSGDConfig(**member) if isinstance(member, dict) else member
+        if not isinstance(member, LatentSGDConfig) or member.portfolio:
+            raise ConfigError("a portfolio member must be a LatentSGDConfig without a portfolio of its own")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < math.inf:
+            raise ConfigError(f"a portfolio share (draws per kept start) must be finite and > 0, got {share!r}")
+        members.append((float(share), member))
+    return tuple(members)
+
+
 class _MinibatchSchedule:
     """Yields the data indices of each step, epoch by epoch, from a seeded generator."""
 
@@ -464,6 +492,8 @@ class LatentSGD(Solver):
             RMSEs of every start.
         """
         config = self.config
+        if config.portfolio:
+            return self._portfolio(problem, observed, n_candidates, generator, initial)
         if config.explore > 1:
             return self._explore_then_refine(problem, observed, n_candidates, generator, initial)
         start_time = time.perf_counter()
@@ -513,6 +543,32 @@ class LatentSGD(Solver):
                    **{f"explore_{key}": value for key, value in explored.history.items()}}
         return replace(refined, history=history, wall_time=explored.wall_time + refined.wall_time,
                        config={**refined.config, **self.describe()})
+
+    def _portfolio(self, problem, observed, n_candidates, generator, initial) -> Solutions:
+        """This schedule and each portfolio member from their own draws; the best ``n_starts`` of all."""
+        if initial is not None:
+            raise ConfigError("a portfolio draws its own starts from the prior; pass initial without a portfolio")
+        config = self.config
+        n_starts = n_candidates or config.n_starts
+        generator = generator or torch.Generator().manual_seed(config.seed)
+        searches = [(n_starts, replace(config, portfolio=()))]
+        searches += [(max(1, round(share * n_starts)), replace(member, progress=config.progress))
+                     for share, member in config.portfolio]
+        runs = [LatentSGD(search, self.callbacks).solve(problem, observed, count, generator=generator)
+                for count, search in searches]
+        history = dict(runs[0].history)
+        history.update({f"portfolio{i}_{key}": value for i, run in enumerate(runs[1:], 1)
+                        for key, value in run.history.items()})
+        candidates = torch.cat([run.parameters for run in runs], dim=1)
+        merged = self.finish(problem, candidates, problem.targets(observed), history,
+                             sum(run.wall_time for run in runs))
+        source = np.concatenate([np.full(run.parameters.shape[:2], i) for i, run in enumerate(runs)], axis=1)
+        order = merged.history["order"][:, :n_starts]  # indices into the members' candidates, main first
+        merged.history.update(order=order, portfolio_source=np.take_along_axis(source, order, axis=1))
+        kept = {name: getattr(merged, name)[:, :n_starts] for name in
+                ("parameters", "data", "misfit", "accepted", "models", "normalised_misfit")
+                if getattr(merged, name) is not None}
+        return replace(merged, **kept, config={**merged.config, "n_candidates": n_starts})
 
     def _keep_best(self, explored: Solutions, n_starts: int) -> Solutions:
         """The ``n_starts`` best of finished draws (already sorted); the history restricted to them."""
