@@ -6,22 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from geoinv import ConfigError, FaciesVelocity, LatentSGDConfig, StraightRay, build_problem, solver
+from geoinv import ConfigError, LatentSGDConfig, solver
 from geoinv.solvers.latent_sgd import Stage
 
-from .helpers import TinyDecoder
-
-TRUTH = torch.tensor([[0.8, -0.5, 0.3]])
 SEARCH = {"step_size": 5e-3, "epochs": 4, "batch_size": 5, "reg_weight": 1.0, "progress": False, "seed": 1}
 
 
 @pytest.fixture
-def problem(small_grid, small_survey):
-    prior, petro = TinyDecoder(small_grid.shape), FaciesVelocity()
-    operator = StraightRay(small_grid, small_survey)
-    field = operator.make_synthetic_data(petro.slowness(prior.decode(TRUTH)[0].double()), 0.05e-9,
-                                         torch.Generator().manual_seed(3))
-    return build_problem(field, prior, operator, petro)
+def problem(tiny_latent_problem):
+    return tiny_latent_problem
 
 
 def test_explore_refines_the_best_of_the_first_stage(problem):
