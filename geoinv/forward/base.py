@@ -1,13 +1,25 @@
-"""The small interface every tomography forward operator implements."""
+"""The small interface every tomography forward operator implements.
+
+One contract, two derivative primitives. An operator implements
+``_simulate`` (traveltimes and whatever state its derivatives reuse) and, when
+torch's autograd cannot see through it, ``_vjp`` and ``_jvp``. Everything else
+is derived here, in one place: the backward pass (one ``autograd.Function``
+for every operator), :meth:`ForwardOperator.vjp`, :meth:`ForwardOperator.jvp`,
+:meth:`ForwardOperator.jacobian` and, for linear operators,
+:meth:`ForwardOperator.apply` and :meth:`ForwardOperator.adjoint`.
+:func:`geoinv.testing.check_forward` checks the contract.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..errors import GridError, SurveyError
+from ..errors import ConfigError, GridError, SurveyError
 from ..grid import Grid2D
 from ..survey import Survey
 
@@ -16,11 +28,6 @@ __all__ = ["ForwardOperator"]
 
 class ForwardOperator(nn.Module):
     """Slowness models → first-arrival traveltimes, batched and differentiable.
-
-    Subclasses implement :meth:`_simulate` on a validated ``(B, nz, nx)``
-    tensor and, where they have an explicit Fréchet kernel, :meth:`_jacobian`.
-    The base class validates input, handles an unbatched ``(nz, nx)`` model,
-    and selects data (``data_index``) for operators that cannot skip work.
 
     Parameters
     ----------
@@ -33,17 +40,33 @@ class ForwardOperator(nn.Module):
     -----
     ``operator(slowness)`` takes slowness in s/m with shape ``(B, nz, nx)`` (or
     ``(nz, nx)``) and returns traveltimes in s with shape ``(B, n_data)`` (or
-    ``(n_data,)``). Gradients flow through ``loss.backward()``: each operator
-    applies its transposed Fréchet kernel (ray-length matrix) in the backward pass.
+    ``(n_data,)``). Gradients flow through ``loss.backward()``, which applies
+    the operator's :meth:`vjp` (for traveltimes: the transposed ray-length
+    kernel ``J(s)ᵀ``).
+
+    A subclass implements, on a validated ``(B, nz, nx)`` tensor:
+
+    - ``_simulate(slowness, data_index) -> (traveltimes, state)``;
+    - ``_vjp(slowness, data_index, state, cotangent) -> (B, nz, nx)`` and
+      ``_jvp(slowness, data_index, state, tangent) -> (B, n)``, where ``state``
+      is what ``_simulate`` returned (so derivatives need not solve again).
+      The defaults differentiate ``_simulate`` with torch's autograd, which is
+      right for an operator written in torch;
+    - optionally ``_jacobian(slowness, data_index, state=None)``, an explicit
+      sparse kernel for one model (the default assembles it from ``_vjp``).
+
+    ``data_index`` reaches these methods only when :attr:`computes_subsets` is
+    true; otherwise the base class computes all data and selects.
 
     A new operator is one module with a subclass of this class (or of
     :class:`~geoinv.forward.NumpyKernelOperator` when its core is numpy) and one
     entry point in the group ``geoinv.forwards``.
     """
 
-    #: True for operators with ``t = A s`` (they also expose ``.matrix``).
+    #: True for operators with ``t = A s``: then ``jacobian`` is ``A`` at every model,
+    #: and :meth:`apply` / :meth:`adjoint` take vectors of any sign.
     linear: bool = False
-    #: True if :meth:`_simulate` computes only the data in ``data_index`` (saving work);
+    #: True if the primitives compute only the data in ``data_index`` (saving work);
     #: otherwise the base class computes all data and selects.
     computes_subsets: bool = False
 
@@ -59,8 +82,10 @@ class ForwardOperator(nn.Module):
 
     @property
     def n_data(self) -> int:
+        """Number of traveltimes (source–receiver pairs) of the survey."""
         return self.survey.n_data
 
+    # -- the public contract ----------------------------------------------------------------------
     def forward(self, slowness: torch.Tensor, data_index=None) -> torch.Tensor:
         """Traveltimes (s) of slowness models (s/m).
 
@@ -80,10 +105,106 @@ class ForwardOperator(nn.Module):
         slowness = self._check_slowness(slowness)
         if slowness.ndim == 2:
             return self.forward(slowness[None], data_index)[0]
-        index = None if data_index is None else self._check_index(data_index)
+        return _OperatorFunction.apply(slowness, self, self._index_or_none(data_index))
+
+    def vjp(self, slowness: torch.Tensor, cotangent: torch.Tensor, data_index=None) -> torch.Tensor:
+        """``J(s)ᵀ w``: data-space vectors pulled back to model space (the backward pass).
+
+        Parameters
+        ----------
+        slowness : torch.Tensor, shape (B, nz, nx) or (nz, nx)
+            Models at which to differentiate (s/m).
+        cotangent : torch.Tensor, shape (B, n) or (n,)
+            Data-space weights (per s of traveltime), one row per model.
+        data_index : array_like of int, optional
+            The data the rows of ``cotangent`` stand for (default all).
+
+        Returns
+        -------
+        torch.Tensor, shape like ``slowness`` (m)
+        """
+        slowness, cotangent, single = self._check_pair(slowness, cotangent, data_index, "cotangent", data_side=True)
+        index = self._index_or_none(data_index)
+        with torch.no_grad():
+            _, state = self._run_simulate(slowness, index)
+            result = self._run_vjp(slowness, index, state, cotangent)
+        return result[0] if single else result
+
+    def jvp(self, slowness: torch.Tensor, tangent: torch.Tensor, data_index=None) -> torch.Tensor:
+        """``J(s) v``: the change of the traveltimes along a model-space direction.
+
+        Parameters
+        ----------
+        slowness : torch.Tensor, shape (B, nz, nx) or (nz, nx)
+            Models at which to differentiate (s/m).
+        tangent : torch.Tensor, shape like ``slowness``
+            Model-space directions (s/m).
+        data_index : array_like of int, optional
+            Return only these data (default all).
+
+        Returns
+        -------
+        torch.Tensor, shape (B, n) or (n,) (s)
+        """
+        slowness, tangent, single = self._check_pair(slowness, tangent, data_index, "tangent", data_side=False)
+        index = self._index_or_none(data_index)
+        with torch.no_grad():
+            _, state = self._run_simulate(slowness, index)
+            result = self._run_jvp(slowness, index, state, tangent)
+        return result[0] if single else result
+
+    def jacobian(self, slowness, data_index=None) -> sp.csr_matrix:
+        """Fréchet kernel ∂t/∂s at one model: ray lengths in m.
+
+        Parameters
+        ----------
+        slowness : array_like, shape (nz, nx)
+            Slowness in s/m.
+        data_index : array_like of int, optional
+            Rows to return (default all data).
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix, shape (n, nz·nx)
+            Always sparse CSR, whatever the operator; row ``i`` is datum
+            ``data_index[i]``, columns are cells in row-major order.
+        """
+        model = self._check_slowness(slowness)
+        if model.ndim != 2:
+            raise GridError(f"jacobian takes one model of shape {self.grid.shape}, got {tuple(model.shape)}")
+        model = model.detach().cpu().double().numpy()
+        index = self._index_or_none(data_index)
         if index is not None and not self.computes_subsets:
-            return self._simulate(slowness, None)[:, torch.as_tensor(index, device=slowness.device)]
-        return self._simulate(slowness, index)
+            return self._jacobian(model, None)[index]
+        return self._jacobian(model, index)
+
+    def apply(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``A v`` of a linear operator for any model-space vectors ``(B, nz, nx)``, signs allowed.
+
+        The linear map itself, for dot tests and linear algebra (:meth:`forward`
+        insists on physical slowness); differentiable.
+        """
+        self._require_linear("apply")
+        vectors = torch.as_tensor(vectors)
+        return _OperatorFunction.apply(vectors.reshape(-1, *self.grid.shape), self, None)
+
+    def adjoint(self, residuals: torch.Tensor) -> torch.Tensor:
+        """``Aᵀ r`` of a linear operator: back-project data-space vectors ``(B, n_data)`` to ``(B, nz, nx)``."""
+        self._require_linear("adjoint")
+        residuals = torch.as_tensor(residuals).reshape(-1, self.n_data)
+        with torch.no_grad():
+            return self._vjp(None, None, None, residuals)
+
+    def linearization_kernel(self, slowness) -> sp.csr_matrix:
+        """Sparse kernel ``K`` (m) of a local linear model ``t(s') ≈ t(s) + K (s' − s)`` for search stages.
+
+        An *approximation* used by linearised searches, never the operator's
+        derivative (that is :meth:`jacobian`, :meth:`vjp`, :meth:`jvp`). The
+        default is the exact :meth:`jacobian`; an operator may return a cheaper
+        or sparser kernel (the eikonal gives its ray-traced kernel): the linear
+        model stays exact at ``s`` whatever ``K`` is.
+        """
+        return self.jacobian(slowness)
 
     def make_synthetic_data(self, slowness, noise_std=None, generator: torch.Generator | None = None) -> Survey:
         """This operator's survey holding simulated traveltimes of one model, with Gaussian noise.
@@ -111,39 +232,83 @@ class ForwardOperator(nn.Module):
         noise = torch.randn(clean.shape, generator=generator, dtype=torch.float64).numpy()
         return self.survey.with_data(clean.numpy() + std * noise, std)
 
-    def jacobian(self, slowness, data_index=None) -> sp.csr_matrix:
-        """Fréchet kernel ∂t/∂s at one model: ray lengths in m.
+    # -- primitives a subclass implements ---------------------------------------------------------
+    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> tuple[torch.Tensor, Any]:
+        """Traveltimes ``(B, n)`` of a validated batch and the state the derivatives may reuse."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _simulate(slowness, data_index)")
 
-        Parameters
-        ----------
-        slowness : array_like, shape (nz, nx)
-            Slowness in s/m (ignored by linear operators).
-        data_index : array_like of int, optional
-            Rows to return (default all data).
+    def _vjp(self, slowness: torch.Tensor, data_index: np.ndarray | None, state: Any,
+             cotangent: torch.Tensor) -> torch.Tensor:
+        """``J(s_b)ᵀ w_b`` per model; default: torch autograd through :meth:`_simulate`."""
+        with torch.enable_grad():
+            model = slowness.detach().requires_grad_(True)
+            times, _ = self._simulate(model, data_index)
+            return torch.autograd.grad(times, model, cotangent.to(times.dtype))[0]
 
-        Returns
-        -------
-        scipy.sparse.csr_matrix, shape (n, nz·nx)
-            Always sparse CSR, whatever the operator; row ``i`` is datum
-            ``data_index[i]``, columns are cells in row-major order.
+    def _jvp(self, slowness: torch.Tensor, data_index: np.ndarray | None, state: Any,
+             tangent: torch.Tensor) -> torch.Tensor:
+        """``J(s_b) v_b`` per model; default: torch autograd through :meth:`_simulate`."""
+        def times(model: torch.Tensor) -> torch.Tensor:
+            return self._simulate(model, data_index)[0]
+
+        with torch.enable_grad():
+            return torch.autograd.functional.jvp(times, slowness.detach(), tangent)[1]
+
+    def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any = None) -> sp.csr_matrix:
+        """Sparse ∂t/∂s (m) of one float64 model ``(nz, nx)``; default: one :meth:`_vjp` per datum.
+
+        ``state`` is what :meth:`_simulate` returned for this model as a batch
+        of one (None: simulate first). Override it where the kernel has a
+        cheaper explicit form.
         """
-        model = self._check_slowness(slowness)
-        if model.ndim != 2:
-            raise GridError(f"jacobian takes one model of shape {self.grid.shape}, got {tuple(model.shape)}")
-        model = model.detach().cpu().double().numpy()
-        index = None if data_index is None else self._check_index(data_index)
+        model = torch.as_tensor(slowness)[None]
+        with torch.no_grad():
+            if state is None:
+                _, state = self._simulate(model, data_index)
+            n = self.n_data if data_index is None else len(data_index)
+            rows = [self._vjp(model, data_index, state, unit[None]).reshape(-1)
+                    for unit in torch.eye(n, dtype=model.dtype)]
+        return sp.csr_matrix(torch.stack(rows).numpy())
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _run_simulate(self, slowness, index):
         if index is not None and not self.computes_subsets:
-            return self._jacobian(model, None)[index]
-        return self._jacobian(model, index)
+            times, state = self._simulate(slowness, None)
+            return times[:, torch.as_tensor(index, device=times.device)], state
+        return self._simulate(slowness, index)
 
-    def linearization_kernel(self, slowness: np.ndarray) -> sp.csr_matrix:
-        """Sparse kernel ``K`` (m) of a local linear model ``t(s') ≈ t(s) + K (s' − s)`` for search stages.
+    def _run_vjp(self, slowness, index, state, cotangent):
+        if index is not None and not self.computes_subsets:
+            full = cotangent.new_zeros(cotangent.shape[0], self.n_data)
+            full.index_add_(1, torch.as_tensor(index, device=full.device), cotangent)
+            return self._vjp(slowness, None, state, full)
+        return self._vjp(slowness, index, state, cotangent)
 
-        Default: the exact :meth:`jacobian`. An operator may return a cheaper or
-        sparser approximation (the eikonal gives its ray-traced kernel): the
-        linear model stays exact at ``s`` whatever ``K`` is.
-        """
-        return self.jacobian(slowness)
+    def _run_jvp(self, slowness, index, state, tangent):
+        if index is not None and not self.computes_subsets:
+            result = self._jvp(slowness, None, state, tangent)
+            return result[:, torch.as_tensor(index, device=result.device)]
+        return self._jvp(slowness, index, state, tangent)
+
+    def _index_or_none(self, data_index) -> np.ndarray | None:
+        return None if data_index is None else self._check_index(data_index)
+
+    def _require_linear(self, what: str) -> None:
+        if not self.linear:
+            raise ConfigError(f"{type(self).__name__} is not linear: it has no {what}(); use vjp/jvp at a model")
+
+    def _check_pair(self, slowness, vectors, data_index, name: str, data_side: bool):
+        slowness = self._check_slowness(slowness)
+        single = slowness.ndim == 2
+        slowness = slowness[None] if single else slowness
+        vectors = torch.as_tensor(vectors, dtype=slowness.dtype, device=slowness.device)
+        vectors = vectors[None] if single else vectors
+        n = self.n_data if data_index is None else len(np.asarray(data_index).reshape(-1))
+        expected = (slowness.shape[0], n) if data_side else tuple(slowness.shape)
+        if tuple(vectors.shape) != expected:
+            raise GridError(f"{name} must have shape {expected[1:] if single else expected} to match the "
+                            f"slowness and data_index, got {tuple(vectors.shape)}")
+        return slowness, vectors, single
 
     def _check_slowness(self, slowness) -> torch.Tensor:
         slowness = torch.as_tensor(slowness)
@@ -169,18 +334,23 @@ class ForwardOperator(nn.Module):
             raise SurveyError(f"data_index must lie in 0..{self.n_data - 1}, got {index.min()}..{index.max()}")
         return index
 
-    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None) -> sp.csr_matrix:
-        """Default kernel: the dense autograd Jacobian (fine for small plug-ins; override it)."""
-        model = torch.as_tensor(slowness, dtype=torch.float64)
-
-        def times(flat: torch.Tensor) -> torch.Tensor:
-            return self._simulate(flat.reshape(1, *self.grid.shape), data_index)[0]
-
-        dense = torch.autograd.functional.jacobian(times, model.reshape(-1))
-        return sp.csr_matrix(dense.numpy())
-
     def extra_repr(self) -> str:
         return f"grid={self.grid.shape}, n_data={self.n_data}"
+
+
+class _OperatorFunction(torch.autograd.Function):
+    """The one autograd bridge: ``t = F(s)`` by ``_simulate``, backward ``J(s)ᵀ g`` by ``_vjp``."""
+
+    @staticmethod
+    def forward(ctx, slowness: torch.Tensor, operator: ForwardOperator, index) -> torch.Tensor:
+        times, state = operator._run_simulate(slowness.detach(), index)
+        ctx.operator, ctx.index, ctx.state = operator, index, state
+        ctx.save_for_backward(slowness)
+        return times
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: torch.Tensor):
+        (slowness,) = ctx.saved_tensors
+        grad = ctx.operator._run_vjp(slowness.detach(), ctx.index, ctx.state, grad_output)
+        return grad.reshape(slowness.shape).to(slowness.dtype), None, None

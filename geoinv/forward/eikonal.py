@@ -261,16 +261,29 @@ class Eikonal(NumpyKernelOperator):
         model = self._check_slowness(slowness).detach().cpu().double().numpy()
         return self._trace_rays(self.simulate_numpy(model)[1][0])
 
-    def _vjp(self, slowness: np.ndarray, data_index, state, weights: np.ndarray) -> np.ndarray:
+    def vjp_numpy(self, slowness: np.ndarray, data_index, state, weights: np.ndarray) -> np.ndarray:
         """``Jᵀ w`` with one adjoint solve per source (no Jacobian formed) for ``gradient='adjoint'``."""
         if self.gradient == "rays":
-            return super()._vjp(slowness, data_index, state, weights)
+            return super().vjp_numpy(slowness, data_index, state, weights)
         gradient = np.zeros(self.grid.n_cells)
         source_cells = self._source_cells(slowness)
         for source, data, interpolation, adjoint in self._source_adjoints(slowness, data_index, state[1]):
             gradient += self._node_to_cell.T @ adjoint.vjp(interpolation.T @ weights[data])
             gradient[source_cells[source]] += self.source_radius * weights[data].sum()
         return gradient
+
+    def jvp_numpy(self, slowness: np.ndarray, data_index, state, tangent: np.ndarray) -> np.ndarray:
+        """``J v`` with one tangent-linear solve per source (no Jacobian formed) for ``gradient='adjoint'``."""
+        if self.gradient == "rays":
+            return super().jvp_numpy(slowness, data_index, state, tangent)
+        index = np.arange(self.n_data) if data_index is None else np.asarray(data_index)
+        result = np.zeros(len(index))
+        node_tangent = self._node_to_cell @ tangent
+        source_cells = self._source_cells(slowness)
+        for source, data, interpolation, adjoint in self._source_adjoints(slowness, data_index, state[1]):
+            result[data] = interpolation @ adjoint.jvp(node_tangent) + self.source_radius * tangent[
+                source_cells[source]]
+        return result
 
     def _source_adjoints(self, slowness: np.ndarray, data_index, raws: np.ndarray):
         """Per solved source: its data (positions in ``data_index``), their receiver interpolation on the

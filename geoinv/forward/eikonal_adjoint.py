@@ -157,8 +157,9 @@ class DiscreteAdjoint:
                  spacing: tuple[float, float]) -> None:
         matrix, self.b_diagonal = _system(raw, phi, node_slowness, spacing)
         self.order = np.argsort(raw.ravel(), kind="stable")
-        # Aᵀ in time order is upper triangular
-        self._upper = matrix[self.order][:, self.order].T.tocsr()
+        # A in time order is lower triangular, Aᵀ upper
+        self._lower = matrix[self.order][:, self.order].tocsr()
+        self._upper = self._lower.T.tocsr()
 
     def solve_transpose(self, rhs: np.ndarray) -> np.ndarray:
         """``A⁻ᵀ rhs`` for ``rhs`` of shape (N,) or (N, k)."""
@@ -166,6 +167,17 @@ class DiscreteAdjoint:
         solution = np.empty_like(permuted)
         solution[self.order] = permuted
         return solution
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``A⁻¹ rhs`` for ``rhs`` of shape (N,) or (N, k)."""
+        permuted = spsolve_triangular(self._lower, rhs[self.order], lower=True)
+        solution = np.empty_like(permuted)
+        solution[self.order] = permuted
+        return solution
+
+    def jvp(self, node_tangent: np.ndarray) -> np.ndarray:
+        """``dT`` on the nodes (flat, N) for a slowness change ``ds`` on the nodes: ``−A⁻¹ B ds``."""
+        return self.solve(-self.b_diagonal * node_tangent)
 
     def vjp(self, node_weights: np.ndarray) -> np.ndarray:
         """``(∂(w·T)/∂s_nodes)`` for weights ``w`` on the nodes (flat, N): ``−B A⁻ᵀ w``."""

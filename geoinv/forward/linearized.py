@@ -17,7 +17,8 @@ import torch
 
 from ..errors import ConfigError
 from .base import ForwardOperator
-from .straight_ray import SparseMatmul, _torch_csr, ray_length_matrix
+from .sparse import TorchSparse
+from .straight_ray import ray_length_matrix
 
 __all__ = ["KERNELS", "LinearizedBatch", "straight_ray_matrix"]
 
@@ -36,7 +37,7 @@ def straight_ray_matrix(operator: ForwardOperator) -> sp.csr_matrix:
     return _STRAIGHT[operator]
 
 
-class LinearizedBatch:
+class LinearizedBatch(ForwardOperator):
     """``t_b(s) = t(s_b) + K_b (s − s_b)`` for the b-th model of a batch (s).
 
     Parameters
@@ -56,9 +57,12 @@ class LinearizedBatch:
     Exact at each ``s_b`` whatever the kernel (the offset carries the exact
     times), first-order accurate around it when ``K_b`` is the Jacobian. The
     batch's row order is fixed: row b of any input is linearised at ``s_b``.
+    An affine operator: its derivative is ``K_b``, by the same contract as
+    every forward (not registered: it exists only for a batch).
     """
 
     def __init__(self, operator: ForwardOperator, slowness: torch.Tensor, kernel: str = "operator") -> None:
+        super().__init__(operator.grid, operator.survey)
         points = operator._check_slowness(slowness).detach().cpu().double()
         if points.ndim != 3:
             raise ConfigError(f"linearise at a batch of models (B, nz, nx), got {tuple(points.shape)}")
@@ -67,8 +71,7 @@ class LinearizedBatch:
         matrix = sp.block_diag([self._kernel_at(operator, point, kernel) for point in points], format="csr")
         exact = operator(points).numpy()
         self._offset = torch.as_tensor(exact - (matrix @ flat.ravel()).reshape(self.batch_size, -1))
-        self._kernel = matrix
-        self._matrices: dict = {}
+        self._kernel = TorchSparse(matrix)
 
     @staticmethod
     def _kernel_at(operator: ForwardOperator, point: torch.Tensor, kernel: str) -> sp.csr_matrix:
@@ -78,22 +81,20 @@ class LinearizedBatch:
             return straight_ray_matrix(operator)
         raise ConfigError(f"kernel must be one of {KERNELS}, got {kernel!r}")
 
-    def _torch(self, dtype: torch.dtype, device) -> tuple:
-        key = (dtype, str(device))
-        if key not in self._matrices:
-            self._matrices[key] = (_torch_csr(self._kernel, dtype, device),
-                                   _torch_csr(self._kernel.T.tocsr(), dtype, device),
-                                   self._offset.to(device, dtype))
-        return self._matrices[key]
-
-    def __call__(self, slowness: torch.Tensor, data_index=None) -> torch.Tensor:
-        """Traveltimes (s) of a batch ``(B, nz, nx)`` in the linearisation's row order."""
-        if slowness.shape[0] != self.batch_size:
+    def _check_batch(self, batch: torch.Tensor) -> None:
+        if batch.shape[0] != self.batch_size:
             raise ConfigError(f"this linearisation holds {self.batch_size} models; got a batch of "
-                              f"{slowness.shape[0]} (linearise again for another batch)")
-        kernel, transpose, offset = self._torch(slowness.dtype, slowness.device)
-        times = SparseMatmul.apply(slowness.reshape(1, -1), kernel, transpose).reshape(self.batch_size, -1)
-        times = times + offset
-        if data_index is None:
-            return times
-        return times[:, torch.as_tensor(np.asarray(data_index, dtype=np.int64), device=times.device)]
+                              f"{batch.shape[0]} (linearise again for another batch)")
+
+    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> tuple[torch.Tensor, None]:
+        self._check_batch(slowness)
+        times = self._kernel.matmul(slowness.reshape(1, -1)).reshape(self.batch_size, -1)
+        return times + self._offset.to(times.device, times.dtype), None
+
+    def _vjp(self, slowness, data_index, state, cotangent: torch.Tensor) -> torch.Tensor:
+        self._check_batch(cotangent)
+        return self._kernel.rmatmul(cotangent.reshape(1, -1)).reshape(-1, *self.grid.shape)
+
+    def _jvp(self, slowness, data_index, state, tangent: torch.Tensor) -> torch.Tensor:
+        self._check_batch(tangent)
+        return self._kernel.matmul(tangent.reshape(1, -1)).reshape(self.batch_size, -1)

@@ -1,4 +1,4 @@
-"""The one bridge between a numpy forward solver and torch autograd."""
+"""Operators whose core is a numpy (or C) solver, model by model, with an explicit Fréchet kernel."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ class NumpyKernelOperator(ForwardOperator):
     - ``simulate_numpy(slowness, data_index) -> (traveltimes, state)``;
     - ``_jacobian(slowness, data_index, state=None) -> csr_matrix``, where
       ``state`` is what ``simulate_numpy`` returned (e.g. time fields), so the
-      backward pass does not solve again.
+      derivatives do not solve again;
 
-    Torch sees them through one ``autograd.Function`` whose backward applies
-    the transposed kernel to the incoming gradient, model by model.
+    and, where it is cheaper than forming the kernel, ``vjp_numpy`` and
+    ``jvp_numpy`` (the eikonal's adjoint-state solves). This class turns them
+    into the batched primitives of :class:`ForwardOperator`, which derives
+    backward, :meth:`~ForwardOperator.vjp`, :meth:`~ForwardOperator.jvp` and
+    :meth:`~ForwardOperator.jacobian` from them.
     """
-
-    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
-        return _NumpyKernelFunction.apply(slowness, self, data_index)
 
     @abstractmethod
     def simulate_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None = None
@@ -40,27 +40,32 @@ class NumpyKernelOperator(ForwardOperator):
     def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any = None) -> sp.csr_matrix:
         """Fréchet kernel (m) of one model; ``state`` from :meth:`simulate_numpy` or None."""
 
-    def _vjp(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any,
-             weights: np.ndarray) -> np.ndarray:
+    def vjp_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any,
+                  weights: np.ndarray) -> np.ndarray:
         """``Jᵀ w`` (flat cells) for data weights ``w``; override when it is cheaper than forming ``J``."""
         return self._jacobian(slowness, data_index, state).T @ weights
 
+    def jvp_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any,
+                  tangent: np.ndarray) -> np.ndarray:
+        """``J v`` (data) for a flat model-space direction ``v``; override when cheaper than forming ``J``."""
+        return self._jacobian(slowness, data_index, state) @ tangent
 
-class _NumpyKernelFunction(torch.autograd.Function):
-    """``t = F(s)`` by the operator's numpy solver; backward ``Jᵀ g`` with its kernel."""
-
-    @staticmethod
-    def forward(ctx, slowness: torch.Tensor, operator: NumpyKernelOperator, data_index) -> torch.Tensor:
+    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> tuple[torch.Tensor, Any]:
         models = slowness.detach().cpu().double().numpy()
-        times, states = zip(*(operator.simulate_numpy(model, data_index) for model in models))
-        ctx.operator, ctx.models, ctx.states, ctx.data_index = operator, models, states, data_index
-        return torch.as_tensor(np.stack(times), dtype=slowness.dtype, device=slowness.device)
+        times, states = zip(*(self.simulate_numpy(model, data_index) for model in models))
+        return torch.as_tensor(np.stack(times), dtype=slowness.dtype, device=slowness.device), (models, states)
 
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        operator = ctx.operator
-        incoming = grad_output.detach().cpu().double().numpy()
-        grads = [operator._vjp(model, ctx.data_index, state, g)
-                 for model, state, g in zip(ctx.models, ctx.states, incoming)]
-        grad = torch.as_tensor(np.stack(grads), dtype=grad_output.dtype, device=grad_output.device)
-        return grad.reshape(-1, *operator.grid.shape), None, None
+    def _vjp(self, slowness, data_index, state, cotangent: torch.Tensor) -> torch.Tensor:
+        models, states = state
+        weights = cotangent.detach().cpu().double().numpy()
+        grads = [self.vjp_numpy(model, data_index, model_state, w)
+                 for model, model_state, w in zip(models, states, weights)]
+        return torch.as_tensor(np.stack(grads), dtype=cotangent.dtype,
+                               device=cotangent.device).reshape(-1, *self.grid.shape)
+
+    def _jvp(self, slowness, data_index, state, tangent: torch.Tensor) -> torch.Tensor:
+        models, states = state
+        directions = tangent.detach().cpu().double().numpy().reshape(len(models), -1)
+        results = [self.jvp_numpy(model, data_index, model_state, v)
+                   for model, model_state, v in zip(models, states, directions)]
+        return torch.as_tensor(np.stack(results), dtype=tangent.dtype, device=tangent.device)

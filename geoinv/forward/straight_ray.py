@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -11,8 +9,9 @@ import torch
 from ..grid import Grid2D
 from ..survey import Survey
 from .base import ForwardOperator
+from .sparse import TorchSparse
 
-__all__ = ["SparseMatmul", "StraightRay", "ray_length_matrix"]
+__all__ = ["StraightRay", "ray_length_matrix"]
 
 _EDGE_TOL = 1e-9  # in cell units: a ray closer than this to an edge runs along it
 
@@ -129,31 +128,6 @@ def segment_cell_lengths(grid: Grid2D, starts: np.ndarray, ends: np.ndarray, cro
     return matrix
 
 
-def _torch_csr(matrix: sp.csr_matrix, dtype: torch.dtype, device) -> torch.Tensor:
-    with warnings.catch_warnings():  # torch flags sparse CSR as beta on every construction
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.as_tensor(matrix.indptr, dtype=torch.int64),
-            torch.as_tensor(matrix.indices, dtype=torch.int64),
-            torch.as_tensor(matrix.data, dtype=dtype),
-            size=matrix.shape,
-            check_invariants=False,
-        ).to(device)
-
-
-class SparseMatmul(torch.autograd.Function):
-    """``y = A x`` for a batch of column vectors, backward ``Aᵀ g`` (A fixed, sparse)."""
-
-    @staticmethod
-    def forward(ctx, flat_models: torch.Tensor, matrix: torch.Tensor, transpose: torch.Tensor):
-        ctx.transpose = transpose
-        return (matrix @ flat_models.T).T
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        return (ctx.transpose @ grad_output.T).T, None, None
-
-
 class StraightRay(ForwardOperator):
     """Linear straight-ray traveltimes ``t = A s`` with exact ray–cell lengths.
 
@@ -184,31 +158,17 @@ class StraightRay(ForwardOperator):
     def __init__(self, grid: Grid2D, survey: Survey) -> None:
         super().__init__(grid, survey)
         self.matrix = ray_length_matrix(grid, survey.source_positions, survey.receiver_positions)
-        self._transpose = self.matrix.T.tocsr()
-        self._cache: dict = {}
+        self._kernel = TorchSparse(self.matrix)
 
-    def _torch_matrices(self, dtype: torch.dtype, device: torch.device):
-        key = (dtype, str(device))
-        if key not in self._cache:
-            self._cache[key] = (_torch_csr(self.matrix, dtype, device),
-                                _torch_csr(self._transpose, dtype, device))
-        return self._cache[key]
+    # all rays cost ~0.1 ms per model: cheaper to compute them all (the base class selects)
+    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> tuple[torch.Tensor, None]:
+        return self._kernel.matmul(slowness.reshape(slowness.shape[0], -1)), None
 
-    def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> torch.Tensor:
-        # all rays cost ~0.1 ms per model: cheaper to compute them all (the base class selects)
-        return self.apply(slowness)
+    def _vjp(self, slowness, data_index, state, cotangent: torch.Tensor) -> torch.Tensor:
+        return self._kernel.rmatmul(cotangent).reshape(-1, *self.grid.shape)
 
-    def apply(self, vectors: torch.Tensor) -> torch.Tensor:
-        """``A v`` for any model-space vectors ``(B, nz, nx)``, signs allowed (the linear map
-        itself, for dot tests and linear algebra; :meth:`forward` checks for physical slowness)."""
-        vectors = torch.as_tensor(vectors)
-        matrix, transpose = self._torch_matrices(vectors.dtype, vectors.device)
-        return SparseMatmul.apply(vectors.reshape(vectors.shape[0], -1), matrix, transpose)
-
-    def adjoint(self, residuals: torch.Tensor) -> torch.Tensor:
-        """``Aᵀ r``: back-project data-space vectors ``(B, n_data)`` to ``(B, nz, nx)``."""
-        _, transpose = self._torch_matrices(residuals.dtype, residuals.device)
-        return (transpose @ residuals.T).T.reshape(-1, *self.grid.shape)
+    def _jvp(self, slowness, data_index, state, tangent: torch.Tensor) -> torch.Tensor:
+        return self._kernel.matmul(tangent.reshape(tangent.shape[0], -1))
 
     def jacobian(self, slowness=None, data_index=None) -> sp.csr_matrix:
         """The ray-length matrix (m), independent of the model; ``slowness`` may be omitted."""
@@ -216,5 +176,5 @@ class StraightRay(ForwardOperator):
             return self.matrix if data_index is None else self.matrix[self._check_index(data_index)]
         return super().jacobian(slowness, data_index)
 
-    def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None) -> sp.csr_matrix:
+    def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None, state=None) -> sp.csr_matrix:
         return self.matrix
