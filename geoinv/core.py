@@ -17,8 +17,7 @@ from .grid import Grid2D
 from .petrophysics import FaciesVelocity
 from .prior.base import Prior
 from .problem import InverseProblem
-from .solvers import LatentSGDConfig, Solutions, Solver
-from .solvers import solver as build_solver
+from .solvers import SOLVERS, LatentSGDConfig, Solutions, Solver
 from .solvers.base import check_n_starts
 from .solvers.refine import RefineConfig, refine_models
 from .survey import Survey
@@ -29,37 +28,21 @@ __all__ = ["build_problem", "default_latent_sgd", "default_refinement", "invert"
 
 def default_latent_sgd(operator: ForwardOperator, n_starts: int = 20, seed: int = 0, progress: bool = False,
                        epochs: int | None = None) -> LatentSGDConfig:
-    """geoinv's default latent-SGD schedule for an operator, chosen by ``operator.linear``.
-
-    :meth:`LatentSGDConfig.default_linear` (Gauss-Newton on a cooling decoder
-    from many prior draws, the best kept) or
-    :meth:`~LatentSGDConfig.default_nonlinear` (the reference schedule on the
-    relinearised forward and an exact polish on one source per step from
-    2 × ``n_starts`` draws, then Gauss-Newton on the exact Jacobian for the
-    best half).
-    """
-    overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
-    config = (LatentSGDConfig.default_linear(**overrides) if operator.linear
-              else LatentSGDConfig.default_nonlinear(**overrides))
-    return config if epochs is None else config.with_epochs(epochs)
+    """geoinv's default latent-SGD schedule for an operator (:meth:`LatentSGDConfig.for_operator`)."""
+    return LatentSGDConfig.for_operator(operator, n_starts=n_starts, seed=seed, progress=progress, epochs=epochs)
 
 
 def make_solver(name: str, operator: ForwardOperator, *, n_starts: int = 20, seed: int = 0,
                 progress: bool = False, epochs: int | None = None, preset: str | None = None) -> Solver:
     """A solver by registered name with the settings that suit ``operator``.
 
-    ``latent-sgd`` gets :func:`default_latent_sgd` (or the named ``preset``),
-    with ``epochs`` (if given) in every stage; other solvers get their
-    defaults with ``seed`` and ``progress``.
+    Each solver class chooses its own (:meth:`geoinv.solvers.Solver.for_operator`):
+    ``latent-sgd`` takes :func:`default_latent_sgd` (or the named ``preset``),
+    with ``epochs`` (if given) in every stage; other solvers their defaults
+    with ``seed`` and ``progress``.
     """
-    if name == "latent-sgd":
-        if preset is None:
-            return build_solver(name, default_latent_sgd(operator, n_starts, seed, progress, epochs))
-        config = LatentSGDConfig.named(preset, n_starts=n_starts, seed=seed, progress=progress)
-        return build_solver(name, config if epochs is None else config.with_epochs(epochs))
-    if preset is not None or epochs is not None:
-        raise ConfigError(f"preset and epochs apply to latent-sgd only, not to {name!r}")
-    return build_solver(name, seed=seed, progress=progress)
+    return SOLVERS.get(name).for_operator(operator, n_starts=n_starts, seed=seed, progress=progress,
+                                          epochs=epochs, preset=preset)
 
 
 def _operator(forward, survey: Survey, grid: Grid2D | None, prior: Prior) -> ForwardOperator:

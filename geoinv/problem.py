@@ -117,6 +117,8 @@ class InverseProblem:
         self._prior_range = None if prior_range is None else self._per_parameter(prior_range, "prior_range")
         self.observed = None if observed is None else self._check_observed(observed)
         self.noise_std = None if noise_std is None else self._check_noise(noise_std)
+        #: the generative prior of a latent problem (None for others)
+        self.prior: Prior | None = None
         self._retemper: Callable[[float], InverseProblem] | None = None
         self._linearize: Callable[[torch.Tensor, str], Callable] | None = None
 
@@ -131,7 +133,7 @@ class InverseProblem:
 
     def _check_observed(self, observed) -> torch.Tensor:
         tensor = torch.as_tensor(observed, dtype=torch.float32)
-        if tensor.shape[-1] != self.n_data or tensor.ndim not in (1, 2):
+        if tensor.ndim not in (1, 2) or tensor.shape[-1] != self.n_data:
             raise SurveyError(f"observed must have shape (n_data,) or (S, n_data) with n_data={self.n_data}, "
                               f"got {tuple(tensor.shape)}")
         if not torch.isfinite(tensor).all():
@@ -430,6 +432,7 @@ class InverseProblem:
                 petrophysics.slowness(prior.decode(parameters)), data_index)
 
         problem._linearize = linearize
+        problem.prior = prior
         problem._retemper = lambda temperature: cls.latent_tomography(
             prior.tempered(temperature), petrophysics, forward, data_unit=data_unit)
         return problem

@@ -203,6 +203,28 @@ def test_every_solver_contract(name, task_name, tmp_path):
 
 
 @pytest.mark.parametrize("name", SOLVERS.names())
+def test_every_solver_takes_initial_starts_or_refuses_them(name):
+    """Solvers that start from points start from initial= (R of them, per data set); the others refuse it
+    by name."""
+    method, tomography_only = _tiny_solver(name)
+    if tomography_only:
+        return
+    problem = task("robotic-arm")
+    noisy = problem.with_observed(problem.forward(problem.sample_prior(2, torch.Generator().manual_seed(1))),
+                                  noise_std=0.05)
+    method.fit(noisy)
+    initial = problem.sample_prior(3, torch.Generator().manual_seed(2)).float()
+    if not method.takes_starts:
+        with pytest.raises(ConfigError, match="takes no initial"):
+            method.solve(noisy, initial=initial)
+        return
+    solutions = method.solve(noisy, initial=initial)
+    assert solutions.parameters.shape[:2][0] == 2 and solutions.parameters.shape[1] <= 3
+    with pytest.raises(ConfigError, match="initial must have shape"):
+        method.solve(noisy, initial=initial[:, :1])
+
+
+@pytest.mark.parametrize("name", SOLVERS.names())
 def test_every_solver_on_latent_tomography(name, geometry):
     """Every solver on a tiny latent-tomography problem: shapes, misfits of the re-simulated data
     (model-space solvers: of their models), models on the grid, the one acceptance rule."""

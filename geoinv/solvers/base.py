@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
+import time
+from abc import ABC
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 
 import numpy as np
@@ -14,7 +16,7 @@ from ..errors import ConfigError, FileFormatError
 from ..problem import InverseProblem
 from .callbacks import Monitor, ProgressBar
 
-__all__ = ["ACCEPTANCE", "MAX_STARTS", "Solutions", "Solver", "check_n_starts"]
+__all__ = ["ACCEPTANCE", "MAX_STARTS", "Search", "Solutions", "Solver", "check_initial", "check_n_starts"]
 
 #: the most starts (candidates) per data set a solve may ask for: each is decoded as a full model
 MAX_STARTS = 100_000
@@ -26,6 +28,18 @@ def check_n_starts(value, name: str = "n_starts") -> int:
         raise ConfigError(f"{name} must be an integer from 1 to {MAX_STARTS} (geoinv.solvers.base.MAX_STARTS), "
                           f"got {value!r}")
     return int(value)
+
+
+def check_initial(initial, n_surveys: int, n_parameters: int) -> torch.Tensor:
+    """Explicit starts as ``(S, R, n)`` float32 (a shared ``(R, n)`` is repeated per data set); else ConfigError."""
+    starts = torch.as_tensor(initial, dtype=torch.float32)
+    if starts.ndim == 2:
+        starts = starts.expand(n_surveys, *starts.shape)
+    if starts.ndim != 3 or starts.shape[0] != n_surveys or starts.shape[2] != n_parameters:
+        raise ConfigError(f"initial must have shape (R, {n_parameters}) or ({n_surveys}, R, {n_parameters}) "
+                          f"(starts per data set, parameters), got {tuple(torch.as_tensor(initial).shape)}")
+    check_n_starts(starts.shape[1], "the number of initial starts R")
+    return starts.clone()
 
 
 SOLUTIONS_FORMAT = "geoinv-solutions/1"
@@ -238,6 +252,29 @@ def _exists(path) -> bool:
     return Path(path).exists()
 
 
+@dataclass
+class Search:
+    """What a solver's :meth:`Solver.search` found, before the shared finish.
+
+    Attributes
+    ----------
+    candidates : torch.Tensor, shape (S, R, n)
+        Candidates per observed data set (parameters, or models for model-space solvers).
+    history : dict
+        Per-step records.
+    ranking : {'misfit', 'solver'}
+        Sort by the true misfit, or keep the solver's own order (see :meth:`Solver.finish`).
+    simulate, to_model : callable, optional
+        Data and model of flat candidates, where they are not the problem's ``forward`` and ``model``.
+    """
+
+    candidates: torch.Tensor
+    history: dict = field(default_factory=dict)
+    ranking: str = "misfit"
+    simulate: Callable | None = None
+    to_model: Callable | None = None
+
+
 class Solver(ABC):
     """Common interface of the inversion methods.
 
@@ -257,9 +294,14 @@ class Solver(ABC):
 
     Notes
     -----
-    A new solver is one module with a subclass that implements ``solve`` (and
-    ``fit`` if it learns), ends with :meth:`finish`, and one entry point in
-    the group ``geoinv.solvers``.
+    :meth:`solve` is the same for every solver: the prologue (timer, targets,
+    seeded generator, starting points from the prior or ``initial=``), the
+    solver's one search method :meth:`search`, and the shared finish
+    (:meth:`finish`: re-simulate, misfit, the acceptance rule, sort). A new
+    solver is one module with a subclass that implements :meth:`search` (and
+    ``fit`` if it learns) and one entry point in the group ``geoinv.solvers``.
+    Searches around a solver (many draws keep the best, portfolios) are
+    wrappers in :mod:`geoinv.solvers.searches`.
     """
 
     #: registry name
@@ -267,6 +309,9 @@ class Solver(ABC):
     config_class: type = object
     #: candidates are models (cell values), not parameters of the problem (no refinement applies)
     model_space: bool = False
+    #: the search starts from points (prior draws, or ``initial=``); False for solvers that map data to
+    #: candidates directly (trained inverse networks, a smoothness inversion)
+    takes_starts: bool = True
 
     def __init__(self, config=None, callbacks=(), **overrides) -> None:
         if config is None:
@@ -281,6 +326,19 @@ class Solver(ABC):
         self.config = config
         self.callbacks = list(callbacks)
 
+    @classmethod
+    def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
+                     epochs: int | None = None, preset: str | None = None) -> Solver:
+        """This solver with the settings that suit a forward operator (what ``geoinv invert`` builds).
+
+        The default: the solver's own defaults with ``seed`` and ``progress``;
+        ``preset`` and ``epochs`` belong to solvers with schedules (latent SGD
+        overrides this method).
+        """
+        if preset is not None or epochs is not None:
+            raise ConfigError(f"preset and epochs apply to latent-sgd only, not to {cls.name!r}")
+        return cls(seed=seed, progress=progress)
+
     def fit(self, problem: InverseProblem, **kwargs) -> Solver:
         """Prepare the solver for ``problem`` (nothing to do by default)."""
         return self
@@ -290,10 +348,82 @@ class Solver(ABC):
         """Whether :meth:`solve` can run (always, for solvers that learn nothing)."""
         return True
 
-    @abstractmethod
     def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
-              generator: torch.Generator | None = None) -> Solutions:
-        """Invert ``observed`` (default: ``problem.observed``)."""
+              generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
+        """Invert ``observed`` (default: ``problem.observed``).
+
+        Parameters
+        ----------
+        problem : InverseProblem
+            The problem (its ``observed`` and ``noise_std`` are used by default).
+        observed : array_like, shape (n_data,) or (S, n_data), optional
+            Data to invert, in the problem's data unit.
+        n_candidates : int, optional
+            Starts (candidates) per data set; default the solver's ``config.n_starts``.
+        generator : torch.Generator, optional
+            Random source of the starts and the search; default seeded with ``config.seed``.
+        initial : torch.Tensor, shape (R, n) or (S, R, n), optional
+            Explicit starting points instead of prior draws (solvers with
+            :attr:`takes_starts`), e.g. another solver's candidates to polish.
+
+        Returns
+        -------
+        Solutions
+            Sorted by normalised misfit (or the solver's ranking), per data set.
+        """
+        started = time.perf_counter()
+        self.check_problem(problem)
+        target = problem.targets(observed)
+        generator = generator or torch.Generator().manual_seed(getattr(self.config, "seed", 0))
+        starts = self.starting_points(problem, target.shape[0], n_candidates, generator, initial)
+        found = self.search(problem, target, starts, generator, n_candidates)
+        return self.finish(problem, found.candidates, target, found.history, time.perf_counter() - started,
+                           ranking=found.ranking, simulate=found.simulate, to_model=found.to_model)
+
+    def search(self, problem: InverseProblem, target: torch.Tensor, starts: torch.Tensor | None,
+               generator: torch.Generator, n_candidates: int | None) -> Search:
+        """The solver's one search method (every solver implements it; wrappers override :meth:`solve`).
+
+        Parameters
+        ----------
+        problem : InverseProblem
+        target : torch.Tensor, shape (S, n_data)
+            The observed data sets.
+        starts : torch.Tensor, shape (S, R, n), or None
+            Starting points (None for solvers without :attr:`takes_starts`).
+        generator : torch.Generator
+            Seeded random source, already used for the prior draws.
+        n_candidates : int or None
+            What the caller asked for (solvers that keep fewer candidates than
+            they start from read it).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement search()")
+
+    def check_problem(self, problem: InverseProblem) -> None:
+        """Raise :class:`ConfigError` if this solver cannot invert ``problem`` (default: any problem)."""
+
+    def default_starts(self, n_candidates: int | None) -> int:
+        """Prior draws per data set when no ``initial`` is given (default ``n_candidates`` or ``config.n_starts``)."""
+        return check_n_starts(n_candidates or getattr(self.config, "n_starts", 1))
+
+    def starting_points(self, problem: InverseProblem, n_surveys: int, n_candidates: int | None,
+                        generator: torch.Generator, initial=None) -> torch.Tensor | None:
+        """Starts ``(S, R, n)``: ``initial`` checked, or prior draws; None for solvers without starts."""
+        if not self.takes_starts:
+            if initial is not None:
+                raise ConfigError(f"{self.name} computes its candidates from the data and takes no initial "
+                                  "starting points; leave initial out")
+            return None
+        if initial is None:
+            return self.draw_starts(problem, n_surveys, self.default_starts(n_candidates), generator)
+        return check_initial(initial, n_surveys, problem.n_parameters)
+
+    @staticmethod
+    def draw_starts(problem: InverseProblem, n_surveys: int, n_starts: int,
+                    generator: torch.Generator) -> torch.Tensor:
+        """``n_starts`` prior draws per data set, ``(S, n_starts, n)`` float32, drawn survey after survey."""
+        draws = problem.sample_prior(n_surveys * n_starts, generator).detach().float()
+        return draws.reshape(n_surveys, n_starts, problem.n_parameters)
 
     def describe(self) -> dict:
         return {"solver": self.name, **asdict(self.config)}

@@ -17,7 +17,6 @@ of prior draws (L3.1, for few forward samples), and the boundary loss on
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -25,7 +24,7 @@ import torch
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from ._learned import LearnedSolver, NetworkConfig, boundary_loss, misfit_norm, mlp
-from .base import Solutions
+from .base import Search
 
 __all__ = [
     "EncoderDecoder",
@@ -101,6 +100,7 @@ class EncoderDecoder(LearnedSolver):
     """Inverse network ``G_θ`` trained through a (surrogate or true) forward; one candidate per target."""
 
     name = "encoder-decoder"
+    takes_starts = False
     config_class = EncoderDecoderConfig
 
     def _build(self, n_parameters: int, n_data: int) -> None:
@@ -187,15 +187,14 @@ class EncoderDecoder(LearnedSolver):
                                                   generator, "F_φ and G_θ jointly")
         return history
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
-              generator: torch.Generator | None = None) -> Solutions:
+    def search(self, problem: InverseProblem, target: torch.Tensor, starts: None,
+               generator: torch.Generator, n_candidates: int | None) -> Search:
         """One candidate per target: ``G_θ(y)`` (``n_candidates`` is ignored)."""
         self._require_fitted()
-        start = time.perf_counter()
-        target = problem.targets(observed).float().cpu()
         with torch.no_grad():
-            estimate = self.scaler.x_out(self.networks["inverse"](self.scaler.y_in(target.to(self.device)))).cpu()
-        return self.finish(problem, estimate[:, None, :], target, {}, time.perf_counter() - start, ranking="solver")
+            scaled = self.scaler.y_in(target.float().to(self.device))
+            estimate = self.scaler.x_out(self.networks["inverse"](scaled)).cpu()
+        return Search(estimate[:, None, :], ranking="solver")
 
 
 class Tandem(EncoderDecoder):
@@ -243,4 +242,5 @@ class InverseMisfit(LearnedSolver):
         return {"inverse_loss": self._fit_network(inverse.parameters(), loss, (x, y), self.config.inverse, generator,
                                                   "G_θ on parameter misfit")}
 
-    solve = EncoderDecoder.solve
+    takes_starts = False
+    search = EncoderDecoder.search

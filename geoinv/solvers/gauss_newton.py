@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 
 from ..errors import ConfigError
 from ..problem import InverseProblem
-from .base import Solutions, Solver
+from .base import Search, Solver
 
 __all__ = ["LatentGaussNewton", "LatentGaussNewtonConfig"]
 
@@ -75,33 +74,18 @@ class LatentGaussNewton(Solver):
     name = "latent-gauss-newton"
     config_class = LatentGaussNewtonConfig
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
-              generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
-        """Gauss-Newton from ``n_starts`` prior draws per data set, or from ``initial``.
-
-        ``initial`` (shape ``(R, n)`` or ``(S, R, n)``): explicit starts, e.g. the
-        candidates of another solver to polish (``solutions.parameters``).
-        """
-        from ..interop.pygimli import LatentModelling, quiet_pygimli
-
+    def check_problem(self, problem: InverseProblem) -> None:
         if problem.noise_std is None:
             raise ConfigError("latent-gauss-newton weights residuals by the noise: build the problem with "
                               "noise_std (or a survey with errors)")
+
+    def search(self, problem: InverseProblem, targets: torch.Tensor, starts: torch.Tensor,
+               generator: torch.Generator, n_candidates: int | None) -> Search:
+        """pyGIMLi's Gauss-Newton from each start (``initial=`` polishes another solver's candidates)."""
+        from ..interop.pygimli import LatentModelling, quiet_pygimli
+
         config = self.config
-        started = time.perf_counter()
-        targets = problem.targets(observed)
-        n_surveys = targets.shape[0]
-        if initial is None:
-            n_starts = int(n_candidates or config.n_starts)
-            generator = generator or torch.Generator().manual_seed(config.seed)
-            starts = problem.sample_prior(n_surveys * n_starts, generator).reshape(n_surveys, n_starts, -1)
-        else:
-            starts = torch.as_tensor(initial, dtype=torch.float32).cpu()
-            starts = starts.expand(n_surveys, *starts.shape) if starts.ndim == 2 else starts
-            if starts.ndim != 3 or starts.shape[0] != n_surveys or starts.shape[2] != problem.n_parameters:
-                raise ConfigError(f"initial must have shape (R, {problem.n_parameters}) or ({n_surveys}, R, "
-                                  f"{problem.n_parameters}), got {tuple(torch.as_tensor(initial).shape)}")
-            n_starts = starts.shape[1]
+        n_surveys, n_starts = starts.shape[:2]
         candidates = torch.empty(n_surveys, n_starts, problem.n_parameters)
         chi2 = np.full((config.max_iterations + 1, n_surveys, n_starts), np.nan)
         calls = np.zeros((2, n_surveys, n_starts), dtype=np.int64)
@@ -121,6 +105,5 @@ class LatentGaussNewton(Solver):
                     calls[:, s, r] = modelling.calls["response"], modelling.calls["jacobian"]
                     if monitor.step(chi2=float(history[-1]), start=r):
                         break
-        history = {"chi2": chi2, "responses": calls[0], "jacobians": calls[1]}
-        return self.finish(problem, candidates, targets, history, time.perf_counter() - started)
+        return Search(candidates, {"chi2": chi2, "responses": calls[0], "jacobians": calls[1]})
 

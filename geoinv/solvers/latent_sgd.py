@@ -9,7 +9,6 @@ noisy steps escape the local minima the manifold creates.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -19,8 +18,12 @@ from ..errors import ConfigError, SolverError
 from ..forward.linearized import KERNELS
 from ..prior.base import REGULARIZATIONS, expected_latent_norm
 from ..problem import InverseProblem
-from .base import Solutions, Solver, check_n_starts
+from .base import Search, Solutions, Solver, check_n_starts
 from .gauss_newton_step import GaussNewtonStep
+from .searches import Explore, Portfolio
+
+#: keys of a run's Solutions.config that describe the run, not the solver's settings
+_RUN_KEYS = ("problem", "data_unit", "ranking", "acceptance", "n_candidates", "noise_std")
 
 __all__ = ["LatentSGD", "LatentSGDConfig", "Stage", "expected_latent_norm"]
 
@@ -365,6 +368,21 @@ class LatentSGDConfig(Stage):
         return cls.reference_nonlinear(**{"minibatch": "source", "then": (Stage.polish(12, "source"),), **overrides})
 
     @classmethod
+    def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
+                     epochs: int | None = None) -> LatentSGDConfig:
+        """geoinv's default schedule for a forward operator, chosen by ``operator.linear``.
+
+        :meth:`default_linear` (Gauss-Newton on a cooling decoder from many
+        prior draws, the best kept) or :meth:`default_nonlinear` (the reference
+        schedule on the relinearised forward and an exact polish on one source
+        per step from 2 × ``n_starts`` draws, then Gauss-Newton on the exact
+        Jacobian for the best half); ``epochs`` (if given) in every stage.
+        """
+        overrides = {"n_starts": n_starts, "seed": seed, "progress": progress}
+        config = cls.default_linear(**overrides) if operator.linear else cls.default_nonlinear(**overrides)
+        return config if epochs is None else config.with_epochs(epochs)
+
+    @classmethod
     def _presets(cls) -> dict:
         return {"reference-linear": cls.reference_linear, "reference-nonlinear": cls.reference_nonlinear,
                 "default-linear": cls.default_linear, "default-nonlinear": cls.default_nonlinear,
@@ -400,13 +418,6 @@ def _check_portfolio(portfolio) -> tuple:
             raise ConfigError(f"a portfolio share (draws per kept start) must be finite and > 0, got {share!r}")
         members.append((float(share), member))
     return tuple(members)
-
-
-def _first_candidates(solutions: Solutions, count: int) -> dict:
-    """The per-candidate fields of sorted ``solutions`` cut to the first ``count`` candidates."""
-    return {name: getattr(solutions, name)[:, :count] for name in
-            ("parameters", "data", "misfit", "accepted", "models", "normalised_misfit")
-            if getattr(solutions, name) is not None}
 
 
 class _MinibatchSchedule:
@@ -478,20 +489,10 @@ class LatentSGD(Solver):
 
     def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
-        """Invert observed data from ``n_starts`` random starts per data set.
+        """Invert observed data from ``n_starts`` random starts per data set (see :meth:`Solver.solve`).
 
-        Parameters
-        ----------
-        problem : InverseProblem
-            The problem (its ``observed`` and ``noise_std`` are used by default).
-        observed : array_like, shape (n_data,) or (S, n_data), optional
-            Data to invert, in the problem's data unit.
-        n_candidates : int, optional
-            Starts per data set (default ``config.n_starts``).
-        generator : torch.Generator, optional
-            Random source; default seeded with ``config.seed``.
-        initial : torch.Tensor, shape (R, n) or (S, R, n), optional
-            Explicit starting points instead of prior draws.
+        With ``explore > 1`` or a ``portfolio`` the run is the matching wrapper
+        of :mod:`geoinv.solvers.searches` around plain latent-SGD runs.
 
         Returns
         -------
@@ -500,17 +501,48 @@ class LatentSGD(Solver):
             regularization weights and minibatch RMSEs, and per-record full-data
             RMSEs of every start.
         """
+        wrapper = self.composed_search()
+        if wrapper is None:
+            return super().solve(problem, observed, n_candidates, generator, initial)
+        solutions = wrapper.solve(problem, observed, n_candidates, generator, initial)
+        run = {key: solutions.config[key] for key in _RUN_KEYS if key in solutions.config}
+        return replace(solutions, config={**self.describe(), **run})
+
+    @classmethod
+    def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
+                     epochs: int | None = None, preset: str | None = None) -> LatentSGD:
+        """Latent SGD with :meth:`LatentSGDConfig.for_operator`'s schedule, or the named ``preset``."""
+        if preset is None:
+            return cls(LatentSGDConfig.for_operator(operator, n_starts=n_starts, seed=seed, progress=progress,
+                                                    epochs=epochs))
+        config = LatentSGDConfig.named(preset, n_starts=n_starts, seed=seed, progress=progress)
+        return cls(config if epochs is None else config.with_epochs(epochs))
+
+    def composed_search(self) -> Solver | None:
+        """The wrapper this config's ``portfolio`` or ``explore`` stands for (None for a plain run)."""
         config = self.config
         if config.portfolio:
-            return self._portfolio(problem, observed, n_candidates, generator, initial)
-        if config.explore > 1:
-            return self._explore_then_refine(problem, observed, n_candidates, generator, initial)
-        start_time = time.perf_counter()
-        target = problem.targets(observed)
-        n_surveys = target.shape[0]
-        n_starts = n_candidates or (initial.shape[-2] if initial is not None else config.n_starts)
-        generator = generator or torch.Generator().manual_seed(config.seed)
-        latent = self._initial(problem, initial, n_surveys, n_starts, generator)
+            members = [(1.0, LatentSGD(replace(config, portfolio=()), self.callbacks))]
+            members += [(share, LatentSGD(replace(member, progress=config.progress), self.callbacks))
+                        for share, member in config.portfolio]
+            return Portfolio(members, n_starts=config.n_starts, seed=config.seed)
+        if config.explore == 1:
+            return None
+        count = len(config.stages) if config.explore_stages is None else config.explore_stages
+
+        def part(stages) -> LatentSGD:  # a plain run of some of the stages
+            return LatentSGD(replace(config, explore=1, explore_stages=1).with_stages(stages), self.callbacks)
+
+        later = config.stages[count:]
+        return Explore(part(config.stages[:count]), part(later) if later else None,
+                       draws_per_start=config.explore, n_starts=config.n_starts, seed=config.seed)
+
+    def search(self, problem: InverseProblem, target: torch.Tensor, starts: torch.Tensor,
+               generator: torch.Generator, n_candidates: int | None) -> Search:
+        """All stages of the schedule, every start and data set as one batch."""
+        config = self.config
+        n_surveys, n_starts = starts.shape[:2]
+        latent = starts.reshape(-1, problem.n_parameters).clone().to(problem.device)
         rows = target.to(latent.device).repeat_interleave(n_starts, dim=0)  # (S·R, n_data)
         weights = self._datum_weights(problem, latent.device)
         schedules = [_MinibatchSchedule(problem, stage, generator) for stage in config.stages]
@@ -527,72 +559,7 @@ class LatentSGD(Solver):
         if history["step"][-1] != len(history["step_size"]):  # stopped early between records
             self._record(problem, latent, rows, history, len(history["step_size"]), shape)
         history = {key: np.asarray(value) for key, value in history.items()}
-        return self.finish(problem, latent.detach().reshape(n_surveys, n_starts, -1), target, history,
-                           time.perf_counter() - start_time)
-
-    def _explore_then_refine(self, problem, observed, n_candidates, generator, initial) -> Solutions:
-        """The exploring stages from ``explore × n_starts`` draws; the best ``n_starts`` run the others."""
-        if initial is not None:
-            raise ConfigError("explore > 1 draws its own starts from the prior; pass initial with explore=1")
-        config = self.config
-        n_starts = n_candidates or config.n_starts
-        explored_count = len(config.stages) if config.explore_stages is None else config.explore_stages
-        exploring, later = config.stages[:explored_count], config.stages[explored_count:]
-        def part(stages, starts) -> LatentSGD:  # a plain run of some of the stages
-            settings = replace(config, explore=1, explore_stages=1, n_starts=starts).with_stages(stages)
-            return LatentSGD(settings, self.callbacks)
-
-        explored = part(exploring, config.explore * n_starts).solve(problem, observed, generator=generator)
-        if not later:
-            return self._keep_best(explored, n_starts)
-        refined = part(later, n_starts).solve(problem, observed, generator=generator,
-                                              initial=explored.parameters[:, :n_starts])
-        # stage numbers count from the exploration, as in a run without it
-        history = {**refined.history, "stage": refined.history["stage"] + explored_count,
-                   **{f"explore_{key}": value for key, value in explored.history.items()}}
-        return replace(refined, history=history, wall_time=explored.wall_time + refined.wall_time,
-                       config={**refined.config, **self.describe()})
-
-    def _portfolio(self, problem, observed, n_candidates, generator, initial) -> Solutions:
-        """This schedule and each portfolio member from their own draws; the best ``n_starts`` of all."""
-        if initial is not None:
-            raise ConfigError("a portfolio draws its own starts from the prior; pass initial without a portfolio")
-        config = self.config
-        n_starts = n_candidates or config.n_starts
-        generator = generator or torch.Generator().manual_seed(config.seed)
-        searches = [(n_starts, replace(config, portfolio=()))]
-        searches += [(max(1, round(share * n_starts)), replace(member, progress=config.progress))
-                     for share, member in config.portfolio]
-        runs = [LatentSGD(search, self.callbacks).solve(problem, observed, count, generator=generator)
-                for count, search in searches]
-        history = dict(runs[0].history)
-        history.update({f"portfolio{i}_{key}": value for i, run in enumerate(runs[1:], 1)
-                        for key, value in run.history.items()})
-        candidates = torch.cat([run.parameters for run in runs], dim=1)
-        merged = self.finish(problem, candidates, problem.targets(observed), history,
-                             sum(run.wall_time for run in runs))
-        source = np.concatenate([np.full(run.parameters.shape[:2], i) for i, run in enumerate(runs)], axis=1)
-        order = merged.history["order"][:, :n_starts]  # indices into the members' candidates, main first
-        merged.history.update(order=order, portfolio_source=np.take_along_axis(source, order, axis=1))
-        return replace(merged, **_first_candidates(merged, n_starts),
-                       config={**merged.config, "n_candidates": n_starts})
-
-    def _keep_best(self, explored: Solutions, n_starts: int) -> Solutions:
-        """The ``n_starts`` best of finished draws (already sorted); the history restricted to them."""
-        kept = torch.as_tensor(explored.history["order"])[:, :n_starts]  # draw indices, best first
-        n_surveys, n_draws = kept.shape[0], explored.parameters.shape[1]
-        in_draw_order = np.sort(kept.numpy(), axis=1)
-        history = {}
-        for key, value in explored.history.items():
-            if key != "order" and value.ndim >= 2 and value.shape[-2:] == (n_surveys, n_draws):
-                index = np.broadcast_to(in_draw_order, (*value.shape[:-2], n_surveys, n_starts))
-                value = np.take_along_axis(value, index, axis=-1)
-            history[key] = value
-        # the kept starts in draw order, so that order sorts them as in any run
-        rank = np.argsort(np.argsort(kept.numpy(), axis=1), axis=1)
-        history.update(order=rank, explore_kept=kept.numpy(), explore_draws=n_draws)
-        return replace(explored, **_first_candidates(explored, n_starts), history=history,
-                       config={**explored.config, **self.describe()})
+        return Search(latent.detach().reshape(n_surveys, n_starts, -1), history)
 
     def _run_stage(self, index, stage, schedule, stage_problem, problem, latent, rows, weights, history,
                    monitor, shape) -> bool:
@@ -694,18 +661,6 @@ class LatentSGD(Solver):
                               f"{bad.numel()} starts is NaN/inf, so the forward model or the decoder returned "
                               f"NaN/inf where the search went (step_size {step_size:g}); lower step_size, or "
                               "check the problem's forward on these parameters")
-
-    @staticmethod
-    def _initial(problem, initial, n_surveys, n_starts, generator) -> torch.Tensor:
-        if initial is None:
-            return problem.sample_prior(n_surveys * n_starts, generator).detach().clone().float()
-        initial = torch.as_tensor(initial, dtype=torch.float32)
-        if initial.ndim == 2:
-            initial = initial.expand(n_surveys, *initial.shape)
-        if initial.shape != (n_surveys, n_starts, problem.n_parameters):
-            raise ConfigError(f"initial must have shape (R, n) or (S, R, n) = ({n_surveys}, {n_starts}, "
-                              f"{problem.n_parameters}), got {tuple(initial.shape)}")
-        return initial.reshape(-1, problem.n_parameters).clone().to(problem.device)
 
     @staticmethod
     @torch.no_grad()

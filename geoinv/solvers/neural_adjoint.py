@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -10,7 +9,7 @@ import torch
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from ._learned import LearnedSolver, NetworkConfig, boundary_loss, mlp
-from .base import Solutions
+from .base import Search
 
 __all__ = ["NeuralAdjoint", "NeuralAdjointConfig"]
 
@@ -86,29 +85,28 @@ class NeuralAdjoint(LearnedSolver):
         return {"forward_loss": self._fit_network(surrogate.parameters(), loss, (x, y), self.config.forward,
                                                   generator, "NA surrogate")}
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
-              generator: torch.Generator | None = None) -> Solutions:
+    def default_starts(self, n_candidates: int | None) -> int:
+        """Always ``config.n_starts`` draws: ``n_candidates`` is how many of them are kept."""
+        return self.config.n_starts
+
+    def search(self, problem: InverseProblem, target: torch.Tensor, starts: torch.Tensor,
+               generator: torch.Generator, n_candidates: int | None) -> Search:
+        """Descend the surrogate's misfit from every start; keep the ``n_candidates`` best by surrogate loss."""
         self._require_fitted()
-        start_time = time.perf_counter()
         config = self.config
-        target = problem.targets(observed).float().cpu()
-        n_keep = min(n_candidates or config.n_candidates, config.n_starts)
-        generator = generator or torch.Generator().manual_seed(config.seed)
+        target = target.float().cpu()
+        n_keep = min(n_candidates or config.n_candidates, starts.shape[1])
         surrogate = self.networks["surrogate"].requires_grad_(False)
         kept, losses = [], []
-        for chunk in target.split(config.target_chunk):
-            candidates, surrogate_loss = self._search(problem, surrogate, chunk, n_keep, generator)
+        for chunk, chunk_starts in zip(target.split(config.target_chunk), starts.split(config.target_chunk)):
+            candidates, surrogate_loss = self._descend(surrogate, chunk, chunk_starts, n_keep)
             kept.append(candidates)
             losses.append(surrogate_loss)
         self.networks["surrogate"].requires_grad_(True)
-        history = {"surrogate_loss": torch.cat(losses).numpy()}
-        return self.finish(problem, torch.cat(kept), target, history, time.perf_counter() - start_time,
-                           ranking="solver")
+        return Search(torch.cat(kept), {"surrogate_loss": torch.cat(losses).numpy()}, ranking="solver")
 
-    def _search(self, problem, surrogate, targets, n_keep, generator):
-        n_targets, n_starts = targets.shape[0], self.config.n_starts
-        starts = problem.sample_prior(n_targets * n_starts, generator).float().to(self.device)
-        scaled = self.scaler.x_in(starts).reshape(n_targets, n_starts, -1).requires_grad_(True)
+    def _descend(self, surrogate, targets, starts, n_keep):
+        scaled = self.scaler.x_in(starts.float().to(self.device)).requires_grad_(True)
         goal = self.scaler.y_in(targets.float().to(self.device))[:, None, :]
         optimizer = torch.optim.Adam([scaled], lr=self.config.search_lr)
         for _ in range(self.config.search_steps):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from ..units import time_factor
-from .base import Solutions, Solver
+from .base import Search, Solver
 
 __all__ = ["PyGimliSmooth", "PyGimliSmoothConfig"]
 
@@ -78,16 +77,18 @@ class PyGimliSmooth(Solver):
     name = "pygimli-smooth"
     config_class = PyGimliSmoothConfig
     model_space = True
+    takes_starts = False
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
-              generator: torch.Generator | None = None) -> Solutions:
+    def check_problem(self, problem: InverseProblem) -> None:
         if problem.operator is None or problem.petrophysics is None:
             raise ConfigError("pygimli-smooth inverts traveltime tomography problems (with an operator and "
                               "petrophysics, e.g. geoinv.build_problem); this problem has none")
         if problem.noise_std is None:
             raise ConfigError("pygimli-smooth needs the data errors: build the problem with noise_std")
-        started = time.perf_counter()
-        targets = problem.targets(observed)
+
+    def search(self, problem: InverseProblem, targets: torch.Tensor, starts: None,
+               generator: torch.Generator, n_candidates: int | None) -> Search:
+        """One smoothness-regularised inversion per data set; its facies model is the candidate."""
         grid, petrophysics = problem.operator.grid, problem.petrophysics
         facies, chi2 = [], []
         with self.monitor("pyGIMLi smoothness inversion", targets.shape[0]) as monitor:
@@ -107,8 +108,7 @@ class PyGimliSmooth(Solver):
         def to_model(flat):
             return flat.reshape(-1, *grid.shape).clamp(0, 1)
 
-        return self.finish(problem, candidates, targets, history, time.perf_counter() - started,
-                           simulate=simulate, to_model=to_model)
+        return Search(candidates, history, simulate=simulate, to_model=to_model)
 
     def _invert_one(self, problem: InverseProblem, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         from ..interop.pygimli import quiet_pygimli
