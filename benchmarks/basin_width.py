@@ -45,7 +45,8 @@ def main() -> None:
             row = {"forward": name, "truth": k}
             with torch.no_grad():
                 for epsilon in EPSILONS:
-                    moved = latent + epsilon * torch.randn(8, latent.numel(), generator=torch.Generator().manual_seed(1))
+                    noise = torch.randn(8, latent.numel(), generator=torch.Generator().manual_seed(1))
+                    moved = latent + epsilon * noise
                     misfit = problem.misfits(problem.forward(moved), problem.targets())[1]
                     row[f"sigma_at_{epsilon}"] = float(misfit.median())
             if not operator.linear:

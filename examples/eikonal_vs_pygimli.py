@@ -29,7 +29,8 @@ for name in ("eikonal", "pygimli"):
     timings[name] = time.perf_counter() - start
 difference = times["pygimli"] - times["eikonal"]
 print(f"eikonal {timings['eikonal']:.3f} s, pyGIMLi {timings['pygimli']:.1f} s")
-print(f"pyGIMLi − eikonal: mean {difference.mean():+.3f} ns, range [{difference.min():+.3f}, {difference.max():+.3f}] ns")
+print(f"pyGIMLi − eikonal: mean {difference.mean():+.3f} ns, "
+      f"range [{difference.min():+.3f}, {difference.max():+.3f}] ns")
 
 fig, (ax_model, ax_diff) = plt.subplots(1, 2, figsize=(10, 5), width_ratios=[1, 2])
 plot_model(ax_model, grid, facies.numpy(), survey, "facies (1 = channel)", "gray_r")

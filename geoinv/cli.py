@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     make_ti.add_argument("--rows", type=_integer(2, 100_000), default=2500)
     make_ti.add_argument("--cols", type=_integer(2, 100_000), default=2500)
     make_ti.add_argument("--proportion", type=float, default=0.26, help="channel proportion")
-    make_ti.add_argument("--direction", type=_number(-360.0, 360.0, low_open=False), default=0.0, help="main direction (degrees from x)")
+    make_ti.add_argument("--direction", type=_number(-360.0, 360.0, low_open=False), default=0.0,
+                         help="main direction (degrees from x)")
     make_ti.add_argument("--width", type=_number(0.0, 10_000.0), default=12.0, help="mean channel width (pixels)")
     make_ti.add_argument("--seed", type=SEED, default=0)
     make_ti.add_argument("--channels", choices=("dark", "light"),
@@ -340,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-decay", type=_number(0.0, 1.0), default=train_defaults.lr_decay)
     train.add_argument("--lr-decay-steps", type=_integer(1, 10**9), default=train_defaults.lr_decay_steps)
     train.add_argument("--beta", type=_number(0.0, low_open=False), default=train_defaults.beta)
-    train.add_argument("--beta-warmup", type=_integer(0, 10**9), default=train_defaults.beta_warmup_steps, help="steps to ramp beta from 0")
+    train.add_argument("--beta-warmup", type=_integer(0, 10**9), default=train_defaults.beta_warmup_steps,
+                       help="steps to ramp beta from 0")
     train.add_argument("--loss", choices=("bce", "mse"), default=train_defaults.reconstruction)
     train.add_argument("--adversarial", type=_number(0.0, low_open=False), default=train_defaults.adversarial,
                        help="weight factor of the discriminator term on prior draws (0: plain VAE)")
@@ -381,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, "interrupted; finished files are complete, unfinished ones were not written", 130)
     except OSError as exc:  # disk full, permissions, a vanished folder: the user's to fix
         return _fail(args, f"error: {exc.strerror or exc} ({exc.filename or 'file system'})", 2)
-    except Exception as exc:  # noqa: BLE001 - no raw traceback reaches a user unless asked for
+    except Exception as exc:
         return _fail(args, f"internal error: {type(exc).__name__}: {exc}. This is a bug in geoinv: rerun "
                      "with --debug for the traceback and report it", 1)
     return 0

@@ -103,7 +103,7 @@ def check_forward(operator: ForwardOperator, slowness: torch.Tensor | None = Non
     ``⟨w, J v⟩ = ⟨Jᵀ w, v⟩``; backward equals :meth:`vjp`; :meth:`jacobian`
     equals :meth:`jvp` and :meth:`vjp`; :meth:`jvp` against central finite
     differences; and for linear operators the dot test of
-    :meth:`apply`/:meth:`adjoint` on signed vectors and ``F(s) = J s``.
+    :meth:`matvec`/:meth:`adjoint` on signed vectors and ``F(s) = J s``.
 
     Examples
     --------
@@ -198,9 +198,9 @@ def _check_linear(operator, check, slowness, generator, rtol) -> None:
     model = torch.randn(slowness.shape, generator=generator, dtype=torch.float64)
     data = torch.randn(slowness.shape[0], operator.n_data, generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        lhs = (operator.apply(model) * data).sum()
+        lhs = (operator.matvec(model) * data).sum()
         rhs = (model * operator.adjoint(data)).sum()
-    check("linear dot test", _relative(lhs, rhs), rtol, "<A x, y> must equal <x, Aᵀ y> (apply vs adjoint).")
+    check("linear dot test", _relative(lhs, rhs), rtol, "<A x, y> must equal <x, Aᵀ y> (matvec vs adjoint).")
     matrix = operator.jacobian(slowness[0])
     with torch.no_grad():
         times = operator(slowness[1])

@@ -198,7 +198,8 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     solutions = invert(survey, prior, operator, method, petrophysics, n_candidates=n_starts,
                        refine="default" if refine else None)
     write_result(output, solutions, survey, grid)
-    inversion_figure(grid, solutions, output.with_suffix(".png"), survey=survey, title=f"{solver_name}, {forward_name} forward")
+    inversion_figure(grid, solutions, output.with_suffix(".png"), survey=survey,
+                     title=f"{solver_name}, {forward_name} forward")
     return solutions
 
 

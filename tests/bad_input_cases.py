@@ -932,7 +932,7 @@ def classify(entry: Case, tmp: Path, timeout_s: int = 60) -> tuple[str, str]:
                 return ("clear" if re.search(entry.match, str(exc)) else "misleading"), str(exc)
             except _Hang:
                 return "hang", f"no answer within {timeout_s} s"
-            except Exception as exc:  # noqa: BLE001 - classifying is the point
+            except Exception as exc:
                 return "traceback", "".join(traceback.format_exception_only(exc)).strip()
         said = [str(w.message) for w in caught]
         if entry.warning and any(re.search(entry.match, text) for text in said):
@@ -969,7 +969,7 @@ def _classify_cli(entry: Case, tmp: Path) -> tuple[str, str]:
                 code = exc.code
     except _Hang:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return "traceback", "".join(traceback.format_exception_only(exc)).strip()
     finally:
         for sig, handler in handlers.items():

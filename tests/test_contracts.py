@@ -22,9 +22,9 @@ from geoinv import (
     Survey,
 )
 from geoinv.forward import FORWARDS
-from geoinv.testing import check_forward
 from geoinv.solvers import SOLVERS, LatentSGDConfig, NetworkConfig, load_solver, solver
 from geoinv.tasks import TASKS, task
+from geoinv.testing import check_forward
 
 from .helpers import TinyDecoder
 

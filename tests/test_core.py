@@ -101,8 +101,8 @@ def test_core_errors_name_the_fix(field, small_grid):
         invert(survey, TinyDecoder((5, 5)), operator)
     with pytest.raises(ConfigError, match="Prior"):
         InverseProblem.latent_tomography(object(), FaciesVelocity(), operator)
-    moved = geoinv.Survey(survey.sources + [0.0, 0.5], survey.receivers, survey.pairs, survey.traveltimes,
-                          survey.errors)
+    moved = geoinv.Survey(np.asarray(survey.sources) + np.array([0.0, 0.5]), survey.receivers, survey.pairs,
+                          survey.traveltimes, survey.errors)
     with pytest.raises(ConfigError, match="another survey geometry"):
         invert(moved, prior, operator)
 

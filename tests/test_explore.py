@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geoinv import ConfigError, LatentSGDConfig, solver
-from geoinv.solvers.latent_sgd import Stage
+from geoinv.solvers import Stage
 
 SEARCH = {"step_size": 5e-3, "epochs": 4, "batch_size": 5, "reg_weight": 1.0, "progress": False, "seed": 1}
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from geoinv import ConfigError, Eikonal, FaciesVelocity, LatentSGDConfig, StraightRay, build_problem, solver
+from geoinv.solvers import Stage
 from geoinv.solvers.callbacks import Callback, ProgressBar
 from geoinv.solvers.gauss_newton_step import GaussNewtonStep
-from geoinv.solvers.latent_sgd import Stage
 
 from .helpers import TinyDecoder
 

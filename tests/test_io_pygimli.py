@@ -85,7 +85,7 @@ SGT_WITHOUT_ERRORS = """4
 def test_file_without_err_column_is_refused_until_an_error_model_is_given(tmp_path):
     path = tmp_path / "line.sgt"
     path.write_text(SGT_WITHOUT_ERRORS)
-    with pytest.raises(SurveyError, match="no 'err' column.*absolute_error"):
+    with pytest.raises(SurveyError, match=r"no 'err' column.*absolute_error"):
         geoinv.read_survey(path)
     with pytest.warns(UserWarning, match="dropped 1 of 4 data marked invalid"):
         survey, _ = geoinv.read_survey(path, absolute_error=0.5e-9, relative_error=0.02)
@@ -108,9 +108,9 @@ def test_surface_line_with_topography_loads_and_gets_a_grid_or_a_named_refusal(t
 
 
 def test_unknown_suffixes_and_misplaced_options_are_refused(tmp_path, crosshole_with_data):
-    with pytest.raises(FileFormatError, match="unknown survey file suffix '.txt'"):
+    with pytest.raises(FileFormatError, match=r"unknown survey file suffix '\.txt'"):
         geoinv.read_survey(tmp_path / "x.txt")
-    with pytest.raises(FileFormatError, match="cannot write a survey as '.csv'"):
+    with pytest.raises(FileFormatError, match=r"cannot write a survey as '\.csv'"):
         geoinv.write_survey(tmp_path / "x.csv", crosshole_with_data)
     with pytest.raises(FileFormatError, match="neither a grid"):
         geoinv.write_survey(tmp_path / "x.sgt", crosshole_with_data, grid=Grid2D((4, 4)))

@@ -18,7 +18,7 @@ from geoinv import (
     solver,
 )
 from geoinv.forward.linearized import LinearizedBatch
-from geoinv.solvers.latent_sgd import Stage
+from geoinv.solvers import Stage
 
 from .helpers import SMALL, TinyDecoder
 

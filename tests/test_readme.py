@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-_BLOCK = re.compile(r"(?:^<!-- readme-test: (?P<subs>[^\n]*) -->\n)?^```python\n(?P<code>.*?)^```", re.DOTALL | re.MULTILINE)
+_BLOCK = re.compile(r"(?:^<!-- readme-test: (?P<subs>[^\n]*) -->\n)?^```python\n(?P<code>.*?)^```",
+                    re.DOTALL | re.MULTILINE)
 _SUBSTITUTION = re.compile(r'"(?P<old>(?:[^"\\]|\\.)*)"\s*=>\s*"(?P<new>(?:[^"\\]|\\.)*)"')
 
 
@@ -39,7 +40,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     namespace: dict = {"__name__": "readme"}
     for number, code in enumerate(readme_blocks(), start=1):
         try:
-            exec(compile(code, f"README.md python block {number}", "exec"), namespace)  # noqa: S102 (our own README)
+            exec(compile(code, f"README.md python block {number}", "exec"), namespace)
         except Exception as exc:  # name the block, keep the traceback
             raise AssertionError(f"README python block {number} failed: {exc!r}\n{code}") from exc
     assert (tmp_path / "result.h5").exists() and (tmp_path / "na.pt").exists()

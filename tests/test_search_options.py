@@ -15,7 +15,7 @@ from geoinv import (
     build_problem,
     solver,
 )
-from geoinv.solvers.latent_sgd import Stage
+from geoinv.solvers import Stage
 from geoinv.solvers.refine import RefineConfig, refine_models
 
 from .helpers import SMALL, TinyDecoder

@@ -60,7 +60,7 @@ def test_dot_test(reference_grid, reference_survey, rng):
     op = StraightRay(reference_grid, reference_survey)
     model = torch.as_tensor(rng.normal(size=(3, *reference_grid.shape)))
     data = torch.as_tensor(rng.normal(size=(3, op.n_data)))
-    lhs = (op.apply(model) * data).sum()
+    lhs = (op.matvec(model) * data).sum()
     rhs = (model * op.adjoint(data)).sum()
     assert lhs.item() == pytest.approx(rhs.item(), rel=1e-12)
 

@@ -6,7 +6,7 @@ torch's autograd cannot see through it, ``_vjp`` and ``_jvp``. Everything else
 is derived here, in one place: the backward pass (one ``autograd.Function``
 for every operator), :meth:`ForwardOperator.vjp`, :meth:`ForwardOperator.jvp`,
 :meth:`ForwardOperator.jacobian` and, for linear operators,
-:meth:`ForwardOperator.apply` and :meth:`ForwardOperator.adjoint`.
+:meth:`ForwardOperator.matvec` and :meth:`ForwardOperator.adjoint`.
 :func:`geoinv.testing.check_forward` checks the contract.
 """
 
@@ -64,7 +64,7 @@ class ForwardOperator(nn.Module):
     """
 
     #: True for operators with ``t = A s``: then ``jacobian`` is ``A`` at every model,
-    #: and :meth:`apply` / :meth:`adjoint` take vectors of any sign.
+    #: and :meth:`matvec` / :meth:`adjoint` take vectors of any sign.
     linear: bool = False
     #: True if the primitives compute only the data in ``data_index`` (saving work);
     #: otherwise the base class computes all data and selects.
@@ -172,19 +172,20 @@ class ForwardOperator(nn.Module):
         model = self._check_slowness(slowness)
         if model.ndim != 2:
             raise GridError(f"jacobian takes one model of shape {self.grid.shape}, got {tuple(model.shape)}")
-        model = model.detach().cpu().double().numpy()
+        array = model.detach().cpu().double().numpy()
         index = self._index_or_none(data_index)
         if index is not None and not self.computes_subsets:
-            return self._jacobian(model, None)[index]
-        return self._jacobian(model, index)
+            return self._jacobian(array, None)[index]
+        return self._jacobian(array, index)
 
-    def apply(self, vectors: torch.Tensor) -> torch.Tensor:
+    def matvec(self, vectors: torch.Tensor) -> torch.Tensor:
         """``A v`` of a linear operator for any model-space vectors ``(B, nz, nx)``, signs allowed.
 
         The linear map itself, for dot tests and linear algebra (:meth:`forward`
-        insists on physical slowness); differentiable.
+        insists on physical slowness); differentiable. (Named as in pylops;
+        ``apply`` is torch's ``Module.apply``.)
         """
-        self._require_linear("apply")
+        self._require_linear("matvec")
         vectors = torch.as_tensor(vectors)
         return _OperatorFunction.apply(vectors.reshape(-1, *self.grid.shape), self, None)
 
@@ -237,9 +238,12 @@ class ForwardOperator(nn.Module):
         """Traveltimes ``(B, n)`` of a validated batch and the state the derivatives may reuse."""
         raise NotImplementedError(f"{type(self).__name__} must implement _simulate(slowness, data_index)")
 
-    def _vjp(self, slowness: torch.Tensor, data_index: np.ndarray | None, state: Any,
+    def _vjp(self, slowness: torch.Tensor | None, data_index: np.ndarray | None, state: Any,
              cotangent: torch.Tensor) -> torch.Tensor:
-        """``J(s_b)ᵀ w_b`` per model; default: torch autograd through :meth:`_simulate`."""
+        """``J(s_b)ᵀ w_b`` per model (``slowness`` None: a linear operator's adjoint); default: torch
+        autograd through :meth:`_simulate`."""
+        if slowness is None:
+            raise ConfigError(f"{type(self).__name__}._vjp needs the models at which to differentiate")
         with torch.enable_grad():
             model = slowness.detach().requires_grad_(True)
             times, _ = self._simulate(model, data_index)

@@ -98,7 +98,8 @@ class Eikonal(NumpyKernelOperator):
         Finite-difference order of scikit-fmm.
     source_radius : float, optional
         Radius (in node spacings, default 3) of the circle around each source
-        whose travel time is set analytically (default 3: 0.13 % max error in a homogeneous medium at 0.1 m cells, against 0.24 % for 2).
+        whose travel time is set analytically (default 3: 0.13 % max error in a homogeneous medium
+        at 0.1 m cells, against 0.24 % for 2).
     ray_step : float, default 0.5
         Ray-tracing step in node spacings, for ``gradient='rays'``.
     gradient : {'adjoint', 'rays'}, default 'adjoint'

@@ -34,7 +34,7 @@ def _frozen_initial(phi: np.ndarray) -> np.ndarray:
         for shift in (1, -1):
             neighbour = np.roll(phi, shift, axis=axis)
             valid = np.ones_like(phi, dtype=bool)
-            edge = [slice(None)] * 2
+            edge: list = [slice(None)] * 2
             edge[axis] = 0 if shift == 1 else -1
             valid[tuple(edge)] = False
             frozen |= valid & (phi * neighbour < 0)

@@ -165,7 +165,8 @@ class VAE(nn.Module, StandardNormalPrior):
     def encode(self, models: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z | m) for models of shape ``(B, nz, nx)``."""
         if tuple(models.shape[-2:]) != self.model_shape:
-            raise ConfigError(f"models have shape {tuple(models.shape)}, this VAE expects (B, {self.model_shape[0]}, {self.model_shape[1]})")
+            raise ConfigError(f"models have shape {tuple(models.shape)}, this VAE expects "
+                              f"(B, {self.model_shape[0]}, {self.model_shape[1]})")
         hidden = self.encoder_dense(self.encoder(models.reshape(-1, 1, *self.model_shape)))
         return self.to_mean(hidden), self.to_logvar(hidden)
 

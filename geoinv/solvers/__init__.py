@@ -14,9 +14,10 @@ from .encoder_decoder import (
     Tandem,
     TandemConfig,
 )
-from .latent_sgd import LatentSGD, LatentSGDConfig, Stage, expected_latent_norm
+from .latent_sgd import LatentSGD, expected_latent_norm
 from .neural_adjoint import NeuralAdjoint, NeuralAdjointConfig
 from .refine import RefineConfig, refine_models
+from .schedule import LatentSGDConfig, Stage
 
 __all__ = [
     "ACCEPTANCE",

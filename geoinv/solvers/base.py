@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from abc import ABC
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -275,7 +275,7 @@ class Search:
     to_model: Callable | None = None
 
 
-class Solver(ABC):
+class Solver:
     """Common interface of the inversion methods.
 
     ``fit(problem)`` trains what a learned solver needs (a no-op for
@@ -320,7 +320,7 @@ class Solver(ABC):
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config)}")
         if overrides:
             try:
-                config = replace(config, **overrides)
+                config = replace(config, **overrides)  # type: ignore[type-var]
             except TypeError as exc:
                 raise ConfigError(f"{type(self).__name__}: {exc}") from exc
         self.config = config
@@ -380,7 +380,7 @@ class Solver(ABC):
         return self.finish(problem, found.candidates, target, found.history, time.perf_counter() - started,
                            ranking=found.ranking, simulate=found.simulate, to_model=found.to_model)
 
-    def search(self, problem: InverseProblem, target: torch.Tensor, starts: torch.Tensor | None,
+    def search(self, problem: InverseProblem, target: torch.Tensor, starts: Any,
                generator: torch.Generator, n_candidates: int | None) -> Search:
         """The solver's one search method (every solver implements it; wrappers override :meth:`solve`).
 

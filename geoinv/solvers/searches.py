@@ -59,7 +59,7 @@ def keep_best(solutions: Solutions, count: int) -> Solutions:
     kept = np.take_along_axis(np.asarray(solutions.history["order"]), positions.numpy(), axis=1)  # start indices
     n_surveys, n_draws = kept.shape[0], solutions.n_candidates
     in_draw_order = np.sort(kept, axis=1)
-    history = {}
+    history: dict = {}
     for key, value in solutions.history.items():
         value = np.asarray(value)
         if key != "order" and value.ndim >= 2 and value.shape[-2:] == (n_surveys, n_draws):
