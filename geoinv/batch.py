@@ -180,7 +180,7 @@ def invert_panel(panel: CampaignSurvey, settings: BatchSettings) -> dict:
         record.update(status="done", grid=grid)
     except GeoinvError as exc:
         record["error"] = str(exc)
-    except Exception as exc:  # noqa: BLE001 (isolation: one panel's crash must not stop the campaign)
+    except Exception as exc:  # isolation: one panel's crash must not stop the campaign
         record["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
     record["seconds"] = time.perf_counter() - started
     return record

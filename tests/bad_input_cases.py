@@ -932,7 +932,7 @@ def classify(entry: Case, tmp: Path, timeout_s: int = 60) -> tuple[str, str]:
                 return ("clear" if re.search(entry.match, str(exc)) else "misleading"), str(exc)
             except _Hang:
                 return "hang", f"no answer within {timeout_s} s"
-            except Exception as exc:
+            except Exception as exc:  # classifying the outcome is the point
                 return "traceback", "".join(traceback.format_exception_only(exc)).strip()
         said = [str(w.message) for w in caught]
         if entry.warning and any(re.search(entry.match, text) for text in said):
