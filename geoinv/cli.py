@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, "interrupted; finished files are complete, unfinished ones were not written", 130)
     except OSError as exc:  # disk full, permissions, a vanished folder: the user's to fix
         return _fail(args, f"error: {exc.strerror or exc} ({exc.filename or 'file system'})", 2)
-    except Exception as exc:
+    except Exception as exc:  # no raw traceback reaches a user unless asked for
         return _fail(args, f"internal error: {type(exc).__name__}: {exc}. This is a bug in geoinv: rerun "
                      "with --debug for the traceback and report it", 1)
     return 0
