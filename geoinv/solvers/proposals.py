@@ -1,0 +1,348 @@
+"""Amortized proposals: a data → latent network that seeds a local search near the right basin.
+
+A nonlinear forward's basins in the latent space are narrow (on eikonal data
+about one latent unit, where a prior draw lies ~4.4 units from the truth), so
+local searches from prior draws land in the true basin rarely. A network
+trained once per survey geometry and prior, on prior draws and their simulated
+data, predicts from the observed data a Gaussian over the latent vector; draws
+from it start the local finish (Gauss-Newton) close to the truth.
+
+The training pairs are simulated chunk by chunk, each chunk from its own seed,
+and cached on disk under a key of the problem (forward, geometry, prior,
+petrophysics, data unit), so that an interrupted simulation resumes, several
+processes can fill one cache (``part``), and a changed geometry is never
+served the old pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._atomic import atomic_path
+from ..errors import ConfigError
+from ..problem import InverseProblem
+from .base import Solutions, Solver, check_n_starts
+
+__all__ = ["ProposalConfig", "ProposalNetwork", "Proposals", "problem_key", "simulate_pairs"]
+
+
+def _digest(*arrays) -> str:
+    sha = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(np.asarray(array))
+        sha.update(str(array.dtype).encode() + str(array.shape).encode())
+        sha.update(array.tobytes())
+    return sha.hexdigest()
+
+
+def problem_key(problem: InverseProblem) -> str:
+    """A key (hex) of what a latent-tomography problem's simulated pairs depend on.
+
+    The forward operator's type and settings, its grid and survey geometry, the
+    prior decoder's weights, the petrophysics and the data unit; observed data
+    and noise do not enter (pairs are noise-free).
+    """
+    operator, prior = problem.operator, problem.prior
+    if operator is None or prior is None:
+        raise ConfigError("proposal training pairs are keyed by a latent tomography problem (with an operator "
+                          "and a prior, e.g. geoinv.build_problem); this problem has neither")
+    grid, survey = operator.grid, operator.survey
+    weights = [tensor.detach().cpu().numpy() for tensor in prior.state_dict().values()] \
+        if isinstance(prior, nn.Module) else []
+    petrophysics = problem.petrophysics
+    settings = {"operator": type(operator).__name__, "operator_settings": operator.extra_repr(),
+                "grid": [list(grid.shape), list(grid.spacing), list(grid.origin)], "data_unit": problem.data_unit,
+                "velocities": [petrophysics.channel_velocity, petrophysics.matrix_velocity] if petrophysics else None,
+                "prior": type(prior).__name__, "latent_dim": problem.n_parameters}
+    geometry = _digest(survey.sources, survey.receivers, survey.pairs)
+    return _digest(np.frombuffer(json.dumps(settings, sort_keys=True).encode(), dtype=np.uint8),
+                   np.frombuffer(geometry.encode(), dtype=np.uint8), *weights)[:24]
+
+
+def simulate_pairs(problem: InverseProblem, n: int, cache: str | Path, *, seed: int = 0, chunk: int = 64,
+                   part: tuple[int, int] = (0, 1), progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prior draws and their simulated data ``(x, F(x))``, cached chunk by chunk.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        A latent tomography problem (:func:`problem_key` names its cache).
+    n : int
+        Pairs wanted (rounded up to whole chunks).
+    cache : path
+        Folder of the cache; pairs go to ``cache/<problem_key>/chunk_<k>.npz``.
+    seed : int
+        Chunk k draws from a generator seeded with ``(seed, k)``: the same pairs
+        whichever process simulates them, in whatever order.
+    chunk : int
+        Pairs per chunk (one file, written atomically).
+    part : (int, int)
+        ``(i, m)``: simulate only chunks ``k ≡ i (mod m)`` (m processes fill one
+        cache); the pairs are returned only when every chunk exists.
+    progress : bool
+        Print a line per chunk.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        Parameters ``(n_pairs, n_parameters)`` and data ``(n_pairs, n_data)``, float32;
+        empty tensors while chunks of other parts are missing.
+    """
+    check_n_starts(n, "n (training pairs)")
+    index, parts = part
+    if not (isinstance(parts, int) and parts >= 1 and isinstance(index, int) and 0 <= index < parts):
+        raise ConfigError(f"part must be (i, m) with 0 <= i < m, got {part!r}")
+    folder = Path(cache) / problem_key(problem)
+    folder.mkdir(parents=True, exist_ok=True)
+    n_chunks = -(-n // chunk)
+    for k in range(index, n_chunks, parts):
+        path = folder / f"chunk_{seed}_{chunk}_{k:05d}.npz"
+        if path.exists():
+            continue
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + k)
+        parameters = problem.sample_prior(chunk, generator).float()
+        with torch.no_grad():
+            data = problem.forward(parameters).float()
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, parameters=parameters.cpu().numpy(), data=data.cpu().numpy())
+        if progress:
+            print(f"chunk {k + 1}/{n_chunks}: {chunk} pairs in {time.perf_counter() - started:.1f} s", flush=True)
+    paths = [folder / f"chunk_{seed}_{chunk}_{k:05d}.npz" for k in range(n_chunks)]
+    if not all(path.exists() for path in paths):
+        return torch.empty(0, problem.n_parameters), torch.empty(0, problem.n_data)
+    loaded = [np.load(path) for path in paths]
+    return (torch.as_tensor(np.concatenate([item["parameters"] for item in loaded])),
+            torch.as_tensor(np.concatenate([item["data"] for item in loaded])))
+
+
+@dataclass(frozen=True)
+class ProposalConfig:
+    """Training settings of :class:`ProposalNetwork`.
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Widths of the hidden layers.
+    epochs : int
+        Passes over the training pairs.
+    batch_size : int
+        Pairs per step.
+    lr : float
+        Adam's learning rate (halved on plateaus).
+    members : int
+        Networks in the ensemble (each from its own initial weights and noise).
+    seed : int
+        Seeds the weights and the noise added to the data.
+    """
+
+    hidden: tuple = (512, 512)
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 1e-3
+    members: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.members < 1 or not self.lr > 0:
+            raise ConfigError("epochs, batch_size and members must be >= 1 and lr > 0")
+
+
+class _GaussianHead(nn.Module):
+    def __init__(self, n_data: int, n_parameters: int, hidden: tuple) -> None:
+        super().__init__()
+        widths = (n_data, *hidden)
+        layers: list[nn.Module] = []
+        for width_in, width_out in itertools.pairwise(widths):
+            layers += [nn.Linear(width_in, width_out), nn.SiLU()]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(widths[-1], 2 * n_parameters)
+
+    def forward(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.out(self.body(data)).chunk(2, dim=-1)
+        return mean, log_std.clamp(-6.0, 2.0)
+
+
+class ProposalNetwork(nn.Module):
+    """A data → latent Gaussian ``N(μ(d), diag σ(d)²)`` (an ensemble of them), trained by Gaussian NLL.
+
+    Parameters
+    ----------
+    n_data, n_parameters : int
+        Sizes of the data and of the latent (parameter) vector.
+    config : ProposalConfig, optional
+
+    Notes
+    -----
+    Trained on prior draws ``x`` and noisy simulated data ``F(x) + ε`` (fresh
+    noise each epoch at the problem's noise level), it approximates the
+    posterior's mean and spread per latent coordinate; where the data do not
+    constrain a coordinate it returns the prior's.
+    """
+
+    data_mean: torch.Tensor
+    data_std: torch.Tensor
+
+    def __init__(self, n_data: int, n_parameters: int, config: ProposalConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ProposalConfig()
+        self.shape = (int(n_data), int(n_parameters))
+        self.metadata: dict = {}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            self.heads: list[_GaussianHead] = [_GaussianHead(n_data, n_parameters, tuple(self.config.hidden))
+                                               for _ in range(self.config.members)]
+        self.members = nn.ModuleList(self.heads)
+        self.register_buffer("data_mean", torch.zeros(n_data))
+        self.register_buffer("data_std", torch.ones(n_data))
+        self.history: list[float] = []
+
+    def fit(self, parameters: torch.Tensor, data: torch.Tensor, noise_std, progress: bool = False
+            ) -> ProposalNetwork:
+        """Train on pairs ``(x, F(x))`` with Gaussian noise of standard deviation ``noise_std`` (data unit)."""
+        config = self.config
+        parameters, data = parameters.float(), data.float()
+        noise = torch.as_tensor(noise_std, dtype=torch.float32).expand(data.shape[1])
+        self.data_mean.copy_(data.mean(dim=0))
+        self.data_std.copy_((data.std(dim=0).pow(2) + noise.pow(2)).sqrt().clamp_min(1e-12))
+        generator = torch.Generator().manual_seed(config.seed)
+        optimizer = torch.optim.Adam(self.parameters(), lr=config.lr)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=4)
+        n = parameters.shape[0]
+        for epoch in range(config.epochs):
+            total = 0.0
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, config.batch_size):
+                index = order[start:start + config.batch_size]
+                noisy = data[index] + noise * torch.randn(len(index), data.shape[1], generator=generator)
+                loss = torch.stack([self._nll(head, noisy, parameters[index]) for head in self.heads]).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(index)
+            self.history.append(total / n / len(self.members))
+            scheduler.step(self.history[-1])
+            if progress:
+                print(f"epoch {epoch + 1}/{config.epochs}: NLL {self.history[-1]:.3f}", flush=True)
+        return self
+
+    def _nll(self, member: _GaussianHead, data: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
+        mean, log_std = member((data - self.data_mean) / self.data_std)
+        return (0.5 * ((parameters - mean) / log_std.exp()).pow(2) + log_std).sum(dim=1).mean()
+
+    @torch.no_grad()
+    def predict(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and standard deviations per member, each ``(members, S, n_parameters)``."""
+        scaled = (torch.as_tensor(data, dtype=torch.float32).reshape(-1, self.data_mean.numel())
+                  - self.data_mean) / self.data_std
+        means, log_stds = zip(*(head(scaled) for head in self.heads))
+        return torch.stack(means), torch.stack(log_stds).exp()
+
+    @torch.no_grad()
+    def propose(self, data: torch.Tensor, n: int, generator: torch.Generator | None = None,
+                spread: float = 1.0) -> torch.Tensor:
+        """``n`` latent proposals per data set, ``(S, n, n_parameters)``: the members' means first, then
+        draws from their Gaussians with standard deviations times ``spread``, members in turn."""
+        means, stds = self.predict(data)
+        members, n_surveys, n_parameters = means.shape
+        member = torch.arange(n) % members
+        noise = torch.randn(n_surveys, n, n_parameters, generator=generator)
+        noise[:, :members] = 0.0  # each member's mean is proposed as it is
+        return means[member].transpose(0, 1) + spread * stds[member].transpose(0, 1) * noise
+
+    def save(self, path, metadata: dict | None = None) -> None:
+        """Weights, settings and provenance in one torch file, written atomically."""
+        with atomic_path(path) as tmp:
+            torch.save({"format": "geoinv-proposals/1", "config": asdict(self.config),
+                        "shape": self.shape,
+                        "state": self.state_dict(), "history": self.history, "metadata": metadata or {}}, tmp)
+
+    @classmethod
+    def load(cls, path) -> ProposalNetwork:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(payload, dict) or payload.get("format") != "geoinv-proposals/1":
+            raise ConfigError(f"{path} is not a geoinv proposal network (save one with ProposalNetwork.save)")
+        config = payload["config"]
+        n_data, n_parameters = payload["shape"]
+        network = cls(n_data, n_parameters, ProposalConfig(**{**config, "hidden": tuple(config["hidden"])}))
+        network.load_state_dict(payload["state"])
+        network.history = list(payload["history"])
+        network.metadata = payload["metadata"]
+        return network
+
+
+@dataclass(frozen=True)
+class ProposalsConfig:
+    """Settings of :class:`Proposals`: ``n_starts`` kept, ``draws_per_start`` proposals each, their ``spread``."""
+
+    n_starts: int = 20
+    draws_per_start: int = 1
+    spread: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_n_starts(self.n_starts)
+        if self.draws_per_start < 1 or not self.spread >= 0:
+            raise ConfigError("draws_per_start must be >= 1 and spread >= 0")
+
+
+class Proposals(Solver):
+    """Start a solver from a proposal network's predictions instead of prior draws.
+
+    Parameters
+    ----------
+    network : ProposalNetwork
+        Trained for the problem's geometry and prior.
+    then : Solver
+        A solver that starts from points (``initial=``), e.g. a Gauss-Newton latent-SGD schedule.
+    config : ProposalsConfig, optional
+    **overrides
+        Replace single settings of ``config``.
+
+    Notes
+    -----
+    ``draws_per_start × n`` proposals run through ``then``; the ``n`` with the
+    lowest misfit are kept (all when ``draws_per_start`` is 1).
+    """
+
+    name = "proposals"
+    config_class = ProposalsConfig
+
+    def __init__(self, network: ProposalNetwork, then: Solver, config: ProposalsConfig | None = None,
+                 callbacks=(), **overrides) -> None:
+        super().__init__(config, callbacks, **overrides)
+        if not isinstance(network, ProposalNetwork):
+            raise ConfigError(f"network must be a ProposalNetwork, got {type(network).__name__}")
+        if not isinstance(then, Solver) or not then.takes_starts:
+            raise ConfigError("proposals seed a solver that starts from points (initial=), e.g. latent-sgd")
+        self.network, self.then = network, then
+
+    def describe(self) -> dict:
+        return {**super().describe(), "then": self.then.describe()}
+
+    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+              generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
+        from .searches import keep_best
+
+        if initial is not None:
+            raise ConfigError("proposals make their own starts from the data; leave initial out")
+        started = time.perf_counter()
+        n_keep = check_n_starts(n_candidates or self.config.n_starts)
+        generator = generator or torch.Generator().manual_seed(self.config.seed)
+        target = problem.targets(observed)
+        starts = self.network.propose(target.cpu(), n_keep * self.config.draws_per_start, generator,
+                                      self.config.spread)
+        proposed = time.perf_counter() - started
+        solutions = self.then.solve(problem, observed, generator=generator, initial=starts)
+        solutions = replace(solutions, wall_time=solutions.wall_time + proposed,
+                            config={**solutions.config, "proposals": self.describe()})
+        return solutions if self.config.draws_per_start == 1 else keep_best(solutions, n_keep)

@@ -1,0 +1,80 @@
+"""Amortized proposals: cached training pairs, the data → latent network, and proposals that seed a finish."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geoinv import ConfigError, FaciesVelocity, LatentSGD, LatentSGDConfig, StraightRay, Survey, build_problem
+from geoinv.solvers import Stage
+from geoinv.solvers.proposals import ProposalConfig, ProposalNetwork, Proposals, problem_key, simulate_pairs
+
+from .conftest import TINY_TRUTH
+from .helpers import TinyDecoder
+
+
+def test_pairs_are_cached_per_problem_and_resume(tiny_latent_problem, tmp_path):
+    problem = tiny_latent_problem
+    parameters, data = simulate_pairs(problem, 40, tmp_path, chunk=16)
+    assert parameters.shape == (48, 3) and data.shape == (48, problem.n_data)
+    with torch.no_grad():
+        torch.testing.assert_close(data, problem.forward(parameters).float())
+    folder = tmp_path / problem_key(problem)
+    chunks = sorted(folder.glob("*.npz"))
+    assert len(chunks) == 3
+    stamps = [path.stat().st_mtime_ns for path in chunks]
+    chunks[1].unlink()  # an interrupted simulation: only the missing chunk is simulated again
+    again, _ = simulate_pairs(problem, 40, tmp_path, chunk=16)
+    torch.testing.assert_close(again, parameters)
+    assert [chunks[0].stat().st_mtime_ns, chunks[2].stat().st_mtime_ns] == [stamps[0], stamps[2]]
+    # two processes, one part each, fill the same cache with the same pairs
+    half, _ = simulate_pairs(problem, 40, tmp_path / "parts", chunk=16, part=(0, 2))
+    assert half.numel() == 0
+    both, _ = simulate_pairs(problem, 40, tmp_path / "parts", chunk=16, part=(1, 2))
+    torch.testing.assert_close(both, parameters)
+
+
+def test_the_cache_key_follows_what_the_pairs_depend_on(tiny_latent_problem, small_grid):
+    problem = tiny_latent_problem
+    survey = problem.operator.survey.with_data(np.full(problem.n_data, 5e-8))
+    moved = Survey(np.asarray(survey.sources) + np.array([0.0, -0.25]), survey.receivers, survey.pairs,
+                   np.full(problem.n_data, 5e-8))
+    other_geometry = build_problem(moved, problem.prior, StraightRay(small_grid, moved), FaciesVelocity(),
+                                   noise_std=0.05e-9)
+    other_prior = build_problem(survey, TinyDecoder(small_grid.shape, seed=1), problem.operator, FaciesVelocity(),
+                                noise_std=0.05e-9)
+    other_velocities = build_problem(survey, problem.prior, problem.operator,
+                                     FaciesVelocity(0.05e9, 0.09e9), noise_std=0.05e-9)
+    same = build_problem(survey.with_data(np.full(survey.n_data, 4e-8)), problem.prior, problem.operator,
+                         FaciesVelocity(), noise_std=0.1e-9)
+    key = problem_key(problem)
+    assert key == problem_key(same)  # observed data and noise do not enter
+    assert len({key, problem_key(other_geometry), problem_key(other_prior), problem_key(other_velocities)}) == 4
+
+
+def test_proposals_seed_a_gauss_newton_finish_at_the_truth(tiny_latent_problem, tmp_path):
+    problem = tiny_latent_problem
+    parameters, data = simulate_pairs(problem, 2048, tmp_path, chunk=512)
+    network = ProposalNetwork(problem.n_data, 3, ProposalConfig(hidden=(64, 64), epochs=25, members=2))
+    network.fit(parameters, data, problem.noise_std.mean())
+    means, stds = network.predict(problem.targets())
+    assert means.shape == stds.shape == (2, 1, 3)
+    assert float((means[:, 0] - TINY_TRUTH).norm(dim=1).max()) < 0.5  # near the truth before any search
+    finish = LatentSGD(LatentSGDConfig(progress=False).with_stages([Stage.gauss_newton(10)]))
+    solutions = Proposals(network, finish, n_starts=4).solve(problem)
+    assert solutions.accepted.all() and solutions.config["solver"] == "latent-sgd"
+    network.save(tmp_path / "proposals.pt", metadata={"key": problem_key(problem)})
+    loaded = ProposalNetwork.load(tmp_path / "proposals.pt")
+    torch.testing.assert_close(loaded.predict(problem.targets())[0], means)
+    assert loaded.metadata["key"] == problem_key(problem)
+
+
+def test_proposals_are_validated(tiny_latent_problem):
+    network = ProposalNetwork(tiny_latent_problem.n_data, 3)
+    with pytest.raises(ConfigError, match="starts from points"):
+        Proposals(network, "latent-sgd")
+    with pytest.raises(ConfigError, match="initial"):
+        Proposals(network, LatentSGD()).solve(tiny_latent_problem, initial=torch.zeros(1, 3))
+    with pytest.raises(ConfigError, match="part"):
+        simulate_pairs(tiny_latent_problem, 10, "unused", part=(2, 2))
