@@ -1,4 +1,5 @@
-"""Invert a small field campaign in batch on Dask and plot the panels.
+"""Invert a small field campaign in batch on Dask and plot the panels
+==================================================================
 
 Builds a campaign file of four crosshole panels with different borehole
 separations, depths and facies velocities (synthetic picks over decoder
@@ -9,6 +10,8 @@ each panel's best model beside its truth. Rerunning skips finished panels.
 Run from the repository root: ``python examples/batch_campaign.py`` (≈ 3 minutes on 2 cores).
 """
 
+import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +23,8 @@ from geoinv.io.campaign import CampaignSurvey, write_campaign
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+QUICK = os.environ.get("GEOINV_QUICK") == "1" or "--quick" in sys.argv  # small settings (the docs build)
 
 
 def main() -> None:
@@ -45,7 +50,8 @@ def main() -> None:
     campaign = write_campaign(output / "campaign.h5", panels)
     print(f"wrote {campaign} with {len(panels)} panels")
 
-    settings = BatchSettings(solver="latent-sgd", forward="straight-ray", n_starts=4, seed=0)
+    quick = {"n_starts": 2, "epochs": 2, "refine": False} if QUICK else {"n_starts": 4}
+    settings = BatchSettings(solver="latent-sgd", forward="straight-ray", seed=0, **quick)
     summary = run_batch(campaign, output / "results.h5", settings, workers=2)
     print("\n".join(summary.lines()))
 

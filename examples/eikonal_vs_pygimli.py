@@ -1,4 +1,5 @@
-"""Cross-check geoinv's eikonal first arrivals against pyGIMLi's shortest path.
+"""Cross-check geoinv's eikonal first arrivals against pyGIMLi's shortest path
+===========================================================================
 
 Runs both on a held-out channelized model of the reference survey and plots the
 difference per source-receiver pair. pyGIMLi takes about 15 s; the eikonal

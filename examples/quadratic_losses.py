@@ -1,4 +1,5 @@
-"""Seed 000's findings on y = x², as figures (``quadratic_losses.png``).
+"""Seed 000's findings on y = x², as figures (``quadratic_losses.png``)
+====================================================================
 
 1. Inverse-misfit losses fail on a non-injective forward: the l2 minimiser is
    G(y) = 0, the l1 one anything in [−√y, √y].
