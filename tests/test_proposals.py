@@ -62,7 +62,7 @@ def test_proposals_seed_a_gauss_newton_finish_at_the_truth(tiny_latent_problem, 
     assert means.shape == stds.shape == (2, 1, 3)
     assert float((means[:, 0] - TINY_TRUTH).norm(dim=1).max()) < 0.5  # near the truth before any search
     finish = LatentSGD(LatentSGDConfig(progress=False).with_stages([Stage.gauss_newton(10)]))
-    solutions = Proposals(network, finish, n_starts=4).solve(problem)
+    solutions = Proposals(finish, network, n_starts=4).solve(problem)
     assert solutions.accepted.all() and solutions.config["solver"] == "latent-sgd"
     network.save(tmp_path / "proposals.pt", metadata={"key": problem_key(problem)})
     loaded = ProposalNetwork.load(tmp_path / "proposals.pt")
@@ -73,8 +73,29 @@ def test_proposals_seed_a_gauss_newton_finish_at_the_truth(tiny_latent_problem, 
 def test_proposals_are_validated(tiny_latent_problem):
     network = ProposalNetwork(tiny_latent_problem.n_data, 3)
     with pytest.raises(ConfigError, match="starts from points"):
-        Proposals(network, "latent-sgd")
+        Proposals("latent-sgd", network)
     with pytest.raises(ConfigError, match="initial"):
-        Proposals(network, LatentSGD()).solve(tiny_latent_problem, initial=torch.zeros(1, 3))
+        Proposals(LatentSGD(), network).solve(tiny_latent_problem, initial=torch.zeros(1, 3))
     with pytest.raises(ConfigError, match="part"):
         simulate_pairs(tiny_latent_problem, 10, "unused", part=(2, 2))
+
+
+def test_fit_builds_the_network_once_and_invert_reports_its_cost(tiny_latent_problem, tmp_path):
+    """A Proposals solver without a network builds it on fit (simulated pairs, training) and caches it;
+    the next fit loads it; geoinv.invert fits it first and reports the one-off cost in the config."""
+    problem = tiny_latent_problem
+    finish = LatentSGD(LatentSGDConfig(progress=False).with_stages([Stage.gauss_newton(10)]))
+    settings = {"n_starts": 3, "n_pairs": 512, "network_config": ProposalConfig(hidden=(32,), epochs=5),
+                "cache": str(tmp_path)}
+    built = Proposals(finish, **settings).fit(problem)
+    assert not built.network_info["cached"] and built.network_info["pairs"] == 512
+    again = Proposals(finish, **settings).fit(problem)
+    assert again.network_info["cached"]
+    torch.testing.assert_close(again.network.predict(problem.targets())[0],
+                               built.network.predict(problem.targets())[0])
+    import geoinv
+
+    field = problem.operator.survey.with_data(problem.targets()[0].double().numpy() * 1e-9,
+                                              problem.noise_std.double().numpy() * 1e-9)
+    solutions = geoinv.invert(field, problem.prior, problem.operator, Proposals(finish, **settings), refine=None)
+    assert solutions.config["proposals"]["network"]["cached"] and solutions.n_candidates == 3

@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Solutions, Solver, check_n_starts
 
-__all__ = ["ProposalConfig", "ProposalNetwork", "Proposals", "problem_key", "simulate_pairs"]
+__all__ = ["ProposalConfig", "ProposalNetwork", "Proposals", "ProposalsConfig", "default_cache", "problem_key",
+           "proposal_network", "simulate_pairs"]
 
 
 def _digest(*arrays) -> str:
@@ -280,19 +282,102 @@ class ProposalNetwork(nn.Module):
         return network
 
 
+def default_cache() -> Path:
+    """Where proposal pairs and networks are cached: ``$GEOINV_CACHE/proposals`` (default ``~/.cache/geoinv``)."""
+    return Path(os.environ.get("GEOINV_CACHE", Path.home() / ".cache" / "geoinv")) / "proposals"
+
+
+def proposal_network(problem: InverseProblem, n_pairs: int = 8192, config: ProposalConfig | None = None, *,
+                     cache: str | Path | None = None, seed: int = 0, chunk: int = 32,
+                     progress: bool = False) -> tuple[ProposalNetwork, dict]:
+    """The proposal network of a problem: loaded from the cache, or simulated, trained and cached.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        Latent tomography with a noise level (the network is trained on data with that noise).
+    n_pairs : int
+        Simulated training pairs (one forward solve each: ~0.07 s for the eikonal on the reference grid).
+    config : ProposalConfig, optional
+        Network settings (default four members).
+    cache : path, optional
+        Cache folder (default :func:`default_cache`): pairs under ``pairs/``, networks under ``networks/``.
+    seed, chunk : int
+        Seed and chunk size of the simulated pairs (see :func:`simulate_pairs`).
+    progress : bool
+        Print what is simulated and trained.
+
+    Returns
+    -------
+    (ProposalNetwork, dict)
+        The network and its one-off cost: ``cached`` (loaded as it was), ``simulate_s``, ``train_s``, ``pairs``.
+    """
+    if problem.noise_std is None:
+        raise ConfigError("proposals are trained on data with the problem's noise: build the problem with noise_std")
+    config = config or ProposalConfig(members=4)
+    folder = Path(cache) if cache is not None else default_cache()
+    noise = float(problem.noise_std.mean())
+    settings = json.dumps({"pairs": n_pairs, "seed": seed, "chunk": chunk, "noise": round(noise, 6),
+                           "network": asdict(config)}, sort_keys=True, default=str)
+    name = f"{problem_key(problem)}_{hashlib.sha256(settings.encode()).hexdigest()[:12]}.pt"
+    path = folder / "networks" / name
+    if path.exists():
+        return ProposalNetwork.load(path), {"cached": True, "simulate_s": 0.0, "train_s": 0.0, "pairs": n_pairs,
+                                            "path": str(path)}
+    started = time.perf_counter()
+    parameters, data = simulate_pairs(problem, n_pairs, folder / "pairs", seed=seed, chunk=chunk, progress=progress)
+    simulated = time.perf_counter()
+    network = ProposalNetwork(problem.n_data, problem.n_parameters, config).fit(parameters, data, noise, progress)
+    trained = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from .._version import __version__
+
+    network.save(path, {"problem_key": problem_key(problem), "settings": json.loads(settings),
+                        "geoinv_version": __version__, "torch_version": str(torch.__version__)})
+    return network, {"cached": False, "simulate_s": simulated - started, "train_s": trained - simulated,
+                     "pairs": len(parameters), "path": str(path)}
+
+
 @dataclass(frozen=True)
 class ProposalsConfig:
-    """Settings of :class:`Proposals`: ``n_starts`` kept, ``draws_per_start`` proposals each, their ``spread``."""
+    """Settings of :class:`Proposals`.
+
+    Parameters
+    ----------
+    n_starts : int
+        Candidates kept per data set.
+    draws_per_start : int
+        Proposals per kept candidate (the best are kept after the finish).
+    spread : float
+        Factor on the network's standard deviations when drawing proposals.
+    seed : int
+        Seeds the proposals (and the wrapped solver's randomness after them).
+    n_pairs : int
+        Simulated training pairs when the network is built (:func:`proposal_network`).
+    network_config : ProposalConfig
+        Settings of a network that is built.
+    cache : str, optional
+        Cache folder (default :func:`default_cache`).
+    progress : bool
+        Print what building the network does.
+    """
 
     n_starts: int = 20
     draws_per_start: int = 1
     spread: float = 1.0
     seed: int = 0
+    n_pairs: int = 8192
+    network_config: ProposalConfig = field(default_factory=lambda: ProposalConfig(members=4))
+    cache: str | None = None
+    progress: bool = False
 
     def __post_init__(self) -> None:
         check_n_starts(self.n_starts)
+        check_n_starts(self.n_pairs, "n_pairs")
         if self.draws_per_start < 1 or not self.spread >= 0:
             raise ConfigError("draws_per_start must be >= 1 and spread >= 0")
+        if isinstance(self.network_config, dict):
+            object.__setattr__(self, "network_config", ProposalConfig(**self.network_config))
 
 
 class Proposals(Solver):
@@ -300,10 +385,11 @@ class Proposals(Solver):
 
     Parameters
     ----------
-    network : ProposalNetwork
-        Trained for the problem's geometry and prior.
     then : Solver
         A solver that starts from points (``initial=``), e.g. a Gauss-Newton latent-SGD schedule.
+    network : ProposalNetwork, optional
+        Trained for the problem's geometry and prior; default: :meth:`fit` loads it from the cache
+        or builds it (a one-off cost, reported in ``solutions.config['proposals']['network']``).
     config : ProposalsConfig, optional
     **overrides
         Replace single settings of ``config``.
@@ -317,17 +403,30 @@ class Proposals(Solver):
     name = "proposals"
     config_class = ProposalsConfig
 
-    def __init__(self, network: ProposalNetwork, then: Solver, config: ProposalsConfig | None = None,
+    def __init__(self, then: Solver, network: ProposalNetwork | None = None, config: ProposalsConfig | None = None,
                  callbacks=(), **overrides) -> None:
         super().__init__(config, callbacks, **overrides)
-        if not isinstance(network, ProposalNetwork):
+        if network is not None and not isinstance(network, ProposalNetwork):
             raise ConfigError(f"network must be a ProposalNetwork, got {type(network).__name__}")
         if not isinstance(then, Solver) or not then.takes_starts:
             raise ConfigError("proposals seed a solver that starts from points (initial=), e.g. latent-sgd")
         self.network, self.then = network, then
+        self.network_info: dict = {"cached": True, "simulate_s": 0.0, "train_s": 0.0} if network else {}
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.network is not None
+
+    def fit(self, problem: InverseProblem, **kwargs) -> Proposals:
+        """Load or build the network for ``problem`` (cached by its geometry, prior and noise)."""
+        config = self.config
+        self.network, self.network_info = proposal_network(problem, config.n_pairs, config.network_config,
+                                                           cache=config.cache, progress=config.progress)
+        self.then.fit(problem, **kwargs)
+        return self
 
     def describe(self) -> dict:
-        return {**super().describe(), "then": self.then.describe()}
+        return {**super().describe(), "then": self.then.describe(), "network": self.network_info}
 
     def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
@@ -335,6 +434,8 @@ class Proposals(Solver):
 
         if initial is not None:
             raise ConfigError("proposals make their own starts from the data; leave initial out")
+        if self.network is None:
+            raise ConfigError("proposals need a network: call fit(problem) first (it loads or builds one)")
         started = time.perf_counter()
         n_keep = check_n_starts(n_candidates or self.config.n_starts)
         generator = generator or torch.Generator().manual_seed(self.config.seed)
