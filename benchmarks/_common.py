@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
 import torch
+
+import geoinv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,7 +52,23 @@ def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "geoinv": geoinv.__version__, "commit": _commit(),
+            "settings_hash": hashlib.sha256(json.dumps(payload.get("args", {}), sort_keys=True,
+                                                       default=str).encode()).hexdigest()[:16]}
     path.write_text(json.dumps({"environment": meta, **payload}, indent=2))
     print(f"\nwrote {path}")
     return path
+
+
+def _commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` when the tree has changes), or None outside git."""
+    try:
+        root = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None

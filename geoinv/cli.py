@@ -66,8 +66,9 @@ STARTS = _integer(1, 10_000)
 EPOCHS = _integer(1, 1_000_000)
 SEED = _integer(0, 2**63 - 1)
 
-PRESET_HELP = ("latent-sgd schedule (default: default-linear, the Gauss-Newton continuation, for linear "
-               "operators; default-nonlinear otherwise)")
+PRESET_HELP = ("latent-sgd schedule from prior draws (default: default-linear, the Gauss-Newton continuation, "
+               "for linear operators; for nonlinear ones amortized proposals seed proposal-finish, the network "
+               "built once per geometry and cached; with --epochs or a preset, default-nonlinear from prior draws)")
 STARTS_HELP = "candidates returned per survey (latent SGD: random starts, optimised as one batch)"
 
 

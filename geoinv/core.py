@@ -28,7 +28,12 @@ __all__ = ["build_problem", "default_latent_sgd", "default_refinement", "invert"
 
 def default_latent_sgd(operator: ForwardOperator, n_starts: int = 20, seed: int = 0, progress: bool = False,
                        epochs: int | None = None) -> LatentSGDConfig:
-    """geoinv's default latent-SGD schedule for an operator (:meth:`LatentSGDConfig.for_operator`)."""
+    """geoinv's default latent-SGD schedule from prior draws for an operator (:meth:`LatentSGDConfig.for_operator`).
+
+    For nonlinear operators :func:`make_solver` (and so ``invert`` by name and the CLI) runs amortized
+    proposals instead, with :meth:`LatentSGDConfig.proposal_finish` (see :meth:`LatentSGD.for_operator`);
+    this schedule is what runs with ``epochs`` or the ``default-nonlinear`` preset.
+    """
     return LatentSGDConfig.for_operator(operator, n_starts=n_starts, seed=seed, progress=progress, epochs=epochs)
 
 

@@ -27,6 +27,7 @@ from geoinv import (
 )
 from geoinv.prior import expected_latent_norm
 from geoinv.solvers import Callback, Monitor
+from geoinv.solvers.proposals import Proposals
 
 from .helpers import SMALL, TinyDecoder
 
@@ -62,13 +63,19 @@ def test_invert_by_names_on_a_grid(field, small_grid):
 
 def test_schedule_follows_operator_linearity(small_grid, small_survey):
     linear = make_solver("latent-sgd", StraightRay(small_grid, small_survey))
-    nonlinear = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey))
+    proposals = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey))
+    assert isinstance(proposals, Proposals) and not proposals.is_fitted  # the network is built on fit
+    assert proposals.then.config == LatentSGDConfig.proposal_finish(n_starts=20, progress=False)
+    # a quick look (epochs) or a preset runs from prior draws
+    nonlinear = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey), epochs=120)
     assert linear.config == LatentSGDConfig.default_linear(n_starts=20, progress=False)
-    assert nonlinear.config == LatentSGDConfig.default_nonlinear(n_starts=20, progress=False)
+    assert nonlinear.config == LatentSGDConfig.default_nonlinear(n_starts=20, progress=False).with_epochs(120)
     assert {stage.optimizer for stage in linear.config.stages} == {"gauss-newton"}
     stages = nonlinear.config.stages
     assert (stages[0].relinearize, stages[0].kernel) == (10, "straight-ray")
     assert [stage.optimizer for stage in stages] == ["sgd", "adam", "gauss-newton", "gauss-newton"]
+    assert make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey), preset="default-nonlinear").config \
+        == LatentSGDConfig.default_nonlinear(n_starts=20, progress=False)
     assert [stage.temperature for stage in stages[2:]] == [2.0, 1.0]
     assert (nonlinear.config.explore, nonlinear.config.explore_stages) == (2, 2)  # the best half goes on to GN
     with pytest.raises(ConfigError, match="latent-sgd only"):

@@ -19,6 +19,7 @@ from ..prior.base import expected_latent_norm
 from ..problem import InverseProblem
 from .base import Search, Solutions, Solver
 from .gauss_newton_step import GaussNewtonStep
+from .proposals import Proposals
 from .schedule import LatentSGDConfig, Stage
 from .searches import Explore, Portfolio
 
@@ -119,8 +120,19 @@ class LatentSGD(Solver):
 
     @classmethod
     def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
-                     epochs: int | None = None, preset: str | None = None) -> LatentSGD:
-        """Latent SGD with :meth:`LatentSGDConfig.for_operator`'s schedule, or the named ``preset``."""
+                     epochs: int | None = None, preset: str | None = None) -> Solver:
+        """Latent search for a forward operator: what ``geoinv invert`` runs.
+
+        Nonlinear operators (a full run: no ``preset``, no ``epochs``): amortized
+        proposals (:class:`~geoinv.solvers.proposals.Proposals`; a data → latent
+        network built once per survey geometry, prior and noise level, and
+        cached) seed :meth:`LatentSGDConfig.proposal_finish`. Linear operators,
+        or a ``preset``, or ``epochs`` (a quick look): latent SGD with
+        :meth:`LatentSGDConfig.for_operator`'s schedule or the named preset.
+        """
+        if preset is None and epochs is None and not operator.linear:
+            finish = LatentSGDConfig.proposal_finish(n_starts=n_starts, seed=seed, progress=progress)
+            return Proposals(cls(finish), n_starts=n_starts, seed=seed, progress=progress)
         if preset is None:
             return cls(LatentSGDConfig.for_operator(operator, n_starts=n_starts, seed=seed, progress=progress,
                                                     epochs=epochs))

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .._atomic import atomic_path
 from ..errors import ConfigError
@@ -91,7 +92,7 @@ def simulate_pairs(problem: InverseProblem, n: int, cache: str | Path, *, seed: 
         ``(i, m)``: simulate only chunks ``k ≡ i (mod m)`` (m processes fill one
         cache); the pairs are returned only when every chunk exists.
     progress : bool
-        Print a line per chunk.
+        Show a progress bar over the chunks.
 
     Returns
     -------
@@ -106,19 +107,19 @@ def simulate_pairs(problem: InverseProblem, n: int, cache: str | Path, *, seed: 
     folder = Path(cache) / problem_key(problem)
     folder.mkdir(parents=True, exist_ok=True)
     n_chunks = -(-n // chunk)
-    for k in range(index, n_chunks, parts):
+    todo = [k for k in range(index, n_chunks, parts) if not (folder / f"chunk_{seed}_{chunk}_{k:05d}.npz").exists()]
+    bar = tqdm(total=len(todo) * chunk, desc="simulating proposal training pairs", unit="pair",
+               disable=not progress or not todo)
+    for k in todo:
         path = folder / f"chunk_{seed}_{chunk}_{k:05d}.npz"
-        if path.exists():
-            continue
-        started = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + k)
         parameters = problem.sample_prior(chunk, generator).float()
         with torch.no_grad():
             data = problem.forward(parameters).float()
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, parameters=parameters.cpu().numpy(), data=data.cpu().numpy())
-        if progress:
-            print(f"chunk {k + 1}/{n_chunks}: {chunk} pairs in {time.perf_counter() - started:.1f} s", flush=True)
+        bar.update(chunk)
+    bar.close()
     paths = [folder / f"chunk_{seed}_{chunk}_{k:05d}.npz" for k in range(n_chunks)]
     if not all(path.exists() for path in paths):
         return torch.empty(0, problem.n_parameters), torch.empty(0, problem.n_data)
@@ -220,7 +221,8 @@ class ProposalNetwork(nn.Module):
         optimizer = torch.optim.Adam(self.parameters(), lr=config.lr)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=4)
         n = parameters.shape[0]
-        for epoch in range(config.epochs):
+        bar = tqdm(total=config.epochs, desc="training the proposal network", unit="epoch", disable=not progress)
+        for _ in range(config.epochs):
             total = 0.0
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, config.batch_size):
@@ -233,8 +235,9 @@ class ProposalNetwork(nn.Module):
                 total += loss.item() * len(index)
             self.history.append(total / n / len(self.members))
             scheduler.step(self.history[-1])
-            if progress:
-                print(f"epoch {epoch + 1}/{config.epochs}: NLL {self.history[-1]:.3f}", flush=True)
+            bar.set_postfix(nll=f"{self.history[-1]:.3f}")
+            bar.update()
+        bar.close()
         return self
 
     def _nll(self, member: _GaussianHead, data: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:

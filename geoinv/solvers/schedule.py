@@ -353,6 +353,13 @@ class LatentSGDConfig(Stage):
                                        "explore_stages": 2, **overrides})
 
     @classmethod
+    def proposal_finish(cls, **overrides) -> LatentSGDConfig:
+        """The finish that amortized proposals seed: Gauss-Newton, 5 iterations on the decoder at
+        temperature 2, then 10 at temperature 1, each start stopping at the noise
+        (:class:`~geoinv.solvers.proposals.Proposals`; the default for nonlinear forwards since 0.9)."""
+        return cls(**overrides).with_stages([Stage.gauss_newton(5, temperature=2.0), Stage.gauss_newton(10)])
+
+    @classmethod
     def source_nonlinear(cls, **overrides) -> LatentSGDConfig:
         """The default for nonlinear operators before 0.6: the reference nonlinear schedule on one
         source per step, then a regularization-free Adam polish (lr 1e-3, 12 epochs of one source per step)."""
@@ -378,7 +385,7 @@ class LatentSGDConfig(Stage):
         return {"reference-linear": cls.reference_linear, "reference-nonlinear": cls.reference_nonlinear,
                 "default-linear": cls.default_linear, "default-nonlinear": cls.default_nonlinear,
                 "source-nonlinear": cls.source_nonlinear, "sgd-linear": cls.sgd_linear,
-                "gauss-newton-continuation": cls.gauss_newton_continuation,
+                "gauss-newton-continuation": cls.gauss_newton_continuation, "proposal-finish": cls.proposal_finish,
                 "plain-gd": cls.plain_gd, "adam": cls.adam}
 
     @classmethod

@@ -1,0 +1,156 @@
+"""Amortized proposals + a Gauss-Newton finish on eikonal data, beside the prior-draw default (issue 26).
+
+A proposal network (data → latent Gaussian, :mod:`geoinv.solvers.proposals`) is
+trained once for the reference survey, the shipped VAE and σ = 0.25 ns
+(cached; its one-off cost is reported apart), then every truth is inverted by
+each lever from ``--starts`` starts:
+
+* ``proposals`` — the network's proposals (its members' means, then draws)
+  seed Gauss-Newton (5 iterations at decoder temperature 2, then 10 at T = 1);
+* ``proposals, 2 draws`` — twice the proposals through the same finish, the best half kept;
+* ``default`` — :meth:`LatentSGDConfig.default_nonlinear` (prior draws; the 0.8 default).
+
+Truths: ``--truths`` decoder samples drawn with ``--truth-seed`` (on the
+manifold; the latent-SGD study's truths are ``--truth-seed 1000``) and as many
+held-out training-image crops (off it), each with its own noise draw. Reported
+per lever and truth kind, and per truth: accepted, best and median σ, model
+RMSE of the best (and refined beyond the prior), s per returned candidate, and
+"still improving" (stuck versus unconverged).
+
+Run: ``python benchmarks/proposals_study.py [--quick] [--levers ...] [--kinds on off]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from _common import print_table, write_json
+from latent_sgd_study import NOISE_NS, still_improving
+
+from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward, ns_to_s
+from geoinv.prior import PatchSampler, default_training_image, default_vae
+from geoinv.solvers import RefineConfig, Stage, refine_models
+from geoinv.solvers.proposals import ProposalConfig, Proposals
+from geoinv.workflows import representative_crop
+
+FINISH = (Stage.gauss_newton(5, temperature=2.0), Stage.gauss_newton(10))
+
+
+def make_truths(vae, grid, count: int, seed: int, kinds) -> list[tuple[str, torch.Tensor]]:
+    cases = []
+    if "on" in kinds:
+        cases += [("on", model) for model in vae.sample(count, torch.Generator().manual_seed(seed))]
+    if "off" in kinds:
+        sampler = PatchSampler(default_training_image(), grid.shape)
+        cases += [("off", representative_crop(sampler, seed + k)) for k in range(count)]
+    return cases
+
+
+def lever_solver(lever: str, starts: int, seed: int, pairs: int, quick: bool):
+    network = ProposalConfig(members=4, epochs=2 if quick else 60)
+    finish = LatentSGDConfig(progress=False, n_starts=starts, seed=seed).with_stages(FINISH)
+    if quick:
+        finish = finish.with_epochs(1)
+    if lever == "proposals":
+        return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network)
+    if lever == "proposals, 2 draws":
+        return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network,
+                         draws_per_start=2)
+    if lever == "default":
+        config = LatentSGDConfig.default_nonlinear(n_starts=starts, seed=seed, progress=False)
+        return LatentSGD(config.with_epochs(1) if quick else config)
+    raise SystemExit(f"unknown lever {lever!r}")
+
+
+def run_case(solver, operator, vae, petrophysics, truth, noise_seed: int) -> dict:
+    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
+                                         torch.Generator().manual_seed(noise_seed))
+    problem = build_problem(field, vae, operator, petrophysics)
+    one_off = {}
+    if not solver.is_fitted or isinstance(solver, Proposals):
+        started = time.perf_counter()
+        solver.fit(problem)
+        one_off = {"fit_s": time.perf_counter() - started, **getattr(solver, "network_info", {})}
+    started = time.perf_counter()
+    solutions = solver.solve(problem)
+    seconds = time.perf_counter() - started
+    model_rmse = (solutions.models[0] - truth).pow(2).mean(dim=(1, 2)).sqrt()
+    refined = refine_models(problem, solutions, RefineConfig(n_models=1, steps=150))
+    return {"accepted": int(solutions.accepted[0].sum()), "starts": solutions.n_candidates,
+            "best_sigma": float(solutions.normalised_misfit[0, 0]),
+            "median_sigma": float(solutions.normalised_misfit[0].median()),
+            "model_rmse_best": float(model_rmse[0]),
+            "model_rmse_refined": float((refined["models"][0, 0] - truth).pow(2).mean().sqrt()),
+            "refined_sigma": float(refined["normalised_misfit"][0, 0]),
+            "seconds_per_candidate": seconds / solutions.n_candidates,
+            "still_improving": still_improving(solutions), "one_off": one_off}
+
+
+def summarise(cases: list[dict]) -> dict:
+    accepted, starts = sum(c["accepted"] for c in cases), sum(c["starts"] for c in cases)
+    return {"accepted": f"{accepted}/{starts}", "accepted_fraction": accepted / starts,
+            "truths_reached": sum(c["best_sigma"] <= 1.1 for c in cases),
+            "best_sigma": float(np.median([c["best_sigma"] for c in cases])),
+            "worst_best_sigma": float(np.max([c["best_sigma"] for c in cases])),
+            "median_sigma": float(np.median([c["median_sigma"] for c in cases])),
+            "model_rmse_best": float(np.median([c["model_rmse_best"] for c in cases])),
+            "model_rmse_refined": float(np.median([c["model_rmse_refined"] for c in cases])),
+            "seconds_per_candidate": float(np.mean([c["seconds_per_candidate"] for c in cases])),
+            "still_improving_pct": 100 * float(np.median([c["still_improving"] for c in cases])),
+            "per_truth": cases}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 truth, 2 starts, 256 pairs: checks the script")
+    parser.add_argument("--truths", type=int, default=5)
+    parser.add_argument("--starts", type=int, default=20)
+    parser.add_argument("--truth-seed", type=int, default=4242, help="not a seed used while developing")
+    parser.add_argument("--pairs", type=int, default=8192, help="simulated training pairs of the network")
+    parser.add_argument("--kinds", nargs="+", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument("--levers", nargs="+", default=["proposals", "proposals, 2 draws", "default"])
+    parser.add_argument("--name", default="proposals_study")
+    args = parser.parse_args()
+    if args.quick:
+        args.truths, args.starts, args.pairs = 1, 2, 256
+    torch.set_num_threads(1)
+    vae = default_vae().frozen()
+    grid, survey, petrophysics = Grid2D.crosshole(), Survey.crosshole(), FaciesVelocity()
+    operator = forward("eikonal", grid=grid, survey=survey)
+    cases = make_truths(vae, grid, args.truths, args.truth_seed, args.kinds)
+    rows = []
+    for lever in args.levers:
+        solver = lever_solver(lever, args.starts, args.truth_seed, args.pairs, args.quick)
+        for kind in args.kinds:
+            results = []
+            for k, (case_kind, truth) in enumerate(cases):
+                if case_kind != kind:
+                    continue
+                result = run_case(solver, operator, vae, petrophysics, truth, args.truth_seed + 7 + k)
+                results.append(result)
+                print(f"{lever:20s} {kind:3s} truth {len(results) - 1}: accepted {result['accepted']}/"
+                      f"{result['starts']}, best {result['best_sigma']:.2f} σ, median {result['median_sigma']:.2f} σ, "
+                      f"model RMSE {result['model_rmse_best']:.3f} (refined {result['model_rmse_refined']:.3f}), "
+                      f"{result['seconds_per_candidate']:.1f} s/candidate", flush=True)
+            rows.append({"forward": "eikonal", "truths": kind, "lever": lever, **summarise(results),
+                         "solver": solver.describe() if lever == "default" else
+                         {**solver.describe(), "network_config": asdict(solver.config.network_config)}})
+    print()
+    print_table(rows, [("truths", "truths", ""), ("lever", "lever", ""), ("accepted", "accepted", ""),
+                       ("truths_reached", "truths ≤ 1.1 σ", "d"), ("best_sigma", "best σ", ".2f"),
+                       ("worst_best_sigma", "worst best σ", ".2f"), ("median_sigma", "median σ", ".2f"),
+                       ("model_rmse_best", "model RMSE", ".3f"), ("model_rmse_refined", "refined", ".3f"),
+                       ("seconds_per_candidate", "s/candidate", ".1f"),
+                       ("still_improving_pct", "last-10% drop %", ".2f")])
+    print(f"\n{args.truths} truths per kind × {args.starts} candidates; σ = {NOISE_NS} ns; medians over truths; "
+          "one-off network cost in each row's per_truth[0].one_off")
+    write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args),
+                           "vae_training": vae.metadata.get("training", {})})
+
+
+if __name__ == "__main__":
+    main()
