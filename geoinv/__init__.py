@@ -21,6 +21,7 @@ from .grid import Grid2D
 from .interop import GeoinvModelling, LatentModelling, solutions_to_mesh
 from .io import read_survey, write_survey
 from .io.campaign import CampaignSurvey, read_campaign, write_campaign
+from .latent_tomography import LatentTomography
 from .petrophysics import FaciesVelocity
 from .prior import (
     VAE,
@@ -71,6 +72,7 @@ __all__ = [
     "LatentModelling",
     "LatentSGD",
     "LatentSGDConfig",
+    "LatentTomography",
     "NumpyKernelOperator",
     "Prior",
     "ProgressBar",

@@ -6,13 +6,10 @@ import copy
 from collections.abc import Callable
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from .errors import ConfigError, SurveyError
-from .forward.linearized import LinearizedBatch
 from .prior.base import REGULARIZATIONS, Prior
-from .units import time_factor
 
 __all__ = ["InverseProblem"]
 
@@ -119,8 +116,6 @@ class InverseProblem:
         self.noise_std = None if noise_std is None else self._check_noise(noise_std)
         #: the generative prior of a latent problem (None for others)
         self.prior: Prior | None = None
-        self._retemper: Callable[[float], InverseProblem] | None = None
-        self._linearize: Callable[[torch.Tensor, str], Callable] | None = None
 
     # -- validation -------------------------------------------------------------
     def _per_parameter(self, value, name: str) -> torch.Tensor:
@@ -318,11 +313,7 @@ class InverseProblem:
         """
         if temperature == 1:
             return self
-        if self._retemper is None:
-            raise ConfigError(f"the problem {self.name!r} has no decoder temperature; use temperature 1")
-        problem = self._retemper(temperature)
-        problem.observed, problem.noise_std = self.observed, self.noise_std
-        return problem
+        raise ConfigError(f"the problem {self.name!r} has no decoder temperature; use temperature 1")
 
     def linearized(self, parameters: torch.Tensor, kernel: str = "operator") -> InverseProblem:
         """This problem with its forward linearised at each row of a batch of parameter vectors.
@@ -336,12 +327,8 @@ class InverseProblem:
         """
         if self.operator is not None and self.operator.linear:
             return self
-        if self._linearize is None:
-            raise ConfigError(f"the problem {self.name!r} cannot be linearised (latent tomography with a "
-                              "forward operator can); use relinearize=0")
-        problem = copy.copy(self)
-        problem._forward, problem.forward_takes_index = self._linearize(parameters, kernel), True
-        return problem
+        raise ConfigError(f"the problem {self.name!r} cannot be linearised (latent tomography with a "
+                          "forward operator can); use relinearize=0")
 
     # -- synthetic data and copies ------------------------------------------------------
     def simulate(self, parameters: torch.Tensor, noise_std=None,
@@ -366,73 +353,8 @@ class InverseProblem:
     @classmethod
     def latent_tomography(cls, prior: Prior, petrophysics, forward, observed=None, noise_std=None,
                           data_unit: str = "ns") -> InverseProblem:
-        """Traveltime tomography in the latent space of a prior's decoder.
+        """Traveltime tomography in the latent space of a prior's decoder: a
+        :class:`~geoinv.latent_tomography.LatentTomography` (see there for the parameters)."""
+        from .latent_tomography import LatentTomography
 
-        Parameters
-        ----------
-        prior : geoinv.prior.Prior
-            ``g(z)`` with models in [0, 1] of the forward operator's grid shape
-            (the VAE, or any registered prior).
-        petrophysics : geoinv.FaciesVelocity
-            Facies → slowness map.
-        forward : geoinv.forward.ForwardOperator
-            Slowness (s/m) → traveltimes (s).
-        observed : array_like, optional
-            Traveltimes in ``data_unit``; default: the survey's traveltimes, if any.
-        noise_std : float or array_like, optional
-            Noise standard deviation per datum in ``data_unit``; default: the
-            survey's errors.
-        data_unit : {'ns', 's'}
-            Unit in which the problem returns and compares data.
-
-        Notes
-        -----
-        The latent prior, its box, its regularizer and the device come from
-        ``prior``. Data groups are the data of one source each.
-        """
-        if not isinstance(prior, Prior):
-            raise ConfigError(f"prior must implement geoinv.prior.Prior, got {type(prior).__name__}; "
-                              "subclass Prior (or StandardNormalPrior) for a custom decoder")
-        if tuple(prior.model_shape) != forward.grid.shape:
-            raise ConfigError(f"the prior makes models of shape {tuple(prior.model_shape)}, the forward's grid is "
-                              f"{forward.grid.shape}; use a prior trained for this grid")
-        scale = 1.0 / time_factor(data_unit, "data_unit")
-        survey = forward.survey
-        use_index = forward.computes_subsets
-
-        def facies_data(models: torch.Tensor, data_index=None) -> torch.Tensor:
-            return scale * forward(petrophysics.slowness(models), data_index)
-
-        def simulate(latent: torch.Tensor, data_index=None) -> torch.Tensor:
-            return facies_data(prior.decode(latent), data_index)
-
-        def facies_jacobian(model: torch.Tensor):
-            # ∂t/∂m = J(s) · diag(ds/dm); the map is cell-wise, so one jvp with ones gives the diagonal
-            slowness, derivative = torch.func.jvp(petrophysics.slowness, (model,), (torch.ones_like(model),))
-            kernel = forward.jacobian(slowness.detach().double().cpu().numpy())
-            return scale * (kernel @ sp.diags(derivative.detach().double().cpu().numpy().ravel()))
-
-        if observed is None and survey.traveltimes is not None:
-            observed = survey.traveltimes * scale
-        if noise_std is None and survey.errors is not None:
-            noise_std = survey.errors * scale
-        groups = [np.flatnonzero(survey.pairs[:, 0] == s) for s in range(len(survey.sources))]
-        problem = cls(simulate if use_index else (lambda latent: simulate(latent)), prior.latent_dim,
-                      survey.n_data, lambda n, generator=None: prior.sample_latent(n, generator),
-                      prior.latent_mean, prior.latent_range, observed, noise_std, prior.decode,
-                      [g for g in groups if g.size], name=f"latent tomography ({type(forward).__name__})",
-                      data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
-                      device=prior.device, model_forward=facies_data, model_jacobian=facies_jacobian,
-                      operator=forward, petrophysics=petrophysics)
-
-        def linearize(latent: torch.Tensor, kernel: str) -> Callable:
-            with torch.no_grad():
-                local = LinearizedBatch(forward, petrophysics.slowness(prior.decode(latent).double()), kernel)
-            return lambda parameters, data_index=None: scale * local(
-                petrophysics.slowness(prior.decode(parameters)), data_index)
-
-        problem._linearize = linearize
-        problem.prior = prior
-        problem._retemper = lambda temperature: cls.latent_tomography(
-            prior.tempered(temperature), petrophysics, forward, data_unit=data_unit)
-        return problem
+        return LatentTomography(prior, petrophysics, forward, observed, noise_std, data_unit)
