@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -14,7 +15,8 @@ import torch
 
 import geoinv
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: where benchmarks write their JSON and figures ($GEOINV_BENCHMARK_RESULTS for smoke runs)
+RESULTS = Path(os.environ.get("GEOINV_BENCHMARK_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def median_time(function, repeats: int = 5, warmup: int = 1) -> float:
