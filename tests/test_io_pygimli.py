@@ -169,3 +169,28 @@ def test_files_with_the_vertical_in_the_third_column_read_as_depth(tmp_path):
     survey, _ = geoinv.read_survey(path)
     np.testing.assert_allclose(survey.sources, [[0.0, 1.5]])
     np.testing.assert_allclose(survey.receivers, [[4.0, 2.5]])
+
+
+_HEADER_CASES = {
+    "a billion sensors": "1000000000\n# x y\n0 0\n1 0\n2\n# s g t\n1 2 1e-8\n2 1 1e-8\n",
+    "more data than rows": "2\n# x y\n0 0\n1 0\n1000000000\n# s g t\n1 2 1e-8\n",
+    "a sensor count that runs into the data": "3\n# x y\n0 0\n1 0\n2\n# s g t\n1 2 1e-8\n2 1 1e-8\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_HEADER_CASES))
+def test_header_counts_are_checked_against_the_file_before_pygimli_allocates(case, tmp_path):
+    """A header claiming 10⁹ sensors or data took 22.5 GB in pyGIMLi's loader; now it is refused from the
+    file's length. Read in a child process under a 6 GB address-space limit, so a regression fails the
+    test instead of taking the machine's memory."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "picks.sgt"
+    path.write_text(_HEADER_CASES[case])
+    program = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); import geoinv\n"
+               "try:\n    geoinv.read_survey(sys.argv[1])\nexcept geoinv.FileFormatError as exc:\n"
+               "    print('refused:', exc); sys.exit(0)\nsys.exit(3)")
+    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "refused: picks.sgt" in done.stdout and ("declares" in done.stdout or "expected" in done.stdout)

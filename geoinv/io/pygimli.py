@@ -209,6 +209,7 @@ def read_pygimli_survey(path, *, absolute_error: float | None = None,
     """
     path = Path(path)
     require_file(path, "survey file", FileFormatError)
+    _check_declared_counts(path)
     pg = _pg()
     try:
         data = pg.physics.traveltime.load(str(path))
@@ -223,6 +224,40 @@ def read_pygimli_survey(path, *, absolute_error: float | None = None,
                                         source=path.name)
     survey.check_plausible(velocity_range, path.name, "times in s, as pyGIMLi files hold them")
     return survey
+
+
+#: the most sensors or data a unified data file may declare (pyGIMLi allocates what the header says)
+MAX_DECLARED = 10_000_000
+
+
+def _check_declared_counts(path: Path) -> None:
+    """Refuse a unified data file whose header counts exceed its rows, before pyGIMLi allocates them.
+
+    The format is ``n_sensors``, that many sensor rows, ``n_data``, that many data rows (``#`` starts a
+    comment). Files that do not start with a count are left to pyGIMLi.
+    """
+    try:
+        with open(path, "rb") as handle:
+            rows = [line.split(b"#", 1)[0].split() for line in handle]
+    except OSError as exc:
+        raise FileFormatError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    rows = [row for row in rows if row]
+    if not rows or len(rows[0]) != 1 or not rows[0][0].isdigit():
+        return
+    n_sensors = int(rows[0][0])
+    data_header = 1 + n_sensors
+    if n_sensors > MAX_DECLARED or data_header >= len(rows):
+        raise FileFormatError(f"{path.name}: the header declares {n_sensors} sensors but the file holds "
+                              f"{max(len(rows) - 1, 0)} rows after it (at most {MAX_DECLARED} are read); fix the "
+                              "sensor count on its first line")
+    count = rows[data_header]
+    if len(count) != 1 or not count[0].isdigit():
+        raise FileFormatError(f"{path.name}: after {n_sensors} sensor rows the data count is expected, found "
+                              f"{b' '.join(count).decode(errors='replace')!r}; check the sensor count")
+    n_data, present = int(count[0]), len(rows) - data_header - 1
+    if n_data > MAX_DECLARED or n_data > present:
+        raise FileFormatError(f"{path.name}: the header declares {n_data} data but the file holds {present} data "
+                              f"rows (at most {MAX_DECLARED} are read); fix the data count")
 
 
 def _valid_column(path: Path, n_data: int) -> np.ndarray | None:
