@@ -236,6 +236,33 @@ def _done_parts(folder: Path, campaign: Campaign, key: str) -> set[str]:
     return done
 
 
+def _campaign_identity(campaign: Campaign) -> str:
+    """What ties an output to its campaign: a hash of the campaign's panel names (readable or not)."""
+    names = sorted([panel.name for panel in campaign.surveys] + list(campaign.problems))
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+def _check_existing_output(output: Path, campaign: Campaign, replace_output: bool) -> None:
+    """Refuse to replace a file that is not this campaign's batch result, unless asked to."""
+    import h5py
+
+    if replace_output or not output.exists():
+        return
+    hint = "choose another output, or pass --replace-output (replace_output=True) to replace it"
+    try:
+        with h5py.File(output, "r") as handle:
+            kind, identity = handle.attrs.get("format"), handle.attrs.get("campaign")
+            panels = set(handle["results"]) if "results" in handle else set()
+    except OSError as exc:
+        raise ConfigError(f"{output.name} exists and is not a geoinv batch result ({exc}); {hint}") from exc
+    if kind != RESULTS_FORMAT:
+        raise ConfigError(f"{output.name} exists and is not a geoinv batch result (format {kind!r}); {hint}")
+    names = {panel.name for panel in campaign.surveys} | set(campaign.problems)
+    if (identity is not None and identity != _campaign_identity(campaign)) or not panels <= names:
+        raise ConfigError(f"{output.name} holds the results of another campaign (panels "
+                          f"{', '.join(sorted(panels - names)[:3]) or 'of other names'}); {hint}")
+
+
 def _merge(output: Path, folder: Path, campaign: Campaign) -> None:
     """Rebuild ``output`` from the parts of this campaign's panels, atomically."""
     import h5py
@@ -243,6 +270,7 @@ def _merge(output: Path, folder: Path, campaign: Campaign) -> None:
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as handle:
         handle.attrs["format"] = RESULTS_FORMAT
         handle.attrs["geoinv_version"] = __version__
+        handle.attrs["campaign"] = _campaign_identity(campaign)
         results = handle.create_group("results")
         for panel in campaign.surveys:
             part = folder / f"{panel.name}.h5"
@@ -296,7 +324,7 @@ def _client(scheduler: str | None, workers: int, threads_per_worker: int):
 
 def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), *, scheduler: str | None = None,
               workers: int = 2, threads_per_worker: int = 1, overwrite: bool = False,
-              progress: bool = True) -> BatchSummary:
+              replace_output: bool = False, progress: bool = True) -> BatchSummary:
     """Invert every panel of a campaign on Dask; write ``output`` (see the module notes).
 
     Parameters
@@ -314,6 +342,10 @@ def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), 
         Size of the local cluster.
     overwrite : bool
         Redo panels that already have a result with these settings.
+    replace_output : bool
+        Replace an existing ``output`` that is not this campaign's batch result
+        (another campaign's results, any other file); without it that is refused.
+        This campaign's own earlier result is resumed, never replaced.
     progress : bool
         Progress bar over panels.
     """
@@ -329,6 +361,7 @@ def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), 
     campaign = read_campaign(campaign_path)
     if not campaign.surveys and not campaign.problems:
         raise FileFormatError(f"{Path(campaign_path).name} holds no surveys (its '/surveys' group is empty)")
+    _check_existing_output(output, campaign, replace_output)
     folder = _parts_folder(output)
     folder.mkdir(parents=True, exist_ok=True)
     prior_hash = _prior_hash(settings.prior_path)

@@ -191,7 +191,7 @@ def _cmd_batch(args: argparse.Namespace) -> None:
                              canvas_spacing=args.cell_size)
     summary = run_batch(args.campaign, args.output, settings, scheduler=args.scheduler, workers=args.workers,
                         threads_per_worker=args.threads_per_worker, overwrite=args.overwrite,
-                        progress=not args.quiet)
+                        replace_output=args.replace_output, progress=not args.quiet)
     print("\n".join(summary.lines()))
     print(f"wrote {args.output}")
 
@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--threads-per-worker", type=_integer(1, 1024), default=1,
                        help="threads per worker (1: the eikonal and pyGIMLi hold the GIL)")
     batch.add_argument("--overwrite", action="store_true", help="redo panels that already have a result")
+    batch.add_argument("--replace-output", action="store_true",
+                       help="replace an existing OUT.h5 that is not this campaign's batch result")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.set_defaults(func=_cmd_batch)
 

@@ -62,8 +62,11 @@ def check_output(path: Path, suffixes: tuple[str, ...], inputs=(), overwrite: bo
         raise ConfigError(f"cannot create the output folder {str(folder)!r}: {str(existing)!r} is a file")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"the output folder {str(existing)!r} is not writable; choose another --output")
-    if overwrite is False and path.exists():
-        raise ConfigError(f"{str(path)!r} exists; pass --overwrite to replace it (or choose another output name)")
+    if overwrite is False:
+        for target in (path, figure):
+            if target is not None and target.exists():
+                raise ConfigError(f"{str(target)!r} exists; pass --overwrite to replace it (or choose another "
+                                  "output name)")
     return path
 
 

@@ -226,3 +226,36 @@ def test_survey_info_lists_panels_and_problems(tmp_path, panels, capsys):
     assert "P01: 4 sources, 4 receivers, 16 picks" in out and "(12, 8) of 0.5 m" in out and "v 0.06/0.08 m/ns" in out
     assert "P02: PROBLEM:" in out and "sources" in out
     assert main(["survey-info", str(tmp_path / "missing.h5")]) == 2
+
+
+def test_batch_never_replaces_a_file_that_is_not_this_campaigns_result(tmp_path, panels):
+    """An existing output that is another file, or another campaign's results, is refused before any
+    work (it was replaced with exit 0); --replace-output says so explicitly."""
+    import h5py
+
+    campaign = write_campaign(tmp_path / "campaign.h5", panels)
+    other = write_campaign(tmp_path / "other.h5", [_panel("elsewhere", 3.0, 5.0, 4, (0.06, 0.08), 1, (12, 8))])
+    settings = BatchSettings(n_starts=1, epochs=1, refine=False)
+    foreign = tmp_path / "notes.h5"
+    with h5py.File(foreign, "w") as handle:
+        handle["mine"] = [1, 2, 3]
+    with pytest.raises(geoinv.ConfigError, match=r"not a geoinv batch result.*--replace-output"):
+        run_batch(campaign, foreign, settings, workers=1, progress=False)
+    with h5py.File(foreign, "r") as handle:
+        assert list(handle) == ["mine"]  # untouched
+    earlier = tmp_path / "earlier.h5"
+    with h5py.File(earlier, "w") as handle:  # another campaign's batch result
+        handle.attrs["format"] = "geoinv-batch-results/1"
+        handle.create_group("results").create_group("elsewhere")
+    with pytest.raises(geoinv.ConfigError, match=r"another campaign.*elsewhere"):
+        run_batch(campaign, earlier, settings, workers=1, progress=False)
+    assert read_campaign(other).surveys[0].name == "elsewhere"
+
+
+def test_invert_refuses_to_replace_an_existing_figure(tmp_path):
+    from geoinv.workflows import check_output
+
+    (tmp_path / "result.png").write_bytes(b"an earlier figure")
+    with pytest.raises(geoinv.ConfigError, match=r"result\.png' exists; pass --overwrite"):
+        check_output(tmp_path / "result.h5", (".h5",), overwrite=False, figure=tmp_path / "result.png")
+    assert check_output(tmp_path / "result.h5", (".h5",), overwrite=True, figure=tmp_path / "result.png")
