@@ -7,7 +7,7 @@ each lever from ``--starts`` starts:
 
 * ``proposals`` — the network's proposals (its members' means, then draws)
   seed Gauss-Newton (5 iterations at decoder temperature 2, then 10 at T = 1);
-* ``proposals, 2 draws`` — twice the proposals through the same finish, the best half kept;
+* ``proposals, k draws`` — k times the proposals through the same finish, the best ``--starts`` kept;
 * ``default`` — :meth:`LatentSGDConfig.default_nonlinear` (prior draws; the 0.8 default).
 
 Truths: ``--truths`` decoder samples drawn with ``--truth-seed`` (on the
@@ -57,9 +57,10 @@ def lever_solver(lever: str, starts: int, seed: int, pairs: int, quick: bool):
         finish = finish.with_epochs(1)
     if lever == "proposals":
         return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network)
-    if lever == "proposals, 2 draws":
+    if lever.startswith("proposals, ") and lever.endswith(" draws"):  # e.g. "proposals, 3 draws"
+        draws = int(lever.split()[1])
         return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network,
-                         draws_per_start=2)
+                         draws_per_start=draws)
     if lever == "default":
         config = LatentSGDConfig.default_nonlinear(n_starts=starts, seed=seed, progress=False)
         return LatentSGD(config.with_epochs(1) if quick else config)
