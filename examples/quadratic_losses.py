@@ -14,6 +14,9 @@
 Run: ``python examples/quadratic_losses.py`` (a couple of minutes on 2 cores).
 """
 
+import os
+import sys
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -23,7 +26,8 @@ import torch
 from geoinv.solvers import EncoderDecoder, InverseMisfit, NetworkConfig, Tandem
 from geoinv.tasks import quadratic, quadratic_reduced
 
-NET = NetworkConfig(hidden=(64, 64), epochs=200, batch_size=100, lr=3e-3)
+QUICK = os.environ.get("GEOINV_QUICK") == "1" or "--quick" in sys.argv  # small settings (the docs build)
+NET = NetworkConfig(hidden=(64, 64), epochs=20 if QUICK else 200, batch_size=100, lr=3e-3)
 y = torch.linspace(0.0, 1089.0, 300)[:, None]
 branch = y.sqrt()
 
@@ -54,7 +58,7 @@ for ax, title in ((axes[0], "inverse-misfit losses fail"), (axes[1], "losses thr
 
 reduced = quadratic_reduced()
 x = torch.linspace(-33.0, 33.0, 400)[:, None]
-few = NetworkConfig(hidden=(32, 32), epochs=1500, batch_size=3, lr=3e-3)
+few = NetworkConfig(hidden=(32, 32), epochs=150 if QUICK else 1500, batch_size=3, lr=3e-3)
 variants = {"data only": {}, "+ Hermite (ε = 1)": {"hermite_weight": 1.0},
             "+ Hermite + smoothness": {"hermite_weight": 1.0, "smoothness_weight": 1e-3, "smoothness_points": 200}}
 for label, options in variants.items():
