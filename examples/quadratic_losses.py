@@ -68,7 +68,7 @@ for label, options in variants.items():
         surrogate = fitted.networks["surrogate"](fitted.scaler.x_in(x)) * fitted.scaler.y_std + fitted.scaler.y_mean
     axes[2].plot(x[:, 0], surrogate[:, 0], label=label)
 axes[2].plot(x[:, 0], x[:, 0] ** 2, "k:", lw=1, label="x²")
-axes[2].plot(reduced.fixed_training[0][:, 0], reduced.fixed_training[1][:, 0], "ko", label="3 samples")
+axes[2].plot(reduced.training_data[0][:, 0], reduced.training_data[1][:, 0], "ko", label="3 samples")
 axes[2].set_xlabel("x")
 axes[2].set_ylabel("F_φ(x)")
 axes[2].set_title("surrogate from three samples")
