@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
@@ -11,8 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._atomic import atomic_path
-from ..errors import ConfigError, FileFormatError
+from ..errors import ConfigError
 from ..problem import InverseProblem
 from .callbacks import Monitor, ProgressBar
 
@@ -41,8 +39,6 @@ def check_initial(initial, n_surveys: int, n_parameters: int) -> torch.Tensor:
     check_n_starts(starts.shape[1], "the number of initial starts R")
     return starts.clone()
 
-
-SOLUTIONS_FORMAT = "geoinv-solutions/1"
 
 #: The one acceptance rule of every solver: normalised RMSE (χ²/N)^½ ≤ ACCEPTANCE,
 #: residuals divided by each datum's standard error.
@@ -168,88 +164,27 @@ class Solutions:
         return "\n".join(lines)
 
     def to_hdf5(self, path, group: str = "solutions", mode: str = "a") -> None:
-        """Write to ``path`` under ``group``, atomically.
+        """Write to ``path`` under ``group``, atomically (layout: :mod:`geoinv.io.solutions`).
 
         ``mode='a'`` keeps the file's other groups (a copy of it gets the new
         group and replaces it); ``'w'`` starts a new file.
         """
-        import shutil
+        from ..io.solutions import write_solutions
 
-        import h5py
-
-        if mode not in ("a", "w"):
-            raise ConfigError(f"mode must be 'a' (add to the file) or 'w' (replace it), got {mode!r}")
-        with atomic_path(path) as tmp:
-            if mode == "a" and _exists(path):
-                shutil.copyfile(path, tmp)
-            with h5py.File(tmp, "a") as handle:
-                self.write_group(handle, group)
+        write_solutions(self, path, group, mode)
 
     def write_group(self, handle, group: str = "solutions") -> None:
         """Write into an open ``h5py.File`` (or group) under ``group``, replacing it."""
-        if group in handle:
-            del handle[group]
-        root = handle.create_group(group)
-        root.attrs["format"] = SOLUTIONS_FORMAT
-        root.attrs["config"] = json.dumps(self.config, default=str)
-        root.attrs["wall_time"] = self.wall_time
-        for name in _TENSORS:
-            value = getattr(self, name)
-            if value is not None:
-                root.create_dataset(name, data=value.detach().cpu().numpy(), compression="gzip")
-        history = root.create_group("history")
-        for key, value in self.history.items():
-            history.create_dataset(key, data=np.asarray(value))
-        if self.models is not None:
-            posterior = root.create_group("posterior")
-            posterior.attrs["description"] = ("per-cell statistics of the accepted candidates' models (of all "
-                                              "candidates where from_accepted is false)")
-            for key, value in self.posterior().items():
-                posterior.create_dataset(key, data=value.numpy(), compression="gzip")
-        if self.refined is not None:
-            refined = root.create_group("refined")
-            refined.attrs["description"] = "best candidates' models refined beyond the prior (discrepancy stop)"
-            for key, value in self.refined.items():
-                refined.create_dataset(key, data=torch.as_tensor(value).numpy(), compression="gzip")
+        from ..io.solutions import write_solutions_group
+
+        write_solutions_group(self, handle, group)
 
     @classmethod
     def from_hdf5(cls, path, group: str = "solutions") -> Solutions:
         """Read what :meth:`to_hdf5` wrote."""
-        import h5py
+        from ..io.solutions import read_solutions
 
-        try:
-            with h5py.File(path, "r") as handle:
-                if group not in handle or handle[group].attrs.get("format") != SOLUTIONS_FORMAT:
-                    raise FileFormatError(f"{path}: no geoinv solutions under '/{group}'")
-                root = handle[group]
-                missing = [name for name in (*_TENSORS[:4], "history") if name not in root]
-                missing += [name for name in ("config", "wall_time") if name not in root.attrs]
-                if missing:
-                    raise FileFormatError(f"{path}: the solutions group '/{group}' lacks {missing} "
-                                          "(an incomplete or foreign file); write it with Solutions.to_hdf5")
-                tensors = {name: torch.as_tensor(root[name][()]) for name in _TENSORS if name in root}
-                history = {key: root["history"][key][()] for key in root["history"]}
-                config = json.loads(root.attrs["config"])
-                wall_time = float(root.attrs["wall_time"])
-                refined = ({key: torch.as_tensor(root["refined"][key][()]) for key in root["refined"]}
-                           if "refined" in root else None)
-        except OSError as exc:
-            raise FileFormatError(f"cannot read {path} as HDF5: {exc}") from exc
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, FileFormatError):
-                raise
-            raise FileFormatError(f"{path}: the solutions group '/{group}' is damaged ({type(exc).__name__}: "
-                                  f"{exc})") from exc
-        return cls(**tensors, history=history, config=config, wall_time=wall_time, refined=refined)
-
-
-_TENSORS = ("parameters", "data", "misfit", "accepted", "models", "normalised_misfit")
-
-
-def _exists(path) -> bool:
-    from pathlib import Path
-
-    return Path(path).exists()
+        return read_solutions(path, group)
 
 
 @dataclass

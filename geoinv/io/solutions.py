@@ -1,0 +1,100 @@
+"""The HDF5 layout of :class:`~geoinv.solvers.Solutions` (format ``geoinv-solutions/1``).
+
+One group (default ``/solutions``): the candidate tensors as datasets, ``config`` (JSON) and
+``wall_time`` as attributes, ``history/`` per-step records, ``posterior/`` the per-cell statistics of
+the accepted candidates' models, and ``refined/`` the models refined beyond the prior.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._atomic import atomic_path
+from ..errors import ConfigError, FileFormatError
+
+__all__ = ["SOLUTIONS_FORMAT", "read_solutions", "write_solutions", "write_solutions_group"]
+
+SOLUTIONS_FORMAT = "geoinv-solutions/1"
+_TENSORS = ("parameters", "data", "misfit", "accepted", "models", "normalised_misfit")
+
+
+def write_solutions(solutions, path, group: str = "solutions", mode: str = "a") -> None:
+    """Write ``solutions`` to ``path`` under ``group``, atomically.
+
+    ``mode='a'`` keeps the file's other groups (a copy of it gets the new group
+    and replaces it); ``'w'`` starts a new file.
+    """
+    import h5py
+
+    if mode not in ("a", "w"):
+        raise ConfigError(f"mode must be 'a' (add to the file) or 'w' (replace it), got {mode!r}")
+    with atomic_path(path) as tmp:
+        if mode == "a" and Path(path).exists():
+            shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as handle:
+            write_solutions_group(solutions, handle, group)
+
+
+def write_solutions_group(solutions, handle, group: str = "solutions") -> None:
+    """Write into an open ``h5py.File`` (or group) under ``group``, replacing it."""
+    if group in handle:
+        del handle[group]
+    root = handle.create_group(group)
+    root.attrs["format"] = SOLUTIONS_FORMAT
+    root.attrs["config"] = json.dumps(solutions.config, default=str)
+    root.attrs["wall_time"] = solutions.wall_time
+    for name in _TENSORS:
+        value = getattr(solutions, name)
+        if value is not None:
+            root.create_dataset(name, data=value.detach().cpu().numpy(), compression="gzip")
+    history = root.create_group("history")
+    for key, value in solutions.history.items():
+        history.create_dataset(key, data=np.asarray(value))
+    if solutions.models is not None:
+        posterior = root.create_group("posterior")
+        posterior.attrs["description"] = ("per-cell statistics of the accepted candidates' models (of all "
+                                          "candidates where from_accepted is false)")
+        for key, value in solutions.posterior().items():
+            posterior.create_dataset(key, data=value.numpy(), compression="gzip")
+    if solutions.refined is not None:
+        refined = root.create_group("refined")
+        refined.attrs["description"] = "best candidates' models refined beyond the prior (discrepancy stop)"
+        for key, value in solutions.refined.items():
+            refined.create_dataset(key, data=torch.as_tensor(value).numpy(), compression="gzip")
+
+
+def read_solutions(path, group: str = "solutions"):
+    """The :class:`~geoinv.solvers.Solutions` that :func:`write_solutions` wrote."""
+    import h5py
+
+    from ..solvers.base import Solutions
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if group not in handle or handle[group].attrs.get("format") != SOLUTIONS_FORMAT:
+                raise FileFormatError(f"{path}: no geoinv solutions under '/{group}'")
+            root = handle[group]
+            missing = [name for name in (*_TENSORS[:4], "history") if name not in root]
+            missing += [name for name in ("config", "wall_time") if name not in root.attrs]
+            if missing:
+                raise FileFormatError(f"{path}: the solutions group '/{group}' lacks {missing} "
+                                      "(an incomplete or foreign file); write it with Solutions.to_hdf5")
+            tensors = {name: torch.as_tensor(root[name][()]) for name in _TENSORS if name in root}
+            history = {key: root["history"][key][()] for key in root["history"]}
+            config = json.loads(root.attrs["config"])
+            wall_time = float(root.attrs["wall_time"])
+            refined = ({key: torch.as_tensor(root["refined"][key][()]) for key in root["refined"]}
+                       if "refined" in root else None)
+    except OSError as exc:
+        raise FileFormatError(f"cannot read {path} as HDF5: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, FileFormatError):
+            raise
+        raise FileFormatError(f"{path}: the solutions group '/{group}' is damaged ({type(exc).__name__}: "
+                              f"{exc})") from exc
+    return Solutions(**tensors, history=history, config=config, wall_time=wall_time, refined=refined)
