@@ -318,12 +318,9 @@ class InverseProblem:
     def linearized(self, parameters: torch.Tensor, kernel: str = "operator") -> InverseProblem:
         """This problem with its forward linearised at each row of a batch of parameter vectors.
 
-        Row b of any later batch is simulated by ``F(x_b) + K_b (s(x) − s(x_b))``
-        with the operator's :meth:`~geoinv.forward.ForwardOperator.linearization_kernel`
-        ``K_b``: exact at ``x_b``, one sparse product per step instead of a
-        nonlinear solve; ``kernel='straight-ray'`` takes the straight-ray matrix
-        for every ``K_b`` (see :class:`~geoinv.forward.linearized.LinearizedBatch`).
-        A problem whose operator is linear is returned as is.
+        Only problems with a forward operator can be (see
+        :meth:`geoinv.LatentTomography.linearized`); one whose operator is
+        linear is returned as is.
         """
         if self.operator is not None and self.operator.linear:
             return self

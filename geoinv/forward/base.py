@@ -123,12 +123,7 @@ class ForwardOperator(nn.Module):
         -------
         torch.Tensor, shape like ``slowness`` (m)
         """
-        slowness, cotangent, single = self._check_pair(slowness, cotangent, data_index, "cotangent", data_side=True)
-        index = self._index_or_none(data_index)
-        with torch.no_grad():
-            _, state = self._run_simulate(slowness, index)
-            result = self._run_vjp(slowness, index, state, cotangent)
-        return result[0] if single else result
+        return self._derivative(self._run_vjp, slowness, cotangent, data_index, "cotangent", data_side=True)
 
     def jvp(self, slowness: torch.Tensor, tangent: torch.Tensor, data_index=None) -> torch.Tensor:
         """``J(s) v``: the change of the traveltimes along a model-space direction.
@@ -146,12 +141,7 @@ class ForwardOperator(nn.Module):
         -------
         torch.Tensor, shape (B, n) or (n,) (s)
         """
-        slowness, tangent, single = self._check_pair(slowness, tangent, data_index, "tangent", data_side=False)
-        index = self._index_or_none(data_index)
-        with torch.no_grad():
-            _, state = self._run_simulate(slowness, index)
-            result = self._run_jvp(slowness, index, state, tangent)
-        return result[0] if single else result
+        return self._derivative(self._run_jvp, slowness, tangent, data_index, "tangent", data_side=False)
 
     def jacobian(self, slowness, data_index=None) -> sp.csr_matrix:
         """Fréchet kernel ∂t/∂s at one model: ray lengths in m.
@@ -275,6 +265,15 @@ class ForwardOperator(nn.Module):
         return sp.csr_matrix(torch.stack(rows).numpy())
 
     # -- plumbing ---------------------------------------------------------------------------------
+    def _derivative(self, primitive, slowness, vectors, data_index, name: str, data_side: bool) -> torch.Tensor:
+        """Validate, simulate for the state, apply ``primitive`` (``_run_vjp`` or ``_run_jvp``)."""
+        slowness, vectors, single = self._check_pair(slowness, vectors, data_index, name, data_side)
+        index = self._index_or_none(data_index)
+        with torch.no_grad():
+            _, state = self._run_simulate(slowness, index)
+            result = primitive(slowness, index, state, vectors)
+        return result[0] if single else result
+
     def _run_simulate(self, slowness, index):
         if index is not None and not self.computes_subsets:
             times, state = self._simulate(slowness, None)
