@@ -94,6 +94,8 @@ def test_wrappers_validate_what_they_wrap(arm):
         Portfolio([(0.0, Centre())])
     with pytest.raises(ConfigError, match="Solver"):
         Portfolio([(1.0, "latent-sgd")])
+    with pytest.raises(ConfigError, match="returns models"):
+        Portfolio([(1.0, Centre()), (1.0, solver("pygimli-smooth"))])
     with pytest.raises(ConfigError, match="draws_per_start"):
         Explore(Centre(), draws_per_start=0)
     with pytest.raises(ConfigError, match="initial"):

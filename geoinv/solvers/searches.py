@@ -230,6 +230,8 @@ class Portfolio(Solver):
                 raise ConfigError(f"a portfolio share (draws per kept start) must be finite and > 0, got {share!r}")
             if not isinstance(member, Solver):
                 raise ConfigError(f"a portfolio member must be a geoinv Solver, got {type(member).__name__}")
+            if member.model_space:  # its candidates are models: they cannot be pooled with parameters
+                raise ConfigError(f"a portfolio pools parameter vectors; {member.name!r} returns models")
             checked.append((float(share), member))
         if not checked:
             raise ConfigError("a portfolio needs at least one (share, Solver) member")
