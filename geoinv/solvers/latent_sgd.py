@@ -26,7 +26,8 @@ from .searches import Explore, Portfolio
 #: keys of a run's Solutions.config that describe the run, not the solver's settings
 _RUN_KEYS = ("problem", "data_unit", "ranking", "acceptance", "n_candidates", "noise_std")
 
-__all__ = ["LatentSGD", "LatentSGDConfig", "Stage", "expected_latent_norm"]
+# Stage and LatentSGDConfig live in schedule.py; imported here too, as before the split
+__all__ = ["LatentSGD", "expected_latent_norm"]
 
 
 class _MinibatchSchedule:
