@@ -80,6 +80,14 @@ def _require_starts(solver: Solver, wrapper: str) -> Solver:
     return solver
 
 
+def _wrapper_start(wrapper: Solver, n_candidates, generator, initial, refusal: str) -> tuple[int, torch.Generator]:
+    """A wrapper's prologue: no ``initial`` (it draws its own), candidates kept, the seeded generator."""
+    if initial is not None:
+        raise ConfigError(refusal)
+    n_keep = check_n_starts(n_candidates or wrapper.config.n_starts)
+    return n_keep, generator or torch.Generator().manual_seed(wrapper.config.seed)
+
+
 def _stage_count(solver: Solver) -> int:
     """Stages of a staged solver's schedule (0 for others): later stages are numbered after them."""
     return len(getattr(solver.config, "stages", ()))
@@ -157,10 +165,8 @@ class Explore(Solver):
 
     def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
-        if initial is not None:
-            raise ConfigError("explore draws its own starts from the prior; pass initial to the wrapped solver alone")
-        n_keep = check_n_starts(n_candidates or self.config.n_starts)
-        generator = generator or torch.Generator().manual_seed(self.config.seed)
+        n_keep, generator = _wrapper_start(self, n_candidates, generator, initial, "explore draws its own starts "
+                                           "from the prior; pass initial to the wrapped solver alone")
         n_draws = check_n_starts(self.config.draws_per_start * n_keep, "draws_per_start × n_candidates")
         explored = self.solver.solve(problem, observed, n_draws, generator=generator)
         if self.then is None:
@@ -247,10 +253,8 @@ class Portfolio(Solver):
 
     def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
-        if initial is not None:
-            raise ConfigError("a portfolio draws its own starts from the prior; pass initial without a portfolio")
-        n_keep = check_n_starts(n_candidates or self.config.n_starts)
-        generator = generator or torch.Generator().manual_seed(self.config.seed)
+        n_keep, generator = _wrapper_start(self, n_candidates, generator, initial, "a portfolio draws its own "
+                                           "starts from the prior; pass initial without a portfolio")
         target = problem.targets(observed)
         runs = [member.solve(problem, observed, max(1, round(share * n_keep)), generator=generator)
                 for share, member in self.members]
