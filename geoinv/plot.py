@@ -128,8 +128,11 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
         top.append((f"best refined beyond the prior ({solutions.refined['normalised_misfit'][0, 0]:.2f} σ)",
                     solutions.refined["models"][0, 0].numpy()))
     posterior = solutions.posterior()
-    used = (f"{int(posterior['n_used'][0])} accepted" if posterior["from_accepted"][0]
-            else f"all {int(posterior['n_used'][0])}, none accepted")
+    if solutions.from_sampler:
+        used = f"{int(posterior['n_used'][0])} posterior samples"
+    else:
+        used = (f"{int(posterior['n_used'][0])} accepted" if posterior["from_accepted"][0]
+                else f"all {int(posterior['n_used'][0])}, none accepted")
     bottom = [(f"mean ({used})", posterior["mean"][0].numpy(), "gray_r", (0, 1), "facies"),
               ("standard deviation", posterior["std"][0].numpy(), "magma", (0, 0.5), "facies"),
               ("channel probability", posterior["channel_probability"][0].numpy(), "viridis", (0, 1), "")]
@@ -151,6 +154,9 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
 def _misfit_curves(ax, solutions) -> None:
     history = solutions.history
     noise = solutions.config.get("noise_std")
+    if "chain_log_likelihood" in history:
+        _chain_traces(ax, solutions)
+        return
     if "data_rmse" in history and len(history["data_rmse"]):
         curves = np.asarray(history["data_rmse"])[:, 0, :]
         ax.semilogy(history["step"], curves, lw=0.8, alpha=0.7)
@@ -164,3 +170,47 @@ def _misfit_curves(ax, solutions) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel(f"data RMSE ({unit})" if unit else "data RMSE")
     ax.set_title(f"misfit of {solutions.n_candidates} starts")
+
+
+def _chain_traces(ax, solutions) -> None:
+    """χ²/N of every β = 1 chain of data set 0, warm-up then draws: a trace a sampler's user reads."""
+    n_data = solutions.data.shape[-1]
+    warmup = -2 * np.asarray(solutions.history["warmup_log_likelihood"])[:, 0] / n_data
+    draws = -2 * np.asarray(solutions.history["chain_log_likelihood"])[:, 0] / n_data
+    steps = np.arange(len(warmup) + len(draws)) - len(warmup)
+    ax.semilogy(steps, np.concatenate([warmup, draws]), lw=0.6, alpha=0.8)
+    ax.axvline(0, color="k", lw=0.8, ls=":", label="end of warm-up")
+    ax.axhline(ACCEPTANCE**2, color="k", ls="--", lw=1, label=f"χ²/N = {ACCEPTANCE}²")
+    ax.legend()
+    ax.set_xlabel("step (warm-up < 0)")
+    ax.set_ylabel("χ²/N")
+    ax.set_title(f"{draws.shape[1]} chains at β = 1")
+
+
+def reliability_figure(curves: dict, path, title: str = "") -> None:
+    """Reliability diagram: observed channel frequency against predicted channel probability.
+
+    Parameters
+    ----------
+    curves : dict of str to dict
+        Label → :func:`geoinv.sampling.reliability_curve` output (e.g. sampler and ensemble of optima).
+    path : str or Path
+        Where to save the figure.
+    """
+    plt = _pyplot()
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.5, 6.5), height_ratios=[3, 1], sharex=True)
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":", label="calibrated")
+    ax.fill_between([0, 1], [-0.1, 0.9], [0.1, 1.1], color="0.9", label="±0.1")
+    centres = None
+    for label, curve in curves.items():
+        edges = np.asarray(curve["edges"])
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        ax.plot(curve["predicted"], curve["observed"], marker="o", label=label)
+        counts.bar(centres, curve["count"], width=np.diff(edges) * 0.9, alpha=0.5, label=label)
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="fraction of cells that are channels")
+    ax.legend(loc="upper left")
+    counts.set(yscale="log", xlabel="predicted channel probability", ylabel="cells")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -2,7 +2,7 @@
 
 One group (default ``/solutions``): the candidate tensors as datasets, ``config`` (JSON) and
 ``wall_time`` as attributes, ``history/`` per-step records, ``posterior/`` the per-cell statistics of
-the accepted candidates' models, and ``refined/`` the models refined beyond the prior.
+the models (a sampler's draws, or the accepted candidates), and ``refined/`` the models refined beyond the prior.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def write_solutions_group(solutions, handle, group: str = "solutions") -> None:
         history.create_dataset(key, data=np.asarray(value))
     if solutions.models is not None:
         posterior = root.create_group("posterior")
-        posterior.attrs["description"] = ("per-cell statistics of the accepted candidates' models (of all "
+        posterior.attrs["description"] = ("per-cell statistics of the models: of a sampler's draws where "
+                                          "from_sampler is true, else of the accepted candidates (of all "
                                           "candidates where from_accepted is false)")
         for key, value in solutions.posterior().items():
             posterior.create_dataset(key, data=value.numpy(), compression="gzip")

@@ -15,6 +15,7 @@ from .encoder_decoder import (
     TandemConfig,
 )
 from .latent_sgd import LatentSGD, expected_latent_norm
+from .mcmc import LatentMCMC, LatentMCMCConfig
 from .neural_adjoint import NeuralAdjoint, NeuralAdjointConfig
 from .refine import RefineConfig, refine_models
 from .schedule import LatentSGDConfig, Stage
@@ -28,6 +29,8 @@ __all__ = [
     "EncoderDecoderConfig",
     "InverseMisfit",
     "InverseMisfitConfig",
+    "LatentMCMC",
+    "LatentMCMCConfig",
     "LatentSGD",
     "LatentSGDConfig",
     "LearnedSolver",

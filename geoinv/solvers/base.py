@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..problem import InverseProblem
 from .callbacks import Monitor, ProgressBar
 
-__all__ = ["ACCEPTANCE", "MAX_STARTS", "Search", "Solutions", "Solver", "check_initial", "check_n_starts"]
+__all__ = ["ACCEPTANCE", "CANDIDATE_KINDS", "MAX_STARTS", "Search", "Solutions", "Solver", "check_initial", "check_n_starts"]
 
 #: the most starts (candidates) per data set a solve may ask for: each is decoded as a full model
 MAX_STARTS = 100_000
@@ -39,6 +39,9 @@ def check_initial(initial, n_surveys: int, n_parameters: int) -> torch.Tensor:
     check_n_starts(starts.shape[1], "the number of initial starts R")
     return starts.clone()
 
+
+#: what a solver's candidates can be: ends of searches, or draws of a sampler
+CANDIDATE_KINDS = ("optima", "posterior samples")
 
 #: The one acceptance rule of every solver: normalised RMSE (χ²/N)^½ ≤ ACCEPTANCE,
 #: residuals divided by each datum's standard error.
@@ -79,9 +82,11 @@ class Solutions:
 
     Notes
     -----
-    :meth:`posterior` summarises the models of the accepted candidates cell by
-    cell (mean, standard deviation, channel probability); stored under
-    ``posterior/`` by :meth:`to_hdf5`.
+    :meth:`posterior` summarises the models cell by cell (mean, standard
+    deviation, channel probability, quantiles): of a sampler's draws, or of
+    an optimiser's accepted candidates; stored under ``posterior/`` by
+    :meth:`to_hdf5`. A sampler's chains and their diagnostics are in
+    ``history`` (see :mod:`geoinv.sampling`).
     """
 
     parameters: torch.Tensor
@@ -95,28 +100,43 @@ class Solutions:
     normalised_misfit: torch.Tensor | None = None
     refined: dict | None = None
 
-    def posterior(self, threshold: float = 0.5) -> dict[str, torch.Tensor]:
+    @property
+    def from_sampler(self) -> bool:
+        """Whether the candidates are a sampler's posterior draws (else the ends of searches)."""
+        return self.config.get("candidates") == "posterior samples"
+
+    def posterior(self, threshold: float = 0.5,
+                  quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)) -> dict[str, torch.Tensor]:
         """Per-cell statistics of the candidates' models, per observed data set.
 
-        Uses the accepted candidates; for a data set with none accepted, all
-        its candidates (``from_accepted`` says which). These are statistics of
-        an ensemble of optimised starts, an approximation of the posterior,
-        not samples of it.
+        From a sampler (:attr:`from_sampler`) these are Monte Carlo estimates of
+        the posterior from all its draws. From an optimiser they use the
+        accepted candidates (all candidates for a data set with none accepted;
+        ``from_accepted`` says which): statistics of an ensemble of optimised
+        starts, an approximation of the posterior, not samples of it.
 
         Parameters
         ----------
         threshold : float
             Facies value above which a cell counts as channel.
+        quantiles : tuple of float
+            Levels in (0, 1) of the per-cell quantiles.
 
         Returns
         -------
         dict
             ``mean``, ``std``, ``channel_probability``: tensors ``(S, *model_shape)``;
-            ``n_used``: ``(S,)`` candidates used; ``from_accepted``: ``(S,)`` bool.
+            ``quantiles``: ``(S, Q, *model_shape)`` at ``quantile_levels`` ``(Q,)``;
+            ``n_used``: ``(S,)`` candidates used; ``from_accepted``: ``(S,)`` bool;
+            ``from_sampler``: ``(S,)`` bool.
         """
         if self.models is None:
             raise ConfigError("these solutions hold no models (the problem has no model map)")
-        from_accepted = self.accepted.any(dim=1)
+        levels = torch.as_tensor(quantiles, dtype=torch.float32).reshape(-1)
+        if levels.numel() == 0 or not ((levels > 0) & (levels < 1)).all():
+            raise ConfigError(f"quantiles must be levels in (0, 1), got {quantiles!r}")
+        sampled = self.from_sampler
+        from_accepted = self.accepted.any(dim=1) & (not sampled)
         use = torch.where(from_accepted[:, None], self.accepted, torch.ones_like(self.accepted))
         weight = use.float().reshape(*use.shape, *([1] * (self.models.ndim - 2)))
         count = weight.sum(dim=1)
@@ -124,8 +144,12 @@ class Solutions:
         mean = (weight * models).sum(dim=1) / count
         variance = (weight * (models - mean[:, None]).pow(2)).sum(dim=1) / count
         probability = (weight * (models > threshold).float()).sum(dim=1) / count
+        # unused candidates become NaN so that nanquantile skips them
+        masked = torch.where(weight.bool(), models, torch.full_like(models, torch.nan))
         return {"mean": mean, "std": variance.sqrt(), "channel_probability": probability,
-                "n_used": use.sum(dim=1), "from_accepted": from_accepted}
+                "quantiles": _cell_quantiles(masked, levels).reshape(mean.shape[0], -1, *mean.shape[1:]),
+                "quantile_levels": levels, "n_used": use.sum(dim=1), "from_accepted": from_accepted,
+                "from_sampler": torch.full(from_accepted.shape, sampled)}
 
     @property
     def n_surveys(self) -> int:
@@ -201,6 +225,10 @@ class Search:
         Sort by the true misfit, or keep the solver's own order (see :meth:`Solver.finish`).
     simulate, to_model : callable, optional
         Data and model of flat candidates, where they are not the problem's ``forward`` and ``model``.
+    data : torch.Tensor, shape (S, R, n_data), optional
+        The candidates' simulated data, where the search has them (the finish then simulates nothing).
+    kind : {'optima', 'posterior samples'}
+        What the candidates are: the ends of a search, or draws of a sampler.
     """
 
     candidates: torch.Tensor
@@ -208,6 +236,8 @@ class Search:
     ranking: str = "misfit"
     simulate: Callable | None = None
     to_model: Callable | None = None
+    data: torch.Tensor | None = None
+    kind: str = "optima"
 
 
 class Solver:
@@ -313,7 +343,8 @@ class Solver:
         starts = self.starting_points(problem, target.shape[0], n_candidates, generator, initial)
         found = self.search(problem, target, starts, generator, n_candidates)
         return self.finish(problem, found.candidates, target, found.history, time.perf_counter() - started,
-                           ranking=found.ranking, simulate=found.simulate, to_model=found.to_model)
+                           ranking=found.ranking, simulate=found.simulate, to_model=found.to_model,
+                           data=found.data, kind=found.kind)
 
     def search(self, problem: InverseProblem, target: torch.Tensor, starts: Any,
                generator: torch.Generator, n_candidates: int | None) -> Search:
@@ -372,7 +403,7 @@ class Solver:
 
     def finish(self, problem: InverseProblem, candidates: torch.Tensor, target: torch.Tensor, history: dict,
                wall_time: float, ranking: str = "misfit", chunk: int = 4096, *,
-               simulate=None, to_model=None) -> Solutions:
+               simulate=None, to_model=None, data=None, kind: str = "optima") -> Solutions:
         """The shared end of every solve: re-simulate, misfit, accept, sort, models, :class:`Solutions`.
 
         Parameters
@@ -395,15 +426,23 @@ class Solver:
         simulate, to_model : callable, optional
             Data and model of flat candidates ``(B, n)``; default the problem's
             ``forward`` and ``model`` (model-space solvers pass their own).
+        data : torch.Tensor, shape (S, R, n_data), optional
+            The candidates' data, if the search simulated them already.
+        kind : {'optima', 'posterior samples'}
+            What the candidates are (recorded as ``config['candidates']``; see
+            :meth:`Solutions.posterior`).
         """
         if ranking not in ("misfit", "solver"):
             raise ConfigError(f"ranking must be 'misfit' or 'solver', got {ranking!r}")
+        if kind not in CANDIDATE_KINDS:
+            raise ConfigError(f"kind must be one of {CANDIDATE_KINDS}, got {kind!r}")
         n_surveys, n_candidates, n_parameters = candidates.shape
         with torch.no_grad():
             flat = candidates.reshape(-1, n_parameters).to(problem.device)
-            simulate = simulate or problem.forward
-            data = torch.cat([simulate(part) for part in flat.split(chunk)])
-            data = data.reshape(n_surveys, n_candidates, -1)
+            if data is None:
+                simulate = simulate or problem.forward
+                data = torch.cat([simulate(part) for part in flat.split(chunk)])
+            data = data.to(problem.device).reshape(n_surveys, n_candidates, -1)
             misfit, normalised = problem.misfits(data, target[:, None, :])
             key = misfit if normalised is None else normalised
             order = (torch.argsort(key, dim=1) if ranking == "misfit"
@@ -420,11 +459,21 @@ class Solver:
                     else torch.zeros(misfit.shape, dtype=torch.bool))
         history = {**history, "order": order.cpu().numpy()}
         config = {**self.describe(), "problem": problem.name, "data_unit": problem.data_unit,
-                  "ranking": ranking, "acceptance": ACCEPTANCE, "n_candidates": n_candidates,
+                  "ranking": ranking, "acceptance": ACCEPTANCE, "n_candidates": n_candidates, "candidates": kind,
                   "noise_std": None if problem.noise_std is None else float(problem.noise_std.mean())}
         return Solutions(candidates.detach().cpu(), data.float().cpu(), misfit.float().cpu(), accepted.cpu(),
                          models, history, config, wall_time,
                          None if normalised is None else normalised.float().cpu())
+
+
+def _cell_quantiles(models: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Quantiles over dimension 1 of ``models`` (S, R, ...) ignoring NaN, as ``(S, Q, cells)``."""
+    flat = models.flatten(2)
+    # torch's quantile refuses inputs above 2**24 elements: take the cells in blocks
+    block = max(1, 2**24 // max(flat.shape[1], 1))
+    return torch.stack([torch.cat([torch.nanquantile(survey[:, start:start + block], levels, dim=0)
+                                   for start in range(0, flat.shape[2], block)], dim=1)
+                        for survey in flat])
 
 
 def _gather(tensor: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,31 @@
+"""Posterior sampling in a latent space: the tempered target, MALA and swap moves, the engine, diagnostics.
+
+The solver users call is :class:`geoinv.solvers.LatentMCMC` (``latent-mcmc``); this package holds its
+parts, and the checks a user runs on its output (:func:`mixing`, :func:`inference_data`,
+:mod:`geoinv.sampling.calibration`).
+"""
+
+from .calibration import interval_coverage, reliability_curve
+from .diagnostics import RHAT_LIMIT, MixingReport, MixingWarning, inference_data, mixing
+from .engine import ChainRecord, adaptation_windows, approach, run_replica_exchange, temperature_ladder
+from .moves import mala_step, swap_step
+from .target import ChainState, LatentPosterior
+
+__all__ = [
+    "RHAT_LIMIT",
+    "ChainRecord",
+    "ChainState",
+    "LatentPosterior",
+    "MixingReport",
+    "MixingWarning",
+    "adaptation_windows",
+    "approach",
+    "inference_data",
+    "interval_coverage",
+    "mala_step",
+    "mixing",
+    "reliability_curve",
+    "run_replica_exchange",
+    "swap_step",
+    "temperature_ladder",
+]

@@ -1,0 +1,239 @@
+"""Replica-exchange MALA: approach, adaptive warm-up, then a fixed (exact) Markov chain.
+
+Warm-up (Stan's windowed scheme, simplified): the step size ε of every data set and
+temperature is tuned towards a target acceptance by Robbins–Monro on log ε; the
+preconditioner Σ is re-estimated from the chains' own draws at the end of three
+windows. Sampling then runs with ε and Σ frozen, so the draws come from an exact
+Metropolis–Hastings chain for every temperature.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .moves import mala_step, swap_step
+from .target import ChainState, LatentPosterior
+
+__all__ = ["PRECONDITIONERS", "ChainRecord", "adaptation_windows", "approach", "run_replica_exchange", "temperature_ladder"]
+
+#: where covariance windows start and end, as fractions of the warm-up
+_WINDOWS = ((0.15, 0.35), (0.35, 0.6), (0.6, 0.9))
+
+
+def temperature_ladder(n_temperatures: int, max_temperature: float) -> torch.Tensor:
+    """Inverse temperatures β_k = T_max^(−k/(K−1)), geometric from 1 down to 1/T_max, shape ``(K,)``."""
+    if n_temperatures == 1:
+        return torch.ones(1)
+    exponents = torch.arange(n_temperatures, dtype=torch.float64) / (n_temperatures - 1)
+    return torch.as_tensor(max_temperature, dtype=torch.float64).pow(-exponents).float()
+
+
+def adaptation_windows(n_warmup: int) -> list[tuple[int, int]]:
+    """Warm-up steps ``[start, end)`` whose draws estimate the preconditioner (empty windows dropped)."""
+    windows = [(int(start * n_warmup), int(end * n_warmup)) for start, end in _WINDOWS]
+    return [(start, end) for start, end in windows if end - start >= 2]
+
+
+@dataclass
+class ChainRecord:
+    """The β = 1 chains and the sampler's statistics (numpy, ready for ArviZ).
+
+    Attributes
+    ----------
+    latent : ndarray, shape (D, S, C, n)
+        Draws after warm-up, per data set and chain.
+    log_likelihood, log_posterior, acceptance : ndarray, shape (D, S, C)
+        ℓ = −χ²/2, log p + ℓ (up to a constant), MALA acceptance probability.
+    warmup_log_likelihood : ndarray, shape (W, S, C)
+        ℓ during warm-up (to see the approach).
+    swap_rate : ndarray, shape (S, K − 1)
+        Accepted fraction of proposed swaps between neighbours, after warm-up.
+    step_size : ndarray, shape (S, K)
+        The frozen ε per temperature.
+    kept_latent, kept_data : torch.Tensor, shape (S, R, n) and (S, R, n_data)
+        Thinned draws (chain after chain) and their simulated data.
+    evaluations : int
+        Forward evaluations, one per chain and call (all temperatures, warm-up included).
+    """
+
+    latent: np.ndarray
+    log_likelihood: np.ndarray
+    log_posterior: np.ndarray
+    acceptance: np.ndarray
+    warmup_log_likelihood: np.ndarray
+    swap_rate: np.ndarray
+    step_size: np.ndarray
+    kept_latent: torch.Tensor
+    kept_data: torch.Tensor
+    evaluations: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def approach(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, steps: int,
+             learning_rate: float = 0.05) -> torch.Tensor:
+    """Adam on −log π_β from every start: brings dispersed starts near their tempered posteriors.
+
+    Warm-up then forgets these steps (none of them is a draw); dispersed starts
+    that end in different basins are what split R-hat needs to see poor mixing.
+    """
+    latent = start.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([latent], lr=learning_rate)
+    for _ in range(steps):
+        state = posterior.evaluate(latent.detach())
+        gradient = -state.grad_log_target(beta)
+        # a chain whose forward failed stays put rather than moving on a NaN gradient
+        latent.grad = torch.nan_to_num(gradient, nan=0.0, posinf=0.0, neginf=0.0)
+        optimizer.step()
+    return latent.detach()
+
+
+#: how the warm-up estimates each chain's preconditioner Σ
+PRECONDITIONERS = ("gauss-newton", "covariance")
+
+
+def _covariance_factor(draws: torch.Tensor) -> torch.Tensor:
+    """Cholesky factor of the draws' covariance per (S, K), from draws ``(T, S, K, C, n)`` pooled over chains.
+
+    Shrunk towards 10⁻³ I like Stan's; returned per chain, ``(S, K, C, n, n)``.
+    """
+    n_draws = draws.shape[0] * draws.shape[3]
+    pooled = draws.permute(1, 2, 0, 3, 4).reshape(draws.shape[1], draws.shape[2], n_draws, draws.shape[-1])
+    centred = pooled - pooled.mean(dim=2, keepdim=True)
+    covariance = centred.transpose(-1, -2) @ centred / max(n_draws - 1, 1)
+    weight = n_draws / (n_draws + 5.0)
+    identity = torch.eye(draws.shape[-1], dtype=draws.dtype, device=draws.device)
+    covariance = weight * covariance + (1 - weight) * 1e-3 * identity
+    factor = torch.linalg.cholesky(covariance + 1e-9 * identity)
+    return factor[:, :, None].expand(-1, -1, draws.shape[3], -1, -1).clone()
+
+
+def _gauss_newton_factor(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor) -> torch.Tensor:
+    """Per chain, the Cholesky factor of (β JᵀΣ_d⁻¹J + I)⁻¹ at its current point, ``(S, K, C, n, n)``.
+
+    The Gauss-Newton Hessian of −log π_β with the prior's curvature taken as the
+    identity (exact for an N(0, I) latent prior): it scales the proposal to the
+    local width of each chain's basin, which a pooled covariance cannot when
+    chains sit in different basins.
+    """
+    latent = state.latent
+    n_parameters = latent.shape[-1]
+    jacobian = posterior.problem.jacobian(latent.reshape(-1, n_parameters))  # (B, n_data, n), float64
+    weighted = jacobian / posterior.noise_std.double().cpu()[None, :, None]
+    curvature = weighted.transpose(1, 2) @ weighted
+    scale = beta.double().cpu()[None, :, None].expand(latent.shape[:3]).reshape(-1, 1, 1)
+    hessian = scale * curvature + torch.eye(n_parameters, dtype=torch.float64)
+    covariance = torch.linalg.inv(hessian)
+    covariance = 0.5 * (covariance + covariance.transpose(1, 2))
+    return torch.linalg.cholesky(covariance).to(latent).reshape(*latent.shape, n_parameters)
+
+
+def _rescaled_step(log_step: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Keep the proposal's size when Σ changes: ε ← ε·(tr Σ_old / tr Σ_new)^½ (traces averaged over chains)."""
+    old_trace = old.pow(2).sum(dim=(-1, -2)).mean(dim=2)
+    new_trace = new.pow(2).sum(dim=(-1, -2)).mean(dim=2)
+    return log_step + 0.5 * (old_trace.log() - new_trace.log())
+
+
+def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, n_warmup: int,
+                         n_draws: int, thin: int, generator: torch.Generator, monitor=None,
+                         target_acceptance: float = 0.574, initial_step: float = 0.1,
+                         adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton") -> ChainRecord:
+    """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
+
+    Parameters
+    ----------
+    posterior : LatentPosterior
+    start : torch.Tensor, shape (S, K, C, n)
+        Starting points per data set, temperature and chain.
+    beta : torch.Tensor, shape (K,)
+        Inverse temperatures, ``beta[0] == 1``.
+    n_warmup, n_draws : int
+        Adaptive steps, then recorded steps.
+    thin : int
+        Keep every ``thin``-th recorded draw of every β = 1 chain as a candidate.
+    generator : torch.Generator
+    monitor : Monitor, optional
+        Told of every step (acceptance and swap rates, ℓ of the best chain).
+    target_acceptance : float
+        MALA's optimal acceptance is 0.574 (Roberts & Rosenthal 1998).
+    initial_step : float
+        ε at β = 1 before adaptation (hotter replicas start at ε/√β, at most 1).
+    adaptation_rate : float
+        Robbins–Monro gain on log ε per step.
+    preconditioner : {'gauss-newton', 'covariance'}
+        At the end of each warm-up window: each chain's Gauss-Newton posterior
+        covariance at its current point, or the window's draws' covariance
+        pooled over the chains of a temperature (no Jacobians; suits one basin).
+    """
+    n_surveys, n_temperatures, n_chains, n_parameters = start.shape
+    beta = beta.to(start)
+    state = posterior.evaluate(start)
+    log_step = (math.log(initial_step) - 0.5 * beta.log()).clamp(max=0.0).expand(n_surveys, -1).clone()
+    chol = torch.eye(n_parameters).to(start).expand(n_surveys, n_temperatures, n_chains, -1, -1).clone()
+    windows = adaptation_windows(n_warmup)
+    window_draws: list[torch.Tensor] = []
+    warmup_likelihood = np.empty((n_warmup, n_surveys, n_chains))
+    shape = (n_draws, n_surveys, n_chains)
+    record = {"latent": np.empty((*shape, n_parameters)), "log_likelihood": np.empty(shape),
+              "log_posterior": np.empty(shape), "acceptance": np.empty(shape)}
+    swaps = torch.zeros(n_surveys, max(n_temperatures - 1, 0))
+    proposed_swaps = torch.zeros_like(swaps)
+    kept_latent, kept_data = [], []
+    draws_done = 0
+    for step in range(n_warmup + n_draws):
+        state, acceptance = mala_step(posterior, state, beta, log_step, chol, generator)
+        state, swapped = swap_step(state, beta, step % 2, generator)
+        if step < n_warmup:
+            log_step += adaptation_rate * (acceptance.mean(dim=2) - target_acceptance)
+            warmup_likelihood[step] = state.log_likelihood[:, 0].cpu().numpy()
+            for start_step, end_step in windows:
+                if start_step <= step < end_step:
+                    window_draws.append(state.latent.clone())
+                if step == end_step - 1:
+                    new_chol = (_gauss_newton_factor(posterior, state, beta) if preconditioner == "gauss-newton"
+                                else _covariance_factor(torch.stack(window_draws)))
+                    log_step = _rescaled_step(log_step, chol, new_chol)
+                    chol, window_draws = new_chol, []
+        else:
+            draw = step - n_warmup
+            draws_done = draw + 1
+            record["latent"][draw] = state.latent[:, 0].cpu().numpy()
+            record["log_likelihood"][draw] = state.log_likelihood[:, 0].cpu().numpy()
+            record["log_posterior"][draw] = state.log_target(beta)[:, 0].cpu().numpy()
+            record["acceptance"][draw] = acceptance[:, 0].cpu().numpy()
+            seen = ~torch.isnan(swapped)
+            swaps += torch.nan_to_num(swapped).sum(dim=2).cpu()
+            proposed_swaps += seen.sum(dim=2).cpu()
+            if draw % thin == thin - 1:
+                kept_latent.append(state.latent[:, 0].cpu())
+                kept_data.append(state.data[:, 0].cpu())
+        if monitor is not None and _report(monitor, step, n_warmup, acceptance, swapped, state):
+            break
+    # a stop requested by a callback keeps what was drawn
+    record = {name: values[:draws_done] for name, values in record.items()}
+    return ChainRecord(**record, warmup_log_likelihood=warmup_likelihood[:min(step + 1, n_warmup)],
+                       swap_rate=(swaps / proposed_swaps.clamp(min=1)).numpy(),
+                       step_size=log_step.exp().cpu().numpy(),
+                       kept_latent=_chain_major(kept_latent, n_surveys, n_parameters),
+                       kept_data=_chain_major(kept_data, n_surveys, -1), evaluations=posterior.evaluations)
+
+
+def _chain_major(kept: list[torch.Tensor], n_surveys: int, width: int) -> torch.Tensor:
+    """Kept draws ``[(S, C, w)] * D`` as ``(S, C·D, w)``, all of chain 0 first."""
+    if not kept:
+        return torch.empty(n_surveys, 0, max(width, 0))
+    stacked = torch.stack(kept, dim=2)  # (S, C, D, w)
+    return stacked.reshape(n_surveys, -1, stacked.shape[-1])
+
+
+def _report(monitor, step: int, n_warmup: int, acceptance: torch.Tensor, swapped: torch.Tensor,
+            state: ChainState) -> bool:
+    metrics = {"phase": 0.0 if step < n_warmup else 1.0, "acceptance": float(acceptance[:, 0].mean()),
+               "best_chi2": float(-2 * state.log_likelihood[:, 0].max())}
+    if swapped.numel() and not torch.isnan(swapped).all():
+        metrics["swap"] = float(torch.nanmean(swapped))
+    return bool(monitor.step(**metrics))

@@ -1,0 +1,107 @@
+"""The two moves of the sampler: a preconditioned MALA step per replica and replica-exchange swaps.
+
+Both are exact Metropolis–Hastings moves for the tempered targets of :mod:`geoinv.sampling.target`;
+all data sets, temperatures and chains move in one batched call.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .target import ChainState, LatentPosterior
+
+__all__ = ["mala_step", "swap_step"]
+
+
+def _times(chol: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """L v per chain, ``chol`` (S, K, C, n, n) and ``vectors`` (S, K, C, n)."""
+    return (chol @ vectors[..., None])[..., 0]
+
+
+def _preconditioned(chol: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Σ v with Σ = L Lᵀ."""
+    return _times(chol, (chol.transpose(-1, -2) @ vectors[..., None])[..., 0])
+
+
+def _whitened(chol: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """L⁻¹ v."""
+    return torch.linalg.solve_triangular(chol, vectors[..., None], upper=False)[..., 0]
+
+
+def _drift(state: ChainState, beta: torch.Tensor, step: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+    """z + (ε²/2) Σ ∇log π_β(z): the mean of the Langevin proposal from ``state``."""
+    half_h = 0.5 * step.pow(2)[..., None, None]
+    return state.latent + half_h * _preconditioned(chol, state.grad_log_target(beta))
+
+
+def mala_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor, log_step: torch.Tensor,
+              chol: torch.Tensor, generator: torch.Generator) -> tuple[ChainState, torch.Tensor]:
+    """One Metropolis-adjusted Langevin move of every chain.
+
+    Parameters
+    ----------
+    posterior : LatentPosterior
+    state : ChainState
+        Current states ``(S, K, C, ...)``.
+    beta : torch.Tensor, shape (K,)
+        Inverse temperatures.
+    log_step : torch.Tensor, shape (S, K)
+        log ε per data set and temperature.
+    chol : torch.Tensor, shape (S, K, C, n, n)
+        Lower Cholesky factor L of each chain's preconditioner Σ = L Lᵀ (the
+        proposal is z' = z + (ε²/2) Σ ∇log π(z) + ε L ξ).
+    generator : torch.Generator
+        Source of ξ and of the accept draws (CPU).
+
+    Returns
+    -------
+    state : ChainState
+        The new states.
+    acceptance : torch.Tensor, shape (S, K, C)
+        The acceptance probabilities min(1, α) (what step-size adaptation averages).
+    """
+    step = log_step.exp()
+    noise = torch.randn(state.latent.shape, generator=generator).to(state.latent)
+    forward_mean = _drift(state, beta, step, chol)
+    proposed = posterior.evaluate(forward_mean + step[..., None, None] * _times(chol, noise))
+    backward_mean = _drift(proposed, beta, step, chol)
+    reverse = _whitened(chol, state.latent - backward_mean) / step[..., None, None]
+    log_ratio = (proposed.log_target(beta) - state.log_target(beta)
+                 - 0.5 * reverse.pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1))
+    log_ratio = torch.nan_to_num(log_ratio, nan=-torch.inf)
+    uniform = torch.rand(log_ratio.shape, generator=generator).to(log_ratio)
+    accept = uniform.log() < log_ratio
+    return state.where(accept, proposed), log_ratio.clamp(max=0.0).exp()
+
+
+def swap_step(state: ChainState, beta: torch.Tensor, parity: int,
+              generator: torch.Generator) -> tuple[ChainState, torch.Tensor]:
+    """Propose exchanges between neighbouring temperatures (k, k+1) with k of one ``parity``.
+
+    Alternating the parity from step to step (the deterministic even–odd
+    scheme) lets a state travel the whole ladder. A swap is accepted with
+    min(1, exp((β_k − β_{k+1})(ℓ_{k+1} − ℓ_k))).
+
+    Returns
+    -------
+    state : ChainState
+    accepted : torch.Tensor, shape (S, K − 1, C)
+        1 where pair (k, k+1) swapped, 0 where it was proposed and refused,
+        NaN where it was not proposed this step.
+    """
+    n_surveys, n_temperatures, n_chains = state.log_likelihood.shape
+    outcome = torch.full((n_surveys, max(n_temperatures - 1, 0), n_chains), torch.nan)
+    if n_temperatures - 1 <= parity:
+        return state, outcome
+    lower = torch.arange(parity, n_temperatures - 1, 2)
+    upper = lower + 1
+    likelihood = state.log_likelihood
+    log_ratio = (beta[lower] - beta[upper])[:, None] * (likelihood[:, upper] - likelihood[:, lower])
+    log_ratio = torch.nan_to_num(log_ratio, nan=-torch.inf)
+    uniform = torch.rand(log_ratio.shape, generator=generator).to(log_ratio)
+    swap = (uniform.log() < log_ratio).cpu()
+    index = torch.arange(n_temperatures).reshape(1, -1, 1).repeat(n_surveys, 1, n_chains)
+    index[:, lower] = torch.where(swap, upper[None, :, None], lower[None, :, None])
+    index[:, upper] = torch.where(swap, lower[None, :, None], upper[None, :, None])
+    outcome[:, lower] = swap.float()
+    return state.gather(index.to(state.latent.device)), outcome

@@ -1,0 +1,126 @@
+"""The tempered latent posterior a sampler targets, evaluated for every chain in one forward call.
+
+log π_β(z) = log p(z) + β ℓ(z), with ℓ(z) = −½ Σᵢ ((F(z)ᵢ − dᵢ)/σᵢ)² (minus half the χ² misfit) and
+β ∈ (0, 1] the inverse temperature of a replica (β = 1: the posterior).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from ..errors import ConfigError
+from ..problem import InverseProblem
+
+__all__ = ["ChainState", "LatentPosterior"]
+
+
+@dataclass
+class ChainState:
+    """Where every chain is, with what its moves reuse (no second forward call for a swap).
+
+    All tensors have leading dimensions ``(S, K, C)``: data sets, temperatures, chains.
+
+    Attributes
+    ----------
+    latent : torch.Tensor, shape (S, K, C, n)
+    log_likelihood : torch.Tensor, shape (S, K, C)
+        ℓ(z) = −χ²/2 (non-finite where the forward failed).
+    grad_log_likelihood : torch.Tensor, shape (S, K, C, n)
+    log_prior, grad_log_prior : torch.Tensor
+        ``log p(z)`` (up to a constant) and its gradient.
+    data : torch.Tensor, shape (S, K, C, n_data)
+        Simulated data at ``latent`` (problem's data unit).
+    """
+
+    latent: torch.Tensor
+    log_likelihood: torch.Tensor
+    grad_log_likelihood: torch.Tensor
+    log_prior: torch.Tensor
+    grad_log_prior: torch.Tensor
+    data: torch.Tensor
+
+    def log_target(self, beta: torch.Tensor) -> torch.Tensor:
+        """log π_β per chain, ``beta`` of shape ``(K,)``."""
+        return self.log_prior + beta[:, None] * self.log_likelihood
+
+    def grad_log_target(self, beta: torch.Tensor) -> torch.Tensor:
+        return self.grad_log_prior + beta[:, None, None] * self.grad_log_likelihood
+
+    def where(self, mask: torch.Tensor, other: ChainState) -> ChainState:
+        """``other`` where ``mask`` (S, K, C) is true, else this state."""
+        merged = {}
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            shaped = mask.reshape(*mask.shape, *([1] * (mine.ndim - mask.ndim)))
+            merged[item.name] = torch.where(shaped, theirs, mine)
+        return ChainState(**merged)
+
+    def gather(self, index: torch.Tensor) -> ChainState:
+        """Reorder the temperature dimension by ``index`` (S, K, C): replica k takes state ``index[..., k, :]``."""
+        moved = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            shaped = index.reshape(*index.shape, *([1] * (value.ndim - index.ndim)))
+            moved[item.name] = torch.gather(value, 1, shaped.expand_as(value))
+        return ChainState(**moved)
+
+
+class LatentPosterior:
+    """The posterior of a problem's parameters given each observed data set, batched over chains.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        Needs a noise level (the likelihood is Gaussian with ``noise_std``) and a
+        prior with a log-density (``problem.prior``, e.g. a VAE's N(0, I)).
+    target : torch.Tensor, shape (S, n_data)
+        The observed data sets.
+    chunk : int
+        Chains evaluated per forward call (bounds memory; all at once when larger).
+    """
+
+    def __init__(self, problem: InverseProblem, target: torch.Tensor, chunk: int = 256) -> None:
+        if problem.noise_std is None:
+            raise ConfigError("sampling needs each datum's noise level: build the problem with noise_std "
+                              "(or a survey with errors)")
+        if problem.prior is None:
+            raise ConfigError("sampling needs the prior's log-density: the problem has no prior (problem.prior); "
+                              "build it with build_problem/LatentTomography, or set problem.prior to a Prior")
+        self.problem = problem
+        self.target = target.to(problem.device, torch.float32)
+        self.noise_std = problem.noise_std.to(problem.device, torch.float32)
+        self.chunk = int(chunk)
+        #: forward evaluations so far (one per chain and call)
+        self.evaluations = 0
+
+    def evaluate(self, latent: torch.Tensor) -> ChainState:
+        """Log-likelihood, log-prior, their gradients and the data at ``latent`` ``(S, K, C, n)``."""
+        n_surveys, n_parameters = latent.shape[0], latent.shape[-1]
+        per_survey = latent[0].numel() // n_parameters
+        flat = latent.detach().reshape(-1, n_parameters).to(self.problem.device, torch.float32)
+        targets = self.target.repeat_interleave(per_survey, dim=0)
+        parts = [self._evaluate(part, goal) for part, goal in zip(flat.split(self.chunk), targets.split(self.chunk))]
+        self.evaluations += flat.shape[0]
+        values = [torch.cat(column) for column in zip(*parts)]
+        shape = latent.shape[:-1]
+        return ChainState(latent.detach().clone(), values[0].reshape(shape), values[1].reshape(latent.shape),
+                          values[2].reshape(shape), values[3].reshape(latent.shape),
+                          values[4].reshape(*shape, -1))
+
+    def _evaluate(self, latent: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        prior = self.problem.prior
+        assert prior is not None
+        with torch.enable_grad():
+            point = latent.clone().requires_grad_(True)
+            data = self.problem.forward(point)
+            log_likelihood = -0.5 * ((data - target) / self.noise_std).pow(2).sum(dim=1)
+            (grad_likelihood,) = torch.autograd.grad(log_likelihood.sum(), point)
+            point = latent.clone().requires_grad_(True)
+            log_prior = prior.log_density(point)
+            (grad_prior,) = torch.autograd.grad(log_prior.sum(), point)
+        failed = ~(torch.isfinite(log_likelihood) & torch.isfinite(grad_likelihood).all(dim=1))
+        log_likelihood = log_likelihood.detach().masked_fill(failed, -torch.inf)
+        grad_likelihood = grad_likelihood.masked_fill(failed[:, None], 0.0)
+        return log_likelihood, grad_likelihood, log_prior.detach(), grad_prior, data.detach()

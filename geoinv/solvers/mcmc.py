@@ -1,0 +1,217 @@
+"""Latent MCMC: posterior samples of the latent vector by replica-exchange, preconditioned MALA."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+from ..problem import InverseProblem
+from ..sampling.engine import PRECONDITIONERS, approach, run_replica_exchange, temperature_ladder
+from ..sampling.target import LatentPosterior
+from .base import Search, Solutions, Solver, check_n_starts
+
+__all__ = ["LatentMCMC", "LatentMCMCConfig"]
+
+
+@dataclass
+class LatentMCMCConfig:
+    """Settings of :class:`LatentMCMC`.
+
+    Attributes
+    ----------
+    n_chains : int
+        Chains per data set and temperature (≥ 2: R-hat compares chains).
+    n_draws : int
+        Recorded steps per chain after warm-up (each is one batched forward and backward pass).
+    n_warmup : int
+        Adaptive steps before them (step size and preconditioner; not recorded).
+    n_temperatures : int
+        Replicas per chain on the ladder β_k = T_max^(−k/(K−1)); 1 switches replica exchange off.
+    max_temperature : float
+        T_max: the hottest replica sees the likelihood to the power 1/T_max.
+    approach_steps : int
+        Adam steps on −log π_β from the dispersed starts before warm-up (0: none).
+    n_samples : int
+        Posterior draws returned as candidates per data set (thinned evenly from
+        ``n_chains × n_draws``); ``solve(n_candidates=...)`` overrides it.
+    target_acceptance : float
+        MALA acceptance the warm-up aims at (0.574 is optimal for smooth targets).
+    initial_step : float
+        Step size ε at β = 1 before adaptation.
+    preconditioner : {'gauss-newton', 'covariance'}
+        Each chain's Gauss-Newton posterior covariance (β JᵀΣ_d⁻¹J + I)⁻¹ at
+        the end of each warm-up window (3 Jacobians per chain), or the pooled
+        covariance of a window's draws.
+    chunk : int
+        Chains simulated per forward call.
+    seed : int
+        Seed of the starts, proposals and accept draws.
+    progress : bool
+        Progress bar with acceptance and swap rates.
+    """
+
+    n_chains: int = 4
+    n_draws: int = 1000
+    n_warmup: int = 1000
+    n_temperatures: int = 4
+    max_temperature: float = 3.0
+    approach_steps: int = 100
+    n_samples: int = 1000
+    target_acceptance: float = 0.574
+    initial_step: float = 0.1
+    preconditioner: str = "gauss-newton"
+    chunk: int = 256
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name, low in (("n_chains", 2), ("n_draws", 1), ("n_warmup", 0), ("n_temperatures", 1),
+                          ("approach_steps", 0), ("n_samples", 1), ("chunk", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_n_starts(self.n_samples, "n_samples")
+        if not (math.isfinite(self.max_temperature) and self.max_temperature >= 1):
+            raise ConfigError(f"max_temperature must be finite and >= 1, got {self.max_temperature!r}")
+        if not 0 < self.target_acceptance < 1:
+            raise ConfigError(f"target_acceptance must lie in (0, 1), got {self.target_acceptance!r}")
+        if self.preconditioner not in PRECONDITIONERS:
+            raise ConfigError(f"preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
+        if not (math.isfinite(self.initial_step) and self.initial_step > 0):
+            raise ConfigError(f"initial_step must be finite and > 0, got {self.initial_step!r}")
+
+
+class LatentMCMC(Solver):
+    """Posterior sampling in a prior's latent space: replica-exchange, preconditioned MALA.
+
+    Targets log π(z | d) = log p(z) − ½ Σᵢ ((F(z)ᵢ − dᵢ)/σᵢ)² for every data set, with
+    ``n_chains`` chains on each of ``n_temperatures`` rungs of a likelihood-tempering
+    ladder; all chains of all rungs and data sets move in one batched forward and
+    backward call per step. Each step is a Metropolis-adjusted Langevin move
+    (z' = z + (ε²/2) Σ ∇log π + ε L ξ) followed by swaps between neighbouring rungs
+    (even and odd pairs in turn), which carry states between basins. Warm-up adapts
+    ε per rung towards ``target_acceptance`` and estimates the preconditioner Σ from
+    the chains' draws; the recorded steps then run a fixed, exact chain.
+
+    The candidates are ``n_samples`` draws of the β = 1 chains (sorted by misfit,
+    like every solver's); ``Solutions.posterior()`` then gives Monte Carlo
+    posterior maps from all of them, and :func:`geoinv.sampling.mixing` the
+    split R-hat and bulk/tail ESS (the chains are in ``history``).
+
+    Notes
+    -----
+    Starts are prior draws (dispersed, as R-hat needs), moved by ``approach_steps``
+    Adam steps towards their rung's posterior; ``initial=`` gives them instead
+    (``(n_chains, n)``, shared by the rungs, or ``(n_temperatures·n_chains, n)``).
+    Cost: ``n_temperatures × n_chains × (approach_steps + n_warmup + n_draws)``
+    forward and backward evaluations per data set. Needs a noise level and a
+    prior with a log-density (``problem.prior``).
+    """
+
+    name = "latent-mcmc"
+    config_class = LatentMCMCConfig
+
+    def __init__(self, config=None, callbacks=(), *, starter: Solver | None = None, **overrides) -> None:
+        super().__init__(config, callbacks, **overrides)
+        if starter is not None and not isinstance(starter, Solver):
+            raise ConfigError(f"starter must be a geoinv Solver (e.g. LatentSGD), got {type(starter).__name__}")
+        #: a solver whose best candidates start the chains when no ``initial`` is given (None: prior draws)
+        self.starter = starter
+
+    @classmethod
+    def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
+                     epochs: int | None = None, preset: str | None = None) -> Solver:
+        """The sampler with chains started from the best of ``n_starts`` runs of the forward's default optimiser.
+
+        ``preset`` and ``epochs`` go to that optimiser (latent SGD).
+        """
+        from .latent_sgd import LatentSGD
+
+        sampler = cls(seed=seed, progress=progress)
+        starts = max(n_starts, sampler.config.n_chains)
+        sampler.starter = LatentSGD.for_operator(operator, n_starts=starts, seed=seed, progress=progress,
+                                                 epochs=epochs, preset=preset)
+        return sampler
+
+    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+              generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
+        """Sample the posterior of each data set (see :meth:`Solver.solve`).
+
+        With a :attr:`starter` and no ``initial``, the starter runs first and its
+        ``n_chains`` best candidates per data set start the chains (every
+        temperature from the same point); its wall time and acceptance are in
+        ``config['starter']`` and included in ``wall_time``.
+        """
+        if self.starter is None or initial is not None:
+            return super().solve(problem, observed, n_candidates, generator, initial)
+        generator = generator or torch.Generator().manual_seed(self.config.seed)
+        found = self.starter.solve(problem, observed, generator=generator)
+        if found.n_candidates < self.config.n_chains:
+            raise ConfigError(f"the starter returned {found.n_candidates} candidates per data set, fewer than "
+                              f"n_chains = {self.config.n_chains}; ask it for more starts")
+        solutions = super().solve(problem, observed, n_candidates, generator,
+                                  found.parameters[:, :self.config.n_chains])
+        solutions.config["starter"] = {"solver": found.config.get("solver"), "wall_time": found.wall_time,
+                                       "accepted": found.accepted.sum(dim=1).tolist(),
+                                       "n_candidates": found.n_candidates}
+        solutions.wall_time += found.wall_time
+        return solutions
+
+    def check_problem(self, problem: InverseProblem) -> None:
+        LatentPosterior(problem, torch.zeros(1, problem.n_data))  # raises when noise or prior is missing
+
+    def default_starts(self, n_candidates: int | None) -> int:
+        return self.config.n_chains * self.config.n_temperatures
+
+    def search(self, problem: InverseProblem, target: torch.Tensor, starts: torch.Tensor,
+               generator: torch.Generator, n_candidates: int | None) -> Search:
+        """Warm up and run the chains from ``starts``; return thinned β = 1 draws."""
+        config = self.config
+        start = self._replicas(starts).to(problem.device)
+        beta = temperature_ladder(config.n_temperatures, config.max_temperature).to(problem.device)
+        posterior = LatentPosterior(problem, target, config.chunk)
+        if config.approach_steps:
+            start = approach(posterior, start, beta, config.approach_steps)
+        n_samples = check_n_starts(n_candidates or config.n_samples, "n_candidates")
+        total = config.n_chains * config.n_draws
+        if n_samples > total:
+            raise ConfigError(f"{n_samples} samples asked for, but the chains record only n_chains × n_draws = "
+                              f"{total} draws; raise n_draws or ask for fewer samples")
+        thin = total // n_samples
+        with self.monitor("latent MCMC", config.n_warmup + config.n_draws) as monitor:
+            record = run_replica_exchange(posterior, start, beta, config.n_warmup, config.n_draws, thin, generator,
+                                          monitor, config.target_acceptance, config.initial_step,
+                                          preconditioner=config.preconditioner)
+        kept = _evenly(record.kept_latent.shape[1], n_samples)
+        history = {"chain_latent": record.latent, "chain_log_likelihood": record.log_likelihood,
+                   "chain_log_posterior": record.log_posterior, "chain_acceptance": record.acceptance,
+                   "warmup_log_likelihood": record.warmup_log_likelihood, "swap_rate": record.swap_rate,
+                   "step_size": record.step_size, "beta": beta.cpu().numpy(), "thin": thin,
+                   "evaluations": record.evaluations}
+        if record.latent.shape[0] < config.n_draws:
+            warnings.warn(f"sampling stopped after {record.latent.shape[0]} of {config.n_draws} draws",
+                          RuntimeWarning, stacklevel=3)
+        return Search(record.kept_latent[:, kept], history, data=record.kept_data[:, kept],
+                      kind="posterior samples")
+
+    def _replicas(self, starts: torch.Tensor) -> torch.Tensor:
+        """Starts ``(S, R, n)`` as ``(S, K, C, n)``: R = K·C, or R = C shared by the rungs."""
+        n_temperatures, n_chains = self.config.n_temperatures, self.config.n_chains
+        n_surveys, count, n_parameters = starts.shape
+        if count == n_temperatures * n_chains:
+            return starts.reshape(n_surveys, n_temperatures, n_chains, n_parameters)
+        if count == n_chains:
+            return starts[:, None].expand(-1, n_temperatures, -1, -1).clone()
+        raise ConfigError(f"initial must hold n_chains = {n_chains} starts (shared by the temperatures) or "
+                          f"n_temperatures × n_chains = {n_temperatures * n_chains} per data set, got {count}")
+
+
+def _evenly(available: int, wanted: int) -> torch.Tensor:
+    """``wanted`` indices spread evenly over ``range(available)`` (all chains represented)."""
+    if available <= wanted:
+        return torch.arange(available)
+    return torch.linspace(0, available - 1, wanted).round().long()

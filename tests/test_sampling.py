@@ -1,0 +1,181 @@
+"""The latent sampler: exact on a Gaussian posterior, crosses between modes by replica exchange, diagnosed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geoinv import ConfigError, InverseProblem, LatentMCMC, LatentMCMCConfig, Solutions
+from geoinv.prior.base import StandardNormalPrior
+from geoinv.sampling import (
+    MixingWarning,
+    inference_data,
+    interval_coverage,
+    mixing,
+    reliability_curve,
+    swap_step,
+    temperature_ladder,
+)
+from geoinv.sampling.target import ChainState
+
+
+class VectorPrior(StandardNormalPrior):
+    """z ~ N(0, I) decoded as itself: a latent problem with a closed-form posterior."""
+
+    def __init__(self, latent_dim: int) -> None:
+        self._latent_dim = latent_dim
+
+    latent_dim = property(lambda self: self._latent_dim)
+    model_shape = property(lambda self: (1, self._latent_dim))
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent.reshape(-1, 1, self._latent_dim)
+
+
+def latent_problem(forward, n_parameters: int, observed, noise_std) -> InverseProblem:
+    problem = InverseProblem(forward, n_parameters, len(observed),
+                             lambda n, generator=None: torch.randn(n, n_parameters, generator=generator),
+                             observed=observed, noise_std=noise_std, to_model=lambda z: z.reshape(-1, 1, n_parameters))
+    problem.prior = VectorPrior(n_parameters)
+    return problem
+
+
+@pytest.fixture(scope="module")
+def gaussian_case():
+    """Linear forward, N(0, I) prior: posterior N(C Aᵀd/σ², C) with C = (I + AᵀA/σ²)⁻¹."""
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(5, 3, generator=generator)
+    sigma = 0.5
+    observed = matrix @ torch.randn(3, generator=generator) + sigma * torch.randn(5, generator=generator)
+    problem = latent_problem(lambda z: z @ matrix.T, 3, observed, sigma)
+    covariance = torch.linalg.inv(torch.eye(3) + matrix.T @ matrix / sigma**2)
+    mean = covariance @ matrix.T @ observed / sigma**2
+    solutions = LatentMCMC(n_draws=2000, n_warmup=500, n_samples=8000, seed=1).solve(problem)
+    return solutions, mean, covariance
+
+
+def test_gaussian_posterior_mean_and_covariance_match_the_closed_form(gaussian_case):
+    solutions, mean, covariance = gaussian_case
+    samples = torch.as_tensor(solutions.history["chain_latent"][:, 0]).reshape(-1, 3).float()
+    report = mixing(solutions, warn=False)
+    # Monte Carlo standard error of each mean: posterior sd / √ESS
+    standard_error = covariance.diagonal().sqrt() / torch.as_tensor(report.ess_bulk[0]).float().sqrt()
+    assert ((samples.mean(dim=0) - mean).abs() < 4 * standard_error).all()
+    assert torch.allclose(torch.cov(samples.T), covariance, atol=0.15 * covariance.diagonal().max())
+    assert report.rhat.max() < 1.01 and report.ess_bulk.min() > 1000
+    assert 0.4 < report.acceptance[0] < 0.75
+    assert ((report.swap_rate > 0.2) & (report.swap_rate < 0.9)).all()
+
+
+def test_sampler_solutions_are_posterior_samples(gaussian_case, tmp_path):
+    solutions = gaussian_case[0]
+    assert solutions.from_sampler and solutions.config["candidates"] == "posterior samples"
+    assert solutions.n_candidates == 8000
+    posterior = solutions.posterior()
+    assert bool(posterior["from_sampler"].all()) and int(posterior["n_used"][0]) == 8000  # all draws, not accepted
+    levels = posterior["quantile_levels"].tolist()
+    assert levels == pytest.approx([0.05, 0.5, 0.95])
+    low, median, high = posterior["quantiles"][0, :, 0]
+    assert (low < median).all() and (median < high).all()
+    assert torch.allclose(posterior["mean"][0, 0], solutions.parameters[0].mean(dim=0), atol=1e-5)
+    solutions.to_hdf5(tmp_path / "samples.h5")
+    again = Solutions.from_hdf5(tmp_path / "samples.h5")
+    assert again.from_sampler and again.history["chain_latent"].shape == solutions.history["chain_latent"].shape
+
+
+def test_inference_data_for_arviz_round_trips_through_netcdf(gaussian_case, tmp_path):
+    data = inference_data(gaussian_case[0])
+    assert set(data.groups()) >= {"posterior", "sample_stats"}
+    assert dict(data.posterior.sizes) == {"chain": 4, "draw": 2000, "survey": 1, "latent_dim": 3}
+    data.to_netcdf(str(tmp_path / "chains.nc"))
+    import arviz
+
+    again = arviz.from_netcdf(str(tmp_path / "chains.nc"))
+    np.testing.assert_allclose(again.posterior["latent"].values, data.posterior["latent"].values)
+    assert "lp" in again.sample_stats and "acceptance_rate" in again.sample_stats
+
+
+def two_mode_problem() -> InverseProblem:
+    """d = z₀² = 4 with σ = 0.3: modes at z₀ = ±2 behind a barrier of Φ ≈ 89."""
+    return latent_problem(lambda z: torch.stack([z[:, 0] ** 2, z[:, 1]], dim=1), 2, [4.0, 0.0], 0.3)
+
+
+def test_replica_exchange_moves_between_two_separated_modes():
+    start = torch.tensor([[2.0, 0.0]]).repeat(4, 1)  # every chain in the positive mode
+    settings = {"n_draws": 1500, "n_warmup": 300, "approach_steps": 0, "n_samples": 500}
+    alone = LatentMCMC(n_temperatures=1, **settings).solve(two_mode_problem(), initial=start)
+    exchanged = LatentMCMC(n_temperatures=8, max_temperature=300.0, **settings).solve(two_mode_problem(),
+                                                                                      initial=start)
+    negative_alone = (alone.history["chain_latent"][:, 0, :, 0] < 0).mean(axis=0)
+    negative = (exchanged.history["chain_latent"][:, 0, :, 0] < 0).mean(axis=0)
+    assert (negative_alone == 0).all()  # without a ladder no chain crosses the barrier
+    assert ((negative > 0.3) & (negative < 0.7)).all()  # with it every chain spends about half its time there
+
+
+def test_chains_stuck_in_different_modes_raise_a_mixing_warning():
+    start = torch.tensor([[2.0, 0.0], [2.0, 0.0], [-2.0, 0.0], [-2.0, 0.0]])
+    solutions = LatentMCMC(n_temperatures=1, n_draws=300, n_warmup=100, approach_steps=0,
+                           n_samples=100).solve(two_mode_problem(), initial=start)
+    with pytest.warns(MixingWarning, match="have not mixed"):
+        report = mixing(solutions)
+    assert report.rhat.max() > 1.5 and not report.mixed[0]
+    assert "not mixed" in report.summary()
+
+
+def test_swap_between_equal_temperatures_always_exchanges_the_states():
+    latent = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(1, 3, 2, 2)  # (S, K, C, n)
+    state = ChainState(latent, -latent.sum(dim=-1), torch.zeros_like(latent), torch.zeros(1, 3, 2),
+                       torch.zeros_like(latent), latent.clone())
+    swapped, outcome = swap_step(state, torch.ones(3), 0, torch.Generator().manual_seed(0))
+    assert torch.equal(swapped.latent[:, 0], latent[:, 1]) and torch.equal(swapped.latent[:, 1], latent[:, 0])
+    assert torch.equal(swapped.latent[:, 2], latent[:, 2])
+    assert torch.equal(outcome[:, 0], torch.ones(1, 2)) and torch.isnan(outcome[:, 1]).all()
+    assert torch.equal(swapped.data, swapped.latent)  # every field moves with its state
+
+
+def test_temperature_ladder_is_geometric_from_one():
+    ladder = temperature_ladder(4, 8.0)
+    assert torch.allclose(ladder, torch.tensor([1.0, 0.5, 0.25, 0.125]))
+    assert temperature_ladder(1, 8.0).tolist() == [1.0]
+
+
+def test_sampler_refuses_what_it_cannot_sample():
+    problem = two_mode_problem()
+    problem.noise_std = None
+    with pytest.raises(ConfigError, match="noise"):
+        LatentMCMC().solve(problem)
+    no_prior = two_mode_problem()
+    no_prior.prior = None
+    with pytest.raises(ConfigError, match=r"problem\.prior"):
+        LatentMCMC().solve(no_prior)
+    with pytest.raises(ConfigError, match="n_chains"):
+        LatentMCMCConfig(n_chains=1)
+    with pytest.raises(ConfigError, match="preconditioner"):
+        LatentMCMCConfig(preconditioner="newton")
+    with pytest.raises(ConfigError, match="initial must hold"):
+        LatentMCMC(n_draws=2, n_warmup=0).solve(two_mode_problem(), initial=torch.zeros(3, 2))
+    with pytest.raises(ConfigError, match="raise n_draws"):
+        LatentMCMC(n_draws=2, n_warmup=0, approach_steps=0).solve(two_mode_problem(), n_candidates=100)
+
+
+def test_interval_coverage_is_nominal_for_draws_of_the_truths_distribution():
+    generator = np.random.default_rng(0)
+    truths = generator.normal(size=(2000, 3))
+    draws = generator.normal(size=(4000, 3))
+    covered = np.stack([interval_coverage(draws, truth, 0.9) for truth in truths])
+    assert covered.mean() == pytest.approx(0.9, abs=0.02)
+    with pytest.raises(ConfigError, match="level"):
+        interval_coverage(draws, truths[0], 90)
+
+
+def test_reliability_curve_of_calibrated_and_overconfident_probabilities():
+    generator = np.random.default_rng(1)
+    probability = generator.uniform(size=200_000)
+    outcome = generator.uniform(size=probability.size) < probability
+    calibrated = reliability_curve(probability, outcome)
+    assert np.nanmax(np.abs(calibrated["observed"] - calibrated["predicted"])) < 0.02
+    assert calibrated["count"].sum() == probability.size
+    overconfident = reliability_curve(np.where(probability > 0.5, 1.0, 0.0), outcome)
+    assert overconfident["observed"][-1] == pytest.approx(0.75, abs=0.01)  # "certain" cells are channels 3/4
+    assert np.isnan(overconfident["observed"][3])  # empty bins say so
