@@ -3,6 +3,7 @@
 The public API is re-exported here; see the README for a tour.
 """
 
+from . import sampling as sampling
 from ._version import __version__
 from .batch import BatchSettings, run_batch
 from .core import build_problem, default_latent_sgd, default_refinement, invert, make_solver
@@ -71,9 +72,9 @@ __all__ = [
     "Grid2D",
     "GridError",
     "InverseProblem",
-    "LatentModelling",
     "LatentMCMC",
     "LatentMCMCConfig",
+    "LatentModelling",
     "LatentSGD",
     "LatentSGDConfig",
     "LatentTomography",

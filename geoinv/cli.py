@@ -177,9 +177,29 @@ def _cmd_invert(args: argparse.Namespace) -> None:
     solutions = invert_file(args.survey, args.output, args.forward, args.solver, args.starts, args.seed,
                             args.preset, args.vae, not args.quiet, args.epochs, args.velocities,
                             refine=not args.no_refine, absolute_error=args.absolute_error,
-                            relative_error=args.relative_error, overwrite=args.overwrite)
+                            relative_error=args.relative_error, overwrite=args.overwrite,
+                            solver_settings=_sampler_settings(args))
     print(solutions.summary())
+    if solutions.from_sampler:
+        from .sampling import mixing
+
+        report = mixing(solutions, warn=False)
+        print(report.summary())
+        if not report.mixed.all():
+            print("the chains have not mixed: the maps are not yet posterior maps; run longer (--draws), or with "
+                  "more --starts so that the chains start in the basins that fit")
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
+
+
+def _sampler_settings(args: argparse.Namespace) -> dict:
+    """``--samples`` and ``--chains`` as settings of a sampling solver (refused for optimisers)."""
+    pairs = (("n_samples", args.samples), ("n_chains", args.chains), ("n_draws", args.draws),
+             ("n_warmup", args.draws))
+    settings = {name: value for name, value in pairs if value is not None}
+    if settings and args.solver != "latent-mcmc":
+        raise ConfigError(f"--samples, --chains and --draws set a sampler (--solver latent-mcmc), not "
+                          f"{args.solver!r}")
+    return settings
 
 
 def _cmd_batch(args: argparse.Namespace) -> None:
@@ -268,7 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--velocities", type=_velocities, help=velocity_help)
     invert.add_argument("--no-refine", action="store_true",
                         help="skip refining the best models beyond the prior (geoinv.RefineConfig)")
-    invert.add_argument("--starts", type=STARTS, default=20, help=STARTS_HELP)
+    invert.add_argument("--starts", type=STARTS, default=20, help=STARTS_HELP + "; latent-mcmc: starts of the "
+                        "optimiser whose best candidates start the chains")
+    invert.add_argument("--samples", type=STARTS, help="latent-mcmc: posterior draws kept for the maps (default 1000)")
+    invert.add_argument("--chains", type=_integer(2, 1024), help="latent-mcmc: chains (default 4)")
+    invert.add_argument("--draws", type=_integer(1, 1_000_000), help="latent-mcmc: steps per chain after a "
+                        "warm-up of as many (default 1000)")
     invert.add_argument("--seed", type=SEED, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
     invert.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")

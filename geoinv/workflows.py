@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from .errors import ConfigError
 from .forward import forward as build_forward
 from .grid import Grid2D
 from .petrophysics import FaciesVelocity
-from .solvers import ACCEPTANCE, Solutions
+from .solvers import ACCEPTANCE, Solutions, Solver
 from .survey import Survey
 from .units import ns_to_s, s_to_ns
 
@@ -184,14 +184,15 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
                 progress: bool = True, epochs: int | None = None,
                 petrophysics: FaciesVelocity | None = None, refine: bool = True,
                 absolute_error: float | None = None, relative_error: float | None = None,
-                overwrite: bool | None = None) -> Solutions:
+                overwrite: bool | None = None, solver_settings: dict | None = None) -> Solutions:
     """Invert the traveltimes of a survey file (``.h5`` or pyGIMLi ``.sgt``); write results (``.h5``) and a
     figure (``.png``).
 
     The output paths are checked before any work; the grid comes from the file
     (default, and for ``.sgt`` files: the reference crosshole grid). ``absolute_error`` (s) and
     ``relative_error`` are the error model of ``.sgt`` files without an ``err`` column; ``overwrite``
-    False refuses an existing results file (None replaces it).
+    False refuses an existing results file (None replaces it). ``solver_settings`` replace single fields
+    of the solver's config (e.g. ``{"n_samples": 2000}`` for ``latent-mcmc``).
     """
     from .io import read_survey, write_result
     from .plot import inversion_figure
@@ -208,12 +209,24 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     operator = build_forward(forward_name, grid=grid, survey=survey)
     method = make_solver(solver_name, operator, n_starts=n_starts, seed=seed, progress=progress,
                          epochs=epochs, preset=preset)
-    solutions = invert(survey, prior, operator, method, petrophysics, n_candidates=n_starts,
+    if solver_settings:
+        method.config = configured(method, solver_settings)
+    solutions = invert(survey, prior, operator, method, petrophysics,
+                       n_candidates=method.candidates_for(n_starts),
                        refine="default" if refine else None)
     write_result(output, solutions, survey, grid)
     inversion_figure(grid, solutions, output.with_suffix(".png"), survey=survey,
                      title=f"{solver_name}, {forward_name} forward")
     return solutions
+
+
+def configured(method: Solver, settings: dict):
+    """``method``'s config with ``settings`` replaced; a :class:`ConfigError` names a setting it does not have."""
+    names = {item.name for item in fields(method.config)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise ConfigError(f"the {method.name} solver has no setting(s) {unknown}; its settings are {sorted(names)}")
+    return replace(method.config, **settings)
 
 
 #: the name of :func:`invert_file` before geoinv 0.2 (kept as an alias)

@@ -120,3 +120,26 @@ def test_invert_a_pygimli_file_with_the_latent_gauss_newton_solver(tmp_path, cap
     assert main([*arguments, "--absolute-error", "2.5e-10"]) == 0
     solutions = Solutions.from_hdf5(tmp_path / "result.h5")
     assert solutions.config["solver"] == "latent-gauss-newton" and solutions.n_candidates == 1
+
+
+def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
+    grid, survey = Grid2D.crosshole(), Survey.crosshole()
+    with torch.no_grad():
+        truth = default_vae().decode(torch.randn(1, 20, generator=torch.Generator().manual_seed(4)))
+        times = StraightRay(grid, survey)(FaciesVelocity().slowness(truth.double()))[0].numpy()
+    write_survey(tmp_path / "field.h5", survey.with_data(times, 0.25e-9), grid, time_unit="ns")
+    output = tmp_path / "samples.h5"
+    arguments = ["invert", str(tmp_path / "field.h5"), "--solver", "latent-mcmc", "--starts", "3", "--epochs", "1",
+                 "--chains", "2", "--draws", "12", "--samples", "16", "--no-refine", "--quiet",
+                 "--output", str(output)]
+    optimiser = ["latent-sgd" if word == "latent-mcmc" else word for word in arguments]
+    assert main(optimiser) == 2  # sampler options are refused for an optimiser
+    assert "--solver latent-mcmc" in capsys.readouterr().err
+    assert main(arguments) == 0
+    assert "R-hat max" in capsys.readouterr().out
+    solutions = Solutions.from_hdf5(output)
+    assert solutions.from_sampler and solutions.n_candidates == 16
+    assert solutions.history["chain_latent"].shape == (12, 1, 2, 20)
+    assert solutions.config["starter"]["solver"] == "latent-sgd"
+    with h5py.File(output) as handle:
+        assert bool(handle["solutions/posterior/from_sampler"][0])

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, GeoinvWarning
 
-__all__ = ["MixingReport", "MixingWarning", "RHAT_LIMIT", "inference_data", "mixing"]
+__all__ = ["RHAT_LIMIT", "MixingReport", "MixingWarning", "inference_data", "mixing"]
 
 #: split R-hat above this on any coordinate means the chains disagree (Vehtari et al. 2021 advise 1.01
 #: for final results; 1.05 is the issue's bar for a 10-minute run)
@@ -24,7 +24,7 @@ RHAT_LIMIT = 1.05
 ESS_LIMIT = 100
 
 
-class MixingWarning(UserWarning):
+class MixingWarning(GeoinvWarning):
     """The chains have not mixed (R-hat too high or ESS too low): the maps are not yet posterior maps."""
 
 

@@ -10,7 +10,7 @@ Metropolis–Hastings chain for every temperature.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ import torch
 from .moves import mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
-__all__ = ["PRECONDITIONERS", "ChainRecord", "adaptation_windows", "approach", "run_replica_exchange", "temperature_ladder"]
+__all__ = ["PRECONDITIONERS", "ChainRecord", "adaptation_windows", "approach", "run_replica_exchange",
+           "temperature_ladder"]
 
 #: where covariance windows start and end, as fractions of the warm-up
 _WINDOWS = ((0.15, 0.35), (0.35, 0.6), (0.6, 0.9))
@@ -70,7 +71,6 @@ class ChainRecord:
     kept_latent: torch.Tensor
     kept_data: torch.Tensor
     evaluations: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def approach(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, steps: int,

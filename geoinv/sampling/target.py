@@ -97,7 +97,7 @@ class LatentPosterior:
 
     def evaluate(self, latent: torch.Tensor) -> ChainState:
         """Log-likelihood, log-prior, their gradients and the data at ``latent`` ``(S, K, C, n)``."""
-        n_surveys, n_parameters = latent.shape[0], latent.shape[-1]
+        n_parameters = latent.shape[-1]
         per_survey = latent[0].numel() // n_parameters
         flat = latent.detach().reshape(-1, n_parameters).to(self.problem.device, torch.float32)
         targets = self.target.repeat_interleave(per_survey, dim=0)

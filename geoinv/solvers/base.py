@@ -14,7 +14,8 @@ from ..errors import ConfigError
 from ..problem import InverseProblem
 from .callbacks import Monitor, ProgressBar
 
-__all__ = ["ACCEPTANCE", "CANDIDATE_KINDS", "MAX_STARTS", "Search", "Solutions", "Solver", "check_initial", "check_n_starts"]
+__all__ = ["ACCEPTANCE", "CANDIDATE_KINDS", "MAX_STARTS", "Search", "Solutions", "Solver", "check_initial",
+           "check_n_starts"]
 
 #: the most starts (candidates) per data set a solve may ask for: each is decoded as a full model
 MAX_STARTS = 100_000
@@ -277,6 +278,8 @@ class Solver:
     #: the search starts from points (prior draws, or ``initial=``); False for solvers that map data to
     #: candidates directly (trained inverse networks, a smoothness inversion)
     takes_starts: bool = True
+    #: the candidates are posterior draws (their number is the sample count, not a number of starts)
+    samples: bool = False
 
     def __init__(self, config=None, callbacks=(), **overrides) -> None:
         if config is None:
@@ -303,6 +306,14 @@ class Solver:
         if preset is not None or epochs is not None:
             raise ConfigError(f"preset and epochs apply to latent-sgd only, not to {cls.name!r}")
         return cls(seed=seed, progress=progress)
+
+    def candidates_for(self, n_starts: int) -> int | None:
+        """``n_candidates`` for a caller that was given a number of starts (``--starts``).
+
+        The starts themselves for optimisers; None for samplers, which return
+        their configured sample count and spend the starts on their starter.
+        """
+        return None if self.samples else n_starts
 
     def fit(self, problem: InverseProblem, **kwargs) -> Solver:
         """Prepare the solver for ``problem`` (nothing to do by default)."""

@@ -114,6 +114,7 @@ class LatentMCMC(Solver):
 
     name = "latent-mcmc"
     config_class = LatentMCMCConfig
+    samples = True
 
     def __init__(self, config=None, callbacks=(), *, starter: Solver | None = None, **overrides) -> None:
         super().__init__(config, callbacks, **overrides)
