@@ -175,7 +175,7 @@ def invert_panel(panel: CampaignSurvey, settings: BatchSettings) -> dict:
         solver = make_solver(settings.solver, operator, n_starts=settings.n_starts, seed=settings.seed,
                              epochs=settings.epochs, preset=settings.preset)
         record["solutions"] = invert(panel.survey, prior, operator, solver, panel.petrophysics,
-                                     n_candidates=settings.n_starts,
+                                     n_candidates=solver.candidates_for(settings.n_starts),
                                      refine="default" if settings.refine else None)
         record.update(status="done", grid=grid)
     except GeoinvError as exc:

@@ -202,7 +202,11 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def _cmd_batch(args: argparse.Namespace) -> None:
+#: exit status of a batch that finished with failed panels
+PANELS_FAILED = 3
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
     from .batch import BatchSettings, run_batch
 
     settings = BatchSettings(solver=args.solver, forward=args.forward, n_starts=args.starts, seed=args.seed,
@@ -214,6 +218,11 @@ def _cmd_batch(args: argparse.Namespace) -> None:
                         replace_output=args.replace_output, progress=not args.quiet)
     print("\n".join(summary.lines()))
     print(f"wrote {args.output}")
+    if summary.failed:
+        print(f"geoinv: {len(summary.failed)} panel(s) failed (listed above); exit status {PANELS_FAILED}",
+              file=sys.stderr)
+        return PANELS_FAILED
+    return 0
 
 
 def _cmd_survey_info(args: argparse.Namespace) -> None:
@@ -392,15 +401,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``geoinv`` command; returns the exit status.
 
     0 success; 2 bad input (a geoinv error, a file-system error, or argparse's
-    usage error), with one message and no traceback; 1 an unexpected error
-    (a bug: rerun with ``--debug`` for the traceback); 130/143 interrupted by
-    SIGINT/SIGTERM, after cleaning up temporary files.
+    usage error), with one message and no traceback; 3 a batch finished but
+    some panels failed (the others' results are written; the failures are
+    listed); 1 an unexpected error (a bug: rerun with ``--debug`` for the
+    traceback); 130/143 interrupted by SIGINT/SIGTERM, after cleaning up
+    temporary files.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         with interruptible():
-            args.func(args)
+            status = args.func(args) or 0
             check()  # a signal swallowed on the way still ends the run as interrupted
     except GeoinvError as exc:
         return _fail(args, f"error: {exc}", 2)
@@ -414,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # no raw traceback reaches a user unless asked for
         return _fail(args, f"internal error: {type(exc).__name__}: {exc}. This is a bug in geoinv: rerun "
                      "with --debug for the traceback and report it", 1)
-    return 0
+    return status
 
 
 def _fail(args: argparse.Namespace, message: str, status: int) -> int:

@@ -259,3 +259,16 @@ def test_invert_refuses_to_replace_an_existing_figure(tmp_path):
     with pytest.raises(geoinv.ConfigError, match=r"result\.png' exists; pass --overwrite"):
         check_output(tmp_path / "result.h5", (".h5",), overwrite=False, figure=tmp_path / "result.png")
     assert check_output(tmp_path / "result.h5", (".h5",), overwrite=True, figure=tmp_path / "result.png")
+
+
+def test_a_batch_with_failed_panels_exits_with_status_3(tmp_path, panels, prior_path, capsys):
+    from geoinv.cli import PANELS_FAILED, main
+
+    bad = CampaignSurvey("wide", panels[2].survey, Grid2D((16, 14), 0.5))  # wider than the prior's canvas
+    campaign_path = write_campaign(tmp_path / "campaign.h5", [bad])
+    status = main(["batch", str(campaign_path), str(tmp_path / "results.h5"), "--vae", prior_path,
+                   "--workers", "1", "--starts", "2", "--epochs", "1", "--no-refine", "--quiet"])
+    assert status == PANELS_FAILED == 3
+    captured = capsys.readouterr()
+    assert "failed wide" in captured.out and "1 panel(s) failed" in captured.err
+    assert read_batch_results(tmp_path / "results.h5")["wide"]["status"] == "failed"  # still recorded
