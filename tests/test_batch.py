@@ -77,6 +77,20 @@ def test_campaign_files_round_trip_and_name_the_bad_survey(tmp_path, panels):
     assert "sources[0] at (x=40 m" in campaign.problems["P05"]
 
 
+@pytest.mark.parametrize(("petrophysics", "message"), [
+    ({"channel_velocity": 0.06, "matrix_velocity": 0.08}, "has no 'unit'"),
+    ({"channel_velocity": 0.06, "matrix_velocity": 0.08, "unit": "m/s"}, "is the unit right"),
+    ({"channel_velocity": 6e8, "matrix_velocity": 8e7, "unit": "m/s"}, "light in vacuum"),
+])
+def test_campaign_petrophysics_need_a_unit_and_physical_velocities(tmp_path, panels, petrophysics, message):
+    path = write_campaign(tmp_path / "campaign.h5", panels[:2])
+    with h5py.File(path, "a") as handle:
+        handle["surveys/P02"].attrs["petrophysics"] = json.dumps(petrophysics)
+    campaign = read_campaign(path)
+    assert campaign.names == ["P01"]  # the bad panel is reported, the good one kept
+    assert message in campaign.problems["P02"] and "P02" in campaign.problems["P02"]
+
+
 def test_single_survey_files_read_as_one_survey_campaigns_and_truncated_files_are_refused(tmp_path, panels):
     geoinv.write_survey(tmp_path / "one.h5", panels[0].survey, panels[0].grid)
     campaign = read_campaign(tmp_path / "one.h5")

@@ -91,17 +91,35 @@ def _petrophysics_dict(petrophysics: FaciesVelocity | None) -> dict | None:
             "unit": "m/s", "interpolation": petrophysics.interpolation}
 
 
+#: velocities (m/s) a panel's petrophysics may state: slower than any wave in rock, or faster than light,
+#: means a unit mix-up (0.06 labelled m/s is 0.06 m/ns)
+PHYSICAL_VELOCITY_RANGE = (10.0, 299_792_458.0)
+
+
 def _petrophysics_from(text, label: str) -> FaciesVelocity | None:
     if text is None:
         return None
     try:
         values = json.loads(text)
-        velocity_factor(values.get("unit", "m/s"), f"{label}: petrophysics unit")
-        return FaciesVelocity(float(values["channel_velocity"]), float(values["matrix_velocity"]),
-                              unit=values.get("unit", "m/s"), interpolation=values.get("interpolation", "velocity"))
+        if "unit" not in values:
+            raise FileFormatError(f"{label}: the petrophysics JSON has no 'unit'; add \"unit\": \"m/ns\" or "
+                                  f"\"unit\": \"m/s\" (the values {text!r} cannot be read without it)")
+        factor = velocity_factor(values["unit"], f"{label}: petrophysics unit")
+        petrophysics = FaciesVelocity(float(values["channel_velocity"]), float(values["matrix_velocity"]),
+                                      unit=values["unit"], interpolation=values.get("interpolation", "velocity"))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, FileFormatError):
+            raise
         raise FileFormatError(f"{label}: attribute petrophysics must be JSON with channel_velocity, "
                               f"matrix_velocity and unit ('m/s' or 'm/ns'), got {text!r} ({exc})") from exc
+    slowest, fastest = PHYSICAL_VELOCITY_RANGE
+    for name in ("channel_velocity", "matrix_velocity"):
+        velocity = getattr(petrophysics, name)
+        if not slowest <= velocity <= fastest:
+            raise FileFormatError(f"{label}: petrophysics {name} = {float(values[name]):g} {values['unit']} is "
+                                  f"{velocity:.3g} m/s, outside {slowest:g}–{fastest:.4g} m/s (light in vacuum); "
+                                  f"is the unit right? (factor {factor:g} to m/s)")
+    return petrophysics
 
 
 def write_campaign(path, surveys: list[CampaignSurvey], time_unit: str = "s") -> Path:
