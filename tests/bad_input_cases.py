@@ -793,6 +793,17 @@ def _(tmp):
     return ["make-ti", str(tmp / "ti.h5"), "--rows", "10000000", "--cols", "10000000"], []
 
 
+@cli_case("make-ti --width wider than the image", r"quarter of the image")
+def _(tmp):
+    return ["make-ti", str(tmp / "ti.h5"), "--rows", "200", "--cols", "200", "--width", "10000"], []
+
+
+@cli_case("make-ti settings that cannot reach the proportion", r"cannot make the asked proportion")
+def _(tmp):
+    return ["make-ti", str(tmp / "ti.h5"), "--rows", "200", "--cols", "200", "--width", "40",
+            "--proportion", "0.01"], []
+
+
 @cli_case("make-ti to an unknown suffix", r"suffix")
 def _(tmp):
     return ["make-ti", str(tmp / "ti.jpg"), "--rows", "50", "--cols", "50"], []
