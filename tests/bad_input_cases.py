@@ -179,6 +179,22 @@ def _(tmp):
     read(survey_file(tmp, pairs=reference_arrays()["pairs"] + 0.5))
 
 
+@case("boolean pairs", "files", r"pairs must hold integer.*bool")
+def _(tmp):
+    read(survey_file(tmp, pairs=np.ones((625, 2), dtype=bool)))
+
+
+@case("pairs stored as text", "files", r"pairs must hold integer")
+def _(tmp):
+    read(survey_file(tmp, pairs=reference_arrays()["pairs"].astype("S4")))
+
+
+@case("traveltimes stored as float16", "files", r"float16.*float32")
+def _(tmp):
+    read(survey_file(tmp, traveltimes=reference_arrays()["traveltimes"].astype(np.float16) * 1e9,
+                     errors=np.full(625, 0.25, dtype=np.float32), attrs={"time_unit": "ns"}))
+
+
 @case("NaN in sources", "files", r"sources.*NaN")
 def _(tmp):
     sources = reference_arrays()["sources"].copy()

@@ -172,7 +172,15 @@ def read_survey_group(root, label: str, velocity_range=RADAR_VELOCITY_RANGE) -> 
         for name in ("traveltimes", "errors"):
             if name in fields:
                 check_real_dtype(fields[name], name, SurveyError)
+                if np.asarray(fields[name]).dtype == np.float16:
+                    raise SurveyError(f"{name} are stored as float16, which keeps 3 significant digits (about "
+                                      "0.1 ns at 100 ns): store them as float32 or float64")
                 fields[name] = np.asarray(fields[name], dtype=float) * scale
+        for name in ("sources", "receivers"):
+            check_real_dtype(fields[name], name, SurveyError)
+        if np.asarray(fields["pairs"]).dtype.kind not in "iu":
+            raise SurveyError(f"pairs must hold integer (source, receiver) indices, got dtype "
+                              f"{np.asarray(fields['pairs']).dtype}; store them as int64")
         survey = Survey(**fields)
         grid = None
         if grid_attrs is not None:
