@@ -97,3 +97,38 @@ def test_patch_sampler_keeps_heldout_rows_apart(image):
 def test_patch_sampler_rejects_patches_that_do_not_fit(image):
     with pytest.raises(ConfigError, match="does not fit"):
         PatchSampler(image, (290, 24), holdout_fraction=0.1)
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header states ``width × height`` grey pixels and that holds no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".npy"])
+def test_image_headers_stating_huge_sizes_are_refused_before_decoding(tmp_path, suffix):
+    """A 62 kB PNG took 4.8 GB before it was refused; the header's size is now checked first. Read in a
+    child process under a 2 GB address-space limit, so a regression fails instead of taking the memory."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"bomb{suffix}"
+    if suffix == ".png":
+        _png_header_only(path, 12_000, 12_000)
+    else:
+        with open(path, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False,
+                                                          "shape": (12_000, 12_000)})
+    program = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+               "import geoinv\nfrom geoinv.prior.images import read_image\n"
+               "try:\n    read_image(sys.argv[1])\nexcept geoinv.FileFormatError as exc:\n"
+               "    print('refused:', exc); sys.exit(0)\nsys.exit(3)")
+    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"refused: bomb{suffix}" in done.stdout and "1.44e+08" in done.stdout

@@ -183,11 +183,26 @@ def _check_facies(binary: np.ndarray, path: Path, polarity: str, defaulted: bool
             GeoinvWarning, stacklevel=3)
 
 
+def _check_declared_size(path: Path, shape) -> None:
+    """Refuse an image whose header states more pixels than geoinv generates, before it is decoded."""
+    from .channels import MAX_IMAGE_PIXELS
+
+    pixels = int(np.prod([int(n) for n in shape], dtype=np.float64))
+    if pixels > MAX_IMAGE_PIXELS:
+        raise FileFormatError(f"{path.name}: its header states {tuple(int(n) for n in shape)} = {pixels:.3g} "
+                              f"values, more than {MAX_IMAGE_PIXELS:.0e} (geoinv.prior.channels.MAX_IMAGE_PIXELS; "
+                              "a 2500 × 2500 image has 6.25e6); crop or downsample it first")
+
+
 def _read_raw(path: Path, kind: str) -> np.ndarray:
-    """The file's values as an array, low = dark (0 … 255 for PNG)."""
+    """The file's values as an array, low = dark (0 … 255 for PNG); sizes are checked before decoding."""
     try:
         if kind == "png":
             import matplotlib.image as mpimg
+            from PIL import Image
+
+            with Image.open(path) as header:  # reads the header only
+                _check_declared_size(path, (*header.size, len(header.getbands())))
 
             data = mpimg.imread(path)
             if data.ndim == 3:
@@ -200,6 +215,11 @@ def _read_raw(path: Path, kind: str) -> np.ndarray:
             if data.dtype.kind == "f":
                 data = np.round(data * 255)
         elif kind == "npy":
+            with open(path, "rb") as handle:  # the header's shape, before any data is read
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                _check_declared_size(path, read_header(handle)[0])
             data = np.load(path, allow_pickle=False)
         elif kind == "hdf5":
             import h5py
@@ -207,6 +227,7 @@ def _read_raw(path: Path, kind: str) -> np.ndarray:
             with h5py.File(path, "r") as handle:
                 if "image" not in handle:
                     raise FileFormatError(f"{path.name}: no dataset named 'image'")
+                _check_declared_size(path, handle["image"].shape)
                 data = handle["image"][()]
         elif kind == "gslib":
             data = _read_gslib(path)
