@@ -77,6 +77,10 @@ class InverseProblem:
         model space (``pygimli-smooth``).
     petrophysics : geoinv.FaciesVelocity, optional
         The facies → slowness map of a tomography problem.
+    log_prior : callable, optional
+        ``log_prior(x) -> (B,)``: the prior's log-density up to a constant,
+        differentiable (samplers need it); default: the latent prior's
+        (:attr:`prior`), where the problem has one.
 
     Notes
     -----
@@ -90,7 +94,7 @@ class InverseProblem:
                  data_unit: str = "", *, forward_takes_index: bool = False, training_data=None,
                  inverse_targets=None, regularizer: Callable | None = None, device="cpu",
                  model_forward: Callable | None = None, model_jacobian: Callable | None = None,
-                 operator=None, petrophysics=None) -> None:
+                 operator=None, petrophysics=None, log_prior: Callable | None = None) -> None:
         if int(n_parameters) < 1 or int(n_data) < 1:
             raise ConfigError("n_parameters and n_data must be >= 1")
         self._forward = forward
@@ -116,6 +120,7 @@ class InverseProblem:
         self.noise_std = None if noise_std is None else self._check_noise(noise_std)
         #: the generative prior of a latent problem (None for others)
         self.prior: Prior | None = None
+        self._log_prior = log_prior
 
     # -- validation -------------------------------------------------------------
     def _per_parameter(self, value, name: str) -> torch.Tensor:
@@ -338,6 +343,20 @@ class InverseProblem:
             std = torch.as_tensor(noise_std, dtype=clean.dtype).to(clean.device)
             noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
             return clean + std * noise.to(clean.device)
+
+    @property
+    def has_log_prior(self) -> bool:
+        """Whether :meth:`log_prior` is defined (given, or the latent prior's)."""
+        return self._log_prior is not None or self.prior is not None
+
+    def log_prior(self, parameters: torch.Tensor) -> torch.Tensor:
+        """Log-density of the prior at a batch of parameter vectors ``(B, n)``, up to a constant, ``(B,)``."""
+        if self._log_prior is not None:
+            return self._log_prior(parameters)
+        if self.prior is not None:
+            return self.prior.log_density(parameters)
+        raise ConfigError(f"the problem {self.name!r} has no prior log-density: build it with log_prior= (or a "
+                          "latent prior); a prior with discrete parameters cannot be sampled by gradients")
 
     def with_observed(self, observed, noise_std=None) -> InverseProblem:
         """A copy of this problem holding other observed data (and optionally another noise level)."""

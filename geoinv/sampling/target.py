@@ -74,7 +74,8 @@ class LatentPosterior:
     ----------
     problem : InverseProblem
         Needs a noise level (the likelihood is Gaussian with ``noise_std``) and a
-        prior with a log-density (``problem.prior``, e.g. a VAE's N(0, I)).
+        prior log-density (:meth:`InverseProblem.log_prior`: given, or the latent
+        prior's, e.g. a VAE's N(0, I)).
     target : torch.Tensor, shape (S, n_data)
         The observed data sets.
     chunk : int
@@ -85,9 +86,9 @@ class LatentPosterior:
         if problem.noise_std is None:
             raise ConfigError("sampling needs each datum's noise level: build the problem with noise_std "
                               "(or a survey with errors)")
-        if problem.prior is None:
-            raise ConfigError("sampling needs the prior's log-density: the problem has no prior (problem.prior); "
-                              "build it with build_problem/LatentTomography, or set problem.prior to a Prior")
+        if not problem.has_log_prior:
+            raise ConfigError(f"sampling needs the prior's log-density: the problem {problem.name!r} has none; "
+                              "build it with log_prior= (or from a latent prior: build_problem, LatentTomography)")
         self.problem = problem
         self.target = target.to(problem.device, torch.float32)
         self.noise_std = problem.noise_std.to(problem.device, torch.float32)
@@ -110,15 +111,13 @@ class LatentPosterior:
                           values[4].reshape(*shape, -1))
 
     def _evaluate(self, latent: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        prior = self.problem.prior
-        assert prior is not None
         with torch.enable_grad():
             point = latent.clone().requires_grad_(True)
             data = self.problem.forward(point)
             log_likelihood = -0.5 * ((data - target) / self.noise_std).pow(2).sum(dim=1)
             (grad_likelihood,) = torch.autograd.grad(log_likelihood.sum(), point)
             point = latent.clone().requires_grad_(True)
-            log_prior = prior.log_density(point)
+            log_prior = self.problem.log_prior(point)
             (grad_prior,) = torch.autograd.grad(log_prior.sum(), point)
         failed = ~(torch.isfinite(log_likelihood) & torch.isfinite(grad_likelihood).all(dim=1))
         log_likelihood = log_likelihood.detach().masked_fill(failed, -torch.inf)

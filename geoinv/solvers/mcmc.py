@@ -106,7 +106,8 @@ class LatentMCMC(Solver):
     -----
     Starts are prior draws (dispersed, as R-hat needs), moved by ``approach_steps``
     Adam steps towards their rung's posterior; ``initial=`` gives them instead
-    (``(n_chains, n)``, shared by the rungs, or ``(n_temperatures·n_chains, n)``).
+    (``n_chains`` of them: one per chain, shared by the rungs; otherwise up to
+    ``n_temperatures·n_chains``, taken in turn by the chains, rung after rung).
     Cost: ``n_temperatures × n_chains × (approach_steps + n_warmup + n_draws)``
     forward and backward evaluations per data set. Needs a noise level and a
     prior with a log-density (``problem.prior``).
@@ -200,15 +201,20 @@ class LatentMCMC(Solver):
                       kind="posterior samples")
 
     def _replicas(self, starts: torch.Tensor) -> torch.Tensor:
-        """Starts ``(S, R, n)`` as ``(S, K, C, n)``: R = K·C, or R = C shared by the rungs."""
+        """Starts ``(S, R, n)`` as ``(S, K, C, n)``.
+
+        R = C: chain c of every rung starts at start c; otherwise the K·C chains
+        (rung after rung) take the starts in turn, cycling when R < K·C.
+        """
         n_temperatures, n_chains = self.config.n_temperatures, self.config.n_chains
         n_surveys, count, n_parameters = starts.shape
-        if count == n_temperatures * n_chains:
-            return starts.reshape(n_surveys, n_temperatures, n_chains, n_parameters)
         if count == n_chains:
             return starts[:, None].expand(-1, n_temperatures, -1, -1).clone()
-        raise ConfigError(f"initial must hold n_chains = {n_chains} starts (shared by the temperatures) or "
-                          f"n_temperatures × n_chains = {n_temperatures * n_chains} per data set, got {count}")
+        if count > n_temperatures * n_chains:
+            raise ConfigError(f"initial holds {count} starts per data set, more than the n_temperatures × n_chains "
+                              f"= {n_temperatures * n_chains} chains; pass at most that many (the best first)")
+        index = torch.arange(n_temperatures * n_chains) % count
+        return starts[:, index].reshape(n_surveys, n_temperatures, n_chains, n_parameters)
 
 
 def _evenly(available: int, wanted: int) -> torch.Tensor:

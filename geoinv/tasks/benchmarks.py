@@ -24,6 +24,15 @@ def _uniform(low: torch.Tensor, high: torch.Tensor):
     return sample
 
 
+def _box_log_density(low: torch.Tensor, high: torch.Tensor):
+    """0 inside the box, −inf outside (a uniform prior's log-density up to a constant)."""
+    def log_density(x: torch.Tensor) -> torch.Tensor:
+        inside = ((x >= low.to(x)) & (x <= high.to(x))).all(dim=1)
+        return torch.where(inside, 0.0, -torch.inf).to(x) + 0.0 * x.sum(dim=1)
+
+    return log_density
+
+
 def quadratic(n_train: int = 1000) -> InverseProblem:
     """y = x², x ∈ [−33, 33] (seed 000): non-injective, two branches ±√y.
 
@@ -36,7 +45,7 @@ def quadratic(n_train: int = 1000) -> InverseProblem:
 
     x = torch.linspace(-33.0, 33.0, n_train)[:, None]
     return InverseProblem(simulate, 1, 1, _uniform(low, high), torch.zeros(1), torch.tensor([66.0]),
-                          name="quadratic", training_data=(x, x.pow(2)),
+                          name="quadratic", training_data=(x, x.pow(2)), log_prior=_box_log_density(low, high),
                           # y values on which the inverse terms are trained
                           inverse_targets=torch.linspace(0.0, 1089.0, 1000)[:, None])
 
@@ -122,7 +131,7 @@ def sine_wave(grid_points: int = 100) -> InverseProblem:
     axis = torch.linspace(-1, 1, grid_points)
     x = torch.cartesian_prod(axis, axis)
     return InverseProblem(simulate, 2, 1, _uniform(low, high), torch.zeros(2), torch.full((2,), 2.0),
-                          name="sine-wave", training_data=(x, simulate(x)))
+                          name="sine-wave", training_data=(x, simulate(x)), log_prior=_box_log_density(low, high))
 
 
 _ARM_LENGTHS = (0.5, 0.5, 1.0)
@@ -152,4 +161,8 @@ def robotic_arm() -> InverseProblem:
     def sample(n: int, generator=None) -> torch.Tensor:
         return torch.randn(n, 4, generator=generator) * std
 
-    return InverseProblem(simulate, 4, 2, sample, torch.zeros(4), 2 * 1.96 * std, name="robotic-arm")
+    def log_density(x: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (x / std.to(x)).pow(2).sum(dim=1)
+
+    return InverseProblem(simulate, 4, 2, sample, torch.zeros(4), 2 * 1.96 * std, name="robotic-arm",
+                          log_prior=log_density)
