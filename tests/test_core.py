@@ -65,6 +65,7 @@ def test_schedule_follows_operator_linearity(small_grid, small_survey):
     linear = make_solver("latent-sgd", StraightRay(small_grid, small_survey))
     proposals = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey))
     assert isinstance(proposals, Proposals) and not proposals.is_fitted  # the network is built on fit
+    assert proposals.config.draws_per_start == 3  # three proposals per returned candidate, the best kept
     assert proposals.then.config == LatentSGDConfig.proposal_finish(n_starts=20, progress=False)
     # a quick look (epochs) or a preset runs from prior draws
     nonlinear = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey), epochs=120)
