@@ -1,4 +1,7 @@
-"""File formats: HDF5 surveys and results, pyGIMLi data files and meshes."""
+"""File formats: HDF5 surveys and results, pyGIMLi data files and meshes.
+
+Every geoinv format, its version and its reader and writer: ``docs/formats.md``.
+"""
 
 from .files import read_survey, write_survey
 from .hdf5 import write_result
