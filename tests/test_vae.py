@@ -243,3 +243,20 @@ def test_interrupt_inside_a_step_resumes_exactly(tmp_path, image):
     resumed = train_vae(image, tmp_path / "b.pt", TINY, config, holdout_fraction=0.25, progress=False)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value)
+
+
+def test_a_checkpoint_that_was_never_trained_is_flagged(tmp_path):
+    """A random decoder runs without error but decodes noise: its provenance says so, and loading warns."""
+    import warnings
+
+    from geoinv.errors import GeoinvWarning
+    from geoinv.prior.vae import VAE, VAEConfig, load_vae, save_checkpoint
+
+    vae = VAE(VAEConfig((16, 12), 4, channels=(4, 8), kernels=(3, 3), strides=(2, 2), hidden=16))
+    save_checkpoint(tmp_path / "random.pt", vae, {"note": "never trained"})
+    with pytest.warns(GeoinvWarning, match="no training steps"):
+        load_vae(tmp_path / "random.pt")
+    save_checkpoint(tmp_path / "trained.pt", vae, {"training": {"steps_done": 10}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GeoinvWarning)
+        load_vae(tmp_path / "trained.pt")

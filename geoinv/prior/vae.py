@@ -7,6 +7,7 @@ differentiable, batched torch module, so inversions can descend through it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torch.nn import functional as F
 
 from .._atomic import atomic_path
 from .._validation import require_file
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, GeoinvWarning
 from .base import StandardNormalPrior
 
 __all__ = ["CHECKPOINT_FORMAT", "VAE", "VAEConfig", "load_vae", "save_checkpoint"]
@@ -316,4 +317,15 @@ def load_vae(path, device: str | torch.device = "cpu", expect_shape=None) -> VAE
     except RuntimeError as exc:
         raise CheckpointError(f"{name}: weights do not match the stored architecture ({exc})") from exc
     vae.metadata = payload.get("metadata", {})
+    _warn_if_untrained(vae.metadata, name)
     return vae.to(device).eval()
+
+
+def _warn_if_untrained(metadata, name: str) -> None:
+    """A checkpoint whose provenance records no training step decodes noise, not geology: say so."""
+    training = metadata.get("training") if isinstance(metadata, dict) else None
+    steps = training.get("steps_done") if isinstance(training, dict) else None
+    if not isinstance(steps, int) or steps <= 0:
+        warnings.warn(f"{name}: its provenance records no training steps (metadata['training']['steps_done'] is "
+                      f"{steps!r}), so its decoder may be untrained; train it with geoinv train-vae, or use the "
+                      "shipped prior", GeoinvWarning, stacklevel=3)
