@@ -115,8 +115,13 @@ class BatchSummary:
     def lines(self) -> list[str]:
         with_accepted = sum(1 for count in self.accepted.values() if count)
         lines = [(f"inverted {len(self.inverted)}, skipped (already done) {len(self.skipped)}, "
-                  f"failed {len(self.failed)}, in {self.seconds:.1f} s"),
-                 f"panels with an accepted candidate: {with_accepted}/{len(self.accepted)}"]
+                  f"failed {len(self.failed)}, in {self.seconds:.1f} s")]
+        if self.accepted:
+            lines.append(f"panels inverted in this run with an accepted candidate: "
+                         f"{with_accepted}/{len(self.accepted)}")
+        elif self.skipped:
+            lines.append("no panel was inverted in this run: the skipped panels' results are in the output file "
+                         "(--overwrite redoes them)")
         lines += [f"  failed {name}: {message}" for name, message in self.failed.items()]
         return lines
 

@@ -129,6 +129,7 @@ def test_batch_on_a_local_cluster_equals_direct_inversions_and_resumes(tmp_path,
     # a rerun skips everything; a changed panel is redone alone
     again = run_batch(campaign_path, output, settings, workers=2, progress=False)
     assert sorted(again.skipped) == sorted(p.name for p in panels) and again.inverted == []
+    assert "no panel was inverted in this run" in "\n".join(again.lines())  # not "accepted 0/0"
     changed = list(panels)
     changed[1] = _panel("P02", 4.5, 6.5, 5, (0.065, 0.085), 99, (14, 10))
     write_campaign(campaign_path, changed)
