@@ -310,6 +310,58 @@ def read_batch_results(path) -> dict[str, dict]:
 # ---------------------------------------------------------------------------------------------- engine
 
 
+#: seconds to reach a scheduler (connect and handshake) before the batch gives up with a message
+SCHEDULER_TIMEOUT_S = 10
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` as ``tcp://HOST:PORT`` (or ``tls://``), or a :class:`ConfigError` naming what is wrong."""
+    from urllib.parse import urlsplit
+
+    text = str(address).strip()
+    parts = urlsplit(text if "://" in text else f"tcp://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or not 1 <= port <= 65535 \
+            or parts.path not in ("", "/"):
+        raise ConfigError(f"--scheduler {address!r} is not a scheduler address; give tcp://HOST:PORT (e.g. "
+                          "tcp://10.0.0.5:8786, what 'dask scheduler' prints)")
+    return f"{parts.scheme}://{parts.hostname}:{port}" if ":" not in parts.hostname else \
+        f"{parts.scheme}://[{parts.hostname}]:{port}"
+
+
+async def _handshake(address: str) -> None:
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=SCHEDULER_TIMEOUT_S)
+    await comm.close()
+
+
+def _connect(address: str):
+    """A Client of the scheduler at ``address``, or a ConfigError within :data:`SCHEDULER_TIMEOUT_S`."""
+    import asyncio
+
+    import dask
+    from dask.distributed import Client
+    from distributed.comm.core import CommClosedError
+
+    address = check_scheduler_address(address)
+    timeout = f"{SCHEDULER_TIMEOUT_S}s"
+    try:
+        # Client's own timeout does not bound the handshake with a peer that accepts and stays silent
+        asyncio.run(asyncio.wait_for(_handshake(address), SCHEDULER_TIMEOUT_S))
+        with dask.config.set({"distributed.comm.timeouts.connect": timeout}):
+            return Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, CommClosedError) as exc:
+        cause = f"{type(exc).__name__}: {exc}" if str(exc) else "no answer"
+        raise ConfigError(f"no Dask scheduler answered at {address} within {SCHEDULER_TIMEOUT_S} s "
+                          f"({cause}); start one with 'dask scheduler' (and workers with "
+                          "'dask worker ADDRESS'), check the address and port, or leave --scheduler out for "
+                          "a local cluster") from None
+
+
 def _client(scheduler: str | None, workers: int, threads_per_worker: int):
     import multiprocessing
 
@@ -320,7 +372,7 @@ def _client(scheduler: str | None, workers: int, threads_per_worker: int):
         raise ConfigError("run_batch was called while a worker process imported your script: put the batch "
                           "under  if __name__ == '__main__':  (Dask starts worker processes)")
     if scheduler is not None:
-        return Client(scheduler), None
+        return _connect(scheduler), None
     # the eikonal forward and pyGIMLi hold the GIL: processes, one thread each by default
     cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                            dashboard_address=None)

@@ -287,3 +287,37 @@ def test_a_batch_with_failed_panels_exits_with_status_3(tmp_path, panels, prior_
     captured = capsys.readouterr()
     assert "failed wide" in captured.out and "1 panel(s) failed" in captured.err
     assert read_batch_results(tmp_path / "results.h5")["wide"]["status"] == "failed"  # still recorded
+
+
+@pytest.mark.parametrize("address", ["not an address", "tcp://host-without-port", "http://10.0.0.5:8786",
+                                     "tcp://10.0.0.5:99999", "tcp://10.0.0.5:8786/path"])
+def test_scheduler_addresses_are_checked_before_connecting(address):
+    from geoinv.batch import check_scheduler_address
+
+    with pytest.raises(geoinv.ConfigError, match="tcp://HOST:PORT"):
+        check_scheduler_address(address)
+    assert check_scheduler_address("10.0.0.5:8786") == "tcp://10.0.0.5:8786"
+
+
+def test_a_scheduler_that_does_not_answer_is_a_message_within_the_timeout(monkeypatch):
+    """Something listens but never speaks Dask (it hung past 2 minutes), or nothing listens: both end in a
+    ConfigError naming the address, within the connect timeout."""
+    import socket
+    import threading
+
+    from geoinv import batch
+
+    monkeypatch.setattr(batch, "SCHEDULER_TIMEOUT_S", 2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    started = time.perf_counter()
+    with pytest.raises(geoinv.ConfigError, match=f"no Dask scheduler answered at {address}"):
+        batch._connect(address)
+    assert time.perf_counter() - started < 30
+    server.close()
+    with pytest.raises(geoinv.ConfigError, match="no Dask scheduler answered"):
+        batch._connect(address)  # now nothing listens there
