@@ -11,8 +11,9 @@ draws give the *sampler* maps. Reported per truth and pooled:
 * coverage: the fraction of (truth, coordinate) pairs whose true latent value lies in the 90 %
   central credible interval (the sampler's draws; the ensemble's accepted candidates);
 * reliability: per bin of predicted channel probability, the fraction of cells that are
-  channels in the true model, pooled over truths, and the largest gap to the diagonal
-  over bins holding at least 100 cells;
+  channels in the true model, pooled over truths; the largest gap to the diagonal over bins
+  holding at least 20 cells (also in binomial standard errors), the cell-weighted mean gap
+  (ECE), and predicted against observed over the cells between the extreme bins;
 * cost: the optimiser's and the sampler's wall time.
 
 Run: ``python -m benchmarks sampling_study [--quick] [--forward straight-ray]``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +36,7 @@ from geoinv.prior import default_vae
 from geoinv.sampling import interval_coverage, mixing, reliability_curve
 
 #: bins with fewer cells than this are too noisy to judge calibration on
-MIN_BIN_CELLS = 100
+MIN_BIN_CELLS = 20
 
 
 def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) -> dict:
@@ -72,9 +74,68 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
 def pooled_reliability(cases: list[dict], source: str) -> dict:
     curve = reliability_curve(np.stack([c["_maps"][source] for c in cases]),
                               np.stack([c["_maps"]["truth"] for c in cases]))
-    populated = curve["count"] >= MIN_BIN_CELLS
-    gap = np.abs(curve["observed"] - curve["predicted"])[populated]
-    return {**{key: value.tolist() for key, value in curve.items()}, "max_gap": float(gap.max())}
+    return {key: value.tolist() for key, value in curve.items()}
+
+
+def calibration_summary(curve: dict) -> dict:
+    """Gaps to the diagonal: the largest over bins of at least MIN_BIN_CELLS cells (and over the middle ones, in
+    binomial standard errors), the cell-weighted mean gap (ECE), and predicted against observed over the
+    cells between the extreme bins (where the uncertainty is)."""
+    count, predicted, observed = (np.asarray(curve[key], dtype=float) for key in ("count", "predicted", "observed"))
+    gap = np.abs(observed - predicted)
+    populated = count >= MIN_BIN_CELLS
+    error = np.sqrt(np.clip(predicted * (1 - predicted), 1e-12, None) / np.maximum(count, 1))
+    middle = slice(1, len(count) - 1)
+    cells = count[middle].sum()
+    # in standard errors over the middle bins only: at a predicted 0 or 1 the binomial error vanishes
+    inner = populated.copy()
+    inner[[0, -1]] = False
+    in_se = float(np.nanmax((gap / error)[inner])) if inner.any() else float("nan")
+    return {"max_gap": float(np.nanmax(gap[populated])), "max_gap_in_se": in_se,
+            "ece": float(np.nansum(count * np.nan_to_num(gap)) / count.sum()), "middle_cells": int(cells),
+            "middle_predicted": float(np.nansum(count[middle] * predicted[middle]) / max(cells, 1)),
+            "middle_observed": float(np.nansum(count[middle] * observed[middle]) / max(cells, 1))}
+
+
+def report(cases: list[dict], curves: dict, args, run_args: dict | None = None) -> None:
+    """Tables, the reliability figure and the JSON of one run (or of a saved run's cases and curves)."""
+    rows = []
+    for source in ("sampler", "optima"):
+        covered = np.concatenate([c[f"covered_{source}"] for c in cases])
+        rows.append({"maps": source, "coverage_90": float(covered.mean()), "pairs": int(covered.size),
+                     **calibration_summary(curves[source]),
+                     "model_rmse_mean": float(np.median([c[f"model_rmse_mean_{source}"] for c in cases])),
+                     "seconds": float(np.mean([c["sampler_s" if source == "sampler" else "optimiser_s"]
+                                               for c in cases]))})
+    print_table(rows, [("maps", "maps", "s"), ("coverage_90", "90 % coverage", ".2f"), ("pairs", "pairs", "d"),
+                       ("max_gap", f"max gap (bins ≥ {MIN_BIN_CELLS} cells)", ".3f"),
+                       ("max_gap_in_se", "middle bins, in SE", ".1f"), ("ece", "ECE", ".4f"),
+                       ("middle_cells", "cells 0.1–0.9", "d"), ("middle_predicted", "predicted", ".3f"),
+                       ("middle_observed", "observed", ".3f"), ("model_rmse_mean", "RMSE of mean", ".3f"),
+                       ("seconds", "s per truth", ".0f")])
+    mixing_rows = [{"truth": k, "rhat": c["rhat_max"], "ess": c["ess_bulk_min"], "ess_tail": c["ess_tail_min"],
+                    "acceptance": c["acceptance"], "accepted_optima": f"{c['accepted_optima']}/{c['optima']}",
+                    "sampler_s": c["sampler_s"]} for k, c in enumerate(cases)]
+    print_table(mixing_rows, [("truth", "truth", "d"), ("rhat", "R-hat max", ".3f"), ("ess", "bulk ESS min", ".0f"),
+                              ("ess_tail", "tail ESS min", ".0f"), ("acceptance", "acceptance", ".2f"),
+                              ("accepted_optima", "optima accepted", "s"), ("sampler_s", "sampler s", ".0f")])
+    labelled = {f"{row['maps']} (ECE {row['ece']:.4f}; max gap {row['max_gap']:.2f} = {row['max_gap_in_se']:.1f} SE)":
+                curves[row["maps"]] for row in rows}
+    reliability_figure(labelled, figure_path(args.name), title=f"{args.forward}, {len(cases)} on-manifold truths")
+    write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "per_truth": cases, "args": run_args or vars(args),
+                           "reliability": curves})
+
+
+def saved_run(path: str) -> tuple[list[dict], dict, argparse.Namespace, dict]:
+    """The cases and reliability curves of a JSON this script wrote (curves keyed 'sampler'/'optima', or by
+    a label that starts with it, as before the key was fixed)."""
+    import json
+
+    saved = json.loads(Path(path).read_text())
+    curves = {source: next(curve for label, curve in saved["reliability"].items() if label.startswith(source))
+              for source in ("sampler", "optima")}
+    run_args = {**saved["args"], "resummarised_from": str(path)}
+    return saved["per_truth"], curves, argparse.Namespace(**{**saved["args"], "name": None}), run_args
 
 
 def main() -> None:
@@ -91,7 +152,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000, help="draws kept as candidates (maps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="sampling_study")
+    parser.add_argument("--resummarise", metavar="JSON", help="re-make the tables, figure and summary of a "
+                        "saved run (its per-truth results and reliability curves) without sampling")
     args = parser.parse_args()
+    if args.resummarise:
+        cases, curves, saved_args, run_args = saved_run(args.resummarise)
+        saved_args.name = args.name
+        report(cases, curves, saved_args, run_args)
+        return
     if args.quick:
         args.truths, args.starts, args.warmup, args.draws, args.samples = 1, 4, 20, 40, 40
     torch.set_num_threads(1)
@@ -107,31 +175,10 @@ def main() -> None:
         print(f"truth {k}: R-hat {case['rhat_max']:.3f}, ESS bulk {case['ess_bulk_min']:.0f}, coverage "
               f"{np.mean(case['covered_sampler']):.2f} (optima {np.mean(case['covered_optima']):.2f}), "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-    rows = []
-    for source in ("sampler", "optima"):
-        covered = np.concatenate([c[f"covered_{source}"] for c in cases])
-        rows.append({"maps": source, "coverage_90": float(covered.mean()), "pairs": int(covered.size),
-                     "reliability_max_gap": pooled_reliability(cases, source)["max_gap"],
-                     "model_rmse_mean": float(np.median([c[f"model_rmse_mean_{source}"] for c in cases])),
-                     "seconds": float(np.mean([c[f"{'sampler' if source == 'sampler' else 'optimiser'}_s"]
-                                               for c in cases]))})
-    print_table(rows, [("maps", "maps", "s"), ("coverage_90", "90 % coverage", ".2f"), ("pairs", "pairs", "d"),
-                       ("reliability_max_gap", "reliability gap", ".3f"), ("model_rmse_mean", "RMSE of mean", ".3f"),
-                       ("seconds", "s per truth", ".0f")])
-    mixing_rows = [{"truth": k, "rhat": c["rhat_max"], "ess": c["ess_bulk_min"], "ess_tail": c["ess_tail_min"],
-                    "acceptance": c["acceptance"], "accepted_optima": f"{c['accepted_optima']}/{c['optima']}",
-                    "sampler_s": c["sampler_s"]} for k, c in enumerate(cases)]
-    print_table(mixing_rows, [("truth", "truth", "d"), ("rhat", "R-hat max", ".3f"), ("ess", "bulk ESS min", ".0f"),
-                              ("ess_tail", "tail ESS min", ".0f"), ("acceptance", "acceptance", ".2f"),
-                              ("accepted_optima", "optima accepted", "s"), ("sampler_s", "sampler s", ".0f")])
-    curves = {f"{source} (max gap {row['reliability_max_gap']:.2f})": pooled_reliability(cases, source)
-              for source, row in zip(("sampler", "optima"), rows)}
-    reliability_figure(curves, figure_path(args.name), title=f"{args.forward}, {args.truths} on-manifold truths")
+    curves = {source: pooled_reliability(cases, source) for source in ("sampler", "optima")}
     for case in cases:
         del case["_maps"]
-    write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "per_truth": cases, "args": vars(args),
-                           "reliability": curves})
-
+    report(cases, curves, args)
 
 if __name__ == "__main__":
     main()
