@@ -809,7 +809,7 @@ def _(tmp):
     return ["make-ti", str(tmp / "ti.h5"), "--rows", "10000000", "--cols", "10000000"], []
 
 
-@cli_case("make-ti --width wider than the image", r"quarter of the image")
+@cli_case("make-ti --width wider than the image", r"half the image")
 def _(tmp):
     return ["make-ti", str(tmp / "ti.h5"), "--rows", "200", "--cols", "200", "--width", "10000"], []
 

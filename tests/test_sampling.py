@@ -179,3 +179,33 @@ def test_reliability_curve_of_calibrated_and_overconfident_probabilities():
     overconfident = reliability_curve(np.where(probability > 0.5, 1.0, 0.0), outcome)
     assert overconfident["observed"][-1] == pytest.approx(0.75, abs=0.01)  # "certain" cells are channels 3/4
     assert np.isnan(overconfident["observed"][3])  # empty bins say so
+
+
+def test_delayed_acceptance_with_a_biased_surrogate_still_samples_the_exact_posterior():
+    """The surrogate only screens proposals: a wrong one costs efficiency, never exactness."""
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(5, 3, generator=generator)
+    sigma = 0.5
+    observed = matrix @ torch.randn(3, generator=generator) + sigma * torch.randn(5, generator=generator)
+    problem = latent_problem(lambda z: z @ matrix.T, 3, observed, sigma)
+    covariance = torch.linalg.inv(torch.eye(3) + matrix.T @ matrix / sigma**2)
+    mean = covariance @ matrix.T @ observed / sigma**2
+    biased = latent_problem(lambda z: z @ (1.3 * matrix).T + 0.2, 3, observed, sigma)
+    sampler = LatentMCMC(n_draws=3000, n_warmup=500, n_samples=1000, seed=2, n_temperatures=2,
+                         delayed_acceptance=True, surrogate=lambda problem, anchors: biased)
+    solutions = sampler.solve(problem)
+    samples = torch.as_tensor(solutions.history["chain_latent"][:, 0]).reshape(-1, 3).float()
+    report = mixing(solutions, warn=False)
+    standard_error = covariance.diagonal().sqrt() / torch.as_tensor(report.ess_bulk[0]).float().sqrt()
+    assert ((samples.mean(dim=0) - mean).abs() < 4 * standard_error).all()
+    assert torch.allclose(torch.cov(samples.T), covariance, atol=0.15 * covariance.diagonal().max())
+    screened = float(solutions.history["screen_rate"][0])
+    assert 0.05 < screened < 0.95  # the surrogate refused some proposals, so their exact forward was saved
+    every_step = 2 * 4 * (500 + 3000)  # temperatures × chains × steps
+    assert solutions.history["evaluations"] < every_step
+
+
+def test_delayed_acceptance_needs_a_surrogate_where_the_problem_has_no_linearization():
+    with pytest.raises(ConfigError, match="needs a surrogate"):
+        LatentMCMC(n_draws=2, n_warmup=1, n_samples=2, approach_steps=0,
+                   delayed_acceptance=True).solve(two_mode_problem())

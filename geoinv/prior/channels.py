@@ -121,10 +121,10 @@ def channelized_image(
     if rows * cols > MAX_IMAGE_PIXELS:
         raise ConfigError(f"shape {shape} has {rows * cols:.3g} pixels, more than {MAX_IMAGE_PIXELS:.0e} "
                           "(geoinv.prior.channels.MAX_IMAGE_PIXELS; the default 2500 × 2500 has 6.25e6)")
-    if config.width_mean > min(rows, cols) / 4:
-        raise ConfigError(f"width_mean {config.width_mean:g} px is more than a quarter of the image's shorter side "
+    if config.width_mean > min(rows, cols) / 2:
+        raise ConfigError(f"width_mean {config.width_mean:g} px is more than half the image's shorter side "
                           f"({min(rows, cols)} px): one channel would fill the image, not make a channelized "
-                          f"one; use a width below {min(rows, cols) / 4:g} px or a larger image")
+                          f"one; use a width below {min(rows, cols) / 2:g} px or a larger image")
     z = np.arange(rows, dtype=np.float32)[:, None] - rows / 2
     x = np.arange(cols, dtype=np.float32)[None, :] - cols / 2
     theta = math.radians(config.direction_deg)

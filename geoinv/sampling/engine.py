@@ -10,11 +10,13 @@ Metropolis–Hastings chain for every temperature.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .delayed import delayed_mala_step
 from .moves import mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
@@ -58,7 +60,9 @@ class ChainRecord:
     kept_latent, kept_data : torch.Tensor, shape (S, R, n) and (S, R, n_data)
         Thinned draws (chain after chain) and their simulated data.
     evaluations : int
-        Forward evaluations, one per chain and call (all temperatures, warm-up included).
+        Exact forward evaluations, one per chain and call (all temperatures, warm-up included).
+    screen_rate : ndarray, shape (S,), optional
+        With delayed acceptance: the fraction of β = 1 proposals that passed the surrogate.
     """
 
     latent: np.ndarray
@@ -71,6 +75,7 @@ class ChainRecord:
     kept_latent: torch.Tensor
     kept_data: torch.Tensor
     evaluations: int = 0
+    screen_rate: np.ndarray | None = None
 
 
 def approach(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, steps: int,
@@ -141,7 +146,8 @@ def _rescaled_step(log_step: torch.Tensor, old: torch.Tensor, new: torch.Tensor)
 def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, n_warmup: int,
                          n_draws: int, thin: int, generator: torch.Generator, monitor=None,
                          target_acceptance: float = 0.574, initial_step: float = 0.1,
-                         adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton") -> ChainRecord:
+                         adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton",
+                         surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None) -> ChainRecord:
     """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
 
     Parameters
@@ -168,6 +174,12 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         At the end of each warm-up window: each chain's Gauss-Newton posterior
         covariance at its current point, or the window's draws' covariance
         pooled over the chains of a temperature (no Jacobians; suits one basin).
+    surrogate : callable, optional
+        ``surrogate(anchors)`` with the chains' states ``(S, K, C, n)`` at the end of
+        warm-up returns a cheap, fixed approximation of the target (a
+        :class:`LatentPosterior` whose problem simulates row b of a batch for chain
+        b); the recorded steps then use delayed acceptance
+        (:func:`~geoinv.sampling.delayed.delayed_mala_step`).
     """
     n_surveys, n_temperatures, n_chains, n_parameters = start.shape
     beta = beta.to(start)
@@ -184,9 +196,22 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     proposed_swaps = torch.zeros_like(swaps)
     kept_latent, kept_data = [], []
     draws_done = 0
+    screen, screened = None, None
+    passed = torch.zeros(n_surveys)
     for step in range(n_warmup + n_draws):
-        state, acceptance = mala_step(posterior, state, beta, log_step, chol, generator)
+        if surrogate is not None and step == n_warmup:
+            screen = surrogate(state.latent)
+            screened = screen.evaluate(state.latent)
+        if screen is not None and screened is not None:
+            state, screened, first, accepted = delayed_mala_step(posterior, screen, state, screened, beta, log_step,
+                                                                 chol, generator)
+            acceptance = accepted.float()
+            passed += first[:, 0].float().mean(dim=1).cpu()
+        else:
+            state, acceptance = mala_step(posterior, state, beta, log_step, chol, generator)
         state, swapped = swap_step(state, beta, step % 2, generator)
+        if screen is not None and bool((swapped == 1).any()):
+            screened = screen.evaluate(state.latent)  # each chain slot has its own surrogate
         if step < n_warmup:
             log_step += adaptation_rate * (acceptance.mean(dim=2) - target_acceptance)
             warmup_likelihood[step] = state.log_likelihood[:, 0].cpu().numpy()
@@ -219,7 +244,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                        swap_rate=(swaps / proposed_swaps.clamp(min=1)).numpy(),
                        step_size=log_step.exp().cpu().numpy(),
                        kept_latent=_chain_major(kept_latent, n_surveys, n_parameters),
-                       kept_data=_chain_major(kept_data, n_surveys, -1), evaluations=posterior.evaluations)
+                       kept_data=_chain_major(kept_data, n_surveys, -1), evaluations=posterior.evaluations,
+                       screen_rate=(passed / max(draws_done, 1)).numpy() if screen is not None else None)
 
 
 def _chain_major(kept: list[torch.Tensor], n_surveys: int, width: int) -> torch.Tensor:

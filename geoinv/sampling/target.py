@@ -123,3 +123,29 @@ class LatentPosterior:
         log_likelihood = log_likelihood.detach().masked_fill(failed, -torch.inf)
         grad_likelihood = grad_likelihood.masked_fill(failed[:, None], 0.0)
         return log_likelihood, grad_likelihood, log_prior.detach(), grad_prior, data.detach()
+
+    def likelihood(self, latent: torch.Tensor, mask: torch.Tensor) -> ChainState:
+        """ℓ, log p and the data at ``latent`` ``(S, K, C, n)`` where ``mask`` ``(S, K, C)``, without gradients.
+
+        Elsewhere ℓ is −inf and the data NaN; the gradient fields are zero (delayed acceptance never
+        needs the exact gradient).
+        """
+        n_parameters = latent.shape[-1]
+        per_survey = latent[0].numel() // n_parameters
+        flat = latent.detach().reshape(-1, n_parameters).to(self.problem.device, torch.float32)
+        chosen = mask.reshape(-1).to(flat.device)
+        targets = self.target.repeat_interleave(per_survey, dim=0)[chosen]
+        log_likelihood = torch.full((flat.shape[0],), -torch.inf, device=flat.device)
+        data = torch.full((flat.shape[0], self.problem.n_data), torch.nan, device=flat.device)
+        with torch.no_grad():
+            log_prior = self.problem.log_prior(flat)
+            if chosen.any():
+                simulated = torch.cat([self.problem.forward(part) for part in flat[chosen].split(self.chunk)])
+                values = -0.5 * ((simulated - targets) / self.noise_std).pow(2).sum(dim=1)
+                log_likelihood[chosen] = torch.nan_to_num(values, nan=-torch.inf)
+                data[chosen] = simulated
+        self.evaluations += int(chosen.sum())
+        shape = latent.shape[:-1]
+        zeros = torch.zeros_like(latent)
+        return ChainState(latent.detach().clone(), log_likelihood.reshape(shape), zeros,
+                          log_prior.reshape(shape), zeros.clone(), data.reshape(*shape, -1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from ..sampling.engine import PRECONDITIONERS, approach, run_replica_exchange, t
 from ..sampling.target import LatentPosterior
 from .base import Search, Solutions, Solver, check_n_starts
 
-__all__ = ["LatentMCMC", "LatentMCMCConfig"]
+__all__ = ["LatentMCMC", "LatentMCMCConfig", "linearized_surrogate"]
 
 
 @dataclass
@@ -46,6 +47,14 @@ class LatentMCMCConfig:
         Each chain's Gauss-Newton posterior covariance (β JᵀΣ_d⁻¹J + I)⁻¹ at
         the end of each warm-up window (3 Jacobians per chain), or the pooled
         covariance of a window's draws.
+    delayed_acceptance : bool
+        After warm-up, screen every proposal with a cheap surrogate fixed per
+        chain (default: the forward linearised at the chain's state, exact
+        there) and run the exact forward, without its adjoint, only for those
+        that pass; the chain stays exact (Christen & Fox 2005). For expensive
+        forwards (the eikonal).
+    surrogate_kernel : {'operator', 'straight-ray'}
+        The default surrogate's kernel (:func:`linearized_surrogate`).
     chunk : int
         Chains simulated per forward call.
     seed : int
@@ -64,6 +73,8 @@ class LatentMCMCConfig:
     target_acceptance: float = 0.574
     initial_step: float = 0.1
     preconditioner: str = "gauss-newton"
+    delayed_acceptance: bool = False
+    surrogate_kernel: str = "operator"
     chunk: int = 256
     seed: int = 0
     progress: bool = False
@@ -79,6 +90,8 @@ class LatentMCMCConfig:
             raise ConfigError(f"max_temperature must be finite and >= 1, got {self.max_temperature!r}")
         if not 0 < self.target_acceptance < 1:
             raise ConfigError(f"target_acceptance must lie in (0, 1), got {self.target_acceptance!r}")
+        if self.surrogate_kernel not in ("operator", "straight-ray"):
+            raise ConfigError(f"surrogate_kernel must be 'operator' or 'straight-ray', got {self.surrogate_kernel!r}")
         if self.preconditioner not in PRECONDITIONERS:
             raise ConfigError(f"preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
         if not (math.isfinite(self.initial_step) and self.initial_step > 0):
@@ -117,12 +130,17 @@ class LatentMCMC(Solver):
     config_class = LatentMCMCConfig
     samples = True
 
-    def __init__(self, config=None, callbacks=(), *, starter: Solver | None = None, **overrides) -> None:
+    def __init__(self, config=None, callbacks=(), *, starter: Solver | None = None,
+                 surrogate: Callable[[InverseProblem, torch.Tensor], InverseProblem] | None = None,
+                 **overrides) -> None:
         super().__init__(config, callbacks, **overrides)
         if starter is not None and not isinstance(starter, Solver):
             raise ConfigError(f"starter must be a geoinv Solver (e.g. LatentSGD), got {type(starter).__name__}")
         #: a solver whose best candidates start the chains when no ``initial`` is given (None: prior draws)
         self.starter = starter
+        #: ``surrogate(problem, anchors)``: the cheap problem of delayed acceptance, row b of a batch simulated
+        #: for the chain anchored at ``anchors[b]`` (default: :func:`linearized_surrogate`)
+        self.surrogate = surrogate
 
     @classmethod
     def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
@@ -187,18 +205,36 @@ class LatentMCMC(Solver):
         with self.monitor("latent MCMC", config.n_warmup + config.n_draws) as monitor:
             record = run_replica_exchange(posterior, start, beta, config.n_warmup, config.n_draws, thin, generator,
                                           monitor, config.target_acceptance, config.initial_step,
-                                          preconditioner=config.preconditioner)
+                                          preconditioner=config.preconditioner,
+                                          surrogate=self._screen(problem, target))
         kept = _evenly(record.kept_latent.shape[1], n_samples)
         history = {"chain_latent": record.latent, "chain_log_likelihood": record.log_likelihood,
                    "chain_log_posterior": record.log_posterior, "chain_acceptance": record.acceptance,
                    "warmup_log_likelihood": record.warmup_log_likelihood, "swap_rate": record.swap_rate,
                    "step_size": record.step_size, "beta": beta.cpu().numpy(), "thin": thin,
                    "evaluations": record.evaluations}
+        if record.screen_rate is not None:
+            history["screen_rate"] = record.screen_rate
         if record.latent.shape[0] < config.n_draws:
             warnings.warn(f"sampling stopped after {record.latent.shape[0]} of {config.n_draws} draws",
                           RuntimeWarning, stacklevel=3)
         return Search(record.kept_latent[:, kept], history, data=record.kept_data[:, kept],
                       kind="posterior samples")
+
+    def _screen(self, problem: InverseProblem, target: torch.Tensor):
+        """The surrogate builder of delayed acceptance (None when it is off)."""
+        if not self.config.delayed_acceptance:
+            return None
+        def build(problem: InverseProblem, anchors: torch.Tensor) -> InverseProblem:
+            if self.surrogate is not None:
+                return self.surrogate(problem, anchors)
+            return linearized_surrogate(problem, anchors, self.config.surrogate_kernel)
+
+        def screen(anchors: torch.Tensor) -> LatentPosterior:
+            flat = anchors.reshape(-1, anchors.shape[-1])
+            return LatentPosterior(build(problem, flat), target, chunk=flat.shape[0])  # rows stay aligned
+
+        return screen
 
     def _replicas(self, starts: torch.Tensor) -> torch.Tensor:
         """Starts ``(S, R, n)`` as ``(S, K, C, n)``.
@@ -215,6 +251,21 @@ class LatentMCMC(Solver):
                               f"= {n_temperatures * n_chains} chains; pass at most that many (the best first)")
         index = torch.arange(n_temperatures * n_chains) % count
         return starts[:, index].reshape(n_surveys, n_temperatures, n_chains, n_parameters)
+
+
+def linearized_surrogate(problem: InverseProblem, anchors: torch.Tensor, kernel: str = "operator") -> InverseProblem:
+    """``problem`` with its forward linearised at each anchor (exact there): delayed acceptance's default.
+
+    Row b of a batch is simulated as F(z_b) + K_b (s(z) − s(z_b)), one sparse product instead of a
+    nonlinear solve (:meth:`~geoinv.LatentTomography.linearized`); ``kernel='operator'`` takes the
+    forward's own linearisation at the anchor (the eikonal's ray kernel), ``'straight-ray'`` straight rays.
+    """
+    from ..latent_tomography import LatentTomography
+
+    if not isinstance(problem, LatentTomography):
+        raise ConfigError("delayed acceptance needs a surrogate: the default linearises latent tomography, and "
+                          f"{problem.name!r} is not; pass LatentMCMC(surrogate=lambda problem, anchors: cheap_problem)")
+    return problem.linearized(anchors, kernel=kernel)
 
 
 def _evenly(available: int, wanted: int) -> torch.Tensor:
