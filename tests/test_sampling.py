@@ -41,16 +41,23 @@ def latent_problem(forward, n_parameters: int, observed, noise_std) -> InversePr
     return problem
 
 
-@pytest.fixture(scope="module")
-def gaussian_case():
-    """Linear forward, N(0, I) prior: posterior N(C Aᵀd/σ², C) with C = (I + AᵀA/σ²)⁻¹."""
+def gaussian_posterior():
+    """Linear forward, N(0, I) prior: posterior N(C Aᵀd/σ², C) with C = (I + AᵀA/σ²)⁻¹.
+
+    Returns the problem, its matrix A, data d, noise σ, and the posterior mean and covariance.
+    """
     generator = torch.Generator().manual_seed(0)
     matrix = torch.randn(5, 3, generator=generator)
     sigma = 0.5
     observed = matrix @ torch.randn(3, generator=generator) + sigma * torch.randn(5, generator=generator)
     problem = latent_problem(lambda z: z @ matrix.T, 3, observed, sigma)
     covariance = torch.linalg.inv(torch.eye(3) + matrix.T @ matrix / sigma**2)
-    mean = covariance @ matrix.T @ observed / sigma**2
+    return problem, matrix, observed, sigma, covariance @ matrix.T @ observed / sigma**2, covariance
+
+
+@pytest.fixture(scope="module")
+def gaussian_case():
+    problem, _, _, _, mean, covariance = gaussian_posterior()
     solutions = LatentMCMC(n_draws=2000, n_warmup=500, n_samples=8000, seed=1).solve(problem)
     return solutions, mean, covariance
 
@@ -183,13 +190,7 @@ def test_reliability_curve_of_calibrated_and_overconfident_probabilities():
 
 def test_delayed_acceptance_with_a_biased_surrogate_still_samples_the_exact_posterior():
     """The surrogate only screens proposals: a wrong one costs efficiency, never exactness."""
-    generator = torch.Generator().manual_seed(0)
-    matrix = torch.randn(5, 3, generator=generator)
-    sigma = 0.5
-    observed = matrix @ torch.randn(3, generator=generator) + sigma * torch.randn(5, generator=generator)
-    problem = latent_problem(lambda z: z @ matrix.T, 3, observed, sigma)
-    covariance = torch.linalg.inv(torch.eye(3) + matrix.T @ matrix / sigma**2)
-    mean = covariance @ matrix.T @ observed / sigma**2
+    problem, matrix, observed, sigma, mean, covariance = gaussian_posterior()
     biased = latent_problem(lambda z: z @ (1.3 * matrix).T + 0.2, 3, observed, sigma)
     sampler = LatentMCMC(n_draws=3000, n_warmup=500, n_samples=1000, seed=2, n_temperatures=2,
                          delayed_acceptance=True, surrogate=lambda problem, anchors: biased)
