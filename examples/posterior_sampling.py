@@ -1,5 +1,5 @@
 """Sample the posterior of a straight-ray inversion and check that its chains mixed
-===============================================================================
+================================================================================
 
 Latent SGD finds models that fit; ``latent-mcmc`` samples how far the data
 let the model vary. The chains start from the optimiser's best candidates, run
