@@ -196,7 +196,9 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
     pairs = (("n_samples", args.samples), ("n_chains", args.chains), ("n_draws", args.draws),
              ("n_warmup", args.draws))
     settings = {name: value for name, value in pairs if value is not None}
-    if settings and args.solver != "latent-mcmc":
+    from .solvers import SOLVERS
+
+    if settings and not SOLVERS.get(args.solver).samples:
         raise ConfigError(f"--samples, --chains and --draws set a sampler (--solver latent-mcmc), not "
                           f"{args.solver!r}")
     return settings

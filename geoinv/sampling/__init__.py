@@ -8,7 +8,7 @@ parts, and the checks a user runs on its output (:func:`mixing`, :func:`inferenc
 from .calibration import interval_coverage, reliability_curve
 from .diagnostics import RHAT_LIMIT, MixingReport, MixingWarning, inference_data, mixing
 from .engine import ChainRecord, adaptation_windows, approach, run_replica_exchange, temperature_ladder
-from .moves import mala_step, swap_step
+from .moves import langevin_proposal, mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "approach",
     "inference_data",
     "interval_coverage",
+    "langevin_proposal",
     "mala_step",
     "mixing",
     "reliability_curve",

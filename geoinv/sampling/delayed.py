@@ -1,7 +1,7 @@
 """Delayed acceptance: a cheap surrogate screens MALA proposals before the exact forward decides.
 
 Christen & Fox (2005) with a fixed approximation π̃ (for latent tomography: the forward linearised once
-per chain with the straight-ray kernel, exact at that chain's anchor). The proposal drifts along the
+per chain at its end-of-warm-up state, exact there). The proposal drifts along the
 surrogate's gradient, z' = z + (ε²/2) Σ ∇log π̃_β(z) + ε L ξ, so both stages are computable:
 
 1. α₁ = min(1, π̃(z') q(z | z') / π̃(z) q(z' | z)) with the surrogate alone;
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .moves import _drift, _times, _whitened
+from .moves import _accept, langevin_proposal
 from .target import ChainState, LatentPosterior
 
 __all__ = ["delayed_mala_step"]
@@ -45,19 +45,10 @@ def delayed_mala_step(posterior: LatentPosterior, surrogate: LatentPosterior, st
     first, accepted : torch.Tensor of bool, shape (S, K, C)
         Which proposals passed stage 1, and which were accepted.
     """
-    step = log_step.exp()
-    noise = torch.randn(state.latent.shape, generator=generator).to(state.latent)
-    forward_mean = _drift(screened, beta, step, chol)
-    proposed = surrogate.evaluate(forward_mean + step[..., None, None] * _times(chol, noise))
-    backward_mean = _drift(proposed, beta, step, chol)
-    reverse = _whitened(chol, state.latent - backward_mean) / step[..., None, None]
-    surrogate_ratio = proposed.log_target(beta) - screened.log_target(beta)
-    first_ratio = surrogate_ratio - 0.5 * reverse.pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1)
-    first_ratio = torch.nan_to_num(first_ratio, nan=-torch.inf)
-    first = torch.rand(first_ratio.shape, generator=generator).to(first_ratio).log() < first_ratio
+    proposed, first_ratio = langevin_proposal(surrogate.evaluate, screened, beta, log_step, chol, generator)
+    first = _accept(first_ratio, generator)
     exact = posterior.likelihood(proposed.latent, first)
-    exact_ratio = (exact.log_target(beta) - state.log_target(beta)) - surrogate_ratio
-    exact_ratio = torch.nan_to_num(exact_ratio, nan=-torch.inf)
-    second = torch.rand(exact_ratio.shape, generator=generator).to(exact_ratio).log() < exact_ratio
+    surrogate_ratio = proposed.log_target(beta) - screened.log_target(beta)
+    second = _accept(exact.log_target(beta) - state.log_target(beta) - surrogate_ratio, generator)
     accepted = first & second
     return state.where(accepted, exact), screened.where(accepted, proposed), first, accepted

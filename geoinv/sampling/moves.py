@@ -6,11 +6,13 @@ all data sets, temperatures and chains move in one batched call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .target import ChainState, LatentPosterior
 
-__all__ = ["mala_step", "swap_step"]
+__all__ = ["langevin_proposal", "mala_step", "swap_step"]
 
 
 def _times(chol: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
@@ -32,6 +34,29 @@ def _drift(state: ChainState, beta: torch.Tensor, step: torch.Tensor, chol: torc
     """z + (ε²/2) Σ ∇log π_β(z): the mean of the Langevin proposal from ``state``."""
     half_h = 0.5 * step.pow(2)[..., None, None]
     return state.latent + half_h * _preconditioned(chol, state.grad_log_target(beta))
+
+
+def _accept(log_ratio: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Metropolis–Hastings: True where log u < ``log_ratio`` (a NaN ratio refuses)."""
+    uniform = torch.rand(log_ratio.shape, generator=generator).to(log_ratio)
+    return uniform.log() < torch.nan_to_num(log_ratio, nan=-torch.inf)
+
+
+def langevin_proposal(evaluate: Callable[[torch.Tensor], ChainState], guide: ChainState, beta: torch.Tensor,
+                      log_step: torch.Tensor, chol: torch.Tensor,
+                      generator: torch.Generator) -> tuple[ChainState, torch.Tensor]:
+    """Propose z' = z + (ε²/2) Σ ∇log π_β(z) + ε L ξ from ``guide`` and evaluate it.
+
+    Returns the proposal (by ``evaluate``) and the Metropolis–Hastings log ratio under the guide's target,
+    log π(z') − log π(z) + log q(z | z') − log q(z' | z) (NaN where the forward failed).
+    """
+    step = log_step.exp()
+    noise = torch.randn(guide.latent.shape, generator=generator).to(guide.latent)
+    proposed = evaluate(_drift(guide, beta, step, chol) + step[..., None, None] * _times(chol, noise))
+    reverse = _whitened(chol, guide.latent - _drift(proposed, beta, step, chol)) / step[..., None, None]
+    log_ratio = (proposed.log_target(beta) - guide.log_target(beta)
+                 - 0.5 * reverse.pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1))
+    return proposed, log_ratio
 
 
 def mala_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor, log_step: torch.Tensor,
@@ -60,18 +85,9 @@ def mala_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor,
     acceptance : torch.Tensor, shape (S, K, C)
         The acceptance probabilities min(1, α) (what step-size adaptation averages).
     """
-    step = log_step.exp()
-    noise = torch.randn(state.latent.shape, generator=generator).to(state.latent)
-    forward_mean = _drift(state, beta, step, chol)
-    proposed = posterior.evaluate(forward_mean + step[..., None, None] * _times(chol, noise))
-    backward_mean = _drift(proposed, beta, step, chol)
-    reverse = _whitened(chol, state.latent - backward_mean) / step[..., None, None]
-    log_ratio = (proposed.log_target(beta) - state.log_target(beta)
-                 - 0.5 * reverse.pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1))
-    log_ratio = torch.nan_to_num(log_ratio, nan=-torch.inf)
-    uniform = torch.rand(log_ratio.shape, generator=generator).to(log_ratio)
-    accept = uniform.log() < log_ratio
-    return state.where(accept, proposed), log_ratio.clamp(max=0.0).exp()
+    proposed, log_ratio = langevin_proposal(posterior.evaluate, state, beta, log_step, chol, generator)
+    accept = _accept(log_ratio, generator)
+    return state.where(accept, proposed), torch.nan_to_num(log_ratio, nan=-torch.inf).clamp(max=0.0).exp()
 
 
 def swap_step(state: ChainState, beta: torch.Tensor, parity: int,
@@ -97,9 +113,7 @@ def swap_step(state: ChainState, beta: torch.Tensor, parity: int,
     upper = lower + 1
     likelihood = state.log_likelihood
     log_ratio = (beta[lower] - beta[upper])[:, None] * (likelihood[:, upper] - likelihood[:, lower])
-    log_ratio = torch.nan_to_num(log_ratio, nan=-torch.inf)
-    uniform = torch.rand(log_ratio.shape, generator=generator).to(log_ratio)
-    swap = (uniform.log() < log_ratio).cpu()
+    swap = _accept(log_ratio, generator).cpu()
     index = torch.arange(n_temperatures).reshape(1, -1, 1).repeat(n_surveys, 1, n_chains)
     index[:, lower] = torch.where(swap, upper[None, :, None], lower[None, :, None])
     index[:, upper] = torch.where(swap, lower[None, :, None], upper[None, :, None])

@@ -110,11 +110,15 @@ class LatentPosterior:
                           values[2].reshape(shape), values[3].reshape(latent.shape),
                           values[4].reshape(*shape, -1))
 
+    def _log_likelihood(self, data: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """ℓ = −½ Σᵢ ((dataᵢ − targetᵢ)/σᵢ)² per row."""
+        return -0.5 * ((data - target) / self.noise_std).pow(2).sum(dim=1)
+
     def _evaluate(self, latent: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.enable_grad():
             point = latent.clone().requires_grad_(True)
             data = self.problem.forward(point)
-            log_likelihood = -0.5 * ((data - target) / self.noise_std).pow(2).sum(dim=1)
+            log_likelihood = self._log_likelihood(data, target)
             (grad_likelihood,) = torch.autograd.grad(log_likelihood.sum(), point)
             point = latent.clone().requires_grad_(True)
             log_prior = self.problem.log_prior(point)
@@ -141,8 +145,7 @@ class LatentPosterior:
             log_prior = self.problem.log_prior(flat)
             if chosen.any():
                 simulated = torch.cat([self.problem.forward(part) for part in flat[chosen].split(self.chunk)])
-                values = -0.5 * ((simulated - targets) / self.noise_std).pow(2).sum(dim=1)
-                log_likelihood[chosen] = torch.nan_to_num(values, nan=-torch.inf)
+                log_likelihood[chosen] = torch.nan_to_num(self._log_likelihood(simulated, targets), nan=-torch.inf)
                 data[chosen] = simulated
         self.evaluations += int(chosen.sum())
         shape = latent.shape[:-1]

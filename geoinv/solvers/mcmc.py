@@ -193,15 +193,15 @@ class LatentMCMC(Solver):
         config = self.config
         start = self._replicas(starts).to(problem.device)
         beta = temperature_ladder(config.n_temperatures, config.max_temperature).to(problem.device)
-        posterior = LatentPosterior(problem, target, config.chunk)
-        if config.approach_steps:
-            start = approach(posterior, start, beta, config.approach_steps)
         n_samples = check_n_starts(n_candidates or config.n_samples, "n_candidates")
         total = config.n_chains * config.n_draws
         if n_samples > total:
             raise ConfigError(f"{n_samples} samples asked for, but the chains record only n_chains × n_draws = "
                               f"{total} draws; raise n_draws or ask for fewer samples")
         thin = total // n_samples
+        posterior = LatentPosterior(problem, target, config.chunk)
+        if config.approach_steps:
+            start = approach(posterior, start, beta, config.approach_steps)
         with self.monitor("latent MCMC", config.n_warmup + config.n_draws) as monitor:
             record = run_replica_exchange(posterior, start, beta, config.n_warmup, config.n_draws, thin, generator,
                                           monitor, config.target_acceptance, config.initial_step,
