@@ -20,9 +20,10 @@ from .errors import (
 from .forward import Eikonal, ForwardOperator, NumpyKernelOperator, StraightRay, forward
 from .grid import Grid2D
 from .interop import GeoinvModelling, LatentModelling, solutions_to_mesh
-from .io import read_survey, write_survey
+from .io import read_column_survey, read_survey, write_column_survey, write_survey
 from .io.campaign import CampaignSurvey, read_campaign, write_campaign
 from .latent_tomography import LatentTomography
+from .nuisance import FieldUnknowns, start_velocities
 from .petrophysics import FaciesVelocity
 from .prior import (
     VAE,
@@ -64,6 +65,7 @@ __all__ = [
     "EarlyStopping",
     "Eikonal",
     "FaciesVelocity",
+    "FieldUnknowns",
     "FileFormatError",
     "ForwardOperator",
     "GeoinvError",
@@ -107,12 +109,15 @@ __all__ = [
     "make_solver",
     "ns_to_s",
     "read_campaign",
+    "read_column_survey",
     "read_survey",
     "run_batch",
     "s_to_ns",
     "solutions_to_mesh",
     "solver",
+    "start_velocities",
     "write_campaign",
+    "write_column_survey",
     "write_survey",
 ]
 

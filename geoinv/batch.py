@@ -39,6 +39,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 from ._version import __version__
+from .canvas import place_on_canvas
 from .errors import ConfigError, FileFormatError, GeoinvError
 from .grid import Grid2D
 from .io.campaign import Campaign, CampaignSurvey, read_campaign
@@ -138,12 +139,7 @@ def canvas_grid(panel: CampaignSurvey, model_shape: tuple[int, int], spacing: fl
     if not np.allclose(grid.spacing, spacing, rtol=1e-6):
         raise ConfigError(f"survey {panel.name!r}: cells of {grid.spacing} m, but the prior was trained for "
                           f"{spacing} m cells; resample the panel's grid or use a prior for its cell size")
-    if grid.nz > model_shape[0] or grid.nx > model_shape[1]:
-        raise ConfigError(f"survey {panel.name!r}: its grid {grid.shape} (nz, nx) does not fit the prior's "
-                          f"models {tuple(model_shape)}; train a prior for {grid.shape} or shorten the panel")
-    canvas = Grid2D(tuple(model_shape), spacing, grid.origin)
-    panel.survey.check_grid(canvas)
-    return canvas
+    return place_on_canvas(panel.survey, model_shape, spacing, grid, label=f"survey {panel.name!r}")
 
 
 _PRIORS: dict = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ._signals import Interrupted, check, interruptible
 from .errors import ConfigError, GeoinvError
+from .units import TIME_UNITS, VELOCITY_UNITS
 
 CACHE_DIR = Path(os.environ.get("GEOINV_CACHE", Path.home() / ".cache" / "geoinv"))
 
@@ -138,26 +139,57 @@ def _cmd_export_vae(args: argparse.Namespace) -> None:
     print(f"exported {args.output} ({size_mb:.1f} MB, float16, {steps} training steps)")
 
 
-def _velocities(text: str):
-    """``--velocities CHANNEL,MATRIX`` in m/ns → FaciesVelocity."""
-    from .petrophysics import FaciesVelocity
-    from .survey import RADAR_VELOCITY_RANGE
-    from .units import m_per_s_to_m_per_ns
-
+def _pair(text: str) -> tuple[float, float]:
+    """``A,B`` → two numbers (argparse type of ``--velocities`` and ``--velocity-range``)."""
     try:
-        channel, matrix = (float(value) for value in text.split(","))
+        first, second = (float(value) for value in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected two velocities in m/ns as CHANNEL,MATRIX (e.g. 0.06,0.08), got {text!r}") from None
-    slowest, fastest = (m_per_s_to_m_per_ns(v) for v in RADAR_VELOCITY_RANGE)
-    if not all(slowest <= v <= fastest for v in (channel, matrix)):
-        raise argparse.ArgumentTypeError(
-            f"radar velocities lie in {slowest:g}-{fastest:g} m/ns (light in vacuum is 0.3), got {text}; are they "
-            "in m/ns? (for other waves use the Python API: geoinv.FaciesVelocity(..., unit='m/s'))")
-    try:
-        return FaciesVelocity(channel, matrix, unit="m/ns")
-    except GeoinvError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(f"expected two numbers as A,B (e.g. 0.06,0.08), got {text!r}") from None
+    if not all(math.isfinite(value) and value > 0 for value in (first, second)):
+        raise argparse.ArgumentTypeError(f"expected two positive finite numbers, got {text!r}")
+    return first, second
+
+
+def _velocity_range(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``--velocity-range`` in m/s (``--velocity-unit``); default crosshole radar."""
+    from .survey import RADAR_VELOCITY_RANGE
+    from .units import velocity_factor
+
+    given = getattr(args, "velocity_range", None)
+    if given is None:
+        return RADAR_VELOCITY_RANGE
+    slowest, fastest = (value * velocity_factor(args.velocity_unit, "--velocity-unit") for value in given)
+    if not slowest < fastest:
+        raise ConfigError(f"--velocity-range must be SLOWEST,FASTEST with slowest < fastest, got {given}")
+    return slowest, fastest
+
+
+def _petrophysics(args: argparse.Namespace):
+    """``--velocities CHANNEL,MATRIX`` (``--velocity-unit``) → FaciesVelocity, checked against the velocity range."""
+    from .petrophysics import FaciesVelocity
+    from .units import velocity_factor
+
+    if args.velocities is None:
+        return None
+    unit = getattr(args, "velocity_unit", "m/ns")
+    factor = velocity_factor(unit, "--velocity-unit")
+    slowest, fastest = _velocity_range(args)
+    if not all(slowest <= value * factor <= fastest for value in args.velocities):
+        wave = "radar " if getattr(args, "velocity_range", None) is None else ""
+        raise ConfigError(
+            f"--velocities {args.velocities[0]:g},{args.velocities[1]:g} {unit} lies outside the plausible {wave}"
+            f"velocities {slowest / factor:g}-{fastest / factor:g} {unit}; are they in {unit}? For other waves "
+            "pass --velocity-range SLOWEST,FASTEST (and --velocity-unit m/s)")
+    return FaciesVelocity(*args.velocities, unit=unit)
+
+
+def _unknowns(args: argparse.Namespace):
+    """``--estimate-velocities`` / ``--estimate-time-zero`` → FieldUnknowns (or None)."""
+    from .nuisance import FieldUnknowns
+
+    if not (args.estimate_velocities or args.estimate_time_zero):
+        return None
+    return FieldUnknowns(velocities=args.estimate_velocities, time_zero=args.estimate_time_zero)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -166,7 +198,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"geoinv demo: a held-out channelized model, noisy {args.forward} traveltimes on the reference "
           f"crosshole survey (625 data, σ = {args.noise} ns), latent SGD from {args.starts} starts")
     report, _ = run_demo(args.output, args.forward, args.starts, args.seed, args.noise, not args.quiet,
-                         epochs=args.epochs, petrophysics=args.velocities, refine=not args.no_refine)
+                         epochs=args.epochs, petrophysics=_petrophysics(args), refine=not args.no_refine)
     print("\n".join(report.lines()))
     print(f"wrote {args.output / 'demo.png'} and {args.output / 'demo.h5'}")
 
@@ -175,10 +207,13 @@ def _cmd_invert(args: argparse.Namespace) -> None:
     from .workflows import invert_file
 
     solutions = invert_file(args.survey, args.output, args.forward, args.solver, args.starts, args.seed,
-                            args.preset, args.vae, not args.quiet, args.epochs, args.velocities,
+                            args.preset, args.vae, not args.quiet, args.epochs, _petrophysics(args),
                             refine=not args.no_refine, absolute_error=args.absolute_error,
                             relative_error=args.relative_error, overwrite=args.overwrite,
-                            solver_settings=_sampler_settings(args))
+                            solver_settings=_sampler_settings(args), columns=args.columns,
+                            time_unit=args.time_unit, velocity_range=_velocity_range(args),
+                            unknowns=_unknowns(args), cell_size=args.cell_size)
+    print(f"on the prior's canvas: {solutions.config['canvas']}")
     print(solutions.summary())
     if solutions.from_sampler:
         from .sampling import mixing
@@ -229,8 +264,14 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 def _cmd_survey_info(args: argparse.Namespace) -> None:
     from .io.campaign import read_campaign
+    from .io.files import HDF5_SUFFIXES
     from .units import m_per_s_to_m_per_ns, s_to_ns
 
+    if args.file.suffix.lower() not in HDF5_SUFFIXES:
+        _survey_file_info(args)
+        return
+    if args.columns is not None or args.time_unit is not None:
+        raise ConfigError("--columns and --time-unit describe column files (.txt, .csv, .tsv), not HDF5 files")
     campaign = read_campaign(args.file)
     print(f"{args.file}: {len(campaign.surveys)} readable survey(s), {len(campaign.problems)} with problems")
     for entry in campaign.surveys:
@@ -245,6 +286,29 @@ def _cmd_survey_info(args: argparse.Namespace) -> None:
               f"grid {'default' if grid is None else f'{grid.shape} of {grid.spacing[0]:g} m'}, {velocities}")
     for name, message in campaign.problems.items():
         print(f"  {name}: PROBLEM: {message}")
+
+
+def _survey_file_info(args: argparse.Namespace) -> None:
+    """``survey-info`` of a pyGIMLi or column file: sizes, times, apparent velocities, extent."""
+    import numpy as np
+
+    from .io import read_survey
+    from .units import s_to_ns
+
+    survey, _ = read_survey(args.file, columns=args.columns, time_unit=args.time_unit, velocity_range=None)
+    times = s_to_ns(survey.traveltimes)
+    positions = np.vstack([survey.sources, survey.receivers])
+    (x_low, z_low), (x_high, z_high) = positions.min(axis=0), positions.max(axis=0)
+    print(f"{args.file}: {len(survey.sources)} sources, {len(survey.receivers)} receivers, {survey.n_data} picks "
+          f"({times.min():.4g}-{times.max():.4g} ns)")
+    if survey.errors is not None:
+        errors = s_to_ns(survey.errors)
+        print(f"  errors {errors.min():.3g}-{errors.max():.3g} ns")
+    usable = survey.traveltimes > 0
+    apparent = survey.distances[usable] / survey.traveltimes[usable] * 1e-9
+    print(f"  apparent velocities {apparent.min():.4g}-{apparent.max():.4g} m/ns "
+          f"(5-95 %: {np.percentile(apparent, 5):.4g}-{np.percentile(apparent, 95):.4g})")
+    print(f"  sensors span x {x_low:g} to {x_high:g} m, z {z_low:g} to {z_high:g} m")
 
 
 def _registered(registry) -> list[str]:
@@ -263,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     forwards, solvers = _registered(FORWARDS), _registered(SOLVERS)
     train_defaults, vae = TrainConfig(), VAEConfig()
-    velocity_help = ("facies velocities in m/ns as CHANNEL,MATRIX (default 0.06,0.08, the reference "
-                     "values of the shipped prior's training image)")
+    velocity_help = ("facies velocities as CHANNEL,MATRIX in --velocity-unit (default 0.06,0.08 m/ns, the "
+                     "reference values of the shipped prior's training image); with --estimate-velocities: the start")
     parser = argparse.ArgumentParser(prog="geoinv", description="Structured-model geophysical inversion.")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,27 +340,43 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=SEED, default=0)
     demo.add_argument("--noise", type=_number(0.0, 100.0), default=0.25, help="noise standard deviation (ns)")
     demo.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
-    demo.add_argument("--velocities", type=_velocities, help=velocity_help)
+    demo.add_argument("--velocities", type=_pair, help=velocity_help)
     demo.add_argument("--no-refine", action="store_true",
                       help="skip refining the best models beyond the prior (geoinv.RefineConfig)")
     demo.add_argument("--output", type=Path, default=Path("geoinv-output"), help="output folder")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
 
-    invert = sub.add_parser("invert", help="invert the traveltimes of a survey file (.h5 or pyGIMLi .sgt)")
-    invert.add_argument("survey", type=Path, help="survey file: .h5 (layout: geoinv.io.hdf5) or a pyGIMLi "
-                        "traveltime file (.sgt: s g t err)")
+    invert = sub.add_parser("invert", help="invert the traveltimes of a survey file (.h5, pyGIMLi .sgt or columns)")
+    invert.add_argument("survey", type=Path, help="survey file: .h5 (layout: geoinv.io.hdf5), a pyGIMLi "
+                        "traveltime file (.sgt: s g t err) or picks in columns (.txt, .csv, .tsv)")
+    invert.add_argument("--columns", help="column files: the role of each column, e.g. sx,sz,rx,rz,t,err ('-' "
+                        "skips one; default: the header's names, or sx sz rx rz t [err])")
+    invert.add_argument("--time-unit", choices=sorted(TIME_UNITS),
+                        help="column files: unit of the times and errors (default ns)")
     invert.add_argument("--absolute-error", type=_number(0.0, 1e-3), metavar="SECONDS",
-                        help="error model for .sgt files without an err column: absolute part in s (e.g. 2.5e-10)")
+                        help="error model for files without an err column: absolute part in s (e.g. 2.5e-10)")
     invert.add_argument("--relative-error", type=_number(0.0, 1.0), metavar="FRACTION",
-                        help="error model for .sgt files without an err column: relative part (e.g. 0.01)")
+                        help="error model for files without an err column: relative part (e.g. 0.01)")
     invert.add_argument("--forward", choices=forwards or None, default="straight-ray",
                         help="forward operator (every registered one, plug-ins included)")
     invert.add_argument("--solver", choices=solvers or None, default="latent-sgd",
                         help="solver (learned ones are fitted on the survey's problem first)")
     invert.add_argument("--preset", choices=LatentSGDConfig.preset_names(),
                         help=PRESET_HELP)
-    invert.add_argument("--velocities", type=_velocities, help=velocity_help)
+    invert.add_argument("--velocities", type=_pair, help=velocity_help)
+    invert.add_argument("--velocity-unit", choices=sorted(VELOCITY_UNITS), default="m/ns",
+                        help="unit of --velocities and --velocity-range (default m/ns)")
+    invert.add_argument("--velocity-range", type=_pair, metavar="SLOWEST,FASTEST",
+                        help="plausible apparent velocities of the picks (default radar: 0.01,0.3 m/ns); e.g. "
+                        "--velocity-range 300,6000 --velocity-unit m/s for seismic picks")
+    invert.add_argument("--estimate-velocities", action="store_true",
+                        help="estimate the channel and matrix velocities with the model (start: --velocities, or "
+                        "the picks' apparent velocities)")
+    invert.add_argument("--estimate-time-zero", action="store_true",
+                        help="estimate one time-zero shift of all picks with the model")
+    invert.add_argument("--cell-size", type=POSITIVE, default=0.1,
+                        help="cell size (m) the prior was trained for, to place the survey on its canvas")
     invert.add_argument("--no-refine", action="store_true",
                         help="skip refining the best models beyond the prior (geoinv.RefineConfig)")
     invert.add_argument("--starts", type=STARTS, default=20, help=STARTS_HELP + "; latent-mcmc: starts of the "
@@ -338,7 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.set_defaults(func=_cmd_batch)
 
     info = sub.add_parser("survey-info", help="list the surveys of a file: sizes, units, problems found")
-    info.add_argument("file", type=Path, help="campaign or survey file (.h5)")
+    info.add_argument("file", type=Path, help="campaign or survey file (.h5, .sgt, .txt, .csv, ...)")
+    info.add_argument("--columns", help="column files: the role of each column (as for invert)")
+    info.add_argument("--time-unit", choices=sorted(TIME_UNITS), help="column files: unit of the times")
     info.set_defaults(func=_cmd_survey_info)
 
     simulate = sub.add_parser("simulate", help="simulate straight-ray and eikonal traveltimes on a held-out model")

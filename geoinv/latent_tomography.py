@@ -11,6 +11,8 @@ import torch
 from .errors import ConfigError
 from .forward.base import ForwardOperator
 from .forward.linearized import LinearizedBatch
+from .nuisance import FieldUnknowns
+from .petrophysics import FaciesVelocity
 from .prior.base import Prior
 from .problem import InverseProblem
 from .units import time_factor
@@ -50,14 +52,18 @@ class LatentTomography(InverseProblem):
     operator: ForwardOperator
 
     def __init__(self, prior: Prior, petrophysics, forward: ForwardOperator, observed=None, noise_std=None,
-                 data_unit: str = "ns") -> None:
+                 data_unit: str = "ns", unknowns: FieldUnknowns | None = None) -> None:
         if not isinstance(prior, Prior):
             raise ConfigError(f"prior must implement geoinv.prior.Prior, got {type(prior).__name__}; "
                               "subclass Prior (or StandardNormalPrior) for a custom decoder")
         if tuple(prior.model_shape) != forward.grid.shape:
             raise ConfigError(f"the prior makes models of shape {tuple(prior.model_shape)}, the forward's grid is "
                               f"{forward.grid.shape}; use a prior trained for this grid")
+        if unknowns is not None and not isinstance(unknowns, FieldUnknowns):
+            raise ConfigError(f"unknowns must be a geoinv.FieldUnknowns or None, got {type(unknowns).__name__}")
         self._scale = 1.0 / time_factor(data_unit, "data_unit")
+        self.unknowns = unknowns
+        self.latent_dim = prior.latent_dim
         survey = forward.survey
         if observed is None and survey.traveltimes is not None:
             observed = survey.traveltimes * self._scale
@@ -65,14 +71,79 @@ class LatentTomography(InverseProblem):
             noise_std = survey.errors * self._scale
         groups = [np.flatnonzero(survey.pairs[:, 0] == s) for s in range(len(survey.sources))]
         use_index = forward.computes_subsets
-        super().__init__(self._simulate if use_index else self._simulate_all, prior.latent_dim, survey.n_data,
-                         lambda n, generator=None: prior.sample_latent(n, generator),
-                         prior.latent_mean, prior.latent_range, observed, noise_std, prior.decode,
-                         [g for g in groups if g.size], name=f"latent tomography ({type(forward).__name__})",
-                         data_unit=data_unit, forward_takes_index=use_index, regularizer=prior.regularizer,
-                         device=prior.device, model_forward=self.facies_data, model_jacobian=self.facies_jacobian,
-                         operator=forward, petrophysics=petrophysics)
+        n_extra = 0 if unknowns is None else unknowns.size
+        fixed = unknowns is None  # facies alone determine the data: model-space steps and Jacobians apply
+        super().__init__(self._simulate if use_index else self._simulate_all, prior.latent_dim + n_extra,
+                         survey.n_data, self._sample, torch.cat([prior.latent_mean, torch.zeros(n_extra)]),
+                         torch.cat([prior.latent_range, torch.full((n_extra,), 3.92)]), observed, noise_std,
+                         self._decode, [g for g in groups if g.size],
+                         name=f"latent tomography ({type(forward).__name__})", data_unit=data_unit,
+                         forward_takes_index=use_index, regularizer=self._regularize, device=prior.device,
+                         model_forward=self.facies_data if fixed else None,
+                         model_jacobian=self.facies_jacobian if fixed else None, operator=forward,
+                         petrophysics=petrophysics, log_prior=None if fixed else self._log_density)
         self.prior = prior
+
+    # -- the parameter vector: latent coordinates, then the unknowns' standardised coordinates ---------------
+    def _split(self, parameters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return parameters[:, :self.latent_dim], parameters[:, self.latent_dim:]
+
+    def _sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        latent = self.prior.sample_latent(n, generator)
+        if self.unknowns is None:
+            return latent
+        extra = torch.randn(n, self.unknowns.size, generator=generator)
+        return torch.cat([latent, extra.to(latent.device, latent.dtype)], dim=1)
+
+    def _decode(self, parameters: torch.Tensor) -> torch.Tensor:
+        return self.prior.decode(self._split(parameters)[0])
+
+    def _regularize(self, parameters: torch.Tensor, kind: str = "ring") -> torch.Tensor:
+        latent, extra = self._split(parameters)
+        penalty = self.prior.regularizer(latent, kind)
+        return penalty if kind == "none" or not extra.shape[1] else penalty + extra.pow(2).sum(dim=1)
+
+    def _log_density(self, parameters: torch.Tensor) -> torch.Tensor:
+        latent, extra = self._split(parameters)
+        return self.prior.log_density(latent) - 0.5 * extra.pow(2).sum(dim=1)
+
+    def _slowness(self, parameters: torch.Tensor) -> torch.Tensor:
+        """Slowness (s/m) of a batch of parameter vectors: decoded facies at their velocities."""
+        latent, extra = self._split(parameters)
+        models = self.prior.decode(latent)
+        if self.unknowns is None:
+            return self.petrophysics.slowness(models)
+        return self.unknowns.slowness(models, extra, self.petrophysics)
+
+    def _shifted(self, traveltimes: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
+        """Traveltimes (data unit) plus each row's time-zero shift, if it is estimated."""
+        shift = None if self.unknowns is None else self.unknowns.time_shift(self._split(parameters)[1])
+        return traveltimes if shift is None else traveltimes + self._scale * shift.to(traveltimes.dtype)
+
+    def unknown_values(self, parameters: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Velocities (m/s) and time zero (s) of parameter vectors ``(..., n_parameters)``; empty without unknowns."""
+        if self.unknowns is None:
+            return {}
+        return self.unknowns.values(parameters[..., self.latent_dim:], self.petrophysics)
+
+    def with_unknowns_fixed(self, parameters: torch.Tensor) -> LatentTomography:
+        """This problem with the unknowns fixed at one parameter vector's values: a latent problem
+        without unknowns, at the estimated velocities, its data less the estimated time zero.
+
+        Model-space steps (refinement beyond the prior) run on it.
+        """
+        if self.unknowns is None:
+            return self
+        values = {name: float(value) for name, value in self.unknown_values(parameters.reshape(-1)[None]).items()}
+        start = self.petrophysics
+        petrophysics = FaciesVelocity(values.get("channel_velocity", start.channel_velocity),
+                                      values.get("matrix_velocity", start.matrix_velocity), unit="m/s",
+                                      interpolation=start.interpolation)
+        problem = LatentTomography(self.prior, petrophysics, self.operator, data_unit=self.data_unit)
+        shift = values.get("time_zero", 0.0) * self._scale
+        problem.observed = None if self.observed is None else self.observed - shift
+        problem.noise_std = self.noise_std
+        return problem
 
     def facies_data(self, models: torch.Tensor, data_index=None) -> torch.Tensor:
         """Traveltimes (data unit) of facies models ``(B, nz, nx)``."""
@@ -86,8 +157,35 @@ class LatentTomography(InverseProblem):
         kernel = self.operator.jacobian(slowness.detach().double().cpu().numpy())
         return self._scale * (kernel @ sp.diags(derivative.detach().double().cpu().numpy().ravel()))
 
-    def _simulate(self, latent: torch.Tensor, data_index=None) -> torch.Tensor:
-        return self.facies_data(self.prior.decode(latent), data_index)
+    def jacobian(self, parameters: torch.Tensor) -> torch.Tensor:
+        """∂data/∂parameters at each of a batch of parameter vectors, ``(B, n_data, n_parameters)`` float64.
+
+        With unknowns: the operator's sparse kernel at each vector's slowness times
+        ∂slowness/∂parameters by forward-mode AD (latent and velocity
+        coordinates), and a constant column for the time zero. Without: as
+        :meth:`InverseProblem.jacobian`.
+        """
+        if self.unknowns is None:
+            return super().jacobian(parameters)
+        parameters = torch.as_tensor(parameters).reshape(-1, self.n_parameters).to(self.device)
+        return torch.stack([self._unknowns_jacobian(point) for point in parameters])
+
+    def _unknowns_jacobian(self, point: torch.Tensor) -> torch.Tensor:
+        def slowness(vector):
+            value = self._slowness(vector[None])[0]
+            return value, value.detach()
+
+        tangent, value = torch.func.jacfwd(slowness, has_aux=True)(point)
+        tangent = tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy()
+        kernel = self.operator.jacobian(value.double().cpu().numpy())
+        jacobian = self._scale * np.asarray(kernel @ tangent)
+        if self.unknowns.time_zero:
+            jacobian[:, -1] += self._scale * self.unknowns.time_zero_std
+        return torch.from_numpy(jacobian)
+
+    def _simulate(self, parameters: torch.Tensor, data_index=None) -> torch.Tensor:
+        data = self._scale * self.operator(self._slowness(parameters), data_index)
+        return self._shifted(data, parameters)
 
     def _simulate_all(self, latent: torch.Tensor) -> torch.Tensor:
         return self._simulate(latent)
@@ -100,7 +198,7 @@ class LatentTomography(InverseProblem):
         if temperature == 1:
             return self
         problem = LatentTomography(self.prior.tempered(temperature), self.petrophysics, self.operator,
-                                   data_unit=self.data_unit)
+                                   data_unit=self.data_unit, unknowns=self.unknowns)
         problem.observed, problem.noise_std = self.observed, self.noise_std
         return problem
 
@@ -117,12 +215,10 @@ class LatentTomography(InverseProblem):
         if self.operator.linear:
             return self
         with torch.no_grad():
-            local = LinearizedBatch(self.operator, self.petrophysics.slowness(self.prior.decode(parameters).double()),
-                                    kernel)
-        prior, petrophysics, scale = self.prior, self.petrophysics, self._scale
+            local = LinearizedBatch(self.operator, self._slowness(parameters).double(), kernel)
 
-        def simulate(latent: torch.Tensor, data_index=None) -> torch.Tensor:
-            return scale * local(petrophysics.slowness(prior.decode(latent)), data_index)
+        def simulate(batch: torch.Tensor, data_index=None) -> torch.Tensor:
+            return self._shifted(self._scale * local(self._slowness(batch), data_index), batch)
 
         problem = copy.copy(self)
         problem._forward, problem.forward_takes_index = simulate, True

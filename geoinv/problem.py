@@ -368,9 +368,9 @@ class InverseProblem:
 
     @classmethod
     def latent_tomography(cls, prior: Prior, petrophysics, forward, observed=None, noise_std=None,
-                          data_unit: str = "ns") -> InverseProblem:
+                          data_unit: str = "ns", unknowns=None) -> InverseProblem:
         """Traveltime tomography in the latent space of a prior's decoder: a
         :class:`~geoinv.latent_tomography.LatentTomography` (see there for the parameters)."""
         from .latent_tomography import LatentTomography
 
-        return LatentTomography(prior, petrophysics, forward, observed, noise_std, data_unit)
+        return LatentTomography(prior, petrophysics, forward, observed, noise_std, data_unit, unknowns)

@@ -23,7 +23,7 @@ __all__ = [
 NS = 1e-9  #: one nanosecond in s
 
 #: seconds per unit of time
-TIME_UNITS: dict[str, float] = {"s": 1.0, "ns": NS}
+TIME_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": NS}
 #: m/s per unit of velocity
 VELOCITY_UNITS: dict[str, float] = {"m/s": 1.0, "m/ns": 1.0 / NS}
 

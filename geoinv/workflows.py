@@ -11,13 +11,15 @@ import numpy as np
 import torch
 
 from ._atomic import atomic_path
+from .canvas import DEFAULT_CELL_SIZE, describe_placement, place_on_canvas
 from .core import invert, make_solver
 from .errors import ConfigError
 from .forward import forward as build_forward
 from .grid import Grid2D
+from .nuisance import FieldUnknowns
 from .petrophysics import FaciesVelocity
 from .solvers import ACCEPTANCE, Solutions, Solver
-from .survey import Survey
+from .survey import RADAR_VELOCITY_RANGE, Survey
 from .units import ns_to_s, s_to_ns
 
 __all__ = ["DemoReport", "check_output", "check_output_folder", "invert_file", "invert_survey", "representative_crop",
@@ -184,15 +186,21 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
                 progress: bool = True, epochs: int | None = None,
                 petrophysics: FaciesVelocity | None = None, refine: bool = True,
                 absolute_error: float | None = None, relative_error: float | None = None,
-                overwrite: bool | None = None, solver_settings: dict | None = None) -> Solutions:
-    """Invert the traveltimes of a survey file (``.h5`` or pyGIMLi ``.sgt``); write results (``.h5``) and a
-    figure (``.png``).
+                overwrite: bool | None = None, solver_settings: dict | None = None, *,
+                columns=None, time_unit: str | None = None, velocity_range=RADAR_VELOCITY_RANGE,
+                unknowns: FieldUnknowns | None = None, cell_size: float = DEFAULT_CELL_SIZE) -> Solutions:
+    """Invert the traveltimes of a survey file (``.h5``, pyGIMLi ``.sgt`` or a column file); write results
+    (``.h5``) and a figure (``.png``).
 
-    The output paths are checked before any work; the grid comes from the file
-    (default, and for ``.sgt`` files: the reference crosshole grid). ``absolute_error`` (s) and
-    ``relative_error`` are the error model of ``.sgt`` files without an ``err`` column; ``overwrite``
-    False refuses an existing results file (None replaces it). ``solver_settings`` replace single fields
-    of the solver's config (e.g. ``{"n_samples": 2000}`` for ``latent-mcmc``).
+    The output paths are checked before any work. The survey is inverted on the prior's canvas
+    (:func:`~geoinv.canvas.place_on_canvas`): its own grid if it has the prior's shape, else a canvas
+    at its grid's origin, or centred on the sensors when the file has no grid; the placement is in
+    ``solutions.config["canvas"]``. ``absolute_error`` (s) and ``relative_error`` are the error model
+    of files without an ``err`` column; ``columns`` and ``time_unit`` describe column files;
+    ``velocity_range`` (m/s) bounds the picks' apparent velocities (None: unchecked); ``unknowns``
+    estimates facies velocities and a time zero (``petrophysics`` is then their start);
+    ``overwrite`` False refuses an existing results file (None replaces it). ``solver_settings``
+    replace single fields of the solver's config (e.g. ``{"n_samples": 2000}`` for ``latent-mcmc``).
     """
     from .io import read_survey, write_result
     from .plot import inversion_figure
@@ -200,22 +208,21 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
 
     figure = Path(output).with_suffix(".png") if Path(output).suffix else None  # no suffix: refused below
     output = check_output(output, (".h5", ".hdf5"), inputs=(path, prior_path), overwrite=overwrite, figure=figure)
-    survey, grid = read_survey(path, absolute_error=absolute_error, relative_error=relative_error)
+    survey, grid = read_survey(path, absolute_error=absolute_error, relative_error=relative_error,
+                               velocity_range=velocity_range, columns=columns, time_unit=time_unit)
     prior = load_prior(prior_path).frozen()
-    grid = grid or Grid2D.crosshole()
-    if tuple(prior.model_shape) != grid.shape:
-        raise ConfigError(f"the prior makes {tuple(prior.model_shape)} models but the survey's grid is "
-                          f"{grid.shape}; train a VAE for this grid (geoinv train-vae --nz --nx) and pass --vae")
-    operator = build_forward(forward_name, grid=grid, survey=survey)
+    canvas = place_on_canvas(survey, prior.model_shape, cell_size, grid, label=Path(path).name)
+    operator = build_forward(forward_name, grid=canvas, survey=survey)
     method = make_solver(solver_name, operator, n_starts=n_starts, seed=seed, progress=progress,
                          epochs=epochs, preset=preset)
     if solver_settings:
         method.config = configured(method, solver_settings)
     solutions = invert(survey, prior, operator, method, petrophysics,
                        n_candidates=method.candidates_for(n_starts),
-                       refine="default" if refine else None)
-    write_result(output, solutions, survey, grid)
-    inversion_figure(grid, solutions, output.with_suffix(".png"), survey=survey,
+                       refine="default" if refine else None, unknowns=unknowns)
+    solutions.config["canvas"] = describe_placement(canvas)
+    write_result(output, solutions, survey, canvas)
+    inversion_figure(canvas, solutions, output.with_suffix(".png"), survey=survey,
                      title=f"{solver_name}, {forward_name} forward")
     return solutions
 

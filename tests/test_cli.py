@@ -103,7 +103,7 @@ def test_invert_with_velocities_and_guarded_outputs(tmp_path, capsys):
     assert "must end in .h5" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*arguments[:-1], "0.07"])  # one velocity only: argparse names the option
-    assert "CHANNEL,MATRIX" in capsys.readouterr().err
+    assert "--velocities: expected two numbers" in capsys.readouterr().err
 
 
 def test_invert_a_pygimli_file_with_the_latent_gauss_newton_solver(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""Survey files by suffix: geoinv HDF5 (``.h5``, ``.hdf5``) or pyGIMLi traveltime files (``.sgt`` …)."""
+"""Survey files by suffix: geoinv HDF5 (``.h5``, ``.hdf5``), pyGIMLi traveltime files (``.sgt`` …) or
+pick files in columns (``.txt``, ``.csv``, ``.tsv``)."""
 
 from __future__ import annotations
 
@@ -8,44 +9,59 @@ from ..errors import FileFormatError
 from ..grid import Grid2D
 from ..survey import RADAR_VELOCITY_RANGE, Survey
 from . import hdf5
+from .columns import COLUMN_SUFFIXES, read_column_survey, write_column_survey
 from .pygimli import PYGIMLI_SUFFIXES, read_pygimli_survey, write_pygimli_survey
 
-__all__ = ["HDF5_SUFFIXES", "read_survey", "write_survey"]
+__all__ = ["HDF5_SUFFIXES", "SURVEY_SUFFIXES", "read_survey", "write_survey"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
+#: every suffix :func:`read_survey` reads
+SURVEY_SUFFIXES = HDF5_SUFFIXES + PYGIMLI_SUFFIXES + COLUMN_SUFFIXES
 
 
 def read_survey(path, group: str = "survey", *, absolute_error: float | None = None,
-                relative_error: float | None = None,
-                velocity_range=RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
+                relative_error: float | None = None, velocity_range=RADAR_VELOCITY_RANGE,
+                columns=None, time_unit: str | None = None) -> tuple[Survey, Grid2D | None]:
     """Read a survey file, choosing the reader by suffix.
 
     Parameters
     ----------
     path : str or Path
-        ``.h5``/``.hdf5`` (geoinv layout, see :mod:`geoinv.io.hdf5`) or a pyGIMLi
-        traveltime file (``.sgt``, ``.dat``, ``.gtt``, ``.tom``).
+        ``.h5``/``.hdf5`` (geoinv layout, see :mod:`geoinv.io.hdf5`), a pyGIMLi
+        traveltime file (``.sgt``, ``.dat``, ``.gtt``, ``.tom``) or a pick file in
+        columns (``.txt``, ``.csv``, ``.tsv``, see :mod:`geoinv.io.columns`).
     group : str
         HDF5 group of the survey.
     absolute_error, relative_error : float, optional
-        Error model (s, fraction) for pyGIMLi files without an ``err`` column.
+        Error model (s, fraction) for pyGIMLi and column files without an ``err`` column.
     velocity_range : (float, float) or None
         Plausible apparent velocities in m/s (default: crosshole radar, 0.01–0.3
         m/ns); picks outside it are refused as a unit mix-up. ``None`` skips the check
         (see :meth:`Survey.check_plausible`).
+    columns : str or list of str, optional
+        Column files only: the role of each column (e.g. ``"sx,sz,rx,rz,t,err"``).
+    time_unit : str, optional
+        Column files only: unit of their times and errors (default ``'ns'``).
 
     Returns
     -------
     survey : Survey
     grid : Grid2D or None
-        The grid stored with an HDF5 survey; None for pyGIMLi files (build one
-        with :meth:`Grid2D.covering`).
+        The grid stored with an HDF5 survey; None for other files (build one
+        with :meth:`Grid2D.covering`, or let :func:`geoinv.invert` place the prior's canvas).
 
     Examples
     --------
     >>> survey, grid = geoinv.read_survey("picks.sgt", absolute_error=0.25e-9)  # doctest: +SKIP
     """
     suffix = Path(path).suffix.lower()
+    if suffix not in COLUMN_SUFFIXES and (columns is not None or time_unit is not None):
+        raise FileFormatError(f"{Path(path).name}: columns and time_unit describe pick files in columns "
+                              f"({', '.join(COLUMN_SUFFIXES)}); this file's format states its own")
+    if suffix in COLUMN_SUFFIXES:
+        survey = read_column_survey(path, columns, time_unit=time_unit or "ns", absolute_error=absolute_error,
+                                    relative_error=relative_error, velocity_range=velocity_range)
+        return survey, None
     if suffix in HDF5_SUFFIXES:
         if absolute_error is not None or relative_error is not None:
             raise FileFormatError(f"{Path(path).name}: an error model applies to pyGIMLi files only; HDF5 "
@@ -56,15 +72,15 @@ def read_survey(path, group: str = "survey", *, absolute_error: float | None = N
                                      velocity_range=velocity_range)
         return survey, None
     raise FileFormatError(f"{Path(path).name}: unknown survey file suffix {suffix!r}; geoinv reads "
-                          f"{', '.join(HDF5_SUFFIXES + PYGIMLI_SUFFIXES)}")
+                          f"{', '.join(SURVEY_SUFFIXES)}")
 
 
 def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
                  time_unit: str = "s") -> Path:
-    """Write a survey atomically, choosing the format by suffix (``.h5`` or ``.sgt``).
+    """Write a survey atomically, choosing the format by suffix (``.h5``, ``.sgt`` or a column file).
 
-    ``grid``, ``group`` and ``time_unit`` apply to HDF5 files; a ``.sgt`` file
-    holds times in s and no grid.
+    ``grid`` and ``group`` apply to HDF5 files, ``time_unit`` to HDF5 and column
+    files; a ``.sgt`` file holds times in s and no grid.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -76,4 +92,9 @@ def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = 
             raise FileFormatError(f"{path.name}: a .sgt file stores neither a grid nor a time unit (times in s); "
                                   "write an .h5 file to keep them")
         return write_pygimli_survey(path, survey)
-    raise FileFormatError(f"{path.name}: cannot write a survey as {suffix!r}; use .h5 or .sgt")
+    if suffix in COLUMN_SUFFIXES:
+        if grid is not None:
+            raise FileFormatError(f"{path.name}: a column file stores no grid; write an .h5 file to keep it")
+        return write_column_survey(path, survey, time_unit)
+    raise FileFormatError(f"{path.name}: cannot write a survey as {suffix!r}; use .h5, .sgt or "
+                          f"{', '.join(COLUMN_SUFFIXES)}")

@@ -2,7 +2,8 @@
 
 One group (default ``/solutions``): the candidate tensors as datasets, ``config`` (JSON) and
 ``wall_time`` as attributes, ``history/`` per-step records, ``posterior/`` the per-cell statistics of
-the models (a sampler's draws, or the accepted candidates), and ``refined/`` the models refined beyond the prior.
+the models (a sampler's draws, or the accepted candidates), ``refined/`` the models refined beyond the prior,
+and ``unknowns/`` the field unknowns of each candidate (velocities in m/s, time zero in s), when estimated.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def write_solutions_group(solutions, handle, group: str = "solutions") -> None:
         refined.attrs["description"] = "best candidates' models refined beyond the prior (discrepancy stop)"
         for key, value in solutions.refined.items():
             refined.create_dataset(key, data=torch.as_tensor(value).numpy(), compression="gzip")
+    if solutions.unknowns:
+        unknowns = root.create_group("unknowns")
+        unknowns.attrs["description"] = "field unknowns per candidate (S, R): velocities in m/s, time zero in s"
+        for key, value in solutions.unknowns.items():
+            unknowns.create_dataset(key, data=torch.as_tensor(value).numpy())
 
 
 def read_solutions(path, group: str = "solutions"):
@@ -91,6 +97,8 @@ def read_solutions(path, group: str = "solutions"):
             wall_time = float(root.attrs["wall_time"])
             refined = ({key: torch.as_tensor(root["refined"][key][()]) for key in root["refined"]}
                        if "refined" in root else None)
+            unknowns = ({key: torch.as_tensor(root["unknowns"][key][()]) for key in root["unknowns"]}
+                        if "unknowns" in root else None)
     except OSError as exc:
         raise FileFormatError(f"cannot read {path} as HDF5: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
@@ -98,4 +106,5 @@ def read_solutions(path, group: str = "solutions"):
             raise
         raise FileFormatError(f"{path}: the solutions group '/{group}' is damaged ({type(exc).__name__}: "
                               f"{exc})") from exc
-    return Solutions(**tensors, history=history, config=config, wall_time=wall_time, refined=refined)
+    return Solutions(**tensors, history=history, config=config, wall_time=wall_time, refined=refined,
+                     unknowns=unknowns)

@@ -80,6 +80,10 @@ class Solutions:
         Models refined beyond the prior's manifold from the best candidates
         (see :func:`geoinv.solvers.refine.refine_models`): ``models``, ``misfit``,
         ``normalised_misfit``, ``steps``, ``accepted``.
+    unknowns : dict, optional
+        Field unknowns estimated with the latent vector (see :class:`geoinv.FieldUnknowns`),
+        per candidate ``(S, R)``: ``channel_velocity``, ``matrix_velocity`` (m/s),
+        ``time_zero`` (s).
 
     Notes
     -----
@@ -100,6 +104,7 @@ class Solutions:
     wall_time: float = 0.0
     normalised_misfit: torch.Tensor | None = None
     refined: dict | None = None
+    unknowns: dict | None = None
 
     @property
     def from_sampler(self) -> bool:
@@ -185,8 +190,32 @@ class Solutions:
             else:
                 text += " (no noise level given: acceptance undefined)"
             lines.append(text)
+            lines.extend(self._unknowns_lines(s))
         lines.append(f"wall time {self.wall_time:.1f} s ({self.config.get('solver', '?')})")
         return "\n".join(lines)
+
+    def unknowns_summary(self, survey: int = 0) -> dict[str, tuple[float, float, float]]:
+        """Each field unknown's best-candidate value, and the mean and standard deviation over the
+        candidates the maps use (a sampler's draws; else the accepted, or all when none is)."""
+        if not self.unknowns:
+            return {}
+        use = self.accepted[survey] if (self.accepted[survey].any() and not self.from_sampler) else \
+            torch.ones_like(self.accepted[survey])
+        out = {}
+        for name, value in self.unknowns.items():
+            values = torch.as_tensor(value)[survey].double()
+            used = values[use]
+            spread = float(used.std()) if used.numel() > 1 else 0.0
+            out[name] = (float(values[0]), float(used.mean()), spread)
+        return out
+
+    def _unknowns_lines(self, survey: int) -> list[str]:
+        lines = []
+        for name, (best, mean, spread) in self.unknowns_summary(survey).items():
+            factor, unit = (1e9, "ns") if name == "time_zero" else (1e-9, "m/ns")
+            lines.append(f"  {name.replace('_', ' ')}: best {best * factor:.4g} {unit}, mean {mean * factor:.4g} "
+                         f"± {spread * factor:.2g} {unit}")
+        return lines
 
     def to_hdf5(self, path, group: str = "solutions", mode: str = "a") -> None:
         """Write to ``path`` under ``group``, atomically (layout: :mod:`geoinv.io.solutions`).

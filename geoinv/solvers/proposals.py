@@ -51,7 +51,7 @@ def problem_key(problem: InverseProblem) -> str:
     """A key (hex) of what a latent-tomography problem's simulated pairs depend on.
 
     The forward operator's type and settings, its grid and survey geometry, the
-    prior decoder's weights, the petrophysics and the data unit; observed data
+    prior decoder's weights, the petrophysics, the field unknowns and the data unit; observed data
     and noise do not enter (pairs are noise-free).
     """
     operator, prior = problem.operator, problem.prior
@@ -66,6 +66,9 @@ def problem_key(problem: InverseProblem) -> str:
                 "grid": [list(grid.shape), list(grid.spacing), list(grid.origin)], "data_unit": problem.data_unit,
                 "velocities": [petrophysics.channel_velocity, petrophysics.matrix_velocity] if petrophysics else None,
                 "prior": type(prior).__name__, "latent_dim": problem.n_parameters}
+    unknowns = getattr(problem, "unknowns", None)
+    if unknowns is not None:  # the pairs' data depend on the unknowns' priors too
+        settings["unknowns"] = repr(unknowns)
     geometry = _digest(survey.sources, survey.receivers, survey.pairs)
     return _digest(np.frombuffer(json.dumps(settings, sort_keys=True).encode(), dtype=np.uint8),
                    np.frombuffer(geometry.encode(), dtype=np.uint8), *weights)[:24]
