@@ -15,10 +15,10 @@ from .errors import ConfigError, SurveyError
 from .forward import ForwardOperator
 from .forward import forward as build_forward
 from .grid import Grid2D
+from .latent_tomography import LatentTomography
 from .nuisance import FieldUnknowns, start_velocities
 from .petrophysics import FaciesVelocity
 from .prior.base import Prior
-from .problem import InverseProblem
 from .solvers import SOLVERS, LatentSGDConfig, Solutions, Solver
 from .solvers.base import check_n_starts
 from .solvers.refine import RefineConfig, refine_models
@@ -86,7 +86,7 @@ def _noise_s(survey: Survey, noise_std) -> np.ndarray:
 
 def build_problem(survey: Survey, prior: Prior, forward: str | ForwardOperator = "straight-ray",
                   petrophysics: FaciesVelocity | None = None, *, grid: Grid2D | None = None,
-                  noise_std=None, unknowns: FieldUnknowns | None = None) -> InverseProblem:
+                  noise_std=None, unknowns: FieldUnknowns | None = None) -> LatentTomography:
     """The latent-tomography problem of a survey (data in ns).
 
     Parameters
@@ -117,8 +117,8 @@ def build_problem(survey: Survey, prior: Prior, forward: str | ForwardOperator =
     noise = _noise_s(survey, noise_std)
     # units vary in scripts (seismic, scaled tests): only what no unit makes right is refused here
     survey.with_data(survey.traveltimes, noise).check_plausible(velocity_range=None)
-    return InverseProblem.latent_tomography(prior, petrophysics, operator, s_to_ns(survey.traveltimes),
-                                            s_to_ns(noise), data_unit="ns", unknowns=unknowns)
+    return LatentTomography(prior, petrophysics, operator, s_to_ns(survey.traveltimes), s_to_ns(noise),
+                            data_unit="ns", unknowns=unknowns)
 
 
 def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "straight-ray",

@@ -171,6 +171,8 @@ class LatentTomography(InverseProblem):
         return torch.stack([self._unknowns_jacobian(point) for point in parameters])
 
     def _unknowns_jacobian(self, point: torch.Tensor) -> torch.Tensor:
+        unknowns = self.unknowns
+        assert unknowns is not None
         def slowness(vector):
             value = self._slowness(vector[None])[0]
             return value, value.detach()
@@ -179,8 +181,8 @@ class LatentTomography(InverseProblem):
         tangent = tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy()
         kernel = self.operator.jacobian(value.double().cpu().numpy())
         jacobian = self._scale * np.asarray(kernel @ tangent)
-        if self.unknowns.time_zero:
-            jacobian[:, -1] += self._scale * self.unknowns.time_zero_std
+        if unknowns.time_zero:
+            jacobian[:, -1] += self._scale * unknowns.time_zero_std
         return torch.from_numpy(jacobian)
 
     def _simulate(self, parameters: torch.Tensor, data_index=None) -> torch.Tensor:

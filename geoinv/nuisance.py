@@ -118,7 +118,7 @@ class FieldUnknowns:
             channel, matrix = self.velocities_of(flat, start)
             out["channel_velocity"], out["matrix_velocity"] = channel, matrix
         if self.time_zero:
-            out["time_zero"] = self.time_shift(flat)[:, 0]
+            out["time_zero"] = self.time_zero_std * flat[:, -1]
         return {name: value.reshape(extra.shape[:-1]) for name, value in out.items()}
 
 
