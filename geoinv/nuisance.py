@@ -28,6 +28,9 @@ from .survey import Survey
 
 __all__ = ["FieldUnknowns", "start_velocities"]
 
+#: standardised unknowns are clipped to ±this many prior standard deviations in the forward, so that a
+#: diverging step cannot make a velocity infinite (the prior term pulls a clipped coordinate back)
+EXTRA_LIMIT = 6.0
 #: percentiles of the apparent velocities taken for the channel (slow) and matrix (fast) starts
 START_PERCENTILES = (5.0, 95.0)
 
@@ -90,8 +93,9 @@ class FieldUnknowns:
         channel = torch.full(extra.shape[:1], start.channel_velocity, dtype=extra.dtype, device=extra.device)
         matrix = torch.full_like(channel, start.matrix_velocity)
         if self.velocities:
-            channel = channel * torch.exp(self.velocity_log_std * extra[:, 0])
-            matrix = matrix * torch.exp(self.velocity_log_std * extra[:, 1])
+            bounded = extra[:, :2].clamp(-EXTRA_LIMIT, EXTRA_LIMIT)
+            channel = channel * torch.exp(self.velocity_log_std * bounded[:, 0])
+            matrix = matrix * torch.exp(self.velocity_log_std * bounded[:, 1])
         return channel, matrix
 
     def slowness(self, models: torch.Tensor, extra: torch.Tensor, start: FaciesVelocity) -> torch.Tensor:
@@ -108,7 +112,7 @@ class FieldUnknowns:
         """Time-zero shift in s per row, ``(B, 1)``; None when it is not estimated."""
         if not self.time_zero:
             return None
-        return (self.time_zero_std * extra[:, -1:]).to(extra.dtype)
+        return (self.time_zero_std * extra[:, -1:].clamp(-EXTRA_LIMIT, EXTRA_LIMIT)).to(extra.dtype)
 
     def values(self, extra: torch.Tensor, start: FaciesVelocity) -> dict[str, torch.Tensor]:
         """Physical values of extra coordinates ``(..., size)``: velocities in m/s, time zero in s."""
@@ -118,7 +122,7 @@ class FieldUnknowns:
             channel, matrix = self.velocities_of(flat, start)
             out["channel_velocity"], out["matrix_velocity"] = channel, matrix
         if self.time_zero:
-            out["time_zero"] = self.time_zero_std * flat[:, -1]
+            out["time_zero"] = self.time_zero_std * flat[:, -1].clamp(-EXTRA_LIMIT, EXTRA_LIMIT)
         return {name: value.reshape(extra.shape[:-1]) for name, value in out.items()}
 
 

@@ -320,6 +320,57 @@ def _(tmp):
     Solutions.from_hdf5(path)
 
 
+def column_file(tmp: Path, text: str | None = None, time_scale: float = 1e9, name: str = "picks.txt") -> Path:
+    """A pick file in columns (sx sz rx rz t err) of the reference geometry, times in ns, or ``text``."""
+    if text is None:
+        arrays = reference_arrays()
+        survey_pairs = arrays["pairs"]
+        rows = np.column_stack([arrays["sources"][survey_pairs[:, 0]], arrays["receivers"][survey_pairs[:, 1]],
+                                arrays["traveltimes"] * time_scale, arrays["errors"] * time_scale])
+        text = "sx sz rx rz t err\n" + "\n".join(" ".join(f"{v:.9g}" for v in row) for row in rows) + "\n"
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+@case("column file with a short line", "files", r"line 3 has 5 columns, expected 6")
+def _(tmp):
+    from geoinv import read_survey
+
+    read_survey(column_file(tmp, "sx sz rx rz t err\n0 1 6.5 1 93 0.25\n0 1 6.5 2 94\n"))
+
+
+@case("column file in s read as ns", "files", r"time_unit = 'ns'.*--time-unit")
+def _(tmp):
+    from geoinv import read_survey
+
+    read_survey(column_file(tmp, time_scale=1.0))
+
+
+@case("column file picking one pair twice", "files", r"lines 2, 627 pick the same source and receiver")
+def _(tmp):
+    from geoinv import read_survey
+
+    path = column_file(tmp)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[1]]) + "\n")
+    read_survey(path)
+
+
+@case("column file with a header naming an unknown column", "files", r"unknown column 'amp'.*--columns")
+def _(tmp):
+    from geoinv import read_survey
+
+    read_survey(column_file(tmp, "sx sz rx rz t amp\n0 1 6.5 1 93 0.25\n"))
+
+
+@case("column file given --columns that miss the time", "files", r"lacks \['t'\]")
+def _(tmp):
+    from geoinv import read_survey
+
+    read_survey(column_file(tmp), columns="sx,sz,rx,rz,-,err")
+
+
 # ---------------------------------------------------------------- training images
 
 def _png(tmp: Path, pixels: np.ndarray, name: str = "ti.png") -> Path:
