@@ -71,6 +71,10 @@ class BatchSettings:
         Refine the best models beyond the prior (the core's default refinement).
     canvas_spacing : float
         Cell size (m) the prior was trained for; panels must use it.
+    estimate_velocities, estimate_time_zero : bool
+        Estimate each panel's facies velocities (starting from its petrophysics, or
+        from its picks' apparent velocities) and time zero with its model
+        (:class:`geoinv.FieldUnknowns`); the estimates are in each panel's solutions.
     """
 
     solver: str = "latent-sgd"
@@ -82,6 +86,8 @@ class BatchSettings:
     prior_path: str | None = None
     refine: bool = True
     canvas_spacing: float = 0.1
+    estimate_velocities: bool = False
+    estimate_time_zero: bool = False
 
     def __post_init__(self) -> None:
         if int(self.n_starts) < 1:
@@ -89,9 +95,22 @@ class BatchSettings:
         if not self.canvas_spacing > 0:
             raise ConfigError(f"canvas_spacing must be > 0 m, got {self.canvas_spacing!r}")
 
+    @property
+    def unknowns(self):
+        """The :class:`~geoinv.FieldUnknowns` every panel estimates, or None."""
+        from .nuisance import FieldUnknowns
+
+        if not (self.estimate_velocities or self.estimate_time_zero):
+            return None
+        return FieldUnknowns(velocities=self.estimate_velocities, time_zero=self.estimate_time_zero)
+
     def key(self, prior_hash: str | None = None) -> str:
         """Hash of the settings and of the prior file's content (``prior_hash`` if already computed)."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        settings = asdict(self)
+        for name in ("estimate_velocities", "estimate_time_zero"):  # keys of earlier batches stay valid
+            if not settings[name]:
+                del settings[name]
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         digest.update((prior_hash or _prior_hash(self.prior_path)).encode())
         return digest.hexdigest()
 
@@ -177,7 +196,7 @@ def invert_panel(panel: CampaignSurvey, settings: BatchSettings) -> dict:
                              epochs=settings.epochs, preset=settings.preset)
         record["solutions"] = invert(panel.survey, prior, operator, solver, panel.petrophysics,
                                      n_candidates=solver.candidates_for(settings.n_starts),
-                                     refine="default" if settings.refine else None)
+                                     refine="default" if settings.refine else None, unknowns=settings.unknowns)
         record.update(status="done", grid=grid)
     except GeoinvError as exc:
         record["error"] = str(exc)

@@ -249,7 +249,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     settings = BatchSettings(solver=args.solver, forward=args.forward, n_starts=args.starts, seed=args.seed,
                              preset=args.preset, epochs=args.epochs,
                              prior_path=None if args.vae is None else str(args.vae), refine=not args.no_refine,
-                             canvas_spacing=args.cell_size)
+                             canvas_spacing=args.cell_size, estimate_velocities=args.estimate_velocities,
+                             estimate_time_zero=args.estimate_time_zero)
     summary = run_batch(args.campaign, args.output, settings, scheduler=args.scheduler, workers=args.workers,
                         threads_per_worker=args.threads_per_worker, overwrite=args.overwrite,
                         replace_output=args.replace_output, progress=not args.quiet)
@@ -406,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
     batch.add_argument("--cell-size", type=POSITIVE, default=0.1, help="cell size (m) the prior was trained for")
     batch.add_argument("--no-refine", action="store_true", help="skip refining the best models beyond the prior")
+    batch.add_argument("--estimate-velocities", action="store_true",
+                       help="estimate each panel's facies velocities (start: its petrophysics, or its picks)")
+    batch.add_argument("--estimate-time-zero", action="store_true", help="estimate each panel's time-zero shift")
     where = batch.add_mutually_exclusive_group()
     where.add_argument("--scheduler", help="address of a running dask scheduler (default: a local cluster)")
     where.add_argument("--workers", type=_integer(1, 1024), default=2, help="worker processes of the local cluster")

@@ -145,10 +145,21 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
         plot_model(fig.add_subplot(grid_spec[1, k]), grid, values, survey, name, cmap, label or "probability",
                    vmin=low, vmax=high)
     _misfit_curves(fig.add_subplot(grid_spec[:, -1]), solutions)
-    if title:
-        fig.suptitle(title)
+    estimates = _unknowns_text(solutions)
+    if title or estimates:
+        fig.suptitle("\n".join(line for line in (title, estimates) if line))
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
+
+
+def _unknowns_text(solutions) -> str:
+    """The estimated field unknowns (best, and mean ± std of the candidates the maps use), one line."""
+    parts = []
+    for name, (best, mean, spread) in solutions.unknowns_summary().items():
+        factor, unit = (1e9, "ns") if name == "time_zero" else (1e-9, "m/ns")
+        parts.append(f"{name.replace('_', ' ')} {best * factor:.4g} {unit} ({mean * factor:.4g} ± "
+                     f"{spread * factor:.2g})")
+    return "estimated: " + ", ".join(parts) if parts else ""
 
 
 def _misfit_curves(ax, solutions) -> None:

@@ -213,3 +213,32 @@ def test_cli_inverts_a_column_file_off_the_canvas_with_unknowns(tmp_path, capsys
     assert "velocity_range" in capsys.readouterr().err
     assert main([*seismic_arguments, "--velocity-range", "300,6000", "--velocity-unit", "m/s",
                  "--velocities", "1200,2000"]) == 0
+
+
+def test_batch_panels_estimate_their_own_unknowns_and_old_keys_stay_valid(small_grid, small_survey):
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from geoinv.batch import BatchSettings, invert_panel
+    from geoinv.io.campaign import CampaignSurvey
+
+    plain = BatchSettings(n_starts=2, epochs=1, refine=False)
+    before = {key: value for key, value in asdict(plain).items() if not key.startswith("estimate_")}
+    digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode())
+    digest.update(b"prior")
+    assert plain.key("prior") == digest.hexdigest()  # results of batches before field unknowns still resume
+    estimating = BatchSettings(n_starts=2, epochs=1, refine=False, estimate_velocities=True, estimate_time_zero=True)
+    assert estimating.key("prior") != plain.key("prior") and estimating.unknowns == FieldUnknowns()
+    panel = CampaignSurvey("P1", _picks(Survey.crosshole(), shift=1e-9), None, FaciesVelocity(0.065, 0.075))
+    record = invert_panel(panel, estimating)
+    assert record["status"] == "done", record["error"]
+    assert set(record["solutions"].unknowns) == {"channel_velocity", "matrix_velocity", "time_zero"}
+
+
+def test_missing_and_binary_pick_files_are_refused_by_name(tmp_path):
+    with pytest.raises(FileFormatError, match=r"pick file .*absent\.txt.* does not exist"):
+        read_column_survey(tmp_path / "absent.txt")
+    (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(FileFormatError, match="not a text file"):
+        read_column_survey(tmp_path / "binary.txt")

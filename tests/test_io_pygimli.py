@@ -108,10 +108,10 @@ def test_surface_line_with_topography_loads_and_gets_a_grid_or_a_named_refusal(t
 
 
 def test_unknown_suffixes_and_misplaced_options_are_refused(tmp_path, crosshole_with_data):
-    with pytest.raises(FileFormatError, match=r"unknown survey file suffix '\.txt'"):
-        geoinv.read_survey(tmp_path / "x.txt")
-    with pytest.raises(FileFormatError, match=r"cannot write a survey as '\.csv'"):
-        geoinv.write_survey(tmp_path / "x.csv", crosshole_with_data)
+    with pytest.raises(FileFormatError, match=r"unknown survey file suffix '\.xyz'"):
+        geoinv.read_survey(tmp_path / "x.xyz")
+    with pytest.raises(FileFormatError, match=r"cannot write a survey as '\.xyz'"):
+        geoinv.write_survey(tmp_path / "x.xyz", crosshole_with_data)
     with pytest.raises(FileFormatError, match="neither a grid"):
         geoinv.write_survey(tmp_path / "x.sgt", crosshole_with_data, grid=Grid2D((4, 4)))
 

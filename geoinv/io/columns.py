@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
+from .._validation import require_file
 from ..errors import FileFormatError, SurveyError
 from ..survey import RADAR_VELOCITY_RANGE, Survey
 from ..units import time_factor
@@ -187,7 +188,12 @@ def read_column_survey(path, columns=None, *, time_unit: str = "ns", absolute_er
     """
     path = Path(path)
     factor = time_factor(time_unit, "time_unit")
-    roles, table, lines = _read_rows(path, columns)
+    require_file(path, "pick file", FileFormatError)
+    try:
+        roles, table, lines = _read_rows(path, columns)
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(f"{path.name}: not a text file of picks ({exc.reason} at byte {exc.start}); "
+                              "pick files are plain text in columns") from None
     column = {role: table[:, roles.index(role)] for role in roles if role != _SKIP}
     bad = ~np.isfinite(table[:, [roles.index(role) for role in column]]).all(axis=1)
     if bad.any():
