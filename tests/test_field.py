@@ -242,3 +242,18 @@ def test_missing_and_binary_pick_files_are_refused_by_name(tmp_path):
     (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(FileFormatError, match="not a text file"):
         read_column_survey(tmp_path / "binary.txt")
+
+
+def test_the_sampler_gives_the_unknowns_a_spread_that_holds_the_truth(tiny_field):
+    """latent-mcmc samples the unknowns with the latent vector: their spread is the one to quote."""
+    prior, operator, survey, _, velocities = tiny_field
+    starter = geoinv.make_solver("latent-gauss-newton", operator, n_starts=4)
+    sampler = geoinv.LatentMCMC(geoinv.LatentMCMCConfig(n_chains=4, n_draws=150, n_warmup=150, n_temperatures=2,
+                                                        n_samples=100, progress=False), starter=starter)
+    draws = invert(survey, prior, operator, sampler, FaciesVelocity(0.06, 0.08), unknowns=FieldUnknowns(),
+                   refine=None)
+    assert draws.from_sampler
+    truth = {"channel_velocity": velocities.channel_velocity, "matrix_velocity": velocities.matrix_velocity,
+             "time_zero": 2e-9}
+    for name, (_, mean, spread) in draws.unknowns_summary().items():
+        assert spread > 0 and abs(mean - truth[name]) < 4 * spread + 0.01 * abs(truth[name]), name
