@@ -283,6 +283,34 @@ def _(tmp):
     read(_sgt(tmp, arrays["traveltimes"] * 1e9, arrays["errors"] * 1e9))
 
 
+def _sgt_edited(tmp: Path, row: int, text: str) -> Path:
+    """The reference ``.sgt`` (with errors) with data row ``row`` (0-based) replaced by ``text``."""
+    arrays = reference_arrays()
+    path = _sgt(tmp, arrays["traveltimes"], arrays["errors"])
+    lines = path.read_text().splitlines()
+    lines[lines.index("# s g t err") + 1 + row] = text
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@case("pyGIMLi file with a NaN pick", "files", r"data row 3 \(t = nan\).*NaN")
+def _(tmp):
+    read(_sgt_edited(tmp, 2, "1 28 nan 2.5e-10"))
+
+
+@case("pyGIMLi file with a sensor number out of range", "files", r"data row 5 \(g = 77\).*1\.\.50")
+def _(tmp):
+    read(_sgt_edited(tmp, 4, "1 77 9.4e-08 2.5e-10"))
+
+
+@case("pyGIMLi file whose data count is shorter than its rows", "files", r"declares 600 data but 25 more rows")
+def _(tmp):
+    arrays = reference_arrays()
+    path = _sgt(tmp, arrays["traveltimes"], arrays["errors"])
+    path.write_text(path.read_text().replace("\n625\n", "\n600\n", 1))
+    read(path)
+
+
 @case("pyGIMLi file of garbage", "files", r"line.sgt")
 def _(tmp):
     path = tmp / "line.sgt"

@@ -231,17 +231,25 @@ MAX_DECLARED = 10_000_000
 
 
 def _check_declared_counts(path: Path) -> None:
-    """Refuse a unified data file whose header counts exceed its rows, before pyGIMLi allocates them.
+    """Refuse a unified data file whose header counts disagree with its rows, or whose data rows pyGIMLi
+    would drop without a word (NaN times, sensor numbers out of range), before pyGIMLi reads it.
 
     The format is ``n_sensors``, that many sensor rows, ``n_data``, that many data rows (``#`` starts a
-    comment). Files that do not start with a count are left to pyGIMLi.
+    comment; the comment before the data names their columns), then optionally a topography count and
+    its rows. Files that do not start with a count are left to pyGIMLi.
     """
     try:
         with open(path, "rb") as handle:
-            rows = [line.split(b"#", 1)[0].split() for line in handle]
+            lines = [line.split(b"#", 1) for line in handle]
     except OSError as exc:
         raise FileFormatError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
-    rows = [row for row in rows if row]
+    rows, names, tokens = [], [], None
+    for text, *comment in lines:
+        if text.split():
+            rows.append(text.split())
+            names.append(tokens)
+        elif comment:
+            tokens = comment[0].decode(errors="replace").lower().split()
     if not rows or len(rows[0]) != 1 or not rows[0][0].isdigit():
         return
     n_sensors = int(rows[0][0])
@@ -258,6 +266,42 @@ def _check_declared_counts(path: Path) -> None:
     if n_data > MAX_DECLARED or n_data > present:
         raise FileFormatError(f"{path.name}: the header declares {n_data} data but the file holds {present} data "
                               f"rows (at most {MAX_DECLARED} are read); fix the data count")
+    _check_trailing_rows(path, rows[data_header + 1 + n_data:], n_data)
+    first = data_header + 1
+    _check_data_rows(path, rows[first:first + n_data], names[first] if n_data else None, n_sensors)
+
+
+def _check_trailing_rows(path: Path, trailing: list, n_data: int) -> None:
+    """Rows after the data must be a topography section (its count, then that many rows), or nothing."""
+    if not trailing:
+        return
+    head = trailing[0]
+    if len(head) == 1 and head[0].isdigit() and int(head[0]) == len(trailing) - 1:
+        return
+    raise FileFormatError(f"{path.name}: the header declares {n_data} data but {len(trailing)} more rows follow "
+                          "them, which pyGIMLi would ignore; fix the data count (or remove the extra rows)")
+
+
+def _check_data_rows(path: Path, rows: list, names: list | None, n_sensors: int) -> None:
+    """Sensor numbers within 1..n_sensors and finite times in every data row (pyGIMLi drops the others)."""
+    if not names:
+        return
+    for column, name in enumerate(names):
+        if name not in ("s", "g", "t"):
+            continue
+        try:
+            values = np.array([float(row[column]) for row in rows])
+        except (IndexError, ValueError):
+            raise FileFormatError(f"{path.name}: a data row lacks a number in column {name!r} ({' '.join(names)})"
+                                  ) from None
+        bad = ~np.isfinite(values) if name == "t" else ~((values >= 1) & (values <= n_sensors)
+                                                           & (values == np.round(values)))
+        if bad.any():
+            row = int(np.argmax(bad))
+            what = "time is NaN or inf" if name == "t" else f"sensor number is not one of 1..{n_sensors}"
+            raise FileFormatError(f"{path.name}: data row {row + 1} ({name} = {rows[row][column].decode()}): its "
+                                  f"{what}; {int(bad.sum())} row(s) are, which pyGIMLi would drop. Fix or remove "
+                                  "them")
 
 
 def _valid_column(path: Path, n_data: int) -> np.ndarray | None:
