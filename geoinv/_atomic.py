@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import re
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from ._signals import check
+
+#: temporaries of an atomic write older than this (s) were left by a killed process and are removed
+STALE_TEMPORARY_S = 6 * 3600.0
 
 
 @contextmanager
@@ -26,10 +33,17 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_temporaries(path)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.close(handle)
-        yield Path(tmp_name)
+        try:
+            yield Path(tmp_name)
+        except OSError as exc:  # h5py and numpy report a full disk without the file's name
+            named = _named(exc, path)
+            if named is exc:
+                raise
+            raise named from exc
         check()  # a signal swallowed while writing: keep the earlier file
         umask = os.umask(0)
         os.umask(umask)
@@ -40,6 +54,27 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+def _sweep_stale_temporaries(path: Path) -> None:
+    """Remove temporaries of earlier writes of ``path`` that a killed process left (hidden ``.NAME.*.tmp``)."""
+    now = time.time()
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - stale.stat().st_mtime > STALE_TEMPORARY_S:
+                stale.unlink()
+        except OSError:  # another process's, or already gone
+            continue
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """The OS error of a write, naming the file, with 'No space left on device' recognised in any wording."""
+    code = exc.errno
+    if code is None and re.search(r"errno = 28\b|No space left", str(exc)):
+        code = errno.ENOSPC
+    if code is None:
+        return exc
+    return OSError(code, os.strerror(code), str(path))
 
 
 def _fsync(name) -> None:

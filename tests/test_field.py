@@ -257,3 +257,4 @@ def test_the_sampler_gives_the_unknowns_a_spread_that_holds_the_truth(tiny_field
              "time_zero": 2e-9}
     for name, (_, mean, spread) in draws.unknowns_summary().items():
         assert spread > 0 and abs(mean - truth[name]) < 4 * spread + 0.01 * abs(truth[name]), name
+
