@@ -258,3 +258,25 @@ def test_the_sampler_gives_the_unknowns_a_spread_that_holds_the_truth(tiny_field
     for name, (_, mean, spread) in draws.unknowns_summary().items():
         assert spread > 0 and abs(mean - truth[name]) < 4 * spread + 0.01 * abs(truth[name]), name
 
+
+
+def test_proposals_seed_the_unknowns_too_and_key_their_cache(tiny_field, tmp_path):
+    """With unknowns, the proposal network predicts the velocities and time zero with the latent vector,
+    and its cache is keyed by them."""
+    from geoinv import LatentSGD, LatentSGDConfig
+    from geoinv.solvers import Stage
+    from geoinv.solvers.proposals import ProposalConfig, Proposals, problem_key
+
+    prior, operator, survey, _, velocities = tiny_field
+    plain = build_problem(survey, prior, operator, FaciesVelocity(0.06, 0.08))
+    estimating = build_problem(survey, prior, operator, FaciesVelocity(0.06, 0.08), unknowns=FieldUnknowns())
+    assert problem_key(plain) != problem_key(estimating)
+    finish = LatentSGD(LatentSGDConfig(progress=False).with_stages([Stage.gauss_newton(15)]))
+    method = Proposals(finish, n_starts=3, n_pairs=2048, cache=str(tmp_path),
+                       network_config=ProposalConfig(hidden=(64, 64), epochs=25, members=2))
+    solutions = invert(survey, prior, operator, method, FaciesVelocity(0.06, 0.08), unknowns=FieldUnknowns(),
+                       refine=None)
+    assert solutions.parameters.shape[-1] == prior.latent_dim + 3
+    assert solutions.accepted[0, 0]
+    channel = float(solutions.unknowns["channel_velocity"][0, 0])
+    assert channel == pytest.approx(velocities.channel_velocity, rel=0.02)
