@@ -43,7 +43,7 @@ from .canvas import place_on_canvas
 from .errors import ConfigError, FileFormatError, GeoinvError
 from .grid import Grid2D
 from .io.campaign import Campaign, CampaignSurvey, read_campaign
-from .io.hdf5 import write_survey_group
+from .io.hdf5 import unreadable, write_survey_group
 
 __all__ = ["BatchSettings", "BatchSummary", "canvas_grid", "invert_panel", "read_batch_results", "run_batch"]
 
@@ -315,7 +315,7 @@ def read_batch_results(path) -> dict[str, dict]:
                 raise FileFormatError(f"{path.name} is not a geoinv batch result (format {RESULTS_FORMAT})")
             entries = {name: dict(group.attrs) for name, group in handle["results"].items()}
     except OSError as exc:
-        raise FileFormatError(f"cannot read {path.name} as HDF5: {exc}") from exc
+        raise unreadable(path, exc) from exc
     for name, entry in entries.items():
         entry["solutions"] = (Solutions.from_hdf5(path, f"results/{name}/solutions")
                               if entry["status"] == "done" else None)

@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--time-unit", choices=sorted(TIME_UNITS),
                         help="column files: unit of the times and errors (default ns)")
     invert.add_argument("--absolute-error", type=_number(0.0, 1e-3), metavar="SECONDS",
-                        help="error model for files without an err column: absolute part in s (e.g. 2.5e-10)")
+                        help="error model for surveys without errors (.sgt or columns without err, .h5 without "
+                        "errors): absolute part in s (e.g. 2.5e-10)")
     invert.add_argument("--relative-error", type=_number(0.0, 1.0), metavar="FRACTION",
                         help="error model for files without an err column: relative part (e.g. 0.01)")
     invert.add_argument("--forward", choices=forwards or None, default="straight-ray",

@@ -78,7 +78,8 @@ def _noise_s(survey: Survey, noise_std) -> np.ndarray:
         noise = survey.errors
     else:
         raise SurveyError("the survey has no errors (standard deviations of the picks): pass noise_std= in s "
-                          "(e.g. 0.25e-9 for 0.25 ns) or store errors with the survey")
+                          "(e.g. 0.25e-9 for 0.25 ns; on the command line --absolute-error 0.25e-9) or store "
+                          "errors with the survey")
     if not (np.all(np.isfinite(noise)) and np.all(noise > 0)):
         raise SurveyError("noise_std must be finite and > 0 (s) for every datum")
     return noise

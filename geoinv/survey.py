@@ -174,10 +174,12 @@ class Survey:
         if not times.any():
             raise SurveyError(f"{prefix}traveltimes are all zero; a first arrival takes time to travel. "
                               "Were the picks written?")
+        # the picks' unit first: picks in ns labelled s make right errors look too small
+        if velocity_range is not None:
+            slack = None if errors is None else np.minimum(errors, times)
+            self._check_velocities(times, slack, velocity_range, prefix, hint)
         if errors is not None:
             self._check_error_sizes(times, errors, prefix, hint)
-        if velocity_range is not None:
-            self._check_velocities(times, errors, velocity_range, prefix, hint)
 
     def _check_error_sizes(self, times, errors, prefix: str, hint: str) -> None:
         largest = int(np.argmax(errors))
@@ -208,6 +210,7 @@ class Survey:
         too_fast, too_slow = spread & (fast > fastest), spread & (slow < slowest)
         if not (too_fast.any() or too_slow.any()):
             return
+        self._blame_one_sensor(too_fast | too_slow, prefix)
         ratio = np.where(too_fast, fast / fastest, np.where(too_slow, slowest / np.maximum(slow, 1e-300), 0.0))
         row = int(np.argmax(ratio))
         implied = fast[row] if too_fast[row] else slow[row]
@@ -218,6 +221,22 @@ class Survey:
             f"{int(too_fast.sum() + too_slow.sum())} of {self.n_data} picks are. Are these {guess}? Check the "
             f"time_unit{hint}. For waves of other speeds pass velocity_range=(slowest, fastest) in m/s "
             "(None skips this check)")
+
+    def _blame_one_sensor(self, implausible: np.ndarray, prefix: str) -> None:
+        """Raise naming a sensor when every implausible pick involves it and it has plausible company:
+        a misplaced sensor, not a unit mix-up (which makes every pick implausible)."""
+        count = int(implausible.sum())
+        if count == self.n_data:
+            return
+        for column, kind, positions in ((0, "source", self.sources), (1, "receiver", self.receivers)):
+            involved = np.unique(self.pairs[implausible, column])
+            own = self.pairs[:, column] == involved[0]
+            if involved.size == 1 and len(positions) > 1 and implausible[own].all():
+                index = int(involved[0])
+                x, z = positions[index]
+                raise SurveyError(
+                    f"{prefix}all {count} picks whose apparent velocity is implausible involve {kind} {index} at "
+                    f"(x={x:g} m, z={z:g} m), and the other picks are plausible: is that {kind}'s position right?")
 
     def __repr__(self) -> str:
         has_data = "with" if self.traveltimes is not None else "without"

@@ -311,6 +311,37 @@ def _(tmp):
     read(path)
 
 
+@case("pyGIMLi file with a decimal comma", "files", r"line \d+ holds a decimal comma")
+def _(tmp):
+    read(_sgt_edited(tmp, 0, "1 26 9,4e-08 2,5e-10"))
+
+
+@case("picks in ns labelled s with errors in s", "api", r"picks in ns stored as s")
+def _(tmp):
+    from geoinv import Survey
+
+    arrays = reference_arrays()
+    Survey(arrays["sources"], arrays["receivers"], arrays["pairs"], arrays["traveltimes"] * 1e9,
+           arrays["errors"]).check_plausible()
+
+
+@case("one misplaced sensor", "api", r"involve source 3 at \(x=-60 m.*position right")
+def _(tmp):
+    from geoinv import Survey
+
+    arrays = reference_arrays()
+    sources = arrays["sources"].copy()
+    sources[3] = [-60.0, 2.0]
+    Survey(sources, arrays["receivers"], arrays["pairs"], arrays["traveltimes"], arrays["errors"]).check_plausible()
+
+
+@case("an error model for an HDF5 survey that stores errors", "files", r"stores its errors.*files without")
+def _(tmp):
+    from geoinv import read_survey
+
+    read_survey(survey_file(tmp), absolute_error=0.25e-9)
+
+
 @case("pyGIMLi file of garbage", "files", r"line.sgt")
 def _(tmp):
     path = tmp / "line.sgt"

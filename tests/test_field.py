@@ -280,3 +280,11 @@ def test_proposals_seed_the_unknowns_too_and_key_their_cache(tiny_field, tmp_pat
     assert solutions.accepted[0, 0]
     channel = float(solutions.unknowns["channel_velocity"][0, 0])
     assert channel == pytest.approx(velocities.channel_velocity, rel=0.02)
+
+
+def test_an_hdf5_survey_without_errors_takes_the_error_model(tmp_path):
+    survey = _picks(Survey.crosshole())
+    geoinv.write_survey(tmp_path / "bare.h5", Survey(survey.sources, survey.receivers, survey.pairs,
+                                                     survey.traveltimes))
+    read, _ = read_survey(tmp_path / "bare.h5", absolute_error=0.5e-9, relative_error=0.01)
+    np.testing.assert_allclose(read.errors, 0.5e-9 + 0.01 * survey.traveltimes)

@@ -43,3 +43,27 @@ def test_sensor_outside_stored_grid(tmp_path):
     write_survey(tmp_path / "s.h5", survey, Grid2D.crosshole())
     with pytest.raises(SurveyError, match="outside the grid"):
         read_survey(tmp_path / "s.h5")
+
+
+def test_a_file_locked_by_another_program_is_named_as_locked(tmp_path):
+    """h5py's lock error (another process has the file open for writing) is not 'truncated or not HDF5'."""
+    import subprocess
+    import sys
+
+    from geoinv.io.campaign import CampaignSurvey, read_campaign, write_campaign
+
+    survey = Survey.crosshole()
+    path = write_campaign(tmp_path / "campaign.h5", [CampaignSurvey("A", survey.with_data(
+        survey.distances / 0.07e9, 0.25e-9))])
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time\nf = h5py.File(sys.argv[1], 'a')\n"
+                               "print('ready', flush=True)\ntime.sleep(60)", str(path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(FileFormatError, match="locked by another program"):
+            read_campaign(path)
+        with pytest.raises(FileFormatError, match="locked by another program"):
+            read_survey(path, group="surveys/A")
+    finally:
+        holder.kill()
+        holder.wait()

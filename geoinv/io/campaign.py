@@ -28,7 +28,7 @@ from ..grid import Grid2D
 from ..petrophysics import FaciesVelocity
 from ..survey import RADAR_VELOCITY_RANGE, Survey
 from ..units import velocity_factor
-from .hdf5 import attribute_text, read_survey_group, write_survey_group
+from .hdf5 import attribute_text, read_survey_group, unreadable, write_survey_group
 
 __all__ = ["CAMPAIGN_FORMAT", "Campaign", "CampaignSurvey", "read_campaign", "write_campaign"]
 
@@ -195,7 +195,7 @@ def read_campaign(path, velocity_range=RADAR_VELOCITY_RANGE) -> Campaign:
                 except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged datasets inside a readable file
                     problems[name] = f"{label}: unreadable ({type(exc).__name__}: {exc})"
     except OSError as exc:
-        raise FileFormatError(f"cannot read {path.name} as HDF5 (truncated or not HDF5?): {exc}") from exc
+        raise unreadable(path, exc, " (truncated or not HDF5?)") from exc
     return Campaign(surveys, problems)
 
 

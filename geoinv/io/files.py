@@ -63,16 +63,29 @@ def read_survey(path, group: str = "survey", *, absolute_error: float | None = N
                                     relative_error=relative_error, velocity_range=velocity_range)
         return survey, None
     if suffix in HDF5_SUFFIXES:
-        if absolute_error is not None or relative_error is not None:
-            raise FileFormatError(f"{Path(path).name}: an error model applies to pyGIMLi files only; HDF5 "
-                                  "surveys store their errors (or pass noise_std= to invert)")
-        return hdf5.read_survey(path, group, velocity_range=velocity_range)
+        survey, grid = hdf5.read_survey(path, group, velocity_range=velocity_range)
+        if absolute_error is None and relative_error is None:
+            return survey, grid
+        if survey.errors is not None:
+            raise FileFormatError(f"{Path(path).name}: the survey stores its errors; an error model "
+                                  "(absolute_error, relative_error; --absolute-error) is for files without them")
+        return _with_error_model(survey, absolute_error, relative_error, Path(path).name), grid
     if suffix in PYGIMLI_SUFFIXES:
         survey = read_pygimli_survey(path, absolute_error=absolute_error, relative_error=relative_error,
                                      velocity_range=velocity_range)
         return survey, None
     raise FileFormatError(f"{Path(path).name}: unknown survey file suffix {suffix!r}; geoinv reads "
                           f"{', '.join(SURVEY_SUFFIXES)}")
+
+
+def _with_error_model(survey: Survey, absolute_error, relative_error, source: str) -> Survey:
+    """The survey with errors ``absolute_error + relative_error · t`` (s)."""
+    if survey.traveltimes is None:
+        raise FileFormatError(f"{source}: an error model was given but the survey holds no traveltimes")
+    errors = (absolute_error or 0.0) + (relative_error or 0.0) * abs(survey.traveltimes)
+    if not (errors > 0).all():
+        raise FileFormatError(f"{source}: the error model gives errors <= 0; give an absolute_error > 0 s")
+    return survey.with_data(survey.traveltimes, errors)
 
 
 def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = "survey",

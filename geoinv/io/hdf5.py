@@ -107,6 +107,16 @@ def write_result(path, solutions, survey: Survey | None = None, grid: Grid2D | N
             handle.attrs[name] = value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
 
 
+def unreadable(path, exc: OSError, hint: str = "") -> FileFormatError:
+    """The error for an HDF5 file h5py cannot open: a lock held by another program named as such."""
+    name = Path(path).name
+    if "lock" in str(exc).lower():
+        return FileFormatError(f"{name} is locked by another program that has it open for writing (HDF5 file "
+                               "locking); close it there, or set HDF5_USE_FILE_LOCKING=FALSE if the file system "
+                               f"cannot lock: {exc}")
+    return FileFormatError(f"cannot read {name} as HDF5{hint}: {exc}")
+
+
 def read_survey(path, group: str = "survey",
                 velocity_range=RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
     """Read a survey (and its grid, if stored) written by :func:`write_survey`.
@@ -130,7 +140,7 @@ def read_survey(path, group: str = "survey",
                 raise FileFormatError(f"{path.name}: no group '/{group}'; groups present: {list(handle)}")
             return read_survey_group(handle[group], f"{path.name}: '/{group}'", velocity_range)
     except OSError as exc:
-        raise FileFormatError(f"cannot read {path.name} as HDF5: {exc}") from exc
+        raise unreadable(path, exc) from exc
 
 
 def read_survey_group(root, label: str, velocity_range=RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:

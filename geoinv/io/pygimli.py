@@ -15,6 +15,7 @@ pyGIMLi is imported lazily (it takes ~0.3 s): importing this module is cheap.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -243,11 +244,12 @@ def _check_declared_counts(path: Path) -> None:
             lines = [line.split(b"#", 1) for line in handle]
     except OSError as exc:
         raise FileFormatError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
-    rows, names, tokens = [], [], None
-    for text, *comment in lines:
+    rows, names, numbers, tokens = [], [], [], None
+    for number, (text, *comment) in enumerate(lines, start=1):
         if text.split():
             rows.append(text.split())
             names.append(tokens)
+            numbers.append(number)
         elif comment:
             tokens = comment[0].decode(errors="replace").lower().split()
     if not rows or len(rows[0]) != 1 or not rows[0][0].isdigit():
@@ -266,9 +268,19 @@ def _check_declared_counts(path: Path) -> None:
     if n_data > MAX_DECLARED or n_data > present:
         raise FileFormatError(f"{path.name}: the header declares {n_data} data but the file holds {present} data "
                               f"rows (at most {MAX_DECLARED} are read); fix the data count")
+    _refuse_decimal_commas(path, rows[:data_header + 1 + n_data], numbers)
     _check_trailing_rows(path, rows[data_header + 1 + n_data:], n_data)
     first = data_header + 1
     _check_data_rows(path, rows[first:first + n_data], names[first] if n_data else None, n_sensors)
+
+
+def _refuse_decimal_commas(path: Path, rows: list, numbers: list) -> None:
+    """A number written with a decimal comma (``6,5``) is read by pyGIMLi as another number, silently."""
+    for number, row in zip(numbers, rows, strict=False):
+        if any(re.fullmatch(rb"[-+]?\d+,\d+([eE][-+]?\d+)?", token) for token in row):
+            raise FileFormatError(f"{path.name}: line {number} holds a decimal comma "
+                                  f"({b' '.join(row).decode(errors='replace')!r}); write numbers with a decimal "
+                                  "point")
 
 
 def _check_trailing_rows(path: Path, trailing: list, n_data: int) -> None:

@@ -80,6 +80,7 @@ def read_solutions(path, group: str = "solutions"):
     import h5py
 
     from ..solvers.base import Solutions
+    from .hdf5 import unreadable
 
     try:
         with h5py.File(path, "r") as handle:
@@ -100,7 +101,7 @@ def read_solutions(path, group: str = "solutions"):
             unknowns = ({key: torch.as_tensor(root["unknowns"][key][()]) for key in root["unknowns"]}
                         if "unknowns" in root else None)
     except OSError as exc:
-        raise FileFormatError(f"cannot read {path} as HDF5: {exc}") from exc
+        raise unreadable(path, exc) from exc
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, FileFormatError):
             raise
