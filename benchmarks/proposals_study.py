@@ -8,6 +8,8 @@ each lever from ``--starts`` starts:
 * ``proposals`` — the network's proposals (its members' means, then draws)
   seed Gauss-Newton (5 iterations at decoder temperature 2, then 10 at T = 1);
 * ``proposals, k draws`` — k times the proposals through the same finish, the best ``--starts`` kept;
+* ``proposals, k draws, screen m`` — m × k × starts proposals simulated once, the k × starts with the
+  lowest misfit through the finish;
 * ``default`` — :meth:`LatentSGDConfig.default_nonlinear` (prior draws; the 0.8 default).
 
 Truths: ``--truths`` decoder samples drawn with ``--truth-seed`` (on the
@@ -61,6 +63,10 @@ def lever_solver(lever: str, starts: int, seed: int, pairs: int, quick: bool):
         draws = int(lever.split()[1])
         return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network,
                          draws_per_start=draws)
+    if lever.startswith("proposals, ") and " draws, screen " in lever:  # e.g. "proposals, 3 draws, screen 10"
+        words = lever.replace(",", "").split()
+        return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network,
+                         draws_per_start=int(words[1]), screen=int(words[4]))
     if lever == "default":
         config = LatentSGDConfig.default_nonlinear(n_starts=starts, seed=seed, progress=False)
         return LatentSGD(config.with_epochs(1) if quick else config)

@@ -99,3 +99,18 @@ def test_fit_builds_the_network_once_and_invert_reports_its_cost(tiny_latent_pro
                                               problem.noise_std.double().numpy() * 1e-9)
     solutions = geoinv.invert(field, problem.prior, problem.operator, Proposals(finish, **settings), refine=None)
     assert solutions.config["proposals"]["network"]["cached"] and solutions.n_candidates == 3
+
+
+def test_screening_keeps_the_proposals_with_the_lowest_misfit(tiny_latent_problem):
+    from geoinv.solvers.proposals import _screened
+
+    problem = tiny_latent_problem
+    target = problem.targets()
+    proposals = problem.sample_prior(12, torch.Generator().manual_seed(0))[None]
+    kept = _screened(problem, target, proposals, 4)
+    with torch.no_grad():
+        misfit = problem.misfits(problem.forward(proposals[0]), target[0])[0]
+    assert kept.shape == (1, 4, 3)
+    torch.testing.assert_close(kept[0], proposals[0][misfit.argsort()[:4]])
+    with pytest.raises(ConfigError, match="screen"):
+        Proposals(LatentSGD(), ProposalNetwork(problem.n_data, 3), screen=0)

@@ -354,6 +354,10 @@ class ProposalsConfig:
         Candidates kept per data set.
     draws_per_start : int
         Proposals per kept candidate (the best are kept after the finish).
+    screen : int
+        Proposals drawn per one that is finished: ``screen × draws_per_start × n`` are
+        simulated once (no gradient, in batches) and only the ``draws_per_start × n``
+        with the lowest misfit go on to the finish. 1: no screening.
     spread : float
         Factor on the network's standard deviations when drawing proposals.
     seed : int
@@ -370,6 +374,7 @@ class ProposalsConfig:
 
     n_starts: int = 20
     draws_per_start: int = 1
+    screen: int = 1
     spread: float = 1.0
     seed: int = 0
     n_pairs: int = 8192
@@ -380,10 +385,26 @@ class ProposalsConfig:
     def __post_init__(self) -> None:
         check_n_starts(self.n_starts)
         check_n_starts(self.n_pairs, "n_pairs")
-        if self.draws_per_start < 1 or not self.spread >= 0:
-            raise ConfigError("draws_per_start must be >= 1 and spread >= 0")
+        if self.draws_per_start < 1 or self.screen < 1 or not self.spread >= 0:
+            raise ConfigError("draws_per_start and screen must be >= 1 and spread >= 0")
         if isinstance(self.network_config, dict):
             object.__setattr__(self, "network_config", ProposalConfig(**self.network_config))
+
+
+#: proposals simulated per forward call while screening
+SCREEN_BATCH = 64
+
+
+def _screened(problem: InverseProblem, target: torch.Tensor, starts: torch.Tensor, keep: int) -> torch.Tensor:
+    """The ``keep`` proposals per data set ``(S, keep, n)`` with the lowest misfit, simulated without gradient."""
+    chosen = []
+    with torch.no_grad():
+        for rows, proposals in zip(target, starts, strict=True):
+            flat = proposals.to(problem.device)
+            data = torch.cat([problem.forward(chunk) for chunk in flat.split(SCREEN_BATCH)])
+            misfit = problem.misfits(data, rows)[0]
+            chosen.append(proposals[misfit.argsort()[:keep].cpu()])
+    return torch.stack(chosen)
 
 
 class Proposals(Solver):
@@ -446,8 +467,10 @@ class Proposals(Solver):
         n_keep = check_n_starts(n_candidates or self.config.n_starts)
         generator = generator or torch.Generator().manual_seed(self.config.seed)
         target = problem.targets(observed)
-        starts = self.network.propose(target.cpu(), n_keep * self.config.draws_per_start, generator,
-                                      self.config.spread)
+        n_finish = n_keep * self.config.draws_per_start
+        starts = self.network.propose(target.cpu(), n_finish * self.config.screen, generator, self.config.spread)
+        if self.config.screen > 1:
+            starts = _screened(problem, target, starts, n_finish)
         proposed = time.perf_counter() - started
         solutions = self.then.solve(problem, observed, generator=generator, initial=starts)
         solutions = replace(solutions, wall_time=solutions.wall_time + proposed,
