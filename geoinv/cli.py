@@ -310,6 +310,14 @@ def _survey_file_info(args: argparse.Namespace) -> None:
     print(f"  apparent velocities {apparent.min():.4g}-{apparent.max():.4g} m/ns "
           f"(5-95 %: {np.percentile(apparent, 5):.4g}-{np.percentile(apparent, 95):.4g})")
     print(f"  sensors span x {x_low:g} to {x_high:g} m, z {z_low:g} to {z_high:g} m")
+    from .canvas import describe_placement, place_on_canvas
+    from .prior.vae import VAEConfig
+
+    try:
+        canvas = place_on_canvas(survey, VAEConfig().model_shape)
+        print(f"  on the shipped prior's canvas: {describe_placement(canvas)}")
+    except GeoinvError as exc:
+        print(f"  does not fit the shipped prior's canvas: {exc}")
 
 
 def _registered(registry) -> list[str]:

@@ -87,6 +87,7 @@ def test_survey_info_reads_every_format(tmp_path, capsys):
         assert main(["survey-info", str(tmp_path / name)]) == 0
         out = capsys.readouterr().out
         assert "25 sources, 25 receivers, 625 picks" in out and "apparent velocities 0.07-0.07 m/ns" in out
+        assert "on the shipped prior's canvas: 65 × 129 cells of 0.1 m: x 0 to 6.5 m" in out
 
 
 # -- the prior's canvas -----------------------------------------------------------------------------------
