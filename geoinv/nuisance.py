@@ -33,6 +33,9 @@ __all__ = ["FieldUnknowns", "start_velocities"]
 EXTRA_LIMIT = 6.0
 #: percentiles of the apparent velocities taken for the channel (slow) and matrix (fast) starts
 START_PERCENTILES = (5.0, 95.0)
+#: starts are rounded to this step in log velocity (2.5 %), so that surveys of one site share a start and
+#: with it the cached proposal network of their geometry (the prior around the start is 10 % wide)
+START_LOG_STEP = 0.025
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ def start_velocities(survey: Survey, template: FaciesVelocity | None = None) -> 
 
     The slow end goes to the facies that is slower in ``template`` (default:
     channels slower than the matrix, as in the reference), the fast end to the other.
+    Both are rounded to 2.5 % steps (:data:`START_LOG_STEP`), so that surveys with
+    nearly the same picks get the same start (and share a cached proposal network).
 
     Parameters
     ----------
@@ -149,9 +154,10 @@ def start_velocities(survey: Survey, template: FaciesVelocity | None = None) -> 
     if usable.sum() < 2:
         raise SurveyError("start velocities need at least two picks with a time > 0 over a distance > 0")
     apparent = survey.distances[usable] / survey.traveltimes[usable]
-    slow, fast = np.percentile(apparent, START_PERCENTILES)
+    slow, fast = (float(np.exp(np.round(np.log(value) / START_LOG_STEP) * START_LOG_STEP))
+                  for value in np.percentile(apparent, START_PERCENTILES))
     if not fast > slow:
-        fast = slow * 1.05  # a homogeneous-looking survey still needs two facies
+        fast = slow * np.exp(2 * START_LOG_STEP)  # a homogeneous-looking survey still needs two facies
     template = template or FaciesVelocity()
     channel_slower = template.channel_velocity < template.matrix_velocity
     channel, matrix = (slow, fast) if channel_slower else (fast, slow)
