@@ -8,7 +8,7 @@ from ._validation import as_finite_array
 from .errors import SurveyError
 from .grid import Grid2D
 
-__all__ = ["RADAR_VELOCITY_RANGE", "Survey"]
+__all__ = ["RADAR_VELOCITY_RANGE", "Survey", "modelled_errors"]
 
 #: apparent velocities (m/s) a crosshole radar pick may imply: 0.01–0.3 m/ns (0.3 m/ns is light in vacuum)
 RADAR_VELOCITY_RANGE = (1e7, 3e8)
@@ -22,6 +22,22 @@ def _positions(value, name: str) -> np.ndarray:
     if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1:
         raise SurveyError(f"{name} must have shape (n, 2) holding (x, z) in m, got {np.shape(value)}")
     return array
+
+
+def modelled_errors(traveltimes, absolute_error: float | None, relative_error: float | None,
+                    source: str = "") -> np.ndarray:
+    """Pick errors ``absolute_error + relative_error · |t|`` in s (pyGIMLi's ``estimateError``).
+
+    Raises
+    ------
+    SurveyError
+        If some error is not > 0 (a zero time without an absolute part).
+    """
+    errors = (absolute_error or 0.0) + (relative_error or 0.0) * np.abs(np.asarray(traveltimes, dtype=float))
+    if not np.all(errors > 0):
+        raise SurveyError(f"{source + ': ' if source else ''}the error model gives errors <= 0 (absolute_error="
+                          f"{absolute_error}, relative_error={relative_error}); give an absolute_error > 0 s")
+    return errors
 
 
 class Survey:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -45,3 +48,16 @@ class TinyDecoder(nn.Module, StandardNormalPrior):
 
     def decode(self, latent):
         return torch.sigmoid(self.decode_logits(latent))
+
+
+@contextmanager
+def float_traps_restored():
+    """Run a block that may switch on floating-point traps (pyGIMLi's Triangle meshing does, process-wide:
+    a later inf or NaN anywhere, e.g. h5py's float16 conversion, then kills the process with SIGFPE),
+    and switch them off again after it."""
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    try:
+        yield
+    finally:
+        if hasattr(libm, "fedisableexcept"):
+            libm.fedisableexcept(libm.fegetexcept())

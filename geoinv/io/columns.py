@@ -27,7 +27,7 @@ import numpy as np
 from .._atomic import atomic_path
 from .._validation import require_file
 from ..errors import FileFormatError, SurveyError
-from ..survey import RADAR_VELOCITY_RANGE, Survey
+from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors
 from ..units import time_factor
 
 __all__ = ["COLUMN_ALIASES", "COLUMN_SUFFIXES", "read_column_survey", "write_column_survey"]
@@ -227,10 +227,7 @@ def _errors(column, times, factor, absolute_error, relative_error, source) -> np
     if not model_given:
         raise SurveyError(f"{source}: no 'err' column (standard errors of the picks). Pass an error model, e.g. "
                           "--absolute-error 0.8e-9 (absolute_error=, in s), or add an 'err' column")
-    errors = (absolute_error or 0.0) + (relative_error or 0.0) * np.abs(times)
-    if not np.all(errors > 0):
-        raise SurveyError(f"{source}: the error model gives errors <= 0; give an absolute_error > 0 s")
-    return errors
+    return modelled_errors(times, absolute_error, relative_error, source)
 
 
 def write_column_survey(path, survey: Survey, time_unit: str = "ns") -> Path:

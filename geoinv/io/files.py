@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import FileFormatError
 from ..grid import Grid2D
-from ..survey import RADAR_VELOCITY_RANGE, Survey
+from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors
 from . import hdf5
 from .columns import COLUMN_SUFFIXES, read_column_survey, write_column_survey
 from .pygimli import PYGIMLI_SUFFIXES, read_pygimli_survey, write_pygimli_survey
@@ -82,10 +82,8 @@ def _with_error_model(survey: Survey, absolute_error, relative_error, source: st
     """The survey with errors ``absolute_error + relative_error · t`` (s)."""
     if survey.traveltimes is None:
         raise FileFormatError(f"{source}: an error model was given but the survey holds no traveltimes")
-    errors = (absolute_error or 0.0) + (relative_error or 0.0) * abs(survey.traveltimes)
-    if not (errors > 0).all():
-        raise FileFormatError(f"{source}: the error model gives errors <= 0; give an absolute_error > 0 s")
-    return survey.with_data(survey.traveltimes, errors)
+    return survey.with_data(survey.traveltimes, modelled_errors(survey.traveltimes, absolute_error,
+                                                                relative_error, source))
 
 
 def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = "survey",

@@ -25,7 +25,7 @@ from .._atomic import atomic_path
 from .._validation import require_file
 from ..errors import FileFormatError, GridError, SurveyError
 from ..grid import Grid2D
-from ..survey import RADAR_VELOCITY_RANGE, Survey
+from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors
 
 __all__ = [
     "PYGIMLI_SUFFIXES",
@@ -182,11 +182,7 @@ def _errors(data, tokens, keep, traveltimes, absolute_error, relative_error, sou
                           "0.25 ns + 1 % (pyGIMLi's estimateError), or add an 'err' column to the file")
     if traveltimes is None:
         raise SurveyError(f"{source}: an error model was given but the file has no traveltimes 't'")
-    errors = (absolute_error or 0.0) + (relative_error or 0.0) * np.abs(traveltimes)
-    if not np.all(errors > 0):
-        raise SurveyError(f"{source}: the error model gives errors <= 0 (absolute_error={absolute_error}, "
-                          f"relative_error={relative_error}); give an absolute_error > 0 s for zero times")
-    return errors
+    return modelled_errors(traveltimes, absolute_error, relative_error, source)
 
 
 def read_pygimli_survey(path, *, absolute_error: float | None = None,
