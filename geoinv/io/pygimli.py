@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -206,7 +207,8 @@ def read_pygimli_survey(path, *, absolute_error: float | None = None,
     """
     path = Path(path)
     require_file(path, "survey file", FileFormatError)
-    _check_declared_counts(path)
+    layout = _unified_rows(path)
+    _check_declared_counts(path, layout)
     pg = _pg()
     try:
         data = pg.physics.traveltime.load(str(path))
@@ -214,7 +216,7 @@ def read_pygimli_survey(path, *, absolute_error: float | None = None,
         raise FileFormatError(f"pyGIMLi cannot read {path.name}: {exc}") from exc
     if data.size() == 0:
         raise FileFormatError(f"{path.name}: pyGIMLi read no data (is it a traveltime data file?)")
-    flags = _valid_column(path, data.size())
+    flags = _valid_column(layout, data.size())
     if flags is not None:  # pyGIMLi's loader resets 'valid' to its own check; the file's zeros count too
         data["valid"] = np.asarray(data["valid"]) * (flags != 0)
     survey = survey_from_data_container(data, absolute_error=absolute_error, relative_error=relative_error,
@@ -227,7 +229,34 @@ def read_pygimli_survey(path, *, absolute_error: float | None = None,
 MAX_DECLARED = 10_000_000
 
 
-def _check_declared_counts(path: Path) -> None:
+class _UnifiedRows(NamedTuple):
+    """A unified data file's non-empty rows (tokens, bytes), the column names of the comment before each
+    (lower case), and each row's line number."""
+
+    rows: list
+    names: list
+    numbers: list
+
+
+def _unified_rows(path: Path) -> _UnifiedRows:
+    """Read a unified data file once, for the checks before pyGIMLi reads it and the ``valid`` column after."""
+    try:
+        with open(path, "rb") as handle:
+            lines = [line.split(b"#", 1) for line in handle]
+    except OSError as exc:
+        raise FileFormatError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    layout, tokens = _UnifiedRows([], [], []), None
+    for number, (text, *comment) in enumerate(lines, start=1):
+        if text.split():
+            layout.rows.append(text.split())
+            layout.names.append(tokens)
+            layout.numbers.append(number)
+        elif comment:
+            tokens = comment[0].decode(errors="replace").lower().split()
+    return layout
+
+
+def _check_declared_counts(path: Path, layout: _UnifiedRows) -> None:
     """Refuse a unified data file whose header counts disagree with its rows, or whose data rows pyGIMLi
     would drop without a word (NaN times, sensor numbers out of range), before pyGIMLi reads it.
 
@@ -235,19 +264,7 @@ def _check_declared_counts(path: Path) -> None:
     comment; the comment before the data names their columns), then optionally a topography count and
     its rows. Files that do not start with a count are left to pyGIMLi.
     """
-    try:
-        with open(path, "rb") as handle:
-            lines = [line.split(b"#", 1) for line in handle]
-    except OSError as exc:
-        raise FileFormatError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
-    rows, names, numbers, tokens = [], [], [], None
-    for number, (text, *comment) in enumerate(lines, start=1):
-        if text.split():
-            rows.append(text.split())
-            names.append(tokens)
-            numbers.append(number)
-        elif comment:
-            tokens = comment[0].decode(errors="replace").lower().split()
+    rows, names, numbers = layout
     if not rows or len(rows[0]) != 1 or not rows[0][0].isdigit():
         return
     n_sensors = int(rows[0][0])
@@ -312,26 +329,17 @@ def _check_data_rows(path: Path, rows: list, names: list | None, n_sensors: int)
                                   "them")
 
 
-def _valid_column(path: Path, n_data: int) -> np.ndarray | None:
+def _valid_column(layout: _UnifiedRows, n_data: int) -> np.ndarray | None:
     """The ``valid`` column of a unified data file, or None if it has none (or is not that format)."""
+    rows, names = layout.rows, layout.names
     try:
-        lines = [line.split("#", 1) for line in path.read_text(errors="replace").splitlines()]
-    except OSError:
-        return None
-    rows, header = [], None
-    for text, *comment in lines:
-        if text.strip():
-            rows.append((text.split(), header))
-        elif comment:
-            header = comment[0].split()
-    try:
-        n_sensors = int(rows[0][0][0])
+        n_sensors = int(rows[0][0])
         start = 1 + n_sensors + 1
-        tokens = rows[start][1] or []
-        if "valid" not in tokens or int(rows[start - 1][0][0]) != n_data:
+        tokens = names[start] or []
+        if "valid" not in tokens or int(rows[start - 1][0]) != n_data:
             return None
         column = tokens.index("valid")
-        return np.array([float(fields[column]) for fields, _ in rows[start:start + n_data]])
+        return np.array([float(fields[column]) for fields in rows[start:start + n_data]])
     except (IndexError, ValueError):
         return None
 
