@@ -19,6 +19,7 @@ import torch
 
 import geoinv
 from geoinv.canvas import describe_placement, place_on_canvas
+from geoinv.nuisance import DISPLAY_UNITS
 from geoinv.plot import inversion_figure
 
 QUICK = os.environ.get("GEOINV_QUICK") == "1" or "--quick" in sys.argv  # small settings (the docs build)
@@ -42,7 +43,7 @@ np.savetxt("field_picks.csv", table, fmt="%.6g", delimiter=",",
 # %%
 # Read it (times in ns; the header names the columns), and see what the picks say
 survey, _ = geoinv.read_survey("field_picks.csv", time_unit="ns")
-apparent = survey.distances / survey.traveltimes * 1e-9
+apparent = survey.apparent_velocities() * 1e-9                   # m/ns
 start = geoinv.start_velocities(survey)
 print(f"{survey}: apparent velocities {apparent.min():.4f}-{apparent.max():.4f} m/ns; start "
       f"{start.channel_velocity * 1e-9:.4f}/{start.matrix_velocity * 1e-9:.4f} m/ns")
@@ -57,7 +58,7 @@ print(solutions.summary())
 truths = {"channel_velocity": true_velocities.channel_velocity, "matrix_velocity": true_velocities.matrix_velocity,
           "time_zero": true_time_zero}
 for name, (best, mean, spread) in solutions.unknowns_summary().items():
-    factor, unit = (1e9, "ns") if name == "time_zero" else (1e-9, "m/ns")
+    factor, unit = DISPLAY_UNITS[name]
     print(f"{name}: best {best * factor:.4f} {unit}, mean {mean * factor:.4f} ± {spread * factor:.4f} "
           f"(true {truths[name] * factor:.4f})")
 

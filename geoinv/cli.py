@@ -293,7 +293,9 @@ def _survey_file_info(args: argparse.Namespace) -> None:
     """``survey-info`` of a pyGIMLi or column file: sizes, times, apparent velocities, extent."""
     import numpy as np
 
+    from .canvas import describe_placement, place_on_canvas
     from .io import read_survey
+    from .prior.vae import VAEConfig
     from .units import s_to_ns
 
     survey, _ = read_survey(args.file, columns=args.columns, time_unit=args.time_unit, velocity_range=None)
@@ -305,14 +307,10 @@ def _survey_file_info(args: argparse.Namespace) -> None:
     if survey.errors is not None:
         errors = s_to_ns(survey.errors)
         print(f"  errors {errors.min():.3g}-{errors.max():.3g} ns")
-    usable = survey.traveltimes > 0
-    apparent = survey.distances[usable] / survey.traveltimes[usable] * 1e-9
+    apparent = survey.apparent_velocities() * 1e-9
     print(f"  apparent velocities {apparent.min():.4g}-{apparent.max():.4g} m/ns "
           f"(5-95 %: {np.percentile(apparent, 5):.4g}-{np.percentile(apparent, 95):.4g})")
     print(f"  sensors span x {x_low:g} to {x_high:g} m, z {z_low:g} to {z_high:g} m")
-    from .canvas import describe_placement, place_on_canvas
-    from .prior.vae import VAEConfig
-
     try:
         canvas = place_on_canvas(survey, VAEConfig().model_shape)
         print(f"  on the shipped prior's canvas: {describe_placement(canvas)}")

@@ -26,8 +26,10 @@ from .errors import ConfigError, SurveyError
 from .petrophysics import FaciesVelocity
 from .survey import Survey
 
-__all__ = ["FieldUnknowns", "start_velocities"]
+__all__ = ["DISPLAY_UNITS", "FieldUnknowns", "start_velocities"]
 
+#: how each unknown is shown: (factor from SI, unit)
+DISPLAY_UNITS = {"channel_velocity": (1e-9, "m/ns"), "matrix_velocity": (1e-9, "m/ns"), "time_zero": (1e9, "ns")}
 #: standardised unknowns are clipped to ±this many prior standard deviations in the forward, so that a
 #: diverging step cannot make a velocity infinite (the prior term pulls a clipped coordinate back)
 EXTRA_LIMIT = 6.0
@@ -113,9 +115,10 @@ class FieldUnknowns:
 
     def time_shift(self, extra: torch.Tensor) -> torch.Tensor | None:
         """Time-zero shift in s per row, ``(B, 1)``; None when it is not estimated."""
-        if not self.time_zero:
-            return None
-        return (self.time_zero_std * extra[:, -1:].clamp(-EXTRA_LIMIT, EXTRA_LIMIT)).to(extra.dtype)
+        return self._time_zero(extra)[:, None] if self.time_zero else None
+
+    def _time_zero(self, extra: torch.Tensor) -> torch.Tensor:
+        return (self.time_zero_std * extra[:, -1].clamp(-EXTRA_LIMIT, EXTRA_LIMIT)).to(extra.dtype)
 
     def values(self, extra: torch.Tensor, start: FaciesVelocity) -> dict[str, torch.Tensor]:
         """Physical values of extra coordinates ``(..., size)``: velocities in m/s, time zero in s."""
@@ -125,7 +128,7 @@ class FieldUnknowns:
             channel, matrix = self.velocities_of(flat, start)
             out["channel_velocity"], out["matrix_velocity"] = channel, matrix
         if self.time_zero:
-            out["time_zero"] = self.time_zero_std * flat[:, -1].clamp(-EXTRA_LIMIT, EXTRA_LIMIT)
+            out["time_zero"] = self._time_zero(flat)
         return {name: value.reshape(extra.shape[:-1]) for name, value in out.items()}
 
 
@@ -148,12 +151,9 @@ def start_velocities(survey: Survey, template: FaciesVelocity | None = None) -> 
     -------
     FaciesVelocity
     """
-    if survey.traveltimes is None:
-        raise SurveyError("start velocities come from picks; the survey holds no traveltimes")
-    usable = (survey.traveltimes > 0) & (survey.distances > 0)
-    if usable.sum() < 2:
+    apparent = survey.apparent_velocities()
+    if apparent.size < 2:
         raise SurveyError("start velocities need at least two picks with a time > 0 over a distance > 0")
-    apparent = survey.distances[usable] / survey.traveltimes[usable]
     slow, fast = (float(np.exp(np.round(np.log(value) / START_LOG_STEP) * START_LOG_STEP))
                   for value in np.percentile(apparent, START_PERCENTILES))
     if not fast > slow:

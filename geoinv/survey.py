@@ -145,6 +145,13 @@ class Survey:
         """Straight source–receiver distance of every datum in m."""
         return np.linalg.norm(self.receiver_positions - self.source_positions, axis=1)
 
+    def apparent_velocities(self) -> np.ndarray:
+        """Straight distance over traveltime (m/s) of every pick with a time > 0 over a distance > 0."""
+        if self.traveltimes is None:
+            raise SurveyError("apparent velocities come from picks; the survey holds no traveltimes")
+        usable = (self.traveltimes > 0) & (self.distances > 0)
+        return self.distances[usable] / self.traveltimes[usable]
+
     def with_data(self, traveltimes, errors=None) -> Survey:
         """A copy of this geometry holding the given traveltimes (s) and errors (s)."""
         return Survey(self.sources, self.receivers, self.pairs, traveltimes,

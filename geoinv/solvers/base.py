@@ -210,9 +210,11 @@ class Solutions:
         return out
 
     def _unknowns_lines(self, survey: int) -> list[str]:
+        from ..nuisance import DISPLAY_UNITS
+
         lines = []
         for name, (best, mean, spread) in self.unknowns_summary(survey).items():
-            factor, unit = (1e9, "ns") if name == "time_zero" else (1e-9, "m/ns")
+            factor, unit = DISPLAY_UNITS[name]
             lines.append(f"  {name.replace('_', ' ')}: best {best * factor:.4g} {unit}, mean {mean * factor:.4g} "
                          f"± {spread * factor:.2g} {unit}")
         return lines
