@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from geoinv.solvers import (
     Solutions,
     Tandem,
 )
+from geoinv.solvers.base import resorted_order
 from geoinv.tasks import TASKS, quadratic, quadratic_reduced, robotic_arm, sine_wave, task
 
 SMALL = NetworkConfig(hidden=(64, 64), epochs=100, batch_size=100, lr=3e-3)
@@ -87,6 +90,35 @@ def test_neural_adjoint_on_sine_wave_and_boundary():
     assert np.all(np.diff(curve) <= 1e-12)  # r_T never increases with T
     low, high = problem.bounds
     assert torch.all(solutions.parameters >= low - 1e-3) and torch.all(solutions.parameters <= high + 1e-3)
+
+
+def test_neural_adjoint_rankings_order_the_same_candidates():
+    """'surrogate' (seed 001) keeps the surrogate's order; 'resimulated' puts the truly best first."""
+    problem = sine_wave(grid_points=40)
+    fitted = NeuralAdjoint(forward=NetworkConfig(hidden=(64, 64), epochs=30, batch_size=128, lr=3e-3),
+                           n_starts=30, search_steps=60, n_candidates=8, ranking="surrogate",
+                           progress=False).fit(problem)
+    targets = problem.forward(problem.sample_prior(6, torch.Generator().manual_seed(3)))
+    by_surrogate = fitted.solve(problem, targets)
+    assert np.all(np.diff(by_surrogate.history["surrogate_loss"], axis=1) >= 0)
+    assert "resorted" not in by_surrogate.config
+    fitted.config = replace(fitted.config, ranking="resimulated")
+    resimulated = fitted.solve(problem, targets)
+    assert resimulated.config["resorted"] == 8
+    torch.testing.assert_close(resimulated.misfit[:, 0], by_surrogate.misfit.min(dim=1).values)
+    assert torch.all(resimulated.misfit.diff(dim=1) >= 0)
+    for first, second in zip(by_surrogate.parameters, resimulated.parameters):  # the same 8 per target
+        assert torch.cdist(first, second).min(dim=1).values.max() < 1e-6
+    assert r_t_curve(resimulated, targets)[0] <= r_t_curve(by_surrogate, targets)[0]
+    with pytest.raises(ConfigError, match="ranking must be one of"):
+        NeuralAdjoint(ranking="best")
+
+
+def test_resorted_order_sorts_only_the_first_count():
+    key = torch.tensor([[3.0, 1.0, 2.0, 0.5, 0.1]])
+    assert resorted_order(key, 3).tolist() == [[1, 2, 0, 3, 4]]
+    assert resorted_order(key, 0).tolist() == [[0, 1, 2, 3, 4]]
+    assert resorted_order(key, 99).tolist() == [[4, 3, 1, 2, 0]]
 
 
 def test_scaler_box_is_the_training_data_range():

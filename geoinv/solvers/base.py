@@ -15,7 +15,7 @@ from ..problem import InverseProblem
 from .callbacks import Monitor, ProgressBar
 
 __all__ = ["ACCEPTANCE", "CANDIDATE_KINDS", "MAX_STARTS", "Search", "Solutions", "Solver", "check_initial",
-           "check_n_starts"]
+           "check_n_starts", "resorted_order"]
 
 #: the most starts (candidates) per data set a solve may ask for: each is decoded as a full model
 MAX_STARTS = 100_000
@@ -255,6 +255,9 @@ class Search:
         Per-step records.
     ranking : {'misfit', 'solver'}
         Sort by the true misfit, or keep the solver's own order (see :meth:`Solver.finish`).
+    resorted : int
+        With ``ranking='solver'``: the first ``resorted`` candidates of the solver's order are
+        sorted again by their true misfit (they are re-simulated by the finish anyway).
     simulate, to_model : callable, optional
         Data and model of flat candidates, where they are not the problem's ``forward`` and ``model``.
     data : torch.Tensor, shape (S, R, n_data), optional
@@ -266,6 +269,7 @@ class Search:
     candidates: torch.Tensor
     history: dict = field(default_factory=dict)
     ranking: str = "misfit"
+    resorted: int = 0
     simulate: Callable | None = None
     to_model: Callable | None = None
     data: torch.Tensor | None = None
@@ -386,7 +390,7 @@ class Solver:
         found = self.search(problem, target, starts, generator, n_candidates)
         return self.finish(problem, found.candidates, target, found.history, time.perf_counter() - started,
                            ranking=found.ranking, simulate=found.simulate, to_model=found.to_model,
-                           data=found.data, kind=found.kind)
+                           data=found.data, kind=found.kind, resorted=found.resorted)
 
     def search(self, problem: InverseProblem, target: torch.Tensor, starts: Any,
                generator: torch.Generator, n_candidates: int | None) -> Search:
@@ -445,7 +449,7 @@ class Solver:
 
     def finish(self, problem: InverseProblem, candidates: torch.Tensor, target: torch.Tensor, history: dict,
                wall_time: float, ranking: str = "misfit", chunk: int = 4096, *,
-               simulate=None, to_model=None, data=None, kind: str = "optima") -> Solutions:
+               simulate=None, to_model=None, data=None, kind: str = "optima", resorted: int = 0) -> Solutions:
         """The shared end of every solve: re-simulate, misfit, accept, sort, models, :class:`Solutions`.
 
         Parameters
@@ -473,6 +477,9 @@ class Solver:
         kind : {'optima', 'posterior samples'}
             What the candidates are (recorded as ``config['candidates']``; see
             :meth:`Solutions.posterior`).
+        resorted : int
+            With ``ranking='solver'``, the first ``resorted`` candidates of the solver's order
+            are sorted by their true misfit (recorded as ``config['resorted']``).
         """
         if ranking not in ("misfit", "solver"):
             raise ConfigError(f"ranking must be 'misfit' or 'solver', got {ranking!r}")
@@ -488,7 +495,7 @@ class Solver:
             misfit, normalised = problem.misfits(data, target[:, None, :])
             key = misfit if normalised is None else normalised
             order = (torch.argsort(key, dim=1) if ranking == "misfit"
-                     else torch.arange(n_candidates, device=key.device).expand(n_surveys, -1))
+                     else resorted_order(key, resorted))
             candidates, data, misfit = (_gather(t, order) for t in (candidates.to(order.device), data, misfit))
             normalised = None if normalised is None else _gather(normalised, order)
             models = None
@@ -500,12 +507,27 @@ class Solver:
         accepted = (normalised <= ACCEPTANCE if normalised is not None
                     else torch.zeros(misfit.shape, dtype=torch.bool))
         history = {**history, "order": order.cpu().numpy()}
+        resort = {"resorted": min(resorted, n_candidates)} if ranking == "solver" and resorted > 1 else {}
         config = {**self.describe(), "problem": problem.name, "data_unit": problem.data_unit,
                   "ranking": ranking, "acceptance": ACCEPTANCE, "n_candidates": n_candidates, "candidates": kind,
-                  "noise_std": None if problem.noise_std is None else float(problem.noise_std.mean())}
+                  "noise_std": None if problem.noise_std is None else float(problem.noise_std.mean()), **resort}
         return Solutions(candidates.detach().cpu(), data.float().cpu(), misfit.float().cpu(), accepted.cpu(),
                          models, history, config, wall_time,
                          None if normalised is None else normalised.float().cpu())
+
+
+def resorted_order(key: torch.Tensor, count: int) -> torch.Tensor:
+    """An order ``(S, R)`` that keeps a solver's ranking but sorts its first ``count`` by ``key``.
+
+    ``key`` holds the true misfits ``(S, R)`` in the solver's order; the first
+    candidate becomes the best of ``count`` re-simulations.
+    """
+    n_surveys, n_candidates = key.shape
+    order = torch.arange(n_candidates, device=key.device).expand(n_surveys, -1).clone()
+    count = min(max(int(count), 0), n_candidates)
+    if count > 1:
+        order[:, :count] = torch.argsort(key[:, :count], dim=1, stable=True)
+    return order
 
 
 def _cell_quantiles(models: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
