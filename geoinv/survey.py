@@ -8,7 +8,7 @@ from ._validation import as_finite_array
 from .errors import SurveyError
 from .grid import Grid2D
 
-__all__ = ["RADAR_VELOCITY_RANGE", "Survey", "modelled_errors"]
+__all__ = ["RADAR_VELOCITY_RANGE", "Survey", "modelled_errors", "two_error_sources"]
 
 #: apparent velocities (m/s) a crosshole radar pick may imply: 0.01–0.3 m/ns (0.3 m/ns is light in vacuum)
 RADAR_VELOCITY_RANGE = (1e7, 3e8)
@@ -38,6 +38,13 @@ def modelled_errors(traveltimes, absolute_error: float | None, relative_error: f
         raise SurveyError(f"{source + ': ' if source else ''}the error model gives errors <= 0 (absolute_error="
                           f"{absolute_error}, relative_error={relative_error}); give an absolute_error > 0 s")
     return errors
+
+
+def two_error_sources(source: str) -> str:
+    """The one message of every reader given an error model for a file that stores its errors."""
+    return (f"{source}: the file stores the picks' errors and an error model was given too (absolute_error/"
+            "relative_error, --absolute-error/--relative-error); leave the error model out to use the file's "
+            "errors, or remove the errors from the file to model them")
 
 
 class Survey:

@@ -335,7 +335,8 @@ def _(tmp):
     Survey(sources, arrays["receivers"], arrays["pairs"], arrays["traveltimes"], arrays["errors"]).check_plausible()
 
 
-@case("an error model for an HDF5 survey that stores errors", "files", r"stores its errors.*files without")
+@case("an error model for an HDF5 survey that stores errors", "files",
+      r"stores the picks' errors.*leave the error model out")
 def _(tmp):
     from geoinv import read_survey
 

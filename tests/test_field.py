@@ -26,6 +26,7 @@ from geoinv import (
 from geoinv.canvas import describe_placement, place_on_canvas
 from geoinv.cli import main
 from geoinv.errors import FileFormatError
+from geoinv.io.pygimli import write_pygimli_survey
 
 from .helpers import TinyDecoder
 
@@ -289,3 +290,16 @@ def test_an_hdf5_survey_without_errors_takes_the_error_model(tmp_path):
                                                      survey.traveltimes))
     read, _ = read_survey(tmp_path / "bare.h5", absolute_error=0.5e-9, relative_error=0.01)
     np.testing.assert_allclose(read.errors, 0.5e-9 + 0.01 * survey.traveltimes)
+
+
+def test_every_reader_refuses_an_error_model_for_a_file_with_errors(tmp_path):
+    """One rule across formats: a file's own errors and an error model are refused together, by one message."""
+    survey = _picks(Survey.crosshole())
+    geoinv.write_survey(tmp_path / "picks.h5", survey)
+    write_column_survey(tmp_path / "picks.csv", survey)
+    write_pygimli_survey(tmp_path / "picks.sgt", survey)
+    for name in ("picks.h5", "picks.csv", "picks.sgt"):
+        with pytest.raises((SurveyError, FileFormatError), match=rf"{name}: the file stores the picks' errors and "
+                                                                 r"an error model was given too.*leave the error"):
+            read_survey(tmp_path / name, absolute_error=0.5e-9)
+        assert read_survey(tmp_path / name)[0].errors is not None

@@ -27,7 +27,7 @@ import numpy as np
 from .._atomic import atomic_path
 from .._validation import require_file
 from ..errors import FileFormatError, SurveyError
-from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors
+from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors, two_error_sources
 from ..units import time_factor
 
 __all__ = ["COLUMN_ALIASES", "COLUMN_SUFFIXES", "read_column_survey", "write_column_survey"]
@@ -219,7 +219,7 @@ def _errors(column, times, factor, absolute_error, relative_error, source) -> np
     model_given = absolute_error is not None or relative_error is not None
     if column is not None:
         if model_given:
-            raise SurveyError(f"{source}: the file has an 'err' column and an error model was given too; pass one")
+            raise SurveyError(two_error_sources(source))
         if not (column > 0).all():
             raise SurveyError(f"{source}: errors must be > 0 (standard deviations of the picks); "
                               f"{int((column <= 0).sum())} are not")

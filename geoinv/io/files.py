@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import FileFormatError
 from ..grid import Grid2D
-from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors
+from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors, two_error_sources
 from . import hdf5
 from .columns import COLUMN_SUFFIXES, read_column_survey, write_column_survey
 from .pygimli import PYGIMLI_SUFFIXES, read_pygimli_survey, write_pygimli_survey
@@ -67,8 +67,7 @@ def read_survey(path, group: str = "survey", *, absolute_error: float | None = N
         if absolute_error is None and relative_error is None:
             return survey, grid
         if survey.errors is not None:
-            raise FileFormatError(f"{Path(path).name}: the survey stores its errors; an error model "
-                                  "(absolute_error, relative_error; --absolute-error) is for files without them")
+            raise FileFormatError(two_error_sources(Path(path).name))
         return _with_error_model(survey, absolute_error, relative_error, Path(path).name), grid
     if suffix in PYGIMLI_SUFFIXES:
         survey = read_pygimli_survey(path, absolute_error=absolute_error, relative_error=relative_error,

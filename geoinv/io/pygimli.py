@@ -26,7 +26,7 @@ from .._atomic import atomic_path
 from .._validation import require_file
 from ..errors import FileFormatError, GridError, SurveyError
 from ..grid import Grid2D
-from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors
+from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors, two_error_sources
 
 __all__ = [
     "PYGIMLI_SUFFIXES",
@@ -172,8 +172,7 @@ def _errors(data, tokens, keep, traveltimes, absolute_error, relative_error, sou
     model_given = absolute_error is not None or relative_error is not None
     if has_errors:
         if model_given:
-            warnings.warn(f"{source}: the file has an 'err' column; absolute_error/relative_error are ignored",
-                          stacklevel=3)
+            raise SurveyError(two_error_sources(source))
         return np.asarray(data["err"], dtype=float)[keep]
     if not model_given:
         if traveltimes is None:
