@@ -28,12 +28,14 @@ from .petrophysics import FaciesVelocity
 from .prior import (
     VAE,
     Prior,
+    PriorReport,
     StandardNormalPrior,
     VAEConfig,
     default_training_image,
     default_vae,
     load_prior,
     load_vae,
+    prior_report,
 )
 from .problem import InverseProblem
 from .solvers import (
@@ -82,6 +84,7 @@ __all__ = [
     "LatentTomography",
     "NumpyKernelOperator",
     "Prior",
+    "PriorReport",
     "ProgressBar",
     "PyGimliShortestPath",
     "RefineConfig",
@@ -108,6 +111,7 @@ __all__ = [
     "m_per_s_to_m_per_ns",
     "make_solver",
     "ns_to_s",
+    "prior_report",
     "read_campaign",
     "read_column_survey",
     "read_survey",

@@ -116,6 +116,27 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
         print(f"exported {args.export}")
 
 
+def _cmd_prior_report(args: argparse.Namespace) -> int:
+    from .prior import default_training_image
+    from .prior.images import read_image
+    from .prior.quality import prior_report
+    from .prior.vae import load_vae
+    from .workflows import check_output
+
+    figure = args.output.with_suffix(".png")
+    check_output(args.output, (".json",), inputs=(args.checkpoint, args.image), overwrite=args.overwrite,
+                 figure=figure)
+    check_output(figure, (".png",), inputs=(args.checkpoint, args.image), overwrite=args.overwrite)
+    vae = load_vae(args.checkpoint)
+    image = default_training_image() if args.image is None else read_image(args.image, channels=args.channels)
+    report = prior_report(vae, image, n_samples=args.samples, seed=args.seed)
+    print(report.summary())
+    report.write_json(args.output)
+    report.figure(figure)
+    print(f"wrote {args.output} and {figure}")
+    return 0 if report.passed or not args.strict else 4
+
+
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from .workflows import simulate_comparison
 
@@ -484,6 +505,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=POSITIVE, default=train_defaults.checkpoint_every_s, help="seconds")
     train.set_defaults(func=_cmd_train_vae)
 
+    report = sub.add_parser("prior-report", help="is a trained prior good enough? statistics against its "
+                                                 "training image, marked against goals, with a figure")
+    report.add_argument("checkpoint", type=Path, help="trained VAE (training checkpoint or exported copy)")
+    report.add_argument("--image", type=Path, help="the training image (default: the shipped one)")
+    report.add_argument("--channels", choices=("dark", "light", "low", "high"),
+                        help="which pixels of --image are channels, as for train-vae")
+    report.add_argument("--output", type=Path, default=Path("prior-report.json"),
+                        help="report JSON; the figure goes beside it as .png")
+    report.add_argument("--samples", type=_integer(50, 100_000), default=1000,
+                        help="prior samples and training crops compared")
+    report.add_argument("--seed", type=SEED, default=0)
+    report.add_argument("--strict", action="store_true", help="exit with status 4 when a statistic misses its goal")
+    report.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    report.set_defaults(func=_cmd_prior_report)
+
     export = sub.add_parser("export-vae", help="write a compact float16 copy of a trained VAE")
     export.add_argument("checkpoint", type=Path, help="training checkpoint")
     export.add_argument("output", type=Path, help="output .pt file")
@@ -498,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     0 success; 2 bad input (a geoinv error, a file-system error, or argparse's
     usage error), with one message and no traceback; 3 a batch finished but
     some panels failed (the others' results are written; the failures are
-    listed); 1 an unexpected error (a bug: rerun with ``--debug`` for the
+    listed); 4 ``prior-report --strict`` found a statistic that misses its
+    goal; 1 an unexpected error (a bug: rerun with ``--debug`` for the
     traceback); 130/143 interrupted by SIGINT/SIGTERM, after cleaning up
     temporary files.
     """

@@ -227,3 +227,46 @@ def reliability_figure(curves: dict, path, title: str = "") -> None:
         ax.set_title(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def prior_report_figure(report, path=None):
+    """A prior's quality report: samples above training crops, variograms and connectivity below.
+
+    Parameters
+    ----------
+    report : geoinv.prior.quality.PriorReport
+    path : str or Path, optional
+        Where to save the figure (PNG, PDF, SVG); without it the figure is returned open.
+    """
+    plt = _pyplot()
+    count = min(len(report.samples), len(report.crops))
+    fig = plt.figure(figsize=(max(8.0, 1.1 * count), 7.5))
+    grid = fig.add_gridspec(3, max(count, 4), height_ratios=[1, 1, 1.4])
+    for row, (images, label) in enumerate(((report.samples, "prior\nsamples"), (report.crops, "training\ncrops"))):
+        for k in range(count):
+            ax = fig.add_subplot(grid[row, k])
+            ax.imshow(images[k], cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == 0:
+                ax.set_ylabel(label)
+    half = max(count, 4) // 2
+    for column, axis in enumerate(("x", "z")):
+        ax = fig.add_subplot(grid[2, column * half:(column + 1) * half])
+        for which, style in (("training", "k-"), ("prior", "C1--")):
+            ax.plot(report.curves[f"{which}_variogram_{axis}"], style, label=f"{which} variogram")
+            ax.plot(report.curves[f"{which}_connectivity_{axis}"], style, alpha=0.45, label=f"{which} connectivity")
+        check = report[f"variogram_{axis}_gap"]
+        ax.set_title(f"along {axis}: largest variogram gap {check.value:.1%} "
+                     f"({'ok' if check.passed else 'WARN'}, goal {check.goal})", fontsize=9)
+        ax.set_xlabel(f"lag along {axis} (cells)")
+        if column == 0:
+            ax.legend(fontsize=7)
+    verdict = "meets every goal" if report.passed else \
+        "misses: " + ", ".join(check.name for check in report.failures)
+    fig.suptitle(f"prior quality: {verdict}", fontsize=11)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+        return None
+    return fig

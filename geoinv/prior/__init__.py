@@ -7,6 +7,7 @@ from .base import REGULARIZATIONS, Prior, StandardNormalPrior, expected_latent_n
 from .channels import ChannelConfig, channel_statistics, channelized_image
 from .data import DEFAULT_TRAINING_IMAGE, DEFAULT_VAE
 from .images import PatchSampler, image_hash, read_image, write_image
+from .quality import PriorReport, QualityCheck, prior_report
 from .training import TrainConfig, heldout_accuracy, train_vae
 from .vae import VAE, VAEConfig, load_vae, save_checkpoint
 
@@ -17,6 +18,8 @@ __all__ = [
     "ChannelConfig",
     "PatchSampler",
     "Prior",
+    "PriorReport",
+    "QualityCheck",
     "StandardNormalPrior",
     "TrainConfig",
     "VAEConfig",
@@ -29,6 +32,7 @@ __all__ = [
     "image_hash",
     "load_prior",
     "load_vae",
+    "prior_report",
     "read_image",
     "save_checkpoint",
     "train_vae",

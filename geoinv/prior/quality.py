@@ -1,0 +1,236 @@
+"""Is a trained prior good enough to invert with? A quality report against its training image.
+
+The report compares a VAE with the training image it learned from, on what an
+inversion depends on: held-out reconstruction (can the decoder express models
+it has not seen?), binary-likeness of prior samples (are they facies or blur?),
+the channel proportion, and the two-point statistics along and across the
+channels (variograms, connectivity), each beside the training image's own
+crops. Marks compare each statistic with a stated threshold (``THRESHOLDS``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._atomic import atomic_path
+from ..errors import ConfigError
+from ..metrics import binary_fraction, connectivity, mean_thickness, variogram
+from .images import PatchSampler, image_hash
+from .training import heldout_accuracy
+
+__all__ = ["THRESHOLDS", "PriorReport", "QualityCheck", "prior_report"]
+
+#: the marks of a report: statistic → (comparison, limit)
+THRESHOLDS: dict[str, tuple[str, float]] = {
+    "heldout_accuracy": (">=", 0.97),
+    "binary_like": (">=", 0.90),
+    "proportion_gap": ("<=", 0.03),
+    "variogram_x_gap": ("<=", 0.10),
+    "variogram_z_gap": ("<=", 0.10),
+}
+
+_LABELS = {
+    "heldout_accuracy": "held-out reconstruction accuracy (cells right)",
+    "binary_like": "prior samples: binary-like cells (< 0.1 or > 0.9)",
+    "proportion_gap": "prior samples: channel proportion, |gap| to the training image",
+    "variogram_x_gap": "variogram along x, largest relative gap over lags",
+    "variogram_z_gap": "variogram along z, largest relative gap over lags",
+    "connectivity_x_gap": "connectivity along x, largest absolute gap over lags",
+    "connectivity_z_gap": "connectivity along z, largest absolute gap over lags",
+    "thickness": "prior samples: mean channel thickness (cells, vertical)",
+    "reconstruction_binary_like": "held-out reconstructions: binary-like cells",
+}
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """One statistic of a report.
+
+    Attributes
+    ----------
+    name, label : str
+        Key and plain-words description.
+    value : float
+        The prior's statistic.
+    reference : float or None
+        The training image's own value, where one exists.
+    goal : str
+        The threshold (e.g. ``'>= 0.97'``); empty for statistics reported without a mark.
+    passed : bool or None
+        The mark; None without a threshold.
+    """
+
+    name: str
+    label: str
+    value: float
+    reference: float | None = None
+    goal: str = ""
+    passed: bool | None = None
+
+
+@dataclass
+class PriorReport:
+    """The quality of a prior against a training image (see :func:`prior_report`).
+
+    Attributes
+    ----------
+    checks : list of QualityCheck
+    curves : dict
+        Variograms and connectivity per lag (cells) of the prior's samples and the training crops.
+    samples, crops : np.ndarray, shape (k, nz, nx)
+        A few prior samples and training crops, for the figure.
+    settings : dict
+        What the report was made from (samples, seed, model shape, checkpoint metadata).
+    """
+
+    checks: list[QualityCheck]
+    curves: dict
+    samples: np.ndarray
+    crops: np.ndarray
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when every marked statistic meets its threshold."""
+        return all(check.passed for check in self.checks if check.passed is not None)
+
+    @property
+    def failures(self) -> list[QualityCheck]:
+        return [check for check in self.checks if check.passed is False]
+
+    def __getitem__(self, name: str) -> QualityCheck:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        """The report as lines of text, one statistic each, marked ``ok`` / ``WARN``."""
+        lines = []
+        for check in self.checks:
+            mark = {True: "ok  ", False: "WARN", None: "    "}[check.passed]
+            reference = "" if check.reference is None else f"  (training image {check.reference:.4f})"
+            goal = f"  goal {check.goal}" if check.goal else ""
+            lines.append(f"{mark} {check.label}: {check.value:.4f}{reference}{goal}")
+        if self.settings.get("same_image") is False:
+            lines.insert(0, f"note: this image is not the one the prior was trained on "
+                            f"({self.settings.get('trained_on')}); the statistics compare the two")
+        verdict = ("every marked statistic meets its goal" if self.passed else
+                   f"{len(self.failures)} of {sum(c.passed is not None for c in self.checks)} marked statistics "
+                   "miss their goal: inversions will search models unlike the training image there")
+        return "\n".join([*lines, verdict])
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "checks": [asdict(check) for check in self.checks],
+                "curves": self.curves, "settings": self.settings, "thresholds": THRESHOLDS}
+
+    def write_json(self, path) -> Path:
+        """Write the report (not the images) as JSON, atomically."""
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(self.to_dict(), indent=1))
+        return Path(path)
+
+    def figure(self, path=None):
+        """Prior samples beside training crops, and the variograms of both; saved to ``path`` if given."""
+        from ..plot import prior_report_figure
+
+        return prior_report_figure(self, path)
+
+
+def _statistics(models: np.ndarray, max_lag_x: int, max_lag_z: int) -> dict:
+    binary = (models > 0.5).astype(np.float64)
+    return {"proportion": float(binary.mean()), "binary_like": binary_fraction(models),
+            "thickness": mean_thickness(models),
+            "variogram_x": variogram(binary, max_lag_x, axis=2), "variogram_z": variogram(binary, max_lag_z, axis=1),
+            "connectivity_x": connectivity(binary, max_lag_x, axis=2),
+            "connectivity_z": connectivity(binary, max_lag_z, axis=1)}
+
+
+def _relative_gap(ours: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.max(np.abs(ours - reference) / np.maximum(np.abs(reference), 1e-12)))
+
+
+def _mark(name: str, value: float) -> tuple[str, bool | None]:
+    if name not in THRESHOLDS:
+        return "", None
+    comparison, limit = THRESHOLDS[name]
+    return f"{comparison} {limit:g}", bool(value >= limit if comparison == ">=" else value <= limit)
+
+
+def prior_report(vae, image: np.ndarray, n_samples: int = 1000, n_heldout: int = 500, seed: int = 0,
+                 figure_count: int = 8) -> PriorReport:
+    """Measure ``vae`` against the training ``image`` it should reproduce.
+
+    Parameters
+    ----------
+    vae : geoinv.prior.VAE
+        The trained prior.
+    image : np.ndarray, shape (rows, cols)
+        The training image, channels 1 (as :func:`geoinv.prior.read_image` returns it).
+    n_samples : int
+        Prior samples and training crops compared (statistics need several hundred).
+    n_heldout : int
+        Held-out crops (from the part of the image :class:`PatchSampler` keeps apart) reconstructed.
+    seed : int
+        Seeds the samples, crops and held-out draws.
+    figure_count : int
+        Samples and crops kept for the figure.
+
+    Returns
+    -------
+    PriorReport
+
+    Raises
+    ------
+    ConfigError
+        If the image is smaller than the prior's models or the counts are < 1.
+    """
+    if min(n_samples, n_heldout, figure_count) < 1:
+        raise ConfigError("n_samples, n_heldout and figure_count must be >= 1")
+    shape = tuple(vae.model_shape)
+    image = np.asarray(image)
+    if image.ndim != 2 or image.shape[0] < shape[0] or image.shape[1] < shape[1]:
+        raise ConfigError(f"the training image {image.shape} must be 2-D and at least the prior's model shape "
+                          f"{shape}; pass the image the prior was trained on")
+    sampler = PatchSampler(image, shape)
+    generator = torch.Generator().manual_seed(seed)
+    crops = sampler.train_batch(n_samples, generator).numpy()
+    heldout = sampler.test_batch(n_heldout, generator)
+    with torch.no_grad():
+        samples = vae.sample(n_samples, generator).cpu().numpy()
+        reconstructions = vae.decode(vae.encode(heldout.to(vae.device))[0]).cpu().numpy()
+    lags = (shape[1] // 2, shape[0] // 2)
+    ours, theirs = _statistics(samples, *lags), _statistics(crops, *lags)
+    values = {
+        "heldout_accuracy": (heldout_accuracy(vae, heldout.to(vae.device)), None),
+        "binary_like": (ours["binary_like"], theirs["binary_like"]),
+        "proportion_gap": (abs(ours["proportion"] - theirs["proportion"]), None),
+        "variogram_x_gap": (_relative_gap(ours["variogram_x"], theirs["variogram_x"]), None),
+        "variogram_z_gap": (_relative_gap(ours["variogram_z"], theirs["variogram_z"]), None),
+        "connectivity_x_gap": (float(np.max(np.abs(ours["connectivity_x"] - theirs["connectivity_x"]))), None),
+        "connectivity_z_gap": (float(np.max(np.abs(ours["connectivity_z"] - theirs["connectivity_z"]))), None),
+        "thickness": (ours["thickness"], theirs["thickness"]),
+        "reconstruction_binary_like": (binary_fraction(reconstructions), None),
+    }
+    checks = []
+    for name, (value, reference) in values.items():
+        goal, passed = _mark(name, value)
+        checks.append(QualityCheck(name, _LABELS[name], float(value), reference, goal, passed))
+    curves = {f"{which}_{name}": stats[name].tolist() for which, stats in (("prior", ours), ("training", theirs))
+              for name in ("variogram_x", "variogram_z", "connectivity_x", "connectivity_z")}
+    curves.update(prior_proportion=ours["proportion"], training_proportion=theirs["proportion"])
+    metadata = getattr(vae, "metadata", None) or {}  # a VAE built in code has none
+    trained_on = metadata.get("data", {})
+    stored_hash = trained_on.get("training_image_sha256")
+    settings = {"n_samples": n_samples, "n_heldout": n_heldout, "seed": seed, "model_shape": list(shape),
+                "latent_dim": int(vae.latent_dim), "image_shape": list(image.shape),
+                "trained_on": trained_on.get("training_image"),
+                # None when the checkpoint does not record its image
+                "same_image": None if stored_hash is None else stored_hash == image_hash(image),
+                "training": {key: metadata.get("training", {}).get(key) for key in ("steps_done", "elapsed_s")}}
+    return PriorReport(checks, curves, samples[:figure_count], crops[:figure_count], settings)

@@ -1,0 +1,89 @@
+"""The prior quality report: it passes what it should and flags deliberately bad priors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from geoinv import ConfigError, prior_report
+from geoinv.cli import main
+from geoinv.prior import VAE, default_training_image, default_vae, write_image
+
+SMALL = {"n_samples": 80, "n_heldout": 60}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return default_vae()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return default_training_image()
+
+
+def test_the_shipped_prior_reconstructs_and_matches_its_training_image(shipped, image):
+    report = prior_report(shipped, image, **SMALL)
+    assert report["heldout_accuracy"].passed and report["heldout_accuracy"].value > 0.97
+    assert report["proportion_gap"].passed
+    assert report["binary_like"].passed
+    assert report.settings["same_image"] is True
+    assert len(report.curves["prior_variogram_x"]) == shipped.model_shape[1] // 2
+    assert "held-out reconstruction accuracy" in report.summary()
+
+
+def test_an_untrained_prior_is_flagged(image, shipped):
+    torch.manual_seed(0)
+    untrained = VAE(shipped.config)
+    report = prior_report(untrained, image, **SMALL)
+    assert not report.passed
+    failed = {check.name for check in report.failures}
+    assert {"heldout_accuracy", "binary_like"} <= failed
+    assert report["heldout_accuracy"].value < 0.9
+    assert report.settings["same_image"] is None  # an untrained model records no image
+
+
+def test_a_prior_of_the_other_polarity_is_flagged(shipped, image):
+    """The shipped prior against the image with channels and matrix swapped: as if trained on the
+    inverted polarity, its channel proportion and reconstructions are wrong."""
+    report = prior_report(shipped, 1 - image, **SMALL)
+    failed = {check.name for check in report.failures}
+    assert {"heldout_accuracy", "proportion_gap"} <= failed
+    assert report["proportion_gap"].value > 0.3
+    assert report.settings["same_image"] is False
+    assert report.summary().startswith("note: this image is not the one the prior was trained on")
+
+
+def test_bad_report_settings_are_refused(shipped):
+    with pytest.raises(ConfigError, match="at least the prior's model shape"):
+        prior_report(shipped, np.zeros((50, 50)))
+    with pytest.raises(ConfigError, match="n_samples"):
+        prior_report(shipped, np.zeros((300, 300)), n_samples=0)
+
+
+def test_prior_report_command_writes_json_and_figure_and_refuses_to_replace(tmp_path, image, capsys):
+    inverted = tmp_path / "inverted.npy"
+    write_image(inverted, 1 - image[:1400, :600])  # tall enough for the held-out rows
+    output = tmp_path / "report.json"
+    base = ["prior-report", str(default_vae_path()), "--image", str(inverted), "--samples", "60",
+            "--output", str(output)]
+    with pytest.warns(UserWarning, match="Is the polarity inverted"):
+        assert main(base) == 0
+    text = capsys.readouterr().out
+    assert "WARN" in text and "wrote" in text
+    data = json.loads(output.read_text())
+    assert data["passed"] is False and {c["name"] for c in data["checks"]} >= {"heldout_accuracy", "binary_like"}
+    assert output.with_suffix(".png").stat().st_size > 10_000
+    assert main(base) == 2  # exists: not replaced without --overwrite
+    assert "exists" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="polarity"):
+        assert main([*base, "--overwrite", "--strict"]) == 4
+
+
+def default_vae_path():
+    from geoinv.prior import DEFAULT_VAE
+
+    return DEFAULT_VAE
