@@ -114,6 +114,20 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
 
         save_checkpoint(args.export, vae, vae.metadata, dtype=torch.float16)
         print(f"exported {args.export}")
+    if args.report_samples:
+        _write_training_report(vae, image, args.checkpoint, args.report_samples)
+
+
+def _write_training_report(vae, image, checkpoint: Path, n_samples: int) -> None:
+    """The prior's quality report beside its checkpoint (replaced by every run: it describes the checkpoint)."""
+    from .prior.quality import prior_report
+
+    report = prior_report(vae, image, n_samples=n_samples)
+    path = checkpoint.with_suffix(".report.json")
+    report.write_json(path)
+    report.figure(path.with_suffix(".png"))
+    print(report.summary())
+    print(f"wrote {path} and {path.with_suffix('.png')} (geoinv prior-report CHECKPOINT for more samples)")
 
 
 def _cmd_prior_report(args: argparse.Namespace) -> int:
@@ -503,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu")
     train.add_argument("--threads", type=_integer(1, 1024), help="torch CPU threads")
     train.add_argument("--checkpoint-every", type=POSITIVE, default=train_defaults.checkpoint_every_s, help="seconds")
+    train.add_argument("--report-samples", type=_integer(0, 100_000), default=300,
+                       help="prior samples of the quality report written beside the checkpoint at the end "
+                            "(CHECKPOINT.report.json and .png; 0: none)")
     train.set_defaults(func=_cmd_train_vae)
 
     report = sub.add_parser("prior-report", help="is a trained prior good enough? statistics against its "

@@ -87,3 +87,18 @@ def default_vae_path():
     from geoinv.prior import DEFAULT_VAE
 
     return DEFAULT_VAE
+
+
+def test_train_vae_writes_the_quality_report_beside_its_checkpoint(tmp_path, capsys):
+    from geoinv.prior import channelized_image
+
+    image = tmp_path / "ti.npy"
+    write_image(image, channelized_image((400, 200), seed=3))
+    checkpoint = tmp_path / "prior.pt"
+    assert main(["train-vae", "--image", str(image), "--checkpoint", str(checkpoint), "--steps", "2", "--nz", "32",
+                 "--nx", "32", "--latent-dim", "2", "--report-samples", "50"]) == 0
+    report = json.loads((tmp_path / "prior.report.json").read_text())
+    assert report["passed"] is False  # two steps: far from the goals
+    assert report["settings"]["same_image"] is True and report["settings"]["n_samples"] == 50
+    assert (tmp_path / "prior.report.png").exists()
+    assert "held-out reconstruction accuracy" in capsys.readouterr().out
