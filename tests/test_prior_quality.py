@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from geoinv import ConfigError, prior_report
+from geoinv import ConfigError, PriorReport, prior_report
 from geoinv.cli import main
 from geoinv.prior import VAE, default_training_image, default_vae, write_image
 
@@ -69,7 +69,7 @@ def test_prior_report_command_writes_json_and_figure_and_refuses_to_replace(tmp_
     write_image(inverted, 1 - image[:1400, :600])  # tall enough for the held-out rows
     output = tmp_path / "report.json"
     base = ["prior-report", str(default_vae_path()), "--image", str(inverted), "--samples", "60",
-            "--output", str(output)]
+            "--inversion-crops", "0", "--output", str(output)]
     with pytest.warns(UserWarning, match="Is the polarity inverted"):
         assert main(base) == 0
     text = capsys.readouterr().out
@@ -102,3 +102,28 @@ def test_train_vae_writes_the_quality_report_beside_its_checkpoint(tmp_path, cap
     assert report["settings"]["same_image"] is True and report["settings"]["n_samples"] == 50
     assert (tmp_path / "prior.report.png").exists()
     assert "held-out reconstruction accuracy" in capsys.readouterr().out
+
+
+def test_inversion_check_inverts_held_out_crops_and_marks_the_median(tmp_path):
+    from geoinv.prior import channelized_image
+    from geoinv.workflows import check_survey, inversion_check
+
+    from .helpers import TinyDecoder
+
+    prior = TinyDecoder((20, 12), latent_dim=3)
+    survey, grid = check_survey(prior.model_shape)
+    assert grid.shape == (20, 12) and survey.n_data == 9
+    np.testing.assert_allclose(survey.sources[:, 0], 0.0)
+    np.testing.assert_allclose(survey.receivers[:, 0], 1.2)
+    image = channelized_image((400, 200), seed=1)
+    check = inversion_check(prior, image, n_crops=2, n_candidates=2)
+    assert len(check["crops"]) == 2
+    rmse = [crop["model_rmse"] for crop in check["crops"]]
+    assert all(0 <= value <= 1 for value in rmse) and check["median_model_rmse"] == pytest.approx(np.median(rmse))
+    assert np.isfinite(check["median_sigma"]) and check["median_sigma"] > 0
+    report = PriorReport([], {}, np.zeros((1, 20, 12)), np.zeros((1, 20, 12)))
+    report.add_inversion_check({**check, "median_model_rmse": 0.3})
+    assert report["inversion_model_rmse"].passed is False and report["inversion_sigma"].passed is None
+    assert report.settings["inversion_check"]["crops"] == check["crops"]
+    with pytest.raises(ConfigError, match="n_crops"):
+        inversion_check(prior, image, n_crops=0)

@@ -32,6 +32,7 @@ THRESHOLDS: dict[str, tuple[str, float]] = {
     "proportion_gap": ("<=", 0.03),
     "variogram_x_gap": ("<=", 0.10),
     "variogram_z_gap": ("<=", 0.10),
+    "inversion_model_rmse": ("<=", 0.15),
 }
 
 _LABELS = {
@@ -44,6 +45,8 @@ _LABELS = {
     "connectivity_z_gap": "connectivity along z, largest absolute gap over lags",
     "thickness": "prior samples: mean channel thickness (cells, vertical)",
     "reconstruction_binary_like": "held-out reconstructions: binary-like cells",
+    "inversion_model_rmse": "inversion check: median model RMSE of held-out crops, straight-ray data",
+    "inversion_sigma": "inversion check: median data misfit of the best candidates (σ)",
 }
 
 
@@ -128,6 +131,14 @@ class PriorReport:
     def to_dict(self) -> dict:
         return {"passed": self.passed, "checks": [asdict(check) for check in self.checks],
                 "curves": self.curves, "settings": self.settings, "thresholds": THRESHOLDS}
+
+    def add_inversion_check(self, check: dict) -> PriorReport:
+        """Add the result of :func:`geoinv.workflows.inversion_check` as two statistics (one marked)."""
+        for name, key in (("inversion_model_rmse", "median_model_rmse"), ("inversion_sigma", "median_sigma")):
+            goal, passed = _mark(name, check[key])
+            self.checks.append(QualityCheck(name, _LABELS[name], float(check[key]), None, goal, passed))
+        self.settings["inversion_check"] = check
+        return self
 
     def write_json(self, path) -> Path:
         """Write the report (not the images) as JSON, atomically."""
