@@ -9,8 +9,9 @@ Output safety (the scheme, tested by killing workers and the client):
 * each finished panel is written at once as its own small file
   ``OUT.h5.parts/<name>.h5``, atomically (temporary file, fsync, rename): a
   crash never leaves a half-written part under its final name;
-* ``OUT.h5`` is rebuilt from all parts — every 30 s and at the end — as one
-  atomic file, so it is always a complete, readable file;
+* ``OUT.h5`` is rebuilt from all parts — every 30 s, at the end, and when
+  Ctrl-C or SIGTERM stops the batch — as one atomic file, so it is always a
+  complete, readable file (after SIGKILL, the next run rebuilds it);
 * a rerun skips panels whose part holds a result made with the same settings
   and the same input (hashes stored in the part); ``overwrite=True`` redoes all.
 
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_path
+from ._signals import Interrupted, acknowledge
 from ._version import __version__
 from .canvas import place_on_canvas
 from .errors import ConfigError, FileFormatError, GeoinvError
@@ -302,6 +304,14 @@ def _merge(output: Path, folder: Path, campaign: Campaign) -> None:
             problems.attrs[name] = message
 
 
+def _merge_finished(output: Path, folder: Path, campaign: Campaign) -> None:
+    """Ctrl-C or SIGTERM mid-batch: the panels finished so far go into ``output`` before the batch stops
+    (a rerun resumes the rest). A second signal during this merge leaves ``output`` as it was."""
+    acknowledge()  # the merge's atomic rename checks for pending signals; this one is being handled
+    if any(folder.glob("*.h5")):
+        _merge(output, folder, campaign)
+
+
 def read_batch_results(path) -> dict[str, dict]:
     """Per panel: ``status``, ``error``, ``solutions`` (or None), ``wall_time``, ``worker`` of a batch output."""
     import h5py
@@ -461,6 +471,9 @@ def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), 
                     if time.perf_counter() - last_merge > _MERGE_EVERY_S:
                         _merge(output, folder, campaign)
                         last_merge = time.perf_counter()
+        except Interrupted:
+            _merge_finished(output, folder, campaign)
+            raise
         finally:
             client.close()
             if cluster is not None:

@@ -199,6 +199,25 @@ def test_client_killed_then_rerun_finishes_without_redoing_or_losing(tmp_path, p
     assert json.loads(results["K00"]["settings"])["epochs"] == 150
 
 
+def test_ctrl_c_puts_the_finished_panels_into_the_output(tmp_path, prior_path):
+    """SIGINT to the batch process mid-batch: it exits 130 after merging the finished panels into OUT.h5."""
+    many = [_panel(f"C{k:02d}", 3.0 + 0.2 * k, 6.0, 5, (0.06, 0.08), 50 + k, (14, 10)) for k in range(6)]
+    campaign = write_campaign(tmp_path / "campaign.h5", many)
+    output, parts = tmp_path / "results.h5", tmp_path / "results.h5.parts"
+    process = subprocess.Popen(_batch_command(campaign, output, prior_path, 150), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(parts.glob("C*.h5")):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    text, _ = process.communicate(timeout=120)
+    finished = sorted(p.stem for p in parts.glob("C*.h5"))
+    assert 1 <= len(finished) < len(many), "interrupt the batch in the middle"
+    assert process.returncode == 130, text
+    results = read_batch_results(output)  # written at the interruption, not only by a rerun
+    assert sorted(results) == finished and all(entry["status"] == "done" for entry in results.values())
+
+
 def test_worker_killed_mid_batch_loses_nothing(tmp_path, panels, prior_path):
     """One worker process is killed while panels run: Dask reschedules its task, every panel ends up
     in the output exactly once."""
