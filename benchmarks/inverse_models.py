@@ -43,7 +43,7 @@ GEOINV_CANDIDATES = 50
 
 
 def _settings(name: str, args, task_name: str = "") -> dict:
-    network = NetworkConfig(hidden=DEFAULT_HIDDEN, epochs=args.epochs, batch_size=args.batch_size, lr=1e-3)
+    network = NetworkConfig(hidden=DEFAULT_HIDDEN, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     common = {"progress": not args.quiet, "seed": args.seed}
     if name == "neural-adjoint":
         hidden = (PAPER_NA_HIDDEN.get(task_name, DEFAULT_HIDDEN) if args.na_hidden == "paper"
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--tomography-starts", type=int, default=10, help="latent-sgd starts on latent-tomography")
     parser.add_argument("--epochs", type=int, default=500, help="training epochs of every network (seed 001, Table 6)")
     parser.add_argument("--batch-size", type=int, default=1024, help="training batch of every network (Table 6)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate of every network (Table 6)")
     parser.add_argument("--n-train", type=int, default=20_000, help="training pairs (tasks without a fixed set)")
     parser.add_argument("--starts", type=int, default=200, help="NA starting points per target")
     parser.add_argument("--search-steps", type=int, default=300)
