@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from _common import figure_path, print_table, write_json
 
-from geoinv.metrics import binary_fraction, connectivity, mean_thickness, variogram
+from geoinv.metrics import binary_fraction
 from geoinv.prior import (
     PatchSampler,
     TrainConfig,
@@ -27,30 +27,13 @@ from geoinv.prior import (
     heldout_accuracy,
     load_vae,
 )
+from geoinv.prior.quality import image_statistics, relative_gap
 from geoinv.prior.training import prior_binary_like, training_throughput
 
 
 def _throughput(config: VAEConfig, image: np.ndarray, seconds: float, adversarial: float = 0.0) -> float:
     """Training patches per second (batch 100, Adam, β = 1000) of the real training step."""
     return training_throughput(image, config, TrainConfig(adversarial=adversarial), seconds)
-
-
-def _statistics(models: np.ndarray, max_lag_x: int, max_lag_z: int) -> dict:
-    binary = (models > 0.5).astype(np.float64)
-    return {
-        "proportion": float(binary.mean()),
-        "soft_mean": float(models.mean()),
-        "binary_like": binary_fraction(models),
-        "thickness": mean_thickness(models),
-        "variogram_x": variogram(binary, max_lag_x, axis=2),
-        "variogram_z": variogram(binary, max_lag_z, axis=1),
-        "connectivity_x": connectivity(binary, max_lag_x, axis=2),
-        "connectivity_z": connectivity(binary, max_lag_z, axis=1),
-    }
-
-
-def _relative_gap(ours: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.max(np.abs(ours - reference) / np.maximum(np.abs(reference), 1e-12)))
 
 
 def _assess(vae, sampler: PatchSampler, n_samples: int, reference: dict) -> dict:
@@ -63,7 +46,7 @@ def _assess(vae, sampler: PatchSampler, n_samples: int, reference: dict) -> dict
         posterior = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
         samples = vae.sample(n_samples, generator).numpy()
     max_lag_x, max_lag_z = vae.model_shape[1] // 2, vae.model_shape[0] // 2
-    ours = _statistics(samples, max_lag_x, max_lag_z)
+    ours = image_statistics(samples, max_lag_x, max_lag_z)
     values = {
         "accuracy": heldout_accuracy(vae, heldout),
         "reconstruction_binary_like": binary_fraction(reconstructions.numpy()),
@@ -72,7 +55,7 @@ def _assess(vae, sampler: PatchSampler, n_samples: int, reference: dict) -> dict
         "thickness": ours["thickness"],
     }
     for key in ("variogram_x", "variogram_z"):
-        values[key] = _relative_gap(ours[key], reference[key])
+        values[key] = relative_gap(ours[key], reference[key])
     for key in ("connectivity_x", "connectivity_z"):
         values[key] = float(np.max(np.abs(ours[key] - reference[key])))
     return {"values": values, "samples": samples, "statistics": ours}
@@ -109,7 +92,7 @@ def main() -> None:
     image = default_training_image()
     sampler = PatchSampler(image, vae.model_shape)
     training = sampler.train_batch(args.samples, torch.Generator().manual_seed(1)).numpy()
-    theirs = _statistics(training, vae.model_shape[1] // 2, vae.model_shape[0] // 2)
+    theirs = image_statistics(training, vae.model_shape[1] // 2, vae.model_shape[0] // 2)
     results = {label: _assess(model, sampler, args.samples, theirs) for label, model in vaes.items()}
     reference_values = {"proportion": theirs["proportion"], "soft_mean": theirs["soft_mean"],
                         "thickness": theirs["thickness"]}

@@ -23,7 +23,7 @@ from ..metrics import binary_fraction, connectivity, mean_thickness, variogram
 from .images import PatchSampler, image_hash
 from .training import heldout_accuracy
 
-__all__ = ["THRESHOLDS", "PriorReport", "QualityCheck", "prior_report"]
+__all__ = ["THRESHOLDS", "PriorReport", "QualityCheck", "image_statistics", "prior_report", "relative_gap"]
 
 #: the marks of a report: statistic → (comparison, limit)
 THRESHOLDS: dict[str, tuple[str, float]] = {
@@ -153,16 +153,24 @@ class PriorReport:
         return prior_report_figure(self, path)
 
 
-def _statistics(models: np.ndarray, max_lag_x: int, max_lag_z: int) -> dict:
+def image_statistics(models: np.ndarray, max_lag_x: int, max_lag_z: int) -> dict:
+    """Facies statistics of models ``(k, nz, nx)`` (values in [0, 1], channels 1).
+
+    Returns the thresholded channel proportion, the mean value, binary-likeness,
+    mean vertical channel thickness (cells), and the indicator variograms and
+    connectivity per lag along x (axis 2, up to ``max_lag_x``) and z (axis 1).
+    """
     binary = (models > 0.5).astype(np.float64)
-    return {"proportion": float(binary.mean()), "binary_like": binary_fraction(models),
+    return {"proportion": float(binary.mean()), "soft_mean": float(models.mean()),
+            "binary_like": binary_fraction(models),
             "thickness": mean_thickness(models),
             "variogram_x": variogram(binary, max_lag_x, axis=2), "variogram_z": variogram(binary, max_lag_z, axis=1),
             "connectivity_x": connectivity(binary, max_lag_x, axis=2),
             "connectivity_z": connectivity(binary, max_lag_z, axis=1)}
 
 
-def _relative_gap(ours: np.ndarray, reference: np.ndarray) -> float:
+def relative_gap(ours: np.ndarray, reference: np.ndarray) -> float:
+    """Largest relative difference over the lags of two curves (e.g. variograms)."""
     return float(np.max(np.abs(ours - reference) / np.maximum(np.abs(reference), 1e-12)))
 
 
@@ -216,13 +224,13 @@ def prior_report(vae, image: np.ndarray, n_samples: int = 1000, n_heldout: int =
         samples = vae.sample(n_samples, generator).cpu().numpy()
         reconstructions = vae.decode(vae.encode(heldout.to(vae.device))[0]).cpu().numpy()
     lags = (shape[1] // 2, shape[0] // 2)
-    ours, theirs = _statistics(samples, *lags), _statistics(crops, *lags)
+    ours, theirs = image_statistics(samples, *lags), image_statistics(crops, *lags)
     values = {
         "heldout_accuracy": (heldout_accuracy(vae, heldout.to(vae.device)), None),
         "binary_like": (ours["binary_like"], theirs["binary_like"]),
         "proportion_gap": (abs(ours["proportion"] - theirs["proportion"]), None),
-        "variogram_x_gap": (_relative_gap(ours["variogram_x"], theirs["variogram_x"]), None),
-        "variogram_z_gap": (_relative_gap(ours["variogram_z"], theirs["variogram_z"]), None),
+        "variogram_x_gap": (relative_gap(ours["variogram_x"], theirs["variogram_x"]), None),
+        "variogram_z_gap": (relative_gap(ours["variogram_z"], theirs["variogram_z"]), None),
         "connectivity_x_gap": (float(np.max(np.abs(ours["connectivity_x"] - theirs["connectivity_x"]))), None),
         "connectivity_z_gap": (float(np.max(np.abs(ours["connectivity_z"] - theirs["connectivity_z"]))), None),
         "thickness": (ours["thickness"], theirs["thickness"]),
