@@ -147,7 +147,8 @@ def main() -> None:
 def _resimulated_r_1(method, problem, solutions, targets: torch.Tensor) -> float:
     """r_1 of the first ``GEOINV_CANDIDATES`` candidates finished with geoinv's default ranking."""
     first = solutions.parameters[:, :GEOINV_CANDIDATES]
-    resorted = method.finish(problem, first, targets, {}, 0.0, ranking="solver", resorted=first.shape[1])
+    resorted = method.finish(problem, first, targets, {}, 0.0, ranking="solver", resorted=first.shape[1],
+                             data=solutions.data[:, :GEOINV_CANDIDATES])  # simulated by the solve already
     return float(r_t_curve(resorted, targets.cpu().numpy(), 1)[0])
 
 

@@ -122,12 +122,16 @@ def _write_training_report(vae, image, checkpoint: Path, n_samples: int) -> None
     """The prior's quality report beside its checkpoint (replaced by every run: it describes the checkpoint)."""
     from .prior.quality import prior_report
 
-    report = prior_report(vae, image, n_samples=n_samples)
-    path = checkpoint.with_suffix(".report.json")
+    _save_report(prior_report(vae, image, n_samples=n_samples), checkpoint.with_suffix(".report.json"))
+    print("(geoinv prior-report CHECKPOINT for more samples and an inversion check)")
+
+
+def _save_report(report, path: Path) -> None:
+    """Print a prior report and write it as JSON at ``path`` and a figure beside it (.png)."""
+    print(report.summary())
     report.write_json(path)
     report.figure(path.with_suffix(".png"))
-    print(report.summary())
-    print(f"wrote {path} and {path.with_suffix('.png')} (geoinv prior-report CHECKPOINT for more samples)")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
 
 
 def _cmd_prior_report(args: argparse.Namespace) -> int:
@@ -149,10 +153,7 @@ def _cmd_prior_report(args: argparse.Namespace) -> int:
 
         print(f"inversion check: {args.inversion_crops} held-out crops, straight-ray data, σ = 0.25 ns ...")
         report.add_inversion_check(inversion_check(vae, image, n_crops=args.inversion_crops, seed=args.seed))
-    print(report.summary())
-    report.write_json(args.output)
-    report.figure(figure)
-    print(f"wrote {args.output} and {figure}")
+    _save_report(report, args.output)
     return 0 if report.passed or not args.strict else 4
 
 

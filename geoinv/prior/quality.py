@@ -21,7 +21,7 @@ from .._atomic import atomic_path
 from ..errors import ConfigError
 from ..metrics import binary_fraction, connectivity, mean_thickness, variogram
 from .images import PatchSampler, image_hash
-from .training import heldout_accuracy
+from .training import reconstruction_accuracy, reconstructions
 
 __all__ = ["THRESHOLDS", "PriorReport", "QualityCheck", "image_statistics", "prior_report", "relative_gap"]
 
@@ -222,11 +222,11 @@ def prior_report(vae, image: np.ndarray, n_samples: int = 1000, n_heldout: int =
     heldout = sampler.test_batch(n_heldout, generator)
     with torch.no_grad():
         samples = vae.sample(n_samples, generator).cpu().numpy()
-        reconstructions = vae.decode(vae.encode(heldout.to(vae.device))[0]).cpu().numpy()
+    reconstructed = reconstructions(vae, heldout)
     lags = (shape[1] // 2, shape[0] // 2)
     ours, theirs = image_statistics(samples, *lags), image_statistics(crops, *lags)
     values = {
-        "heldout_accuracy": (heldout_accuracy(vae, heldout.to(vae.device)), None),
+        "heldout_accuracy": (reconstruction_accuracy(reconstructed, heldout), None),
         "binary_like": (ours["binary_like"], theirs["binary_like"]),
         "proportion_gap": (abs(ours["proportion"] - theirs["proportion"]), None),
         "variogram_x_gap": (relative_gap(ours["variogram_x"], theirs["variogram_x"]), None),
@@ -234,7 +234,7 @@ def prior_report(vae, image: np.ndarray, n_samples: int = 1000, n_heldout: int =
         "connectivity_x_gap": (float(np.max(np.abs(ours["connectivity_x"] - theirs["connectivity_x"]))), None),
         "connectivity_z_gap": (float(np.max(np.abs(ours["connectivity_z"] - theirs["connectivity_z"]))), None),
         "thickness": (ours["thickness"], theirs["thickness"]),
-        "reconstruction_binary_like": (binary_fraction(reconstructions), None),
+        "reconstruction_binary_like": (binary_fraction(reconstructed.numpy()), None),
     }
     checks = []
     for name, (value, reference) in values.items():

@@ -120,15 +120,21 @@ def prior_binary_like(vae: VAE, latent: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def reconstructions(vae: VAE, patches: torch.Tensor, batch: int = 250) -> torch.Tensor:
+    """Decoded posterior means of ``patches`` (on the CPU), ``batch`` patches at a time."""
+    device = next(vae.parameters()).device
+    return torch.cat([vae.decode(vae.encode(patches[start:start + batch].to(device))[0]).cpu()
+                      for start in range(0, patches.shape[0], batch)])
+
+
+def reconstruction_accuracy(reconstructed: torch.Tensor, patches: torch.Tensor) -> float:
+    """Fraction of cells whose reconstruction (threshold 0.5) matches the patch."""
+    return ((reconstructed > 0.5).float() == patches.cpu()).sum().item() / patches.numel()  # an exact count
+
+
 def heldout_accuracy(vae: VAE, patches: torch.Tensor, batch: int = 250) -> float:
     """Fraction of cells whose decoded mean (threshold 0.5) matches the patch."""
-    device = next(vae.parameters()).device
-    correct = 0.0
-    for start in range(0, patches.shape[0], batch):
-        chunk = patches[start:start + batch].to(device)
-        mean, _ = vae.encode(chunk)
-        correct += ((vae.decode(mean) > 0.5).float() == chunk).float().sum().item()
-    return correct / patches.numel()
+    return reconstruction_accuracy(reconstructions(vae, patches, batch), patches)
 
 
 def _resume(path: Path, vae: VAE, optimizer, ti_hash: str) -> dict:
