@@ -28,106 +28,104 @@ _SECOND = 9.0 / 4.0
 
 
 def _frozen_initial(phi: np.ndarray) -> np.ndarray:
-    """Nodes scikit-fmm freezes first: on the zero contour or with a neighbour across it."""
+    """Nodes scikit-fmm freezes first: on the zero contour or with a neighbour across it.
+
+    ``phi`` has shape ``(..., Nz, Nx)``; leading axes are independent solves.
+    """
     frozen = phi == 0.0
-    for axis in (0, 1):
+    for axis in (-2, -1):
         for shift in (1, -1):
             neighbour = np.roll(phi, shift, axis=axis)
             valid = np.ones_like(phi, dtype=bool)
-            edge: list = [slice(None)] * 2
+            edge: list = [slice(None)] * phi.ndim
             edge[axis] = 0 if shift == 1 else -1
             valid[tuple(edge)] = False
             frozen |= valid & (phi * neighbour < 0)
     return frozen
 
 
-def _axis_stencil(raw: np.ndarray, phi: np.ndarray, axis: int, spacing: float):
-    """Per node, along one axis: the upwind neighbour, the second neighbour and the coefficients.
+def _shifted(values: np.ndarray, axis: int, offset: int, fill: float) -> np.ndarray:
+    """``values`` at the node ``offset`` nodes along ``axis`` from each node (``fill`` off the grid)."""
+    result = np.full(values.shape, fill, dtype=values.dtype)
+    size = values.shape[axis]
+    target: list = [slice(None)] * values.ndim
+    source: list = [slice(None)] * values.ndim
+    if offset < 0:
+        target[axis], source[axis] = slice(-offset, None), slice(None, size + offset)
+    else:
+        target[axis], source[axis] = slice(None, size - offset), slice(offset, None)
+    result[tuple(target)] = values[tuple(source)]
+    return result
 
-    Returns ``(active, first, second, factor2, coefficient, target)``: whether the
-    axis enters node i's equation, flat indices of ``v1`` and ``v2`` (−1 if
-    first order), the sign applied to ``v2`` (−1 across the contour), ``c_a``
-    and ``p_a``.
+
+def _axis_stencil(raw: np.ndarray, phi: np.ndarray, axis: int, spacing: float):
+    """Per node, along one axis (−2: rows, −1: columns): the upwind neighbour, the second neighbour
+    and the coefficients, for fields of shape ``(..., Nz, Nx)``.
+
+    Returns ``(active, step, second_ok, factor2, coefficient, target)``: whether the
+    axis enters node i's equation, the flat offset of ``v1`` from node i (``v2``
+    lies at twice it), whether ``v2`` enters (second order), the sign applied to
+    ``v2`` (−1 across the contour), ``c_a`` and ``p_a``.
     """
-    index = np.arange(raw.size).reshape(raw.shape)
-    big = np.inf
-    candidates = []
-    for direction in (-1, 1):
-        neighbour = np.full(raw.shape, -1)
-        beyond = np.full(raw.shape, -1)
-        if axis == 0:
-            if direction == -1:
-                neighbour[1:] = index[:-1]
-                beyond[2:] = index[:-2]
-            else:
-                neighbour[:-1] = index[1:]
-                beyond[:-2] = index[2:]
-        else:
-            if direction == -1:
-                neighbour[:, 1:] = index[:, :-1]
-                beyond[:, 2:] = index[:, :-2]
-            else:
-                neighbour[:, :-1] = index[:, 1:]
-                beyond[:, :-2] = index[:, 2:]
-        value = np.where(neighbour >= 0, raw.ravel()[np.maximum(neighbour, 0)], big)
-        candidates.append((neighbour, beyond, value))
-    (n_left, b_left, v_left), (n_right, b_right, v_right) = candidates
-    use_right = v_right < v_left  # scikit-fmm keeps the first strictly smaller one (left on ties)
-    first = np.where(use_right, n_right, n_left)
-    beyond = np.where(use_right, b_right, b_left)
-    value1 = np.minimum(v_left, v_right)
+    stride = int(np.prod(raw.shape[axis:][1:]))
+    left, right = (_shifted(raw, axis, offset, np.inf) for offset in (-1, 1))
+    use_right = right < left  # scikit-fmm keeps the first strictly smaller one (left on ties)
+    value1 = np.minimum(left, right)
+    value2 = np.where(use_right, _shifted(raw, axis, 2, np.inf), _shifted(raw, axis, -2, np.inf))
+    phi1 = np.where(use_right, _shifted(phi, axis, 1, 0.0), _shifted(phi, axis, -1, 0.0))
+    phi2 = np.where(use_right, _shifted(phi, axis, 2, 0.0), _shifted(phi, axis, -2, 0.0))
     active = value1 < raw  # frozen before node i
-    flat_raw, flat_phi = raw.ravel(), phi.ravel()
-    value2 = np.where(beyond >= 0, flat_raw[np.maximum(beyond, 0)], big)
-    second_ok = (beyond >= 0) & (value2 < raw) & (value2 <= value1) & active
-    crosses = (flat_phi[np.maximum(beyond, 0)] * flat_phi[np.maximum(first, 0)] < 0) | (
-        flat_phi[np.maximum(beyond, 0)] * phi < 0)
-    factor2 = np.where(crosses, -1.0, 1.0)
+    second_ok = np.isfinite(value2) & (value2 < raw) & (value2 <= value1) & active
+    factor2 = np.where((phi2 * phi1 < 0) | (phi2 * phi < 0), -1.0, 1.0)
     target = np.where(second_ok, (4 * value1 - factor2 * value2) / 3.0, value1)
     coefficient = np.where(second_ok, _SECOND, 1.0) / spacing**2
-    second = np.where(second_ok, beyond, -1)
-    return active, first, second, factor2, coefficient, target
+    step = np.where(use_right, stride, -stride)
+    return active, step, second_ok, factor2, coefficient, target
 
 
 def _system(raw: np.ndarray, phi: np.ndarray, node_slowness: np.ndarray, spacing: tuple[float, float]):
-    """``A`` (sparse, ∂G/∂T) and the diagonal of ``B`` (∂G/∂s) of the discrete equations."""
+    """``A`` (∂G/∂T) as COO triplets ``(rows, cols, values)`` over the flat nodes, and the
+    diagonal of ``B`` (∂G/∂s)."""
     n = raw.size
     initial = _frozen_initial(phi).ravel()
+    flat_raw = raw.ravel()
     rows, cols, values = [], [], []
     diagonal = np.zeros(n)
-    for axis in (0, 1):
-        active, first, second, factor2, coefficient, target = (
+    node = np.arange(n)
+    for axis in (-2, -1):
+        active, step, second_ok, factor2, coefficient, target = (
             a.ravel() for a in _axis_stencil(raw, phi, axis, spacing[axis]))
         use = active & ~initial
-        slope = 2 * coefficient * (raw.ravel() - target)  # ∂G_i/∂p_a = −slope
+        slope = 2 * coefficient * (flat_raw - target)  # ∂G_i/∂p_a = −slope
         diagonal += np.where(use, slope, 0.0)
-        order2 = use & (second >= 0)
-        node = np.flatnonzero(use)
-        rows.append(node)
-        cols.append(first[use])
+        order2 = use & second_ok
+        rows.append(node[use])
+        cols.append(node[use] + step[use])
         values.append(-slope[use] * np.where(order2[use], 4.0 / 3.0, 1.0))
-        node2 = np.flatnonzero(order2)
-        rows.append(node2)
-        cols.append(second[order2])
+        rows.append(node[order2])
+        cols.append(node[order2] + 2 * step[order2])
         values.append(slope[order2] * factor2[order2] / 3.0)
     diagonal[initial] = 1.0
-    rows.append(np.arange(n))
-    cols.append(np.arange(n))
+    rows.append(node)
+    cols.append(node)
     values.append(diagonal)
-    matrix = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    flat_s = node_slowness.ravel()
-    b_diagonal = np.where(initial, -raw.ravel() / flat_s, -2 * flat_s)
-    return matrix, b_diagonal
+    flat_s = np.broadcast_to(node_slowness, raw.shape).ravel()
+    b_diagonal = np.where(initial, -flat_raw / flat_s, -2 * flat_s)
+    return (np.concatenate(rows), np.concatenate(cols), np.concatenate(values)), b_diagonal
+
+
+def _divide_rows(values: np.ndarray, divisor: np.ndarray) -> np.ndarray:
+    return values / divisor.reshape(-1, *([1] * (values.ndim - 1)))
 
 
 def stencil_residual(raw: np.ndarray, phi: np.ndarray, node_slowness: np.ndarray,
                      spacing: tuple[float, float]) -> np.ndarray:
     """``Σ c_a (T_i − p_a)² / s_i² − 1`` per node (0 where the reconstructed stencil is scikit-fmm's)."""
     total = np.zeros(raw.size)
-    for axis in (0, 1):
+    for axis in (-2, -1):
         active, _, _, _, coefficient, target = (a.ravel() for a in _axis_stencil(raw, phi, axis, spacing[axis]))
         total += np.where(active, coefficient * (raw.ravel() - target) ** 2, 0.0)
-    residual = total / node_slowness.ravel() ** 2 - 1.0
+    residual = total / np.broadcast_to(node_slowness, raw.shape).ravel() ** 2 - 1.0
     residual[_frozen_initial(phi).ravel()] = 0.0
     return residual.reshape(raw.shape)
 
@@ -150,37 +148,47 @@ class DiscreteAdjoint:
     Notes
     -----
     ``A`` is lower triangular once nodes are sorted by time, so each adjoint
-    solve is one sparse triangular solve.
+    solve is one sparse triangular solve. One solve per source is faster than
+    one block-diagonal solve over all sources (measured: 0.10 s against 0.15 s
+    for the reference survey's 25 sources; the small arrays stay in cache).
     """
 
     def __init__(self, raw: np.ndarray, phi: np.ndarray, node_slowness: np.ndarray,
                  spacing: tuple[float, float]) -> None:
-        matrix, self.b_diagonal = _system(raw, phi, node_slowness, spacing)
+        (rows, cols, values), self.b_diagonal = _system(raw, phi, node_slowness, spacing)
         self.order = np.argsort(raw.ravel(), kind="stable")
-        # A in time order is lower triangular, Aᵀ upper
-        self._lower = matrix[self.order][:, self.order].tocsr()
-        self._upper = self._lower.T.tocsr()
+        rank = np.empty_like(self.order)
+        rank[self.order] = np.arange(self.order.size)
+        # rows scaled to a unit diagonal (A = D L̃), so SuperLU's triangular solves need no rescaling;
+        # in time order L̃ is lower triangular, and its CSR transpose is L̃ᵀ in CSC, which SuperLU takes as is
+        self._diagonal = np.empty(raw.size)
+        self._diagonal[rank[rows[rows == cols]]] = values[rows == cols]
+        scaled = values / self._diagonal[rank[rows]]
+        self._lower = sp.csr_matrix((scaled, (rank[rows], rank[cols])), shape=(raw.size, raw.size))
+        self._lower.sort_indices()
 
     def solve_transpose(self, rhs: np.ndarray) -> np.ndarray:
         """``A⁻ᵀ rhs`` for ``rhs`` of shape (N,) or (N, k)."""
-        permuted = spsolve_triangular(self._upper, rhs[self.order], lower=False)
+        # Aᵀ λ = r  ⇔  L̃ᵀ (D λ) = r
+        permuted = spsolve_triangular(self._lower.T, rhs[self.order], lower=False, unit_diagonal=True)
         solution = np.empty_like(permuted)
-        solution[self.order] = permuted
+        solution[self.order] = _divide_rows(permuted, self._diagonal)
         return solution
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``A⁻¹ rhs`` for ``rhs`` of shape (N,) or (N, k)."""
-        permuted = spsolve_triangular(self._lower, rhs[self.order], lower=True)
+        permuted = spsolve_triangular(self._lower, _divide_rows(rhs[self.order], self._diagonal), lower=True,
+                                      unit_diagonal=True)
         solution = np.empty_like(permuted)
         solution[self.order] = permuted
         return solution
 
     def jvp(self, node_tangent: np.ndarray) -> np.ndarray:
-        """``dT`` on the nodes (flat, N) for a slowness change ``ds`` on the nodes: ``−A⁻¹ B ds``."""
+        """``dT`` on the nodes (flat) for a slowness change ``ds`` on the nodes: ``−A⁻¹ B ds``."""
         return self.solve(-self.b_diagonal * node_tangent)
 
     def vjp(self, node_weights: np.ndarray) -> np.ndarray:
-        """``(∂(w·T)/∂s_nodes)`` for weights ``w`` on the nodes (flat, N): ``−B A⁻ᵀ w``."""
+        """``(∂(w·T)/∂s_nodes)`` for weights ``w`` on the nodes (flat): ``−B A⁻ᵀ w``."""
         return -self.b_diagonal * self.solve_transpose(node_weights)
 
     def sensitivity(self, receiver_weights: sp.csr_matrix) -> sp.csr_matrix:
