@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from _common import figure_path, print_table, write_json
 from latent_sgd_study import NOISE_NS
+from scipy.stats import chi2
 
 from geoinv import FaciesVelocity, Grid2D, LatentMCMC, LatentSGD, Survey, build_problem, forward, ns_to_s
 from geoinv.plot import reliability_figure
@@ -39,6 +40,19 @@ from geoinv.sampling import interval_coverage, mixing, reliability_curve
 MIN_BIN_CELLS = 20
 
 
+def laplace_starts(problem, best: torch.Tensor, n_chains: int, seed: int, spread: float = 1.5) -> torch.Tensor:
+    """Chain starts around the best optimum, over-dispersed: ``best + spread · L ξ`` with ``L Lᵀ`` the
+    Gauss-Newton (Laplace) posterior covariance ``(JᵀΣ⁻¹J + I)⁻¹`` at ``best``, shape (1, n_chains, n)."""
+    jacobian = problem.jacobian(best[None])[0]  # (n_data, n), float64
+    weighted = jacobian / problem.noise_std.double().cpu().reshape(-1)[:, None]
+    precision = weighted.T @ weighted + torch.eye(best.numel(), dtype=torch.float64)
+    factor = torch.linalg.cholesky(torch.linalg.inv(precision))
+    noise = torch.randn(n_chains, best.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    starts = best.double()[None] + spread * noise @ factor.T
+    starts[0] = best  # one chain at the optimum itself
+    return starts.to(best.dtype)[None]
+
+
 def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) -> dict:
     truth = vae.decode(latent_truth[None])[0].detach()
     field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
@@ -46,16 +60,36 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
     problem = build_problem(field, vae, operator, petrophysics)
     optimiser = LatentSGD.for_operator(operator, n_starts=args.starts, seed=args.seed,
                                        epochs=2 if args.quick else None)
+    optimiser_cpu = time.process_time()
     optima = optimiser.solve(problem)
+    optimiser_cpu = time.process_time() - optimiser_cpu
     sampler = LatentMCMC(n_chains=args.chains, n_temperatures=args.temperatures, n_warmup=args.warmup,
-                         n_draws=args.draws, n_samples=args.samples, seed=args.seed, approach_steps=0)
-    samples = sampler.solve(problem, initial=optima.parameters[:, :args.chains])
+                         n_draws=args.draws, n_samples=args.samples, seed=args.seed, approach_steps=0,
+                         progress=args.progress)
+    if args.start == "laplace":
+        starts = laplace_starts(problem, optima.parameters[0, 0], args.chains, args.seed)
+    else:
+        starts = optima.parameters[:, :args.chains]
+    sampler_cpu = time.process_time()
+    samples = sampler.solve(problem, initial=starts)
+    sampler_cpu = time.process_time() - sampler_cpu
     report = mixing(samples, warn=False)
     channels = (truth > 0.5).numpy()
     used = optima.accepted[0] if optima.accepted[0].any() else torch.ones(optima.n_candidates, dtype=torch.bool)
     chains = np.asarray(samples.history["chain_latent"])[:, 0].reshape(-1, latent_truth.numel())
+    draws = torch.as_tensor(chains, dtype=torch.float64)
+    deviation = latent_truth.double() - draws.mean(0)
+    mahalanobis = float(deviation @ torch.linalg.solve(torch.cov(draws.T), deviation))
+    with torch.no_grad():
+        truth_sigma = float(problem.misfits(problem.forward(latent_truth[None]), problem.targets()[0])[1][0])
     return {
         "optimiser_s": optima.wall_time, "sampler_s": samples.wall_time,
+        "optimiser_cpu_s": optimiser_cpu, "sampler_cpu_s": sampler_cpu, "start": args.start,
+        "best_sigma_optima": float(optima.normalised_misfit[0, 0]), "truth_sigma": truth_sigma,
+        # squared Mahalanobis distance of the true latent vector under the draws' mean and covariance:
+        # χ² with latent_dim degrees of freedom if the truth is a draw of the posterior
+        "truth_mahalanobis": mahalanobis,
+        "truth_in_mode_region": mahalanobis <= float(chi2.ppf(0.99, latent_truth.numel())),
         "accepted_optima": int(optima.accepted[0].sum()), "optima": optima.n_candidates,
         "rhat_max": float(report.rhat.max()), "ess_bulk_min": float(report.ess_bulk.min()),
         "ess_tail_min": float(report.ess_tail.min()), "acceptance": float(report.acceptance[0]),
@@ -113,12 +147,20 @@ def report(cases: list[dict], curves: dict, args, run_args: dict | None = None) 
                        ("middle_cells", "cells 0.1–0.9", "d"), ("middle_predicted", "predicted", ".3f"),
                        ("middle_observed", "observed", ".3f"), ("model_rmse_mean", "RMSE of mean", ".3f"),
                        ("seconds", "s per truth", ".0f")])
-    mixing_rows = [{"truth": k, "rhat": c["rhat_max"], "ess": c["ess_bulk_min"], "ess_tail": c["ess_tail_min"],
-                    "acceptance": c["acceptance"], "accepted_optima": f"{c['accepted_optima']}/{c['optima']}",
-                    "sampler_s": c["sampler_s"]} for k, c in enumerate(cases)]
+    nan = float("nan")
+    mixing_rows = [{"truth": c.get("truth", k), "rhat": c["rhat_max"], "ess": c["ess_bulk_min"],
+                    "ess_tail": c["ess_tail_min"], "acceptance": c["acceptance"],
+                    "accepted_optima": f"{c['accepted_optima']}/{c['optima']}", "sampler_s": c["sampler_s"],
+                    "cpu_min": (c.get("optimiser_cpu_s", nan) + c.get("sampler_cpu_s", nan)) / 60,
+                    "best_optimum": c.get("best_sigma_optima", nan), "truth_sigma": c.get("truth_sigma", nan),
+                    "mahalanobis": c.get("truth_mahalanobis", nan),
+                    "coverage": float(np.mean(c["covered_sampler"]))} for k, c in enumerate(cases)]
     print_table(mixing_rows, [("truth", "truth", "d"), ("rhat", "R-hat max", ".3f"), ("ess", "bulk ESS min", ".0f"),
                               ("ess_tail", "tail ESS min", ".0f"), ("acceptance", "acceptance", ".2f"),
-                              ("accepted_optima", "optima accepted", "s"), ("sampler_s", "sampler s", ".0f")])
+                              ("accepted_optima", "optima accepted", "s"), ("sampler_s", "sampler s", ".0f"),
+                              ("cpu_min", "CPU min (both)", ".1f"), ("best_optimum", "best optimum σ", ".2f"),
+                              ("truth_sigma", "truth σ", ".2f"), ("mahalanobis", "truth Mahalanobis²", ".1f"),
+                              ("coverage", "90 % coverage", ".2f")])
     labelled = {f"{row['maps']} (ECE {row['ece']:.4f}; max gap {row['max_gap']:.2f} = {row['max_gap_in_se']:.1f} SE)":
                 curves[row["maps"]] for row in rows}
     reliability_figure(labelled, figure_path(args.name), title=f"{args.forward}, {len(cases)} on-manifold truths")
@@ -152,6 +194,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000, help="draws kept as candidates (maps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="sampling_study")
+    parser.add_argument("--start", choices=("optima", "laplace"), default="optima",
+                        help="chain starts: the best optima, or the best one dispersed by its Laplace covariance")
+    parser.add_argument("--only", type=int, metavar="K", help="run truth K alone and keep its case beside the "
+                        "results (processes side by side, one core each); --combine pools them")
+    parser.add_argument("--combine", action="store_true", help="pool the cases that --only runs kept")
+    parser.add_argument("--progress", action="store_true", help="the sampler's progress bar")
     parser.add_argument("--resummarise", metavar="JSON", help="re-make the tables, figure and summary of a "
                         "saved run (its per-truth results and reliability curves) without sampling")
     args = parser.parse_args()
@@ -159,6 +207,13 @@ def main() -> None:
         cases, curves, saved_args, run_args = saved_run(args.resummarise)
         saved_args.name = args.name
         report(cases, curves, saved_args, run_args)
+        return
+    if args.combine:
+        kept = [torch.load(path, weights_only=False) for path in sorted(case_path(args.name).parent.glob(
+            f"{args.name}.truth*.pt"))]
+        if not kept:
+            raise SystemExit(f"no cases kept under the name {args.name!r}: run with --only K first")
+        report_cases([case for case, _ in kept], args, kept[0][1])
         return
     if args.quick:
         args.truths, args.starts, args.warmup, args.draws, args.samples = 1, 4, 20, 40, 40
@@ -169,16 +224,31 @@ def main() -> None:
     latent_truths = vae.sample_latent(args.truths, torch.Generator().manual_seed(args.truth_seed))
     cases = []
     for k, latent in enumerate(latent_truths):
+        if args.only is not None and k != args.only:
+            continue
         started = time.perf_counter()
         cases.append(run_truth(operator, vae, FaciesVelocity(), latent, args.truth_seed + 1 + k, args))
         case = cases[-1]
+        case["truth"] = k
         print(f"truth {k}: R-hat {case['rhat_max']:.3f}, ESS bulk {case['ess_bulk_min']:.0f}, coverage "
               f"{np.mean(case['covered_sampler']):.2f} (optima {np.mean(case['covered_optima']):.2f}), "
               f"{time.perf_counter() - started:.0f} s", flush=True)
+        if args.only is not None:
+            torch.save((case, vars(args)), case_path(args.name, k))
+            return
+    report_cases(cases, args)
+
+
+def case_path(name: str, truth: int = 0) -> Path:
+    return Path(figure_path(name)).with_name(f"{name}.truth{truth}.pt")
+
+
+def report_cases(cases: list[dict], args, run_args: dict | None = None) -> None:
     curves = {source: pooled_reliability(cases, source) for source in ("sampler", "optima")}
     for case in cases:
         del case["_maps"]
-    report(cases, curves, args)
+    report(cases, curves, args, run_args)
+
 
 if __name__ == "__main__":
     main()

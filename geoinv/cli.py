@@ -102,13 +102,17 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                          reconstruction=args.loss, seed=args.seed, max_minutes=args.minutes,
                          checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
-                    image_source=image_path.name, image_channels=args.channels or "default")
+                    image_source=image_path.name, image_channels=args.channels or "default", keep=args.keep)
     history = vae.metadata["history"]
     if history["step"]:
         binary_like = history["prior_binary_like"][-1]  # None for evaluations by geoinv 0.1
         binary_text = "-" if binary_like is None else f"{binary_like:.3f}"
         print(f"step {history['step'][-1]}: held-out accuracy {history['heldout_accuracy'][-1]:.4f}, "
               f"prior samples binary-like {binary_text}, loss {history['loss'][-1]:.1f}")
+    kept = vae.metadata["training"]["kept"]
+    if kept["which"] == "best":
+        print(f"kept the best evaluation: step {kept['step']}, held-out accuracy {kept['heldout_accuracy']:.4f} "
+              "(--keep last for the last step's weights)")
     if args.export:
         from .prior.vae import save_checkpoint
 
@@ -509,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--reference", action="store_true", help="use the reference (full-width) architecture")
     train.add_argument("--steps", type=_integer(0, 10**9), default=train_defaults.steps)
     train.add_argument("--minutes", type=POSITIVE, help="stop after this many minutes (resume later)")
+    train.add_argument("--keep", choices=("best", "last"), default="best",
+                       help="weights to export and report: the evaluation with the best held-out accuracy after "
+                            "the β warm-up (default), or the last step's; the checkpoint keeps both")
     train.add_argument("--batch-size", type=_integer(1, 100_000), default=train_defaults.batch_size)
     train.add_argument("--lr", type=POSITIVE, default=train_defaults.lr)
     train.add_argument("--lr-decay", type=_number(0.0, 1.0), default=train_defaults.lr_decay)

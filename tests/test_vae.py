@@ -80,11 +80,11 @@ def test_tiny_vae_learns_better_than_constant_baseline(tmp_path, image):
 def _assert_resume_is_exact(tmp_path, image, settings: dict, steps: int, stop_at: int):
     """Train ``steps`` straight and in two runs split at ``stop_at``; the weights must agree."""
     straight = train_vae(image, tmp_path / "a.pt", TINY, TrainConfig(steps=steps, **settings),
-                         holdout_fraction=0.25, progress=False)
+                         holdout_fraction=0.25, progress=False, keep="last")
     train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=stop_at, **settings), holdout_fraction=0.25,
               progress=False)
     resumed = train_vae(image, tmp_path / "b.pt", TINY, TrainConfig(steps=steps, **settings),
-                        holdout_fraction=0.25, progress=False)
+                        holdout_fraction=0.25, progress=False, keep="last")
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value)
     return resumed
@@ -97,6 +97,30 @@ def test_resumed_training_equals_uninterrupted(tmp_path, image):
     runs = resumed.metadata["runs"]
     assert [(run["first_step"], run["last_step"]) for run in runs] == [(0, 5), (5, 10)]
     assert runs[1]["steps"] == 10 and runs[1]["beta"] == 1.0
+
+
+def test_training_keeps_the_best_evaluation_after_the_warm_up_across_resumed_runs(tmp_path, image):
+    settings = {"batch_size": 16, "beta": 10.0, "beta_warmup_steps": 20, "eval_every": 10, "eval_patches": 64,
+                "seed": 4}
+    train_vae(image, tmp_path / "run.pt", TINY, TrainConfig(steps=80, lr=1e-2, **settings), holdout_fraction=0.25,
+              progress=False)
+    # resumed with a learning rate that wrecks the model: its best evaluation is in the first run
+    best = train_vae(image, tmp_path / "run.pt", TINY, TrainConfig(steps=100, lr=0.5, **settings),
+                     holdout_fraction=0.25, progress=False)
+    history = best.metadata["history"]
+    after_warmup = [(acc, step) for acc, step in zip(history["heldout_accuracy"], history["step"]) if step >= 20]
+    kept = best.metadata["training"]["kept"]
+    assert kept["which"] == "best" and (kept["heldout_accuracy"], kept["step"]) == max(after_warmup)
+    assert 20 <= kept["step"] <= 80 and kept["heldout_accuracy"] > history["heldout_accuracy"][-1]
+    # the weights returned are that evaluation's: they reproduce its accuracy on the same held-out crops
+    patches = PatchSampler(image, TINY.model_shape, 0.25).test_batch(64, torch.Generator().manual_seed(5))
+    assert heldout_accuracy(best, patches) == pytest.approx(kept["heldout_accuracy"], abs=1e-6)
+    last = train_vae(image, tmp_path / "run.pt", TINY, TrainConfig(steps=100, lr=0.5, **settings),
+                     holdout_fraction=0.25, progress=False, keep="last")
+    assert last.metadata["training"]["kept"] == {"which": "last", "step": 100}
+    assert heldout_accuracy(last, patches) == pytest.approx(history["heldout_accuracy"][-1], abs=1e-6)
+    with pytest.raises(ConfigError, match="keep"):
+        train_vae(image, tmp_path / "x.pt", TINY, TrainConfig(steps=1, **settings), progress=False, keep="first")
 
 
 def test_checkpoint_roundtrip_is_exact(tmp_path):

@@ -185,6 +185,8 @@ class _Trainer:
             self.generator.set_state(state["generator"])
         self.step, self.base_elapsed = int(state["step"]), float(state["elapsed_s"])
         self.history, self.runs = state["history"], state["runs"]
+        #: the evaluation with the highest held-out accuracy under the full objective, and its weights
+        self.best: dict | None = state.get("best")
         # each (re)started run records its settings: resumed training may change β or lr
         self.runs.append({**asdict(config), "first_step": self.step, "last_step": self.step})
         self.step_start_generator = self.generator.get_state()
@@ -245,6 +247,12 @@ class _Trainer:
                   self.elapsed())
         for key, value in zip(_HISTORY_KEYS, values):
             self.history[key].append(value)
+        # during the β warm-up the KL term is not yet in force: a high accuracy there is not a prior
+        if self.step >= self.config.beta_warmup_steps and (self.best is None
+                                                            or accuracy > self.best["heldout_accuracy"]):
+            self.best = {"step": self.step, "heldout_accuracy": accuracy, "prior_binary_like": binary_like,
+                         "state_dict": {key: value.detach().cpu().clone()
+                                        for key, value in self.vae.state_dict().items()}}
         return {"loss": f"{self.last_losses[0]:.1f}", "acc": f"{accuracy:.4f}", "binary": f"{binary_like:.3f}"}
 
     def write(self, final: bool = False) -> None:
@@ -263,6 +271,8 @@ class _Trainer:
         }
         extra = {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
                  "step": self.step, "elapsed_s": elapsed, "history": self.history, "runs": self.runs}
+        if self.best is not None:
+            extra["best"] = self.best
         if self.critic is not None:
             extra["discriminator"] = {"model": self.critic.state_dict(),
                                       "optimizer": self.critic_optimizer.state_dict()}
@@ -308,6 +318,7 @@ def train_vae(
     image_source: str = "",
     progress: bool = True,
     image_channels: str = "",
+    keep: str = "best",
 ) -> VAE:
     """Train (or resume training) a VAE on random crops of a training image.
 
@@ -334,17 +345,31 @@ def train_vae(
     image_channels : str
         Which pixels of the file were read as channels (``read_image``'s
         ``channels``), recorded as provenance.
+    keep : {'best', 'last'}
+        Which weights to return: those of the evaluation with the highest
+        held-out accuracy once the β warm-up is over (across resumed runs; the
+        last weights if no evaluation qualifies), or the last step's. The
+        checkpoint always holds the last step's (it resumes), and the best
+        evaluation's weights in its training state.
 
     Returns
     -------
     VAE
-        The trained model in eval mode; its history is in ``vae.metadata``.
+        The trained model in eval mode; its history is in ``vae.metadata``, and
+        which weights it holds in ``vae.metadata['training']['kept']``.
     """
+    if keep not in ("best", "last"):
+        raise ConfigError(f"keep must be 'best' or 'last', got {keep!r}")
     trainer = _Trainer(image, Path(checkpoint), vae_config or VAEConfig(), config or TrainConfig(), device,
                        holdout_fraction, image_source, image_channels)
     trainer.run(progress)
     vae = trainer.vae.eval()
-    vae.metadata = read_checkpoint(checkpoint)["metadata"]
+    metadata = read_checkpoint(checkpoint)["metadata"]
+    kept = {"which": "last", "step": trainer.step}
+    if keep == "best" and trainer.best is not None:
+        vae.load_state_dict(trainer.best["state_dict"])
+        kept = {"which": "best", **{key: value for key, value in trainer.best.items() if key != "state_dict"}}
+    vae.metadata = {**metadata, "training": {**metadata["training"], "kept": kept}}
     return vae
 
 
