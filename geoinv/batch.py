@@ -35,6 +35,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -192,7 +193,7 @@ def invert_panel(panel: CampaignSurvey, settings: BatchSettings) -> dict:
     from .forward import forward as build_forward
 
     started = time.perf_counter()
-    record = {"name": panel.name, "status": "failed", "solutions": None, "grid": None, "error": "",
+    record: dict[str, Any] = {"name": panel.name, "status": "failed", "solutions": None, "grid": None, "error": "",
               "worker": f"{socket.gethostname()}:{os.getpid()}", "input_hash": panel.input_hash()}
     try:
         prior = _prior(settings.prior_path)

@@ -112,7 +112,12 @@ class InverseProblem:
         self.operator = operator
         self.petrophysics = petrophysics
         self.data_groups = None if data_groups is None else [np.asarray(g, dtype=np.int64) for g in data_groups]
-        self.training_data = None if training_data is None else tuple(torch.as_tensor(t) for t in training_data)
+        self.training_data: tuple[torch.Tensor, torch.Tensor] | None = None
+        if training_data is not None:
+            if len(training_data) != 2:
+                raise ConfigError("training_data must be a pair (parameters, data) of tensors")
+            inputs, outputs = training_data
+            self.training_data = (torch.as_tensor(inputs), torch.as_tensor(outputs))
         self.inverse_targets = None if inverse_targets is None else torch.as_tensor(inverse_targets)
         self._prior_mean = None if prior_mean is None else self._per_parameter(prior_mean, "prior_mean")
         self._prior_range = None if prior_range is None else self._per_parameter(prior_range, "prior_range")
@@ -234,6 +239,7 @@ class InverseProblem:
 
         tangent, decoded = torch.func.jacfwd(model, has_aux=True)(point)  # (*model_shape, n_parameters)
         tangent = tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy()
+        assert self.model_jacobian is not None  # jacobian() chains only with a model Jacobian
         return torch.from_numpy(np.asarray(self.model_jacobian(decoded) @ tangent))
 
     def model(self, parameters: torch.Tensor) -> torch.Tensor:
@@ -274,6 +280,7 @@ class InverseProblem:
         """Centre of the prior per parameter, shape ``(n_parameters,)`` (estimated lazily if not given)."""
         if self._prior_mean is None:
             self._estimate_prior_box()
+        assert self._prior_mean is not None
         return self._prior_mean
 
     @property
@@ -281,6 +288,7 @@ class InverseProblem:
         """Width of the prior per parameter (95 % interval for unbounded priors)."""
         if self._prior_range is None:
             self._estimate_prior_box()
+        assert self._prior_range is not None
         return self._prior_range
 
     @property

@@ -163,6 +163,7 @@ def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 1
                                           torch.Generator().manual_seed(seed + 1))
     method = make_solver("latent-sgd", operator, n_starts=n_starts, seed=seed, progress=progress, epochs=epochs)
     solutions = invert(survey, prior, operator, method, petrophysics, refine="default" if refine else None)
+    assert solutions.models is not None and solutions.normalised_misfit is not None  # latent tomography, with noise
     models = solutions.models[0]
     refined = solutions.refined or {}
     report = DemoReport(
@@ -220,6 +221,7 @@ def inversion_check(prior, image: np.ndarray, n_crops: int = 3, n_candidates: in
                                             torch.Generator().manual_seed(seed + 1000 + crop))
         solutions = invert(data, prior, operator, petrophysics=petrophysics, n_candidates=n_candidates,
                            seed=seed + crop, refine=None)
+        assert solutions.models is not None and solutions.normalised_misfit is not None
         rows.append({"model_rmse": float((solutions.models[0, 0] - truth).pow(2).mean().sqrt()),
                      "sigma": float(solutions.normalised_misfit[0, 0]), "seconds": solutions.wall_time})
     return {"crops": rows, "median_model_rmse": float(np.median([row["model_rmse"] for row in rows])),

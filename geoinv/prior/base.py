@@ -143,7 +143,7 @@ class TemperedPrior(Prior):
     device = property(lambda self: self.base.device)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.base.decode_logits(latent) / self.temperature)
+        return torch.sigmoid(self.base.decode_logits(latent) / self.temperature)  # type: ignore[attr-defined]
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.base.sample_latent(n, generator)

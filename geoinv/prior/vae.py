@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,9 +95,9 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def _conv_shapes(config: VAEConfig) -> list[tuple[int, int]]:
+def _conv_shapes(config: VAEConfig) -> list[tuple[int, ...]]:
     """Spatial shape before each convolution and after the last one."""
-    shapes = [config.model_shape]
+    shapes: list[tuple[int, ...]] = [config.model_shape]
     for kernel, stride in zip(config.kernels, config.strides):
         pad = (kernel - 1) // 2
         shapes.append(tuple((n + 2 * pad - kernel) // stride + 1 for n in shapes[-1]))
@@ -150,7 +151,7 @@ class VAE(nn.Module, StandardNormalPrior):
             kernel, stride, pad = cfg.kernels[i], cfg.strides[i], (cfg.kernels[i] - 1) // 2
             source, target = self._shapes[i + 1], self._shapes[i]
             extra = tuple(t - ((s - 1) * stride - 2 * pad + kernel) for s, t in zip(source, target))
-            layers.append(nn.ConvTranspose2d(widths[i + 1], widths[i], kernel, stride, pad, extra))
+            layers.append(nn.ConvTranspose2d(widths[i + 1], widths[i], kernel, stride, pad, (extra[0], extra[1])))
             if i > 0:
                 layers += [_norm(cfg.norm, widths[i]), nn.ReLU()]
         self.decoder_conv = nn.Sequential(*layers)
@@ -294,8 +295,8 @@ def load_vae(path, device: str | torch.device = "cpu", expect_shape=None) -> VAE
         raise CheckpointError(f"{name}: the checkpoint lacks {missing} (or they are not dictionaries); it is "
                               "damaged or was not written by geoinv: retrain or re-export it")
     try:
-        config = VAEConfig(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in payload["config"].items()})
+        stored: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()}
+        config = VAEConfig(**stored)
     except (TypeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{name}: invalid architecture config ({exc})") from exc
     if expect_shape is not None and tuple(expect_shape) != config.model_shape:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -62,7 +62,7 @@ class ProgressBar(Callback):
 
     def __init__(self, show: tuple[str, ...] | None = None) -> None:
         self.show = show
-        self._bar = None
+        self._bar: Any = None
 
     def on_start(self, run: RunInfo) -> None:
         self._bar = tqdm(total=run.total_steps, desc=run.description, unit="step")
@@ -141,7 +141,7 @@ class Monitor:
         self.run = RunInfo(description, int(total_steps))
         self.callbacks = list(callbacks)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Monitor:
         for callback in self.callbacks:
             callback.on_start(self.run)
         return self

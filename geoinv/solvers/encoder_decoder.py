@@ -148,6 +148,7 @@ class EncoderDecoder(LearnedSolver):
 
     def _train(self, problem: InverseProblem, x, y, generator) -> dict:
         config = self.config
+        assert self.scaler is not None  # fit() sets it before training
         inverse_targets = problem.inverse_targets
         y_inverse = y if inverse_targets is None else self.scaler.y_in(inverse_targets.float().to(self.device))
         history = {}
@@ -191,6 +192,7 @@ class EncoderDecoder(LearnedSolver):
                generator: torch.Generator, n_candidates: int | None) -> Search:
         """One candidate per target: ``G_θ(y)`` (``n_candidates`` is ignored)."""
         self._require_fitted()
+        assert self.scaler is not None
         with torch.no_grad():
             scaled = self.scaler.y_in(target.float().to(self.device))
             estimate = self.scaler.x_out(self.networks["inverse"](scaled)).cpu()

@@ -93,14 +93,15 @@ class PyGimliSmooth(Solver):
         facies, chi2 = [], []
         with self.monitor("pyGIMLi smoothness inversion", targets.shape[0]) as monitor:
             for target in targets:
-                slowness, history = self._invert_one(problem, target)
+                slowness, chi2_history = self._invert_one(problem, target)
                 facies.append(petrophysics.facies(torch.from_numpy(slowness)).reshape(-1))
-                chi2.append(history)
-                if monitor.step(chi2=history[-1]):
+                chi2.append(chi2_history)
+                if monitor.step(chi2=chi2_history[-1]):
                     break
         candidates = torch.stack(facies)[:, None, :].float()
         rows = max(len(h) for h in chi2)
-        history = {"pygimli_chi2": np.array([np.pad(h, (0, rows - len(h)), constant_values=np.nan) for h in chi2]).T}
+        history = {"pygimli_chi2": np.array([np.pad(h, (0, rows - len(h)), constant_values=np.nan)
+                                             for h in chi2]).T}
 
         def simulate(flat):
             return problem.model_forward(flat.reshape(-1, *grid.shape))
@@ -117,6 +118,7 @@ class PyGimliSmooth(Solver):
         config, operator = self.config, problem.operator
         seconds = time_factor(problem.data_unit or "s", "data_unit")
         times = target.double().cpu().numpy() * seconds
+        assert problem.noise_std is not None  # check_problem refused problems without
         errors = problem.noise_std.double().cpu().numpy() * seconds * np.ones_like(times)
         data = survey_to_data_container(operator.survey.with_data(times, errors))
         velocities = (problem.petrophysics.channel_velocity, problem.petrophysics.matrix_velocity)

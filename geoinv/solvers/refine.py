@@ -112,11 +112,13 @@ def refine_models(problem: InverseProblem, solutions: Solutions, config: RefineC
                      + config.binary_weight * (models * (1 - models)).sum(dim=(1, 2)))
         optimizer.zero_grad(set_to_none=True)
         (objective * active).sum().backward()
+        assert logits.grad is not None
         logits.grad[~active] = 0.0  # frozen models stay where the discrepancy principle stopped them
         optimizer.step()
     with torch.no_grad():
         models = torch.sigmoid(logits)
         misfit, normalised = problem.misfits(problem.model_forward(models), target)
+    assert normalised is not None  # the problem has a noise level (checked above)
     return {"models": models.reshape(shape).cpu(), "misfit": misfit.reshape(n_surveys, keep).cpu(),
             "normalised_misfit": normalised.reshape(n_surveys, keep).cpu(),
             "steps": steps.reshape(n_surveys, keep), "accepted": (normalised <= ACCEPTANCE)
