@@ -28,6 +28,9 @@ from ..survey import RADAR_VELOCITY_RANGE, Survey
 from ..units import time_factor
 
 _DATASETS = ("sources", "receivers", "pairs", "traveltimes", "errors", "grid")
+#: the most values a survey dataset may declare (as for ``.sgt`` header counts): a compressed dataset
+#: can claim 10⁹ rows in a few kB, and reading it whole would take the host's memory
+MAX_VALUES = 10_000_000
 
 __all__ = ["SURVEY_FORMAT", "read_survey", "read_survey_group", "write_result", "write_survey", "write_survey_group"]
 
@@ -175,8 +178,16 @@ def read_survey_group(root, label: str, velocity_range=RADAR_VELOCITY_RANGE) -> 
         scale = time_factor(unit, f"{label}: attribute time_unit")
     except GeoinvError as exc:
         raise FileFormatError(str(exc)) from exc
-    fields = {name: root[name][()] for name in ("sources", "receivers", "pairs", "traveltimes", "errors")
-              if name in root}
+    names = [name for name in ("sources", "receivers", "pairs", "traveltimes", "errors") if name in root]
+    for name in names:
+        dataset = root[name]
+        if not isinstance(dataset, h5py.Dataset):
+            raise FileFormatError(f"{label}: {name!r} is a group, not a dataset")
+        if dataset.size > MAX_VALUES:
+            raise FileFormatError(f"{label}: dataset {name!r} declares shape {dataset.shape} ({dataset.size} "
+                                  f"values), more than geoinv reads ({MAX_VALUES}, geoinv.io.hdf5.MAX_VALUES); the "
+                                  "file is damaged or not a survey")
+    fields = {name: root[name][()] for name in names}
     grid_attrs = dict(root["grid"].attrs) if "grid" in root else None
     try:
         for name in ("traveltimes", "errors"):
