@@ -34,23 +34,10 @@ from scipy.stats import chi2
 from geoinv import FaciesVelocity, Grid2D, LatentMCMC, LatentSGD, Survey, build_problem, forward, ns_to_s
 from geoinv.plot import reliability_figure
 from geoinv.prior import default_vae
-from geoinv.sampling import interval_coverage, mixing, reliability_curve
+from geoinv.sampling import interval_coverage, laplace_starts, mixing, reliability_curve
 
 #: bins with fewer cells than this are too noisy to judge calibration on
 MIN_BIN_CELLS = 20
-
-
-def laplace_starts(problem, best: torch.Tensor, n_chains: int, seed: int, spread: float = 1.5) -> torch.Tensor:
-    """Chain starts around the best optimum, over-dispersed: ``best + spread · L ξ`` with ``L Lᵀ`` the
-    Gauss-Newton (Laplace) posterior covariance ``(JᵀΣ⁻¹J + I)⁻¹`` at ``best``, shape (1, n_chains, n)."""
-    jacobian = problem.jacobian(best[None])[0]  # (n_data, n), float64
-    weighted = jacobian / problem.noise_std.double().cpu().reshape(-1)[:, None]
-    precision = weighted.T @ weighted + torch.eye(best.numel(), dtype=torch.float64)
-    factor = torch.linalg.cholesky(torch.linalg.inv(precision))
-    noise = torch.randn(n_chains, best.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    starts = best.double()[None] + spread * noise @ factor.T
-    starts[0] = best  # one chain at the optimum itself
-    return starts.to(best.dtype)[None]
 
 
 def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) -> dict:
@@ -69,7 +56,8 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
                          n_draws=args.draws, n_samples=args.samples, seed=args.seed, approach_steps=0,
                          progress=args.progress)
     if args.start == "laplace":
-        starts = laplace_starts(problem, optima.parameters[0, 0], args.chains, args.seed)
+        starts = laplace_starts(problem, optima.parameters[0, 0], args.chains, 1.5,
+                                torch.Generator().manual_seed(args.seed))[None]
     else:
         starts = optima.parameters[:, :args.chains]
     sampler_cpu = time.process_time()

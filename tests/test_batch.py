@@ -178,7 +178,7 @@ def _batch_command(campaign, output, prior_path, epochs):
 def test_client_killed_then_rerun_finishes_without_redoing_or_losing(tmp_path, panels, prior_path):
     """SIGKILL to the client mid-batch: parts written so far are whole, the output file (if any) reads,
     and the rerun completes only the missing panels."""
-    many = [_panel(f"K{k:02d}", 3.0 + 0.2 * k, 6.0, 5, (0.06, 0.08), 10 + k, (14, 10)) for k in range(10)]
+    many = [_panel(f"K{k:02d}", 3.0 + 0.2 * k, 6.0, 5, (0.06, 0.08), 10 + k, (14, 10)) for k in range(6)]
     campaign = write_campaign(tmp_path / "campaign.h5", many)
     output = tmp_path / "results.h5"
     parts = tmp_path / "results.h5.parts"

@@ -12,6 +12,8 @@ from geoinv.sampling import (
     MixingWarning,
     inference_data,
     interval_coverage,
+    laplace_covariance,
+    laplace_starts,
     mixing,
     reliability_curve,
     swap_step,
@@ -73,6 +75,37 @@ def test_gaussian_posterior_mean_and_covariance_match_the_closed_form(gaussian_c
     assert report.rhat.max() < 1.01 and report.ess_bulk.min() > 1000
     assert 0.4 < report.acceptance[0] < 0.75
     assert ((report.swap_rate > 0.2) & (report.swap_rate < 0.9)).all()
+
+
+def test_laplace_starts_are_dispersed_by_the_posterior_covariance_around_the_mode():
+    """On a linear Gaussian problem the Laplace covariance is the posterior's: starts around the mode have
+    spread² times it."""
+    problem, _, _, _, mean, covariance = gaussian_posterior()
+    torch.testing.assert_close(laplace_covariance(problem, mean[None])[0].float(), covariance, rtol=1e-4, atol=1e-6)
+    starts = laplace_starts(problem, mean, 20000, spread=1.5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(starts[0], mean) and starts.shape == (20000, 3)
+    empirical = torch.cov(starts[1:].T.double()).float()
+    assert torch.allclose(empirical, 1.5**2 * covariance, atol=0.05 * 1.5**2 * covariance.diagonal().max())
+    with pytest.raises(ConfigError, match="spread"):
+        laplace_starts(problem, mean, 4, spread=-1.0)
+
+
+def test_laplace_starts_from_a_starter_sample_the_posterior():
+    """``starts='laplace'``: every chain around the starter's best candidate; the chains still sample the
+    closed-form posterior."""
+    from geoinv import LatentSGD
+
+    problem, _, _, _, mean, covariance = gaussian_posterior()
+    sampler = LatentMCMC(n_draws=1500, n_warmup=300, n_samples=4000, n_temperatures=1, starts="laplace", seed=2,
+                         starter=LatentSGD(n_starts=4, seed=0))
+    solutions = sampler.solve(problem)
+    samples = torch.as_tensor(solutions.history["chain_latent"][:, 0]).reshape(-1, 3).float()
+    report = mixing(solutions, warn=False)
+    standard_error = covariance.diagonal().sqrt() / torch.as_tensor(report.ess_bulk[0]).float().sqrt()
+    assert ((samples.mean(dim=0) - mean).abs() < 4 * standard_error).all()
+    assert report.rhat.max() < 1.02
+    with pytest.raises(ConfigError, match="starts"):
+        LatentMCMC(starts="prior")
 
 
 def test_sampler_solutions_are_posterior_samples(gaussian_case, tmp_path):

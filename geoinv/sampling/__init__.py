@@ -7,7 +7,15 @@ parts, and the checks a user runs on its output (:func:`mixing`, :func:`inferenc
 
 from .calibration import interval_coverage, reliability_curve
 from .diagnostics import RHAT_LIMIT, MixingReport, MixingWarning, inference_data, mixing
-from .engine import ChainRecord, adaptation_windows, approach, run_replica_exchange, temperature_ladder
+from .engine import (
+    ChainRecord,
+    adaptation_windows,
+    approach,
+    laplace_covariance,
+    laplace_starts,
+    run_replica_exchange,
+    temperature_ladder,
+)
 from .moves import langevin_proposal, mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
@@ -23,6 +31,8 @@ __all__ = [
     "inference_data",
     "interval_coverage",
     "langevin_proposal",
+    "laplace_covariance",
+    "laplace_starts",
     "mala_step",
     "mixing",
     "reliability_curve",

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .delayed import delayed_mala_step
 from .moves import mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
-__all__ = ["PRECONDITIONERS", "ChainRecord", "adaptation_windows", "approach", "run_replica_exchange",
-           "temperature_ladder"]
+__all__ = ["PRECONDITIONERS", "ChainRecord", "adaptation_windows", "approach", "laplace_covariance",
+           "laplace_starts", "run_replica_exchange", "temperature_ladder"]
 
 #: where covariance windows start and end, as fractions of the warm-up
 _WINDOWS = ((0.15, 0.35), (0.35, 0.6), (0.6, 0.9))
@@ -116,6 +117,64 @@ def _covariance_factor(draws: torch.Tensor) -> torch.Tensor:
     return factor[:, :, None].expand(-1, -1, draws.shape[3], -1, -1).clone()
 
 
+def laplace_covariance(problem, latent: torch.Tensor, beta: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """(β JᵀΣ_d⁻¹J + I)⁻¹ at each latent point: the Gauss-Newton (Laplace) posterior covariance.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        With a noise level; its prior's curvature is taken as the identity (exact for an
+        N(0, I) latent prior).
+    latent : torch.Tensor, shape (B, n)
+    beta : torch.Tensor of shape (B,), or float
+        Likelihood temperature(s).
+
+    Returns
+    -------
+    torch.Tensor, shape (B, n, n), float64 on the CPU
+    """
+    n_parameters = latent.shape[-1]
+    jacobian = problem.jacobian(latent.reshape(-1, n_parameters))  # (B, n_data, n), float64
+    weighted = jacobian / problem.noise_std.double().cpu().reshape(-1)[None, :, None]
+    scale = torch.as_tensor(beta, dtype=torch.float64).reshape(-1, 1, 1)
+    hessian = scale * (weighted.transpose(1, 2) @ weighted) + torch.eye(n_parameters, dtype=torch.float64)
+    covariance = torch.linalg.inv(hessian)
+    return 0.5 * (covariance + covariance.transpose(1, 2))
+
+
+def laplace_starts(problem, mode: torch.Tensor, n_chains: int, spread: float = 1.5,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Chain starts around one posterior mode, over-dispersed by its Laplace covariance.
+
+    ``mode + spread · L ξ`` with ``L Lᵀ`` = :func:`laplace_covariance` at ``mode`` and ξ ~ N(0, I);
+    the first chain starts at the mode itself. Chains started so can show, by R-hat, whether they
+    mix within the basin of ``mode``; they cannot show other basins (that is the optimiser's job).
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        With a noise level.
+    mode : torch.Tensor, shape (n,)
+        A posterior mode (e.g. an optimiser's best candidate).
+    n_chains : int
+    spread : float
+        Scale of the dispersion relative to the Laplace standard deviations (> 1 over-disperses,
+        as R-hat asks).
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    torch.Tensor, shape (n_chains, n), on ``mode``'s device and dtype
+    """
+    if not (math.isfinite(spread) and spread >= 0):
+        raise ConfigError(f"spread must be finite and >= 0, got {spread!r}")
+    factor = torch.linalg.cholesky(laplace_covariance(problem, mode.detach()[None])[0])
+    noise = torch.randn(n_chains, mode.numel(), dtype=torch.float64, generator=generator)
+    starts = mode.detach().double().cpu()[None] + spread * noise @ factor.T
+    starts[0] = mode.detach().double().cpu()
+    return starts.to(mode)
+
+
 def _gauss_newton_factor(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor) -> torch.Tensor:
     """Per chain, the Cholesky factor of (β JᵀΣ_d⁻¹J + I)⁻¹ at its current point, ``(S, K, C, n, n)``.
 
@@ -126,13 +185,8 @@ def _gauss_newton_factor(posterior: LatentPosterior, state: ChainState, beta: to
     """
     latent = state.latent
     n_parameters = latent.shape[-1]
-    jacobian = posterior.problem.jacobian(latent.reshape(-1, n_parameters))  # (B, n_data, n), float64
-    weighted = jacobian / posterior.noise_std.double().cpu()[None, :, None]
-    curvature = weighted.transpose(1, 2) @ weighted
-    scale = beta.double().cpu()[None, :, None].expand(latent.shape[:3]).reshape(-1, 1, 1)
-    hessian = scale * curvature + torch.eye(n_parameters, dtype=torch.float64)
-    covariance = torch.linalg.inv(hessian)
-    covariance = 0.5 * (covariance + covariance.transpose(1, 2))
+    scale = beta.double().cpu()[None, :, None].expand(latent.shape[:3]).reshape(-1)
+    covariance = laplace_covariance(posterior.problem, latent.reshape(-1, n_parameters), scale)
     return torch.linalg.cholesky(covariance).to(latent).reshape(*latent.shape, n_parameters)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import ConfigError
 from ..problem import InverseProblem
-from ..sampling.engine import PRECONDITIONERS, approach, run_replica_exchange, temperature_ladder
+from ..sampling.engine import PRECONDITIONERS, approach, laplace_starts, run_replica_exchange, temperature_ladder
 from ..sampling.target import LatentPosterior
 from .base import Search, Solutions, Solver, check_n_starts
 
@@ -57,6 +57,15 @@ class LatentMCMCConfig:
         The default surrogate's kernel (:func:`linearized_surrogate`).
     chunk : int
         Chains simulated per forward call.
+    starts : {'candidates', 'laplace'}
+        With a ``starter`` (what ``for_operator`` and the CLI use): one of its best
+        candidates per chain, or every chain around its best candidate, dispersed by
+        ``laplace_spread`` × that mode's Laplace covariance
+        (:func:`geoinv.sampling.laplace_starts`). ``'laplace'`` samples the best basin
+        (R-hat then checks mixing within it): on nonlinear data, where chains started in
+        different basins do not cross within a CPU budget, it is what converges.
+    laplace_spread : float
+        Over-dispersion of ``'laplace'`` starts (1: the Laplace approximation itself).
     seed : int
         Seed of the starts, proposals and accept draws.
     progress : bool
@@ -76,6 +85,8 @@ class LatentMCMCConfig:
     delayed_acceptance: bool = False
     surrogate_kernel: str = "operator"
     chunk: int = 256
+    starts: str = "candidates"
+    laplace_spread: float = 1.5
     seed: int = 0
     progress: bool = False
 
@@ -96,6 +107,10 @@ class LatentMCMCConfig:
             raise ConfigError(f"preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
         if not (math.isfinite(self.initial_step) and self.initial_step > 0):
             raise ConfigError(f"initial_step must be finite and > 0, got {self.initial_step!r}")
+        if self.starts not in ("candidates", "laplace"):
+            raise ConfigError(f"starts must be 'candidates' or 'laplace', got {self.starts!r}")
+        if not (math.isfinite(self.laplace_spread) and self.laplace_spread >= 0):
+            raise ConfigError(f"laplace_spread must be finite and >= 0, got {self.laplace_spread!r}")
 
 
 class LatentMCMC(Solver):
@@ -163,7 +178,8 @@ class LatentMCMC(Solver):
 
         With a :attr:`starter` and no ``initial``, the starter runs first and its
         ``n_chains`` best candidates per data set start the chains (every
-        temperature from the same point); its wall time and acceptance are in
+        temperature from the same point), or, with ``starts='laplace'``, its best
+        candidate dispersed by its Laplace covariance; its wall time and acceptance are in
         ``config['starter']`` and included in ``wall_time``.
         """
         if self.starter is None or initial is not None:
@@ -173,8 +189,12 @@ class LatentMCMC(Solver):
         if found.n_candidates < self.config.n_chains:
             raise ConfigError(f"the starter returned {found.n_candidates} candidates per data set, fewer than "
                               f"n_chains = {self.config.n_chains}; ask it for more starts")
-        solutions = super().solve(problem, observed, n_candidates, generator,
-                                  found.parameters[:, :self.config.n_chains])
+        if self.config.starts == "laplace":
+            initial = torch.stack([laplace_starts(problem, best, self.config.n_chains, self.config.laplace_spread,
+                                                  generator) for best in found.parameters[:, 0]])
+        else:
+            initial = found.parameters[:, :self.config.n_chains]
+        solutions = super().solve(problem, observed, n_candidates, generator, initial)
         solutions.config["starter"] = {"solver": found.config.get("solver"), "wall_time": found.wall_time,
                                        "accepted": found.accepted.sum(dim=1).tolist(),
                                        "n_candidates": found.n_candidates}
