@@ -266,20 +266,21 @@ def _cmd_invert(args: argparse.Namespace) -> None:
         report = mixing(solutions, warn=False)
         print(report.summary())
         if not report.mixed.all():
-            print("the chains have not mixed: the maps are not yet posterior maps; run longer (--draws), or with "
-                  "more --starts so that the chains start in the basins that fit")
+            print("the chains have not mixed: the maps are not yet posterior maps; run longer (--draws), with "
+                  "more --starts so that the chains start in the basins that fit, or with --chain-starts laplace "
+                  "to sample the best basin")
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
 
 
 def _sampler_settings(args: argparse.Namespace) -> dict:
     """``--samples`` and ``--chains`` as settings of a sampling solver (refused for optimisers)."""
     pairs = (("n_samples", args.samples), ("n_chains", args.chains), ("n_draws", args.draws),
-             ("n_warmup", args.draws))
+             ("n_warmup", args.draws), ("starts", args.chain_starts))
     settings = {name: value for name, value in pairs if value is not None}
     from .solvers import SOLVERS
 
     if settings and not SOLVERS.get(args.solver).samples:
-        raise ConfigError(f"--samples, --chains and --draws set a sampler (--solver latent-mcmc), not "
+        raise ConfigError(f"--samples, --chains, --draws and --chain-starts set a sampler (--solver latent-mcmc), not "
                           f"{args.solver!r}")
     return settings
 
@@ -438,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--chains", type=_integer(2, 1024), help="latent-mcmc: chains (default 4)")
     invert.add_argument("--draws", type=_integer(1, 1_000_000), help="latent-mcmc: steps per chain after a "
                         "warm-up of as many (default 1000)")
+    invert.add_argument("--chain-starts", choices=("candidates", "laplace"),
+                        help="latent-mcmc: a chain at each of the optimiser's best candidates, or every chain "
+                             "around its best one, dispersed by its Laplace covariance")
     invert.add_argument("--seed", type=SEED, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
     invert.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")

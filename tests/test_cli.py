@@ -143,3 +143,5 @@ def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
     assert solutions.config["starter"]["solver"] == "latent-sgd"
     with h5py.File(output) as handle:
         assert bool(handle["solutions/posterior/from_sampler"][0])
+    assert main([*optimiser, "--chain-starts", "laplace"]) == 2  # a sampler option (run in test_sampling)
+    assert "--chain-starts" in capsys.readouterr().err
