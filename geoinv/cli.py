@@ -17,8 +17,8 @@ CACHE_DIR = Path(os.environ.get("GEOINV_CACHE", Path.home() / ".cache" / "geoinv
 
 
 def _cmd_make_ti(args: argparse.Namespace) -> None:
+    from .io.images import IMAGE_SUFFIXES, write_image
     from .prior.channels import ChannelConfig, channel_statistics, channelized_image
-    from .prior.images import IMAGE_SUFFIXES, write_image
     from .workflows import check_output
 
     check_output(args.output, IMAGE_SUFFIXES, overwrite=args.overwrite)
@@ -76,8 +76,8 @@ STARTS_HELP = "candidates returned per survey (latent SGD: random starts, optimi
 def _cmd_train_vae(args: argparse.Namespace) -> None:
     import torch
 
+    from .io.images import read_image
     from .prior.data import DEFAULT_TRAINING_IMAGE
-    from .prior.images import read_image
     from .prior.training import TrainConfig, train_vae
     from .prior.vae import VAEConfig
     from .workflows import check_output
@@ -139,8 +139,8 @@ def _save_report(report, path: Path) -> None:
 
 
 def _cmd_prior_report(args: argparse.Namespace) -> int:
+    from .io.images import read_image
     from .prior import default_training_image
-    from .prior.images import read_image
     from .prior.quality import prior_report
     from .prior.vae import load_vae
     from .workflows import check_output
