@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -179,7 +180,7 @@ class _Trainer:
         eval_generator = torch.Generator().manual_seed(config.seed + 1)
         self.eval_patches = self.sampler.test_batch(config.eval_patches, eval_generator)
         self.eval_latent = torch.randn(200, vae_config.latent_dim, generator=eval_generator)
-        state = {"step": 0, "elapsed_s": 0.0, "history": {k: [] for k in _HISTORY_KEYS}, "runs": []}
+        state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "history": {k: [] for k in _HISTORY_KEYS}, "runs": []}
         if checkpoint.exists():
             state = _resume(checkpoint, self.vae, self.optimizer, self.ti_hash)
             self.generator.set_state(state["generator"])
@@ -190,7 +191,8 @@ class _Trainer:
         # each (re)started run records its settings: resumed training may change β or lr
         self.runs.append({**asdict(config), "first_step": self.step, "last_step": self.step})
         self.step_start_generator = self.generator.get_state()
-        self.critic = self.critic_optimizer = None
+        self.critic: PatchDiscriminator | None = None
+        self.critic_optimizer: torch.optim.Optimizer | None = None
         if config.adversarial > 0:
             self._init_critic(state.get("discriminator"))
         self.start = time.monotonic()
@@ -224,11 +226,12 @@ class _Trainer:
             adversarial = generator_loss(self.critic, fake, self.sampler.train_proportion,
                                          config.proportion_weight)
             last_layer = self.vae.decoder_conv[-1].weight
+            assert isinstance(last_layer, torch.Tensor)
             loss = loss + adaptive_weight(recon, adversarial, last_layer, config.adversarial) * adversarial
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if fake is not None:
+        if fake is not None and self.critic is not None and self.critic_optimizer is not None:
             real = self.sampler.train_batch(config.adversarial_batch, self.generator).to(self.device)
             critic_loss = discriminator_loss(self.critic, real, fake)
             self.critic_optimizer.zero_grad(set_to_none=True)
@@ -273,7 +276,7 @@ class _Trainer:
                  "step": self.step, "elapsed_s": elapsed, "history": self.history, "runs": self.runs}
         if self.best is not None:
             extra["best"] = self.best
-        if self.critic is not None:
+        if self.critic is not None and self.critic_optimizer is not None:
             extra["discriminator"] = {"model": self.critic.state_dict(),
                                       "optimizer": self.critic_optimizer.state_dict()}
         save_checkpoint(self.checkpoint, self.vae, metadata, extra)
@@ -369,7 +372,7 @@ def train_vae(
     if keep == "best" and trainer.best is not None:
         vae.load_state_dict(trainer.best["state_dict"])
         kept = {"which": "best", **{key: value for key, value in trainer.best.items() if key != "state_dict"}}
-    vae.metadata = {**metadata, "training": {**metadata["training"], "kept": kept}}
+    vae.metadata = {**metadata, "training": {**metadata["training"], "kept": kept}}  # type: ignore[assignment]
     return vae
 
 

@@ -101,27 +101,34 @@ class GaussNewtonStep:
         """Whether every start has reached the noise or stalled."""
         return self.state is not None and not bool(self.state.active.any())
 
+    def _started(self) -> _State:
+        if self.state is None:
+            raise RuntimeError("the Gauss-Newton state is set by the first call")
+        return self.state
+
     def _stop_fitted(self) -> None:
+        state = self._started()
         if self.stop_at_noise:
-            normalised = (self.state.residual / self.sigma).pow(2).mean(dim=1).sqrt()
-            self.state.active &= normalised > 1.0
+            normalised = (state.residual / self.sigma).pow(2).mean(dim=1).sqrt()
+            state.active &= normalised > 1.0
 
     def _iterate(self, latent: torch.Tensor, active: torch.Tensor) -> None:
+        state = self._started()
         points, rows = latent[active], self.rows[active]
-        direction = self._direction(points, self.state.residual[active], self.state.damping[active])
+        direction = self._direction(points, state.residual[active], state.damping[active])
         steps = torch.tensor(LINE_SEARCH, dtype=points.dtype, device=points.device)
         trials = points[None] + steps[:, None, None] * direction[None]  # (A, B_active, n)
         objective, residual = self._objective(trials.reshape(-1, points.shape[1]), rows.repeat(len(steps), 1))
         objective, residual = objective.reshape(len(steps), -1), residual.reshape(len(steps), len(active), -1)
         best = objective.argmin(dim=0)
         columns = torch.arange(len(active), device=best.device)
-        improved = objective[best, columns] < self.state.objective[active]
+        improved = objective[best, columns] < state.objective[active]
         latent[active[improved]] = trials[best, columns][improved].to(latent.dtype)
-        self.state.objective[active[improved]] = objective[best, columns][improved]
-        self.state.residual[active[improved]] = residual[best, columns][improved]
-        damping = self.state.damping[active]
-        self.state.damping[active] = torch.where(improved, damping / _DAMPING_DOWN, damping * _DAMPING_UP)
-        self.state.active[active] &= self.state.damping[active] < _DAMPING_MAX
+        state.objective[active[improved]] = objective[best, columns][improved]
+        state.residual[active[improved]] = residual[best, columns][improved]
+        damping = state.damping[active]
+        state.damping[active] = torch.where(improved, damping / _DAMPING_DOWN, damping * _DAMPING_UP)
+        state.active[active] &= state.damping[active] < _DAMPING_MAX
 
     def _direction(self, points: torch.Tensor, residual: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
         """The damped Gauss-Newton direction of each point, given its residuals ``F(z) − d`` (float64 solve)."""
