@@ -195,7 +195,7 @@ def _pair(text: str) -> tuple[float, float]:
     return first, second
 
 
-def _velocity_range(args: argparse.Namespace) -> tuple[float, float] | None:
+def _velocity_range(args: argparse.Namespace) -> tuple[float, float]:
     """``--velocity-range`` in m/s (``--velocity-unit``); default crosshole radar."""
     from .survey import RADAR_VELOCITY_RANGE
     from .units import velocity_factor
@@ -225,7 +225,8 @@ def _petrophysics(args: argparse.Namespace):
             f"--velocities {args.velocities[0]:g},{args.velocities[1]:g} {unit} lies outside the plausible {wave}"
             f"velocities {slowest / factor:g}-{fastest / factor:g} {unit}; are they in {unit}? For other waves "
             "pass --velocity-range SLOWEST,FASTEST (and --velocity-unit m/s)")
-    return FaciesVelocity(*args.velocities, unit=unit)
+    channel, matrix = args.velocities
+    return FaciesVelocity(channel, matrix, unit=unit)
 
 
 def _unknowns(args: argparse.Namespace):

@@ -372,7 +372,7 @@ def train_vae(
     if keep == "best" and trainer.best is not None:
         vae.load_state_dict(trainer.best["state_dict"])
         kept = {"which": "best", **{key: value for key, value in trainer.best.items() if key != "state_dict"}}
-    vae.metadata = {**metadata, "training": {**metadata["training"], "kept": kept}}  # type: ignore[assignment]
+    vae.metadata = {**metadata, "training": {**metadata["training"], "kept": kept}}
     return vae
 
 

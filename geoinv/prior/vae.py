@@ -127,8 +127,12 @@ class VAE(nn.Module, StandardNormalPrior):
     encoder's shapes, so any ``model_shape`` decodes to exactly that shape.
     """
 
+    #: provenance of a loaded or trained model (training config, data hash, history)
+    metadata: dict[str, Any]
+
     def __init__(self, config: VAEConfig | None = None) -> None:
         super().__init__()
+        self.metadata = {}
         self.config = config or VAEConfig()
         cfg = self.config
         self._shapes = _conv_shapes(cfg)

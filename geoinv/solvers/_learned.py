@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,6 +80,11 @@ class Scaler(nn.Module):
     ``|x_scaled| ≤ 1/2`` is the region the networks saw (:func:`boundary_loss`).
     """
 
+    x_mean: torch.Tensor
+    x_range: torch.Tensor
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
+
     def __init__(self, n_parameters: int, n_data: int) -> None:
         super().__init__()
         for name, size in (("x_mean", n_parameters), ("x_range", n_parameters), ("y_mean", n_data),
@@ -126,8 +132,10 @@ class LearnedSolver(Solver):
         self.history: dict = {}
 
     # -- training -------------------------------------------------------------
-    def fit(self, problem: InverseProblem, generator: torch.Generator | None = None) -> LearnedSolver:
+    def fit(self, problem: InverseProblem, generator: torch.Generator | None = None, **options) -> LearnedSolver:
         """Train the solver's networks on ``(x, F(x))`` pairs of ``problem``."""
+        if options:
+            raise ConfigError(f"{self.name}.fit takes a problem and a generator, not {sorted(options)}")
         generator = generator or torch.Generator().manual_seed(self.config.seed)
         with torch.random.fork_rng(devices=[]):  # seeded initial weights
             torch.manual_seed(self.config.seed)
@@ -157,16 +165,18 @@ class LearnedSolver(Solver):
         ConfigError
             If the solver is not fitted or has no surrogate forward network.
         """
-        self._require_fitted()
+        scaler = self._require_fitted()
         if "surrogate" not in self.networks:
             raise ConfigError(f"{self.name} has no surrogate forward network")
         with torch.no_grad():
-            scaled = self.networks["surrogate"](self.scaler.x_in(torch.as_tensor(parameters).float().to(self.device)))
-            return scaled * self.scaler.y_std + self.scaler.y_mean
+            scaled = self.networks["surrogate"](scaler.x_in(torch.as_tensor(parameters).float().to(self.device)))
+            return scaled * scaler.y_std + scaler.y_mean
 
-    def _require_fitted(self) -> None:
+    def _require_fitted(self) -> Scaler:
+        """The fitted scaling (the solver is fitted when it has one)."""
         if self.scaler is None:
             raise ConfigError(f"{self.name}: call fit(problem) (or load a fitted solver) before solve()")
+        return self.scaler
 
     def _build(self, n_parameters: int, n_data: int) -> None:
         raise NotImplementedError
@@ -203,9 +213,10 @@ class LearnedSolver(Solver):
     # -- persistence ----------------------------------------------------------
     def save(self, path) -> None:
         """Write the fitted solver (config, scaling, weights) to ``path`` atomically."""
-        self._require_fitted()
+        scaler = self._require_fitted()
+        assert self.dims is not None  # set with the scaler
         payload = {"format": SOLVER_FORMAT, "solver": self.name, "config": asdict(self.config),
-                   "dims": list(self.dims), "scaler": self.scaler.state_dict(),
+                   "dims": list(self.dims), "scaler": scaler.state_dict(),
                    "networks": self.networks.state_dict(), "history": self.history}
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -240,7 +251,7 @@ class LearnedSolver(Solver):
 
 def _tuples(config: dict) -> dict:
     """Config dicts from ``asdict`` carry nested dataclasses as dicts: rebuild them."""
-    rebuilt = {}
+    rebuilt: dict[str, Any] = {}
     for key, value in config.items():
         if isinstance(value, dict) and "hidden" in value:
             rebuilt[key] = NetworkConfig(**value)

@@ -191,11 +191,10 @@ class EncoderDecoder(LearnedSolver):
     def search(self, problem: InverseProblem, target: torch.Tensor, starts: None,
                generator: torch.Generator, n_candidates: int | None) -> Search:
         """One candidate per target: ``G_θ(y)`` (``n_candidates`` is ignored)."""
-        self._require_fitted()
-        assert self.scaler is not None
+        scaler = self._require_fitted()
         with torch.no_grad():
-            scaled = self.scaler.y_in(target.float().to(self.device))
-            estimate = self.scaler.x_out(self.networks["inverse"](scaled)).cpu()
+            scaled = scaler.y_in(target.float().to(self.device))
+            estimate = scaler.x_out(self.networks["inverse"](scaled)).cpu()
         return Search(estimate[:, None, :], ranking="solver")
 
 
