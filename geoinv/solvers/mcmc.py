@@ -62,8 +62,9 @@ class LatentMCMCConfig:
         candidates per chain, or every chain around its best candidate, dispersed by
         ``laplace_spread`` × that mode's Laplace covariance
         (:func:`geoinv.sampling.laplace_starts`). ``'laplace'`` samples the best basin
-        (R-hat then checks mixing within it): on nonlinear data, where chains started in
-        different basins do not cross within a CPU budget, it is what converges.
+        (R-hat then checks mixing within it, not other basins): on nonlinear data chains
+        started in different basins do not cross within a CPU budget. Ignored when
+        ``solve`` is given ``initial``.
     laplace_spread : float
         Over-dispersion of ``'laplace'`` starts (1: the Laplace approximation itself).
     seed : int
