@@ -84,8 +84,8 @@ def _axis_stencil(raw: np.ndarray, phi: np.ndarray, axis: int, spacing: float):
 
 
 def _system(raw: np.ndarray, phi: np.ndarray, node_slowness: np.ndarray, spacing: tuple[float, float]):
-    """``A`` (∂G/∂T) as COO triplets ``(rows, cols, values)`` over the flat nodes, and the
-    diagonal of ``B`` (∂G/∂s)."""
+    """``A`` (∂G/∂T) as its diagonal and its off-diagonal COO triplets ``(rows, cols, values)`` over the
+    flat nodes, and the diagonal of ``B`` (∂G/∂s)."""
     n = raw.size
     initial = _frozen_initial(phi).ravel()
     flat_raw = raw.ravel()
@@ -106,12 +106,9 @@ def _system(raw: np.ndarray, phi: np.ndarray, node_slowness: np.ndarray, spacing
         cols.append(node[order2] + 2 * step[order2])
         values.append(slope[order2] * factor2[order2] / 3.0)
     diagonal[initial] = 1.0
-    rows.append(node)
-    cols.append(node)
-    values.append(diagonal)
     flat_s = np.broadcast_to(node_slowness, raw.shape).ravel()
     b_diagonal = np.where(initial, -flat_raw / flat_s, -2 * flat_s)
-    return (np.concatenate(rows), np.concatenate(cols), np.concatenate(values)), b_diagonal
+    return diagonal, (np.concatenate(rows), np.concatenate(cols), np.concatenate(values)), b_diagonal
 
 
 def _divide_rows(values: np.ndarray, divisor: np.ndarray) -> np.ndarray:
@@ -155,16 +152,17 @@ class DiscreteAdjoint:
 
     def __init__(self, raw: np.ndarray, phi: np.ndarray, node_slowness: np.ndarray,
                  spacing: tuple[float, float]) -> None:
-        (rows, cols, values), self.b_diagonal = _system(raw, phi, node_slowness, spacing)
+        diagonal, (rows, cols, values), self.b_diagonal = _system(raw, phi, node_slowness, spacing)
         self.order = np.argsort(raw.ravel(), kind="stable")
         rank = np.empty_like(self.order)
         rank[self.order] = np.arange(self.order.size)
         # rows scaled to a unit diagonal (A = D L̃), so SuperLU's triangular solves need no rescaling;
         # in time order L̃ is lower triangular, and its CSR transpose is L̃ᵀ in CSC, which SuperLU takes as is
-        self._diagonal = np.empty(raw.size)
-        self._diagonal[rank[rows[rows == cols]]] = values[rows == cols]
-        scaled = values / self._diagonal[rank[rows]]
-        self._lower = sp.csr_matrix((scaled, (rank[rows], rank[cols])), shape=(raw.size, raw.size))
+        self._diagonal = diagonal[self.order]
+        unit = np.arange(raw.size)
+        self._lower = sp.csr_matrix((np.concatenate([values / diagonal[rows], np.ones(raw.size)]),
+                                     (np.concatenate([rank[rows], unit]), np.concatenate([rank[cols], unit]))),
+                                    shape=(raw.size, raw.size))
         self._lower.sort_indices()
 
     def solve_transpose(self, rhs: np.ndarray) -> np.ndarray:
