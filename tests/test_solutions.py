@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from geoinv import FaciesVelocity, Grid2D, LatentSGDConfig, Solutions, StraightRay, Survey, invert, solver
+from geoinv import (
+    FaciesVelocity,
+    FileFormatError,
+    Grid2D,
+    LatentSGDConfig,
+    Solutions,
+    StraightRay,
+    Survey,
+    invert,
+    solver,
+)
 
 from .helpers import TinyDecoder
 
@@ -82,3 +92,31 @@ def test_inversion_figure_has_posterior_panels(ambiguous, tmp_path):
     inversion_figure(grid, solutions, tmp_path / "figure.png")
     assert (tmp_path / "figure.png").stat().st_size > 20_000
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_solutions_file_declaring_too_much_is_refused_before_it_is_read(ambiguous, tmp_path):
+    """A compressed dataset can declare 10⁹ rows in a few kB: refused from its declared shape, read in a child
+    process under a 4 GB address-space limit so a regression fails the test instead of taking the machine."""
+    import subprocess
+    import sys
+
+    _, solutions = ambiguous
+    path = tmp_path / "result.h5"
+    solutions.to_hdf5(path)
+    surveys, candidates = solutions.misfit.shape
+    with h5py.File(path, "a") as handle:
+        del handle["solutions/models"]
+        handle["solutions"].create_dataset("models", shape=(surveys, candidates, 10**9), dtype="f4", chunks=True,
+                                           compression="gzip")
+    assert path.stat().st_size < 10**6
+    program = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); import geoinv\n"
+               "try:\n    geoinv.Solutions.from_hdf5(sys.argv[1])\nexcept geoinv.FileFormatError as exc:\n"
+               "    print('refused:', exc); sys.exit(0)\nsys.exit(3)")
+    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "largest: 'models'" in done.stdout and "geoinv.io.solutions.MAX_BYTES" in done.stdout
+    with h5py.File(path, "a") as handle:
+        del handle["solutions/models"]
+        handle["solutions"].create_dataset("models", data=np.zeros((surveys + 1, candidates, 4), "f4"))
+    with pytest.raises(FileFormatError, match=r"'/solutions/models' has shape .* but misfit's"):
+        Solutions.from_hdf5(path)

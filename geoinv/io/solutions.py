@@ -22,6 +22,9 @@ __all__ = ["SOLUTIONS_FORMAT", "read_solutions", "write_solutions", "write_solut
 
 SOLUTIONS_FORMAT = "geoinv-solutions/1"
 _TENSORS = ("parameters", "data", "misfit", "accepted", "models", "normalised_misfit")
+#: the most bytes one solutions group may declare before it is read (a compressed dataset can declare
+#: 10⁹ rows in a few kB); 100 surveys × 100 candidates of 10⁴-cell float32 models are 0.4 GB
+MAX_BYTES = 4 << 30
 
 
 def write_solutions(solutions, path, group: str = "solutions", mode: str = "a") -> None:
@@ -92,6 +95,7 @@ def read_solutions(path, group: str = "solutions"):
             if missing:
                 raise FileFormatError(f"{path}: the solutions group '/{group}' lacks {missing} "
                                       "(an incomplete or foreign file); write it with Solutions.to_hdf5")
+            _check_declared(path, group, root)
             tensors = {name: torch.as_tensor(root[name][()]) for name in _TENSORS if name in root}
             history = {key: root["history"][key][()] for key in root["history"]}
             config = json.loads(root.attrs["config"])
@@ -109,3 +113,33 @@ def read_solutions(path, group: str = "solutions"):
                               f"{exc})") from exc
     return Solutions(**tensors, history=history, config=config, wall_time=wall_time, refined=refined,
                      unknowns=unknowns)
+
+
+def _check_declared(path, group: str, root) -> None:
+    """Refuse a group whose candidate tensors disagree on (surveys, candidates) or declare more than ``MAX_BYTES``."""
+    import h5py
+
+    read = [name for name in (*_TENSORS, "history", "refined", "unknowns") if name in root]
+    datasets = [(name, node) for name, node in _walk(root, read) if isinstance(node, h5py.Dataset)]
+    leading = root["misfit"].shape[:2] if isinstance(root["misfit"], h5py.Dataset) else None
+    for name in _TENSORS:
+        node = root.get(name)
+        if isinstance(node, h5py.Dataset) and node.shape[:2] != leading:
+            raise FileFormatError(f"{path}: '/{group}/{name}' has shape {node.shape}, but misfit's (surveys, "
+                                  f"candidates) are {leading}: the file is damaged")
+    total = sum(node.size * node.dtype.itemsize for _, node in datasets)
+    if total > MAX_BYTES:
+        largest = max(datasets, key=lambda item: item[1].size * item[1].dtype.itemsize)
+        raise FileFormatError(f"{path}: the solutions group '/{group}' declares {total / 2**30:.1f} GiB "
+                              f"(largest: '{largest[0]}', shape {largest[1].shape}), more than geoinv reads "
+                              f"({MAX_BYTES / 2**30:.0f} GiB, geoinv.io.solutions.MAX_BYTES): the file is damaged, or "
+                              "raise that limit if this machine has the memory")
+
+
+def _walk(group, names, prefix: str = ""):
+    """(path, node) of the members ``names`` of ``group`` and everything below them."""
+    for name in names:
+        node = group[name]
+        yield prefix + name, node
+        if hasattr(node, "keys"):
+            yield from _walk(node, list(node.keys()), f"{prefix}{name}/")
