@@ -50,7 +50,7 @@ def _settings(name: str, args, task_name: str = "") -> dict:
                   else tuple(int(width) for width in args.na_hidden.split(",")))
         return {**common, "forward": replace(network, hidden=hidden), "n_train": args.n_train,
                 "n_starts": args.starts, "search_steps": args.search_steps, "n_candidates": max(T_VALUES),
-                "ranking": "surrogate"}
+                "ranking": "surrogate", "ensemble": args.na_ensemble}
     if name in ("tandem", "encoder-decoder"):
         return {**common, "forward": network, "inverse": network, "n_train": args.n_train}
     if name == "inverse-misfit":
@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--search-steps", type=int, default=300)
     parser.add_argument("--na-hidden", default="paper",
                         help="NA surrogate widths: 'paper' (the reference code's, per task) or e.g. 256,256,256")
+    parser.add_argument("--na-ensemble", type=int, default=1,
+                        help="NA surrogates in a deep ensemble (1: seed 001's single surrogate)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check the script")
     parser.add_argument("--quiet", action="store_true")
@@ -167,6 +169,8 @@ def _budget(settings: dict, args) -> str:
     if network is None:
         return "no training"
     text = f"{settings.get('n_train')} pairs, {network.epochs} epochs, batch {network.batch_size}, Adam {network.lr:g}"
+    if settings.get("ensemble", 1) > 1:
+        text += f" × {settings['ensemble']} surrogates"
     if "n_starts" in settings:
         text += f"; {settings['n_starts']} starts × {settings['search_steps']} steps"
     return text

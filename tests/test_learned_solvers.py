@@ -8,6 +8,7 @@ from geoinv import ConfigError
 from geoinv.metrics import r_t_curve
 from geoinv.solvers import (
     EncoderDecoder,
+    EnsembleMLP,
     InverseMisfit,
     NetworkConfig,
     NeuralAdjoint,
@@ -43,6 +44,7 @@ def test_inverse_misfit_l1_stays_between_branches():
 @pytest.mark.parametrize("make", [
     lambda: Tandem(forward=SMALL, inverse=SMALL, boundary_weight=0.0, progress=False),
     lambda: NeuralAdjoint(forward=SMALL, n_starts=20, search_steps=200, n_candidates=5, progress=False),
+    lambda: NeuralAdjoint(forward=SMALL, ensemble=3, n_starts=20, search_steps=200, n_candidates=5, progress=False),
     lambda: EncoderDecoder(mode="resimulation", inverse=SMALL, progress=False),
 ])
 def test_solvers_recover_a_branch_of_the_square_root(make):
@@ -112,6 +114,54 @@ def test_neural_adjoint_rankings_order_the_same_candidates():
     assert r_t_curve(resimulated, targets)[0] <= r_t_curve(by_surrogate, targets)[0]
     with pytest.raises(ConfigError, match="ranking must be one of"):
         NeuralAdjoint(ranking="best")
+
+
+def test_ensemble_members_are_independent_networks():
+    """Each member is exactly the fully connected network of its weight slices; forward is their mean."""
+    torch.manual_seed(0)
+    ensemble = EnsembleMLP(3, 2, (5, 4), members=4)
+    inputs = torch.randn(6, 7, 3)
+    members = ensemble.members(inputs)
+    assert members.shape == (4, 6, 7, 2)
+    for k in range(4):
+        hidden = inputs
+        for index, (weight, bias) in enumerate(zip(ensemble.weights, ensemble.biases)):
+            hidden = hidden @ weight[k] + bias[k, 0]
+            hidden = torch.relu(hidden) if index < 2 else hidden
+        torch.testing.assert_close(members[k], hidden)
+    torch.testing.assert_close(ensemble(inputs), members.mean(dim=0))
+    assert not torch.allclose(members[0], members[1])  # different initial weights
+    with pytest.raises(ConfigError, match="ensemble has >= 2 members"):
+        EnsembleMLP(3, 2, (5,), members=1)
+
+
+def test_neural_adjoint_ensemble_ranks_by_the_members_mean_misfit(tmp_path):
+    """Candidates are ordered by the misfit averaged over members ((F̄ − y)² + variance); the
+    ensemble's mean fits better than its average member; it saves and loads."""
+    problem = sine_wave(grid_points=40)
+    fitted = NeuralAdjoint(forward=NetworkConfig(hidden=(64, 64), epochs=30, batch_size=128, lr=3e-3),
+                           ensemble=3, n_starts=30, search_steps=60, n_candidates=8, ranking="surrogate",
+                           progress=False).fit(problem)
+    generator = torch.Generator().manual_seed(3)
+    targets = problem.forward(problem.sample_prior(6, generator))
+    solutions = fitted.solve(problem, targets)
+    surrogate, scaler = fitted.networks["surrogate"], fitted.scaler
+    with torch.no_grad():
+        members = surrogate.members(scaler.x_in(solutions.parameters.float()))
+        expected = (members - scaler.y_in(targets.float())[:, None, :]).pow(2).mean(dim=(0, -1))
+    np.testing.assert_allclose(solutions.history["surrogate_loss"], expected.numpy(), rtol=1e-4, atol=1e-9)
+    assert np.all(np.diff(solutions.history["surrogate_loss"], axis=1) >= 0)
+    x_test = problem.sample_prior(500, generator)
+    with torch.no_grad():
+        truth = scaler.y_in(problem.forward(x_test).float())
+        each = (surrogate.members(scaler.x_in(x_test.float())) - truth).pow(2).mean(dim=(1, 2))
+        mean_error = (surrogate(scaler.x_in(x_test.float())) - truth).pow(2).mean()
+    assert mean_error < each.mean()
+    fitted.save(tmp_path / "na.pt")
+    loaded = NeuralAdjoint.load(tmp_path / "na.pt")
+    torch.testing.assert_close(loaded.predict_data(x_test), fitted.predict_data(x_test))
+    with pytest.raises(ConfigError, match="ensemble must be >= 1"):
+        NeuralAdjoint(ensemble=0)
 
 
 def test_resorted_order_sorts_only_the_first_count():

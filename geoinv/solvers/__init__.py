@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._registry import Registry
-from ._learned import LearnedSolver, NetworkConfig
+from ._learned import EnsembleMLP, LearnedSolver, NetworkConfig
 from .base import ACCEPTANCE, Solutions, Solver
 from .callbacks import Callback, EarlyStopping, Monitor, ProgressBar, RunInfo
 from .encoder_decoder import (
@@ -27,6 +27,7 @@ __all__ = [
     "EarlyStopping",
     "EncoderDecoder",
     "EncoderDecoderConfig",
+    "EnsembleMLP",
     "InverseMisfit",
     "InverseMisfitConfig",
     "LatentMCMC",

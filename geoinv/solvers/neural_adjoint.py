@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ConfigError
 from ..problem import InverseProblem
-from ._learned import LearnedSolver, NetworkConfig, boundary_loss, mlp
+from ._learned import LearnedSolver, NetworkConfig, boundary_loss, member_outputs, surrogate_network
 from .base import Search
 
 __all__ = ["RANKINGS", "NeuralAdjoint", "NeuralAdjointConfig"]
@@ -25,6 +25,13 @@ class NeuralAdjointConfig:
     ----------
     forward : NetworkConfig
         Surrogate forward network and its training (MSE, Adam, lr halved on plateau).
+    ensemble : int
+        Surrogates trained from different initial weights (a deep ensemble, one
+        batched network: :class:`~geoinv.solvers.EnsembleMLP`). The search descends
+        the misfit of their mean prediction; candidates are ranked by the misfit
+        averaged over members, ``(F̄ − y)² + var_k F_k``, so a point where the
+        members disagree (where the surrogate is unreliable) ranks lower. 1: one
+        surrogate, seed 001's protocol. Costs ``ensemble`` × the training and search.
     n_train : int
         Training pairs drawn from the prior (tasks with a fixed training set use it).
     n_starts : int
@@ -52,6 +59,7 @@ class NeuralAdjointConfig:
     """
 
     forward: NetworkConfig = field(default_factory=NetworkConfig)
+    ensemble: int = 1
     n_train: int = 10_000
     n_starts: int = 200
     search_steps: int = 300
@@ -65,8 +73,9 @@ class NeuralAdjointConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if min(self.n_train, self.n_starts, self.search_steps, self.n_candidates, self.target_chunk) < 1:
-            raise ConfigError("n_train, n_starts, search_steps, n_candidates and target_chunk must be >= 1")
+        if min(self.n_train, self.n_starts, self.search_steps, self.n_candidates, self.target_chunk,
+               self.ensemble) < 1:
+            raise ConfigError("n_train, n_starts, search_steps, n_candidates, target_chunk and ensemble must be >= 1")
         if self.search_lr <= 0 or self.boundary_weight < 0:
             raise ConfigError("search_lr must be > 0 and boundary_weight >= 0")
         if self.ranking not in RANKINGS:
@@ -89,13 +98,14 @@ class NeuralAdjoint(LearnedSolver):
     config_class = NeuralAdjointConfig
 
     def _build(self, n_parameters: int, n_data: int) -> None:
-        self.networks["surrogate"] = mlp(n_parameters, n_data, self.config.forward.hidden)
+        self.networks["surrogate"] = surrogate_network(n_parameters, n_data, self.config.forward.hidden,
+                                                       self.config.ensemble)
 
     def _train(self, problem, x, y, generator) -> dict:
         surrogate = self.networks["surrogate"]
 
-        def loss(x_batch, y_batch):
-            return (surrogate(x_batch) - y_batch).pow(2).mean()
+        def loss(x_batch, y_batch):  # the members' mean MSE: each member's own loss, averaged
+            return (member_outputs(surrogate, x_batch) - y_batch).pow(2).mean()
 
         return {"forward_loss": self._fit_network(surrogate.parameters(), loss, (x, y), self.config.forward,
                                                   generator, "NA surrogate")}
@@ -132,8 +142,8 @@ class NeuralAdjoint(LearnedSolver):
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()
-        with torch.no_grad():
-            surrogate_loss = (surrogate(scaled) - goal).pow(2).mean(dim=-1)
+        with torch.no_grad():  # averaged over members: (F̄ − y)² + the members' variance
+            surrogate_loss = (member_outputs(surrogate, scaled) - goal).pow(2).mean(dim=(0, -1))
             order = torch.argsort(surrogate_loss, dim=1)[:, :n_keep]
             best = torch.gather(scaled, 1, order[..., None].expand(-1, -1, scaled.shape[-1]))
             return self.scaler.x_out(best).cpu(), torch.gather(surrogate_loss, 1, order).cpu()
