@@ -6,9 +6,11 @@ simulations of prior draws). Printed beside seed 001's Table 3 asymptotes
 (estimated there by r_50) and its Table 7 r_1.
 
 Neural Adjoint runs seed 001's protocol (candidates ranked by surrogate loss)
-with the reference code's surrogate for each task (hidden widths below); its
-row also gives geoinv's default r_1: the same first 50 candidates finished
-with ``ranking='resimulated'`` (the best of 50 true simulations comes first).
+with the reference code's surrogate for each task (hidden widths below), or
+with ``--na-hidden geoinv`` geoinv's per task (a deep ensemble of five 3 × 256
+surrogates on ballistics); its row also gives geoinv's default r_1: the same
+first 50 candidates finished with ``ranking='resimulated'`` (the best of 50
+true simulations comes first).
 
 Run: ``python benchmarks/inverse_models.py [--quick] [--tasks ...] [--solvers ...]``.
 """
@@ -38,6 +40,9 @@ T_VALUES = (1, 10, 50, 200)
 PAPER_NA_HIDDEN = {"ballistics": (500, 500, 500), "sine-wave": (500, 500, 500, 500),
                    "robotic-arm": (500, 500, 500, 500)}
 DEFAULT_HIDDEN = (256, 256, 256)
+# geoinv's surrogate per task (--na-hidden geoinv): widths and ensemble size, chosen on --seed 0's targets
+GEOINV_NA = {"ballistics": ((256, 256, 256), 5), "sine-wave": ((500, 500, 500, 500), 1),
+             "robotic-arm": ((500, 500, 500, 500), 1)}
 # candidates geoinv's default Neural Adjoint keeps (and re-simulates)
 GEOINV_CANDIDATES = 50
 
@@ -46,11 +51,10 @@ def _settings(name: str, args, task_name: str = "") -> dict:
     network = NetworkConfig(hidden=DEFAULT_HIDDEN, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     common = {"progress": not args.quiet, "seed": args.seed}
     if name == "neural-adjoint":
-        hidden = (PAPER_NA_HIDDEN.get(task_name, DEFAULT_HIDDEN) if args.na_hidden == "paper"
-                  else tuple(int(width) for width in args.na_hidden.split(",")))
+        hidden, ensemble = _na_surrogate(args, task_name)
         return {**common, "forward": replace(network, hidden=hidden), "n_train": args.n_train,
                 "n_starts": args.starts, "search_steps": args.search_steps, "n_candidates": max(T_VALUES),
-                "ranking": "surrogate", "ensemble": args.na_ensemble}
+                "ranking": "surrogate", "ensemble": ensemble}
     if name in ("tandem", "encoder-decoder"):
         return {**common, "forward": network, "inverse": network, "n_train": args.n_train}
     if name == "inverse-misfit":
@@ -63,6 +67,17 @@ def _settings(name: str, args, task_name: str = "") -> dict:
                                           batch_size=None, regularization="none", reg_weight=0.0,
                                           n_starts=max(T_VALUES), progress=not args.quiet, seed=args.seed)}
     raise ValueError(name)
+
+
+def _na_surrogate(args, task_name: str) -> tuple[tuple[int, ...], int]:
+    """Hidden widths and ensemble size of NA's surrogate on ``task_name``."""
+    if args.na_hidden == "geoinv":
+        hidden, ensemble = GEOINV_NA.get(task_name, (DEFAULT_HIDDEN, 1))
+    elif args.na_hidden == "paper":
+        hidden, ensemble = PAPER_NA_HIDDEN.get(task_name, DEFAULT_HIDDEN), 1
+    else:
+        hidden, ensemble = tuple(int(width) for width in args.na_hidden.split(",")), 1
+    return hidden, args.na_ensemble or ensemble
 
 
 def main() -> None:
@@ -82,9 +97,11 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=200, help="NA starting points per target")
     parser.add_argument("--search-steps", type=int, default=300)
     parser.add_argument("--na-hidden", default="paper",
-                        help="NA surrogate widths: 'paper' (the reference code's, per task) or e.g. 256,256,256")
-    parser.add_argument("--na-ensemble", type=int, default=1,
-                        help="NA surrogates in a deep ensemble (1: seed 001's single surrogate)")
+                        help="NA surrogate: 'paper' (the reference code's widths, per task), 'geoinv' (geoinv's "
+                             "widths and ensemble per task) or widths, e.g. 256,256,256")
+    parser.add_argument("--na-ensemble", type=int, default=None,
+                        help="NA surrogates in a deep ensemble (default 1, or geoinv's per task with --na-hidden "
+                             "geoinv; 1 is seed 001's single surrogate)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check the script")
     parser.add_argument("--quiet", action="store_true")
