@@ -95,6 +95,31 @@ def test_gauss_newton_iterations_move_no_further_than_the_trust_radius(small_gri
     assert float(iterate.state.residual.div(problem.noise_std).pow(2).mean().sqrt()) <= 1.0  # reached the noise
 
 
+def test_a_start_stops_when_its_objective_falls_by_less_than_min_decrease(small_grid, small_survey):
+    """pyGIMLi's dPhi rule: a start whose accepted step lowers φ by less than min_decrease % stops there."""
+    problem = _problem(StraightRay(small_grid, small_survey), small_grid, noise=0.001e-9)
+    latent = torch.tensor([[2.0, 2.0, -2.0], [0.5, -0.2, 0.0]])
+    rows = problem.targets().repeat(2, 1)
+    free, ruled = latent.clone(), latent.clone()
+    plain, stopping = GaussNewtonStep(problem, rows, "none", 0.0), GaussNewtonStep(problem, rows, "none", 0.0,
+                                                                                    min_decrease=99.0)
+    stopping.begin(ruled)
+    objectives = [stopping.state.objective.clone()]
+    for _ in range(12):
+        was_active = stopping.active.clone()
+        stopping(ruled)
+        plain(free)
+        objectives.append(torch.where(was_active, stopping.state.objective, objectives[-1]))
+    history = torch.stack(objectives)  # (iterations + 1, starts)
+    drops = 100 * (1 - history[1:] / history[:-1])
+    for start in range(2):
+        accepted = drops[:, start][drops[:, start] > 0]
+        assert len(accepted) and float(accepted[-1]) < 99.0  # it stopped after its first small decrease
+        assert bool((accepted[:-1] >= 99.0).all())
+    assert not bool(stopping.active.any())
+    assert float(plain.state.objective.max()) < float(stopping.state.objective.min())  # without it: further
+
+
 def test_gauss_newton_stage_settings_are_validated():
     with pytest.raises(ConfigError, match="relinearize=0"):
         Stage(optimizer="gauss-newton", relinearize=5)

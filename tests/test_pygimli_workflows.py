@@ -113,9 +113,10 @@ def test_latent_modelling_response_and_jacobian(tiny_latent):
     torch.testing.assert_close(modelling.decode(truth[0].numpy()), problem.model(truth)[0])
 
 
-def test_latent_gauss_newton_recovers_a_known_truth(tiny_latent):
+@pytest.mark.parametrize("engine", ["geoinv", "pygimli"])
+def test_latent_gauss_newton_recovers_a_known_truth(tiny_latent, engine):
     problem, truth, prior = tiny_latent
-    solutions = geoinv.solver("latent-gauss-newton", n_starts=4, max_iterations=10).solve(problem)
+    solutions = geoinv.solver("latent-gauss-newton", n_starts=4, max_iterations=10, engine=engine).solve(problem)
     assert solutions.accepted[0].sum() >= 2
     best = solutions.models[0, 0]
     assert float((best - prior.decode(truth)[0]).pow(2).mean().sqrt()) < 0.03
@@ -123,12 +124,13 @@ def test_latent_gauss_newton_recovers_a_known_truth(tiny_latent):
     assert solutions.history["jacobians"].max() <= 10
 
 
-def test_latent_gauss_newton_polishes_given_starts(tiny_latent):
+@pytest.mark.parametrize("engine", ["geoinv", "pygimli"])
+def test_latent_gauss_newton_polishes_given_starts(tiny_latent, engine):
     """From explicit starts (e.g. another solver's candidates) GN keeps their number and lowers their misfit."""
     problem, truth, _ = tiny_latent
     starts = truth + 0.3 * torch.randn(3, truth.shape[1], generator=torch.Generator().manual_seed(5))
     _, before = problem.misfits(problem.forward(starts), problem.observed)
-    solutions = geoinv.solver("latent-gauss-newton", max_iterations=5).solve(problem, initial=starts)
+    solutions = geoinv.solver("latent-gauss-newton", max_iterations=5, engine=engine).solve(problem, initial=starts)
     assert solutions.n_candidates == 3
     assert float(solutions.normalised_misfit[0].max()) < float(before.min())
     with pytest.raises(geoinv.ConfigError, match="initial must have shape"):
@@ -141,6 +143,25 @@ def test_latent_gauss_newton_needs_a_noise_level(tiny_latent):
                                              observed=problem.observed)
     with pytest.raises(geoinv.ConfigError, match="noise"):
         geoinv.solver("latent-gauss-newton").solve(quiet)
+    with pytest.raises(geoinv.ConfigError, match="engine must be one of"):
+        geoinv.solver("latent-gauss-newton", engine="scipy")
+
+
+def test_both_gauss_newton_engines_reach_the_same_optimum_from_near_starts(tiny_latent):
+    """geoinv's batched engine and pyGIMLi's inversion minimise the same objective with the same stopping
+    rules: from starts in the truth's basin they reach the same points (their damping and line searches
+    differ, so from far starts they may not)."""
+    problem, truth, _ = tiny_latent
+    starts = truth + 0.5 * torch.randn(4, truth.shape[1], generator=torch.Generator().manual_seed(11))
+    ends = {engine: geoinv.solver("latent-gauss-newton", max_iterations=20, min_dphi=0.01, engine=engine)
+            .solve(problem, initial=starts) for engine in ("geoinv", "pygimli")}
+    for engine, solutions in ends.items():
+        assert float(solutions.normalised_misfit[0].max()) < 1.1, engine
+        for trace in solutions.history["chi2"][:, 0].T:  # per start, until it stopped
+            finite = trace[np.isfinite(trace)]
+            assert len(finite) >= 2 and finite[-1] < finite[0], engine
+    first, second = (ends[engine].parameters[0] for engine in ("geoinv", "pygimli"))
+    assert torch.cdist(first, second).min(dim=1).values.max() < 0.1
 
 
 def test_smooth_baseline_through_invert_is_not_refined_and_lands_on_the_mesh(tiny_latent, tmp_path):

@@ -1,4 +1,4 @@
-"""Latent Gauss-Newton: pyGIMLi's inversion run in a prior's latent space, from many starts."""
+"""Latent Gauss-Newton from many starts: pyGIMLi's inversion, or geoinv's batched engine."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import torch
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Search, Solver
+from .gauss_newton_step import GaussNewtonStep
 
-__all__ = ["LatentGaussNewton", "LatentGaussNewtonConfig"]
+__all__ = ["ENGINES", "LatentGaussNewton", "LatentGaussNewtonConfig"]
+
+#: Gauss-Newton engines of :class:`LatentGaussNewton`
+ENGINES = ("pygimli", "geoinv")
 
 
 @dataclass
@@ -31,6 +35,14 @@ class LatentGaussNewtonConfig:
     min_dphi : float
         Stop a start when the objective falls by less than this many percent
         in an iteration (pyGIMLi's ``dPhi``).
+    engine : {'pygimli', 'geoinv'}
+        ``'pygimli'`` (default): one ``pg.Inversion`` per start on
+        :class:`~geoinv.interop.LatentModelling` (Gauss-Newton with pyGIMLi's line
+        search). ``'geoinv'``: :class:`~geoinv.solvers.gauss_newton_step.GaussNewtonStep`,
+        every start of every survey in one batch (torch, no pyGIMLi; Levenberg-Marquardt
+        with a three-point line search, the engine of latent SGD's Gauss-Newton stages).
+        Same objective and stopping rules; from far starts on a nonlinear manifold the
+        two take different paths to different minima (``benchmarks/gn_engines.py``).
     seed : int
         Seed of the starts.
     progress : bool
@@ -41,6 +53,7 @@ class LatentGaussNewtonConfig:
     max_iterations: int = 20
     lam: float = 1.0
     min_dphi: float = 1.0
+    engine: str = "pygimli"
     seed: int = 0
     progress: bool = False
 
@@ -52,17 +65,21 @@ class LatentGaussNewtonConfig:
             raise ConfigError(f"lam must be finite and >= 0, got {self.lam!r}")
         if not (np.isfinite(self.min_dphi) and self.min_dphi >= 0):
             raise ConfigError(f"min_dphi must be a percentage >= 0, got {self.min_dphi!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
 
 class LatentGaussNewton(Solver):
-    """Gauss-Newton in the latent space, by ``pg.Inversion`` on :func:`~geoinv.interop.LatentModelling`.
+    """Damped Gauss-Newton in the latent space from many starts.
 
-    Each start is one pyGIMLi inversion of the standardised residuals
-    ``(F(x) − d)/σ`` with a damping ``lam·‖u‖²`` on the standardised latent
-    vector (``cType=0``, linear model transform), stopped at χ² ≤ 1, after
-    ``max_iterations`` or when the objective stalls. The Jacobian ∂F/∂z is
-    the problem's (:meth:`InverseProblem.jacobian`): the sparse Fréchet
-    kernel times the decoder's forward-mode Jacobian for latent tomography.
+    Every start minimises ``‖(F(z) − d)/σ‖² + lam·‖u‖²`` (``u`` the standardised
+    latent vector; lam = 1 is the MAP of a standard-normal prior) and stops at
+    χ²/N ≤ 1, after ``max_iterations``, or when the objective falls by less
+    than ``min_dphi`` percent. The Jacobian ∂F/∂z is the problem's
+    (:meth:`InverseProblem.jacobian`): the sparse Fréchet kernel times the
+    decoder's forward-mode Jacobian for latent tomography. ``engine`` says who
+    iterates: one ``pg.Inversion`` per start on :class:`~geoinv.interop.LatentModelling`
+    (default) or geoinv's batched Levenberg-Marquardt steps.
 
     Notes
     -----
@@ -81,7 +98,36 @@ class LatentGaussNewton(Solver):
 
     def search(self, problem: InverseProblem, targets: torch.Tensor, starts: torch.Tensor,
                generator: torch.Generator, n_candidates: int | None) -> Search:
-        """pyGIMLi's Gauss-Newton from each start (``initial=`` polishes another solver's candidates)."""
+        """Gauss-Newton from each start (``initial=`` polishes another solver's candidates)."""
+        if self.config.engine == "geoinv":
+            return self._search_batched(problem, targets, starts)
+        return self._search_pygimli(problem, targets, starts)
+
+    def _search_batched(self, problem: InverseProblem, targets: torch.Tensor, starts: torch.Tensor) -> Search:
+        """Every start of every survey as one batch of :class:`GaussNewtonStep` iterations."""
+        config = self.config
+        n_surveys, n_starts, n_parameters = starts.shape
+        rows = targets.to(problem.device)[:, None, :].expand(-1, n_starts, -1).reshape(n_surveys * n_starts, -1)
+        latent = starts.reshape(-1, n_parameters).to(problem.device, torch.float32).clone()
+        step = GaussNewtonStep(problem, rows, "origin", config.lam, min_decrease=config.min_dphi)
+        step.begin(latent)
+        chi2 = np.full((config.max_iterations + 1, n_surveys * n_starts), np.nan)
+        chi2[0] = step.normalised_chi2().cpu().numpy()
+        jacobians = np.zeros(n_surveys * n_starts, dtype=np.int64)
+        with self.monitor("latent Gauss-Newton", config.max_iterations) as monitor:
+            for iteration in range(1, config.max_iterations + 1):
+                active = step.active.cpu().numpy().copy()  # the step updates it in place
+                rmse = step(latent)
+                jacobians += active
+                chi2[iteration, active] = step.normalised_chi2().cpu().numpy()[active]
+                if monitor.step(rmse=float(rmse.min())) or step.finished:
+                    break
+        chi2 = chi2.reshape(-1, n_surveys, n_starts)
+        return Search(latent.reshape(n_surveys, n_starts, n_parameters).cpu(),
+                      {"chi2": chi2, "jacobians": jacobians.reshape(n_surveys, n_starts)})
+
+    def _search_pygimli(self, problem: InverseProblem, targets: torch.Tensor, starts: torch.Tensor) -> Search:
+        """One ``pg.Inversion`` per start, one after another."""
         from ..interop.pygimli import LatentModelling, quiet_pygimli
 
         config = self.config

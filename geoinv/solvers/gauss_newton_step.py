@@ -49,6 +49,9 @@ class GaussNewtonStep:
     max_step : float, optional
         Trust radius: a direction longer than this (latent units) is shortened
         to it before the line search.
+    min_decrease : float
+        A start stops when an accepted step lowers its objective by less than
+        this many percent (pyGIMLi's ``dPhi``); 0: only at the noise or a stall.
 
     Notes
     -----
@@ -61,7 +64,8 @@ class GaussNewtonStep:
     """
 
     def __init__(self, problem: InverseProblem, rows: torch.Tensor, regularization: str = "origin",
-                 reg_weight: float = 1.0, damping: float = 1e-3, max_step: float | None = None) -> None:
+                 reg_weight: float = 1.0, damping: float = 1e-3, max_step: float | None = None,
+                 min_decrease: float = 0.0) -> None:
         self.problem, self.rows = problem, rows
         self.regularization, self.reg_weight = regularization, reg_weight
         noise = problem.noise_std
@@ -69,6 +73,7 @@ class GaussNewtonStep:
         self.stop_at_noise = noise is not None
         self.initial_damping = damping
         self.max_step = max_step
+        self.min_decrease = min_decrease
         self.state: _State | None = None
 
     def _objective(self, latent: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,16 +85,30 @@ class GaussNewtonStep:
     @torch.no_grad()
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         """One iteration in place on ``latent`` (B, n); returns the RMSE (data unit) of every start."""
-        if self.state is None:
-            objective, residual = self._objective(latent, self.rows)
-            self.state = _State(objective, residual, torch.full_like(objective, self.initial_damping),
-                                torch.ones_like(objective, dtype=torch.bool))
-            self._stop_fitted()
+        self.begin(latent)
         active = torch.nonzero(self.state.active).flatten()
         if active.numel():
             self._iterate(latent, active)
         self._stop_fitted()
         return self.state.residual.pow(2).mean(dim=1).sqrt()
+
+    @torch.no_grad()
+    def begin(self, latent: torch.Tensor) -> None:
+        """Evaluate the starts ``latent`` (B, n) without stepping (the first call does it too)."""
+        if self.state is None:
+            objective, residual = self._objective(latent, self.rows)
+            self.state = _State(objective, residual, torch.full_like(objective, self.initial_damping),
+                                torch.ones_like(objective, dtype=torch.bool))
+            self._stop_fitted()
+
+    @property
+    def active(self) -> torch.Tensor:
+        """(B,) bool: the starts still iterating."""
+        return self._started().active
+
+    def normalised_chi2(self) -> torch.Tensor:
+        """χ²/N of every start at its current point (the data term only)."""
+        return (self._started().residual / self.sigma).pow(2).mean(dim=1)
 
     @property
     def damping(self) -> float:
@@ -123,6 +142,8 @@ class GaussNewtonStep:
         best = objective.argmin(dim=0)
         columns = torch.arange(len(active), device=best.device)
         improved = objective[best, columns] < state.objective[active]
+        decrease = 100 * (1 - objective[best, columns] / state.objective[active])
+        state.active[active[improved & (decrease < self.min_decrease)]] = False
         latent[active[improved]] = trials[best, columns][improved].to(latent.dtype)
         state.objective[active[improved]] = objective[best, columns][improved]
         state.residual[active[improved]] = residual[best, columns][improved]
