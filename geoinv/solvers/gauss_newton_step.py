@@ -86,11 +86,11 @@ class GaussNewtonStep:
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         """One iteration in place on ``latent`` (B, n); returns the RMSE (data unit) of every start."""
         self.begin(latent)
-        active = torch.nonzero(self.state.active).flatten()
+        active = torch.nonzero(self.active).flatten()
         if active.numel():
             self._iterate(latent, active)
         self._stop_fitted()
-        return self.state.residual.pow(2).mean(dim=1).sqrt()
+        return self._started().residual.pow(2).mean(dim=1).sqrt()
 
     @torch.no_grad()
     def begin(self, latent: torch.Tensor) -> None:
