@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 from contextlib import contextmanager
 
@@ -11,6 +9,7 @@ import torch
 from torch import nn
 
 from geoinv import StandardNormalPrior
+from geoinv._float_traps import _libm
 
 #: latent-SGD settings that recover a TinyDecoder truth on the small fixtures' grid in ~1 s
 SMALL = {"step_size": 5e-3, "step_decay": 0.97, "epochs": 60, "batch_size": 5, "reg_weight": 1.0,
@@ -55,9 +54,9 @@ def float_traps_restored():
     """Run a block that may switch on floating-point traps (pyGIMLi's Triangle meshing does, process-wide:
     a later inf or NaN anywhere, e.g. h5py's float16 conversion, then kills the process with SIGFPE),
     and switch them off again after it."""
-    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    libm = _libm()
     try:
         yield
     finally:
-        if hasattr(libm, "fedisableexcept"):
+        if libm is not None:
             libm.fedisableexcept(libm.fegetexcept())

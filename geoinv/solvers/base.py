@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._float_traps import switch_off_float_traps
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .callbacks import Monitor, ProgressBar
@@ -383,6 +384,7 @@ class Solver:
             Sorted by normalised misfit (or the solver's ranking), per data set.
         """
         started = time.perf_counter()
+        switch_off_float_traps()
         self.check_problem(problem)
         target = problem.targets(observed)
         generator = generator or torch.Generator().manual_seed(getattr(self.config, "seed", 0))
