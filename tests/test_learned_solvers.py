@@ -162,6 +162,8 @@ def test_neural_adjoint_ensemble_ranks_by_the_members_mean_misfit(tmp_path):
     torch.testing.assert_close(loaded.predict_data(x_test), fitted.predict_data(x_test))
     with pytest.raises(ConfigError, match="ensemble must be >= 1"):
         NeuralAdjoint(ensemble=0)
+    with pytest.raises(ConfigError, match="ensemble must be <= 64"):
+        NeuralAdjoint(ensemble=10**6)  # would allocate 10⁶ networks
 
 
 def test_resorted_order_sorts_only_the_first_count():

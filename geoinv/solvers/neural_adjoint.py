@@ -13,6 +13,8 @@ from .base import Search
 
 __all__ = ["RANKINGS", "NeuralAdjoint", "NeuralAdjointConfig"]
 
+#: the most surrogates in an ensemble (each costs a network's training and search)
+MAX_ENSEMBLE = 64
 #: orders of Neural Adjoint's kept candidates (see :class:`NeuralAdjointConfig`)
 RANKINGS = ("resimulated", "surrogate")
 
@@ -76,6 +78,9 @@ class NeuralAdjointConfig:
         if min(self.n_train, self.n_starts, self.search_steps, self.n_candidates, self.target_chunk,
                self.ensemble) < 1:
             raise ConfigError("n_train, n_starts, search_steps, n_candidates, target_chunk and ensemble must be >= 1")
+        if self.ensemble > MAX_ENSEMBLE:
+            raise ConfigError(f"ensemble must be <= {MAX_ENSEMBLE} surrogates (each is a full network, trained and "
+                              f"searched), got {self.ensemble}")
         if self.search_lr <= 0 or self.boundary_weight < 0:
             raise ConfigError("search_lr must be > 0 and boundary_weight >= 0")
         if self.ranking not in RANKINGS:
