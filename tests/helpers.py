@@ -60,3 +60,20 @@ def float_traps_restored():
     finally:
         if libm is not None:
             libm.fedisableexcept(libm.fegetexcept())
+
+
+def refusal_under_memory_limit(call: str, path, gib: int = 4, imports: str = "") -> str:
+    """Run ``call`` (Python text reading ``sys.argv[1]``, e.g. ``"geoinv.read_survey(sys.argv[1])"``) on
+    ``path`` in a child process whose address space is capped at ``gib`` GiB, so that a reader that
+    allocates without bound fails there instead of taking the machine's memory. The call must raise
+    ``geoinv.FileFormatError``; returns the child's stdout (``"refused: <message>"``)."""
+    import subprocess
+    import sys
+
+    program = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({gib} << 30, {gib} << 30))\n"
+               f"import geoinv\n{imports}\n"
+               f"try:\n    {call}\nexcept geoinv.FileFormatError as exc:\n"
+               "    print('refused:', exc); sys.exit(0)\nsys.exit(3)")
+    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout

@@ -16,7 +16,7 @@ from geoinv.io.pygimli import (
     survey_to_data_container,
 )
 
-from .helpers import float_traps_restored
+from .helpers import float_traps_restored, refusal_under_memory_limit
 
 
 @pytest.fixture
@@ -186,14 +186,7 @@ def test_header_counts_are_checked_against_the_file_before_pygimli_allocates(cas
     """A header claiming 10⁹ sensors or data took 22.5 GB in pyGIMLi's loader; now it is refused from the
     file's length. Read in a child process under a 6 GB address-space limit, so a regression fails the
     test instead of taking the machine's memory."""
-    import subprocess
-    import sys
-
     path = tmp_path / "picks.sgt"
     path.write_text(_HEADER_CASES[case])
-    program = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); import geoinv\n"
-               "try:\n    geoinv.read_survey(sys.argv[1])\nexcept geoinv.FileFormatError as exc:\n"
-               "    print('refused:', exc); sys.exit(0)\nsys.exit(3)")
-    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "refused: picks.sgt" in done.stdout and ("declares" in done.stdout or "expected" in done.stdout)
+    refused = refusal_under_memory_limit("geoinv.read_survey(sys.argv[1])", path, gib=6)
+    assert "refused: picks.sgt" in refused and ("declares" in refused or "expected" in refused)
