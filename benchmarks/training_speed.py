@@ -100,31 +100,33 @@ VARIANTS = {  # name: (threads, batch size, adversarial, channels-last); threads
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a second per variant: checks the script")
+    parser.add_argument("--quick", action="store_true", help="two variants, half a second each: checks the script")
     parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--part-steps", type=int, default=20, help="steps timed part by part")
     parser.add_argument("--name", default="training_speed")
     args = parser.parse_args()
+    variants = dict(VARIANTS)
     if args.quick:
-        args.seconds, args.rounds, args.part_steps = 1.0, 1, 2
+        args.seconds, args.rounds, args.part_steps = 0.5, 1, 1
+        variants = {name: variants[name] for name in ("1 thread, batch 100", "all cores, batch 100")}
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as folder:
         torch.set_num_threads(cores)
         parts = []
         for adversarial in (0.0, 2.0):
             run = trainer(Path(folder), 100, adversarial)
-            part_times(run, 2)  # warm-up
+            part_times(run, 1)  # warm-up
             times = part_times(run, args.part_steps)
             total = sum(times.values())
             parts.append({"adversarial": adversarial, "total_s": total,
                           **{f"{key}_s": value for key, value in times.items()},
                           **{f"{key}_pct": 100 * value / total for key, value in times.items()}})
         runs = {name: trainer(Path(folder), batch, adversarial, layout)
-                for name, (_, batch, adversarial, layout) in VARIANTS.items()}
-        rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+                for name, (_, batch, adversarial, layout) in variants.items()}
+        rates: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
-            for name, (threads, *_) in VARIANTS.items():
+            for name, (threads, *_) in variants.items():
                 torch.set_num_threads(threads or cores)
                 throughput(runs[name], min(2.0, args.seconds))  # warm-up at this thread count
                 rates[name].append(throughput(runs[name], args.seconds))

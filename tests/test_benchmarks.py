@@ -33,3 +33,23 @@ def test_every_benchmark_imports_and_parses_its_options(name, monkeypatch, capsy
     with pytest.raises(SystemExit) as stop:
         runpy.run_path(str(BENCHMARKS / f"{name}.py"), run_name="__main__")
     assert stop.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+#: benchmarks whose --quick run takes seconds; the others' take minutes (forward 84 s, field_unknowns 67 s,
+#: latent_sgd_study, proposals_study, sampling_study, inverse_models and na_ballistics_study longer)
+QUICK = ("gn_engines", "training_speed")
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_quick_benchmarks_run_and_write_their_results(name, tmp_path, monkeypatch, capsys):
+    """The quick run of a benchmark executes its real code path end to end and writes stamped JSON."""
+    import json
+
+    monkeypatch.setenv("GEOINV_BENCHMARK_RESULTS", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "_common", raising=False)  # it reads the results folder when imported
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    assert main([name, "--quick"]) == 0
+    written = json.loads((tmp_path / f"{name}.json").read_text())
+    assert written["rows"] and written["environment"]["geoinv"]
+    assert "wrote" in capsys.readouterr().out
+    assert sys.modules["_common"].RESULTS == tmp_path  # nothing went to the committed results
