@@ -65,8 +65,9 @@ class EnsembleMLP(nn.Module):
     Each layer holds every member's weights in one ``(members, n_in, n_out)``
     tensor, so all members run in one ``baddbmm`` per layer (batched on a GPU
     too). Members differ only by their initial weights (a deep ensemble); as
-    their parameters are disjoint, one Adam over the sum of their losses trains
-    each exactly as alone (up to a shared learning-rate schedule).
+    their parameters are disjoint, one Adam over their mean loss trains each as
+    it would alone (Adam ignores the 1/K scale up to its ε; the learning-rate
+    schedule is shared).
 
     Parameters
     ----------
