@@ -44,7 +44,12 @@ def trainer(folder: Path, batch_size: int, adversarial: float, channels_last: bo
 
 
 def part_times(run: _Trainer, steps: int) -> dict[str, float]:
-    """Mean seconds per step of each part of ``_Trainer.train_step``, timed one after another."""
+    """Mean seconds per step of each part of ``_Trainer.train_step``, timed one after another.
+
+    A copy of that step with timers between its parts; it leaves out the adversarial term's adaptive
+    weight (one more gradient of the last decoder layer), so the adversarial share is a lower bound.
+    The throughput rows run the real step.
+    """
     config, totals = run.config, dict.fromkeys(("batch", "forward", "backward", "adam", "adversarial"), 0.0)
     for _ in range(steps):
         started = time.perf_counter()
