@@ -10,6 +10,9 @@ each lever from ``--starts`` starts:
 * ``proposals, k draws`` — k times the proposals through the same finish, the best ``--starts`` kept;
 * ``proposals, k draws, screen m`` — m × k × starts proposals simulated once, the k × starts with the
   lowest misfit through the finish;
+* ``proposals, k draws, refill`` — the same, then every candidate that is not accepted is
+  replaced by a randomized-maximum-likelihood candidate started from an accepted one
+  (:class:`~geoinv.solvers.rml.Refill`); the search's own counts are reported beside;
 * ``default`` — :meth:`LatentSGDConfig.default_nonlinear` (prior draws; the 0.8 default).
 
 Truths: ``--truths`` decoder samples drawn with ``--truth-seed`` (on the
@@ -19,23 +22,26 @@ per lever and truth kind, and per truth: accepted, best and median σ, model
 RMSE of the best (and refined beyond the prior), s per returned candidate, and
 "still improving" (stuck versus unconverged).
 
-Run: ``python benchmarks/proposals_study.py [--quick] [--levers ...] [--kinds on off]``.
+Run: ``python benchmarks/proposals_study.py [--quick] [--levers ...] [--kinds on off]``. On several
+cores, ``--only 0 1`` runs some truths (one process each, ``--name`` per part) and ``--combine
+PART ... --name X`` merges the parts' JSON into one report.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import asdict
 
 import numpy as np
 import torch
-from _common import print_table, write_json
+from _common import RESULTS, print_table, write_json
 from latent_sgd_study import NOISE_NS, still_improving
 
 from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward, ns_to_s
 from geoinv.prior import PatchSampler, default_training_image, default_vae
-from geoinv.solvers import RefineConfig, Stage, refine_models
+from geoinv.solvers import Refill, RefineConfig, Stage, refine_models
 from geoinv.solvers.proposals import ProposalConfig, Proposals
 from geoinv.workflows import representative_crop
 
@@ -59,6 +65,9 @@ def lever_solver(lever: str, starts: int, seed: int, pairs: int, quick: bool):
         finish = finish.with_epochs(1)
     if lever == "proposals":
         return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network)
+    if lever.startswith("proposals, ") and lever.endswith(" draws, refill"):  # e.g. "proposals, 3 draws, refill"
+        search = lever_solver(lever.removesuffix(", refill"), starts, seed, pairs, quick)
+        return Refill(search, seed=seed, n_starts=starts)
     if lever.startswith("proposals, ") and lever.endswith(" draws"):  # e.g. "proposals, 3 draws"
         draws = int(lever.split()[1])
         return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network,
@@ -78,16 +87,22 @@ def run_case(solver, operator, vae, petrophysics, truth, noise_seed: int) -> dic
                                          torch.Generator().manual_seed(noise_seed))
     problem = build_problem(field, vae, operator, petrophysics)
     one_off = {}
-    if not solver.is_fitted or isinstance(solver, Proposals):
+    if not solver.is_fitted or isinstance(solver, (Proposals, Refill)):
         started = time.perf_counter()
         solver.fit(problem)
-        one_off = {"fit_s": time.perf_counter() - started, **getattr(solver, "network_info", {})}
+        network = getattr(getattr(solver, "search_solver", solver), "network_info", {})
+        one_off = {"fit_s": time.perf_counter() - started, **network}
     started = time.perf_counter()
     solutions = solver.solve(problem)
     seconds = time.perf_counter() - started
     model_rmse = (solutions.models[0] - truth).pow(2).mean(dim=(1, 2)).sqrt()
     refined = refine_models(problem, solutions, RefineConfig(n_models=1, steps=150))
-    return {"accepted": int(solutions.accepted[0].sum()), "starts": solutions.n_candidates,
+    search = {}
+    if "refilled" in solutions.history:  # the search's own result: the refilled candidates were not accepted
+        refilled = torch.as_tensor(np.asarray(solutions.history["refilled"][0]))
+        search = {"search_accepted": int((solutions.accepted[0] & ~refilled).sum()), "refilled": int(refilled.sum()),
+                  "refilled_accepted": int((solutions.accepted[0] & refilled).sum())}
+    return {**search, "accepted": int(solutions.accepted[0].sum()), "starts": solutions.n_candidates,
             "best_sigma": float(solutions.normalised_misfit[0, 0]),
             "median_sigma": float(solutions.normalised_misfit[0].median()),
             "model_rmse_best": float(model_rmse[0]),
@@ -99,7 +114,12 @@ def run_case(solver, operator, vae, petrophysics, truth, noise_seed: int) -> dic
 
 def summarise(cases: list[dict]) -> dict:
     accepted, starts = sum(c["accepted"] for c in cases), sum(c["starts"] for c in cases)
-    return {"accepted": f"{accepted}/{starts}", "accepted_fraction": accepted / starts,
+    search = {}
+    if all("search_accepted" in c for c in cases):
+        searched = sum(c["search_accepted"] for c in cases)
+        search = {"search_accepted": f"{searched}/{starts}", "refilled": sum(c["refilled"] for c in cases),
+                  "refilled_accepted": sum(c["refilled_accepted"] for c in cases)}
+    return {**search, "accepted": f"{accepted}/{starts}", "accepted_fraction": accepted / starts,
             "truths_reached": sum(c["best_sigma"] <= 1.1 for c in cases),
             "best_sigma": float(np.median([c["best_sigma"] for c in cases])),
             "worst_best_sigma": float(np.max([c["best_sigma"] for c in cases])),
@@ -121,7 +141,11 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["on", "off"], choices=["on", "off"])
     parser.add_argument("--levers", nargs="+", default=["proposals", "proposals, 2 draws", "default"])
     parser.add_argument("--name", default="proposals_study")
+    parser.add_argument("--only", type=int, nargs="+", help="run only these truths (indices per kind)")
+    parser.add_argument("--combine", nargs="+", metavar="PART", help="merge these runs' JSON (names) into --name")
     args = parser.parse_args()
+    if args.combine:
+        return combine(args.combine, args.name)
     if args.quick:
         args.truths, args.starts, args.pairs = 1, 2, 256
     torch.set_num_threads(1)
@@ -135,17 +159,26 @@ def main() -> None:
         for kind in args.kinds:
             results = []
             for k, (case_kind, truth) in enumerate(cases):
-                if case_kind != kind:
+                index = k if case_kind == "on" or "on" not in args.kinds else k - args.truths
+                if case_kind != kind or (args.only is not None and index not in args.only):
                     continue
-                result = run_case(solver, operator, vae, petrophysics, truth, args.truth_seed + 7 + k)
+                result = {"truth": index, **run_case(solver, operator, vae, petrophysics, truth,
+                                                     args.truth_seed + 7 + k)}
                 results.append(result)
-                print(f"{lever:20s} {kind:3s} truth {len(results) - 1}: accepted {result['accepted']}/"
+                print(f"{lever:20s} {kind:3s} truth {index}: accepted {result['accepted']}/"
                       f"{result['starts']}, best {result['best_sigma']:.2f} σ, median {result['median_sigma']:.2f} σ, "
                       f"model RMSE {result['model_rmse_best']:.3f} (refined {result['model_rmse_refined']:.3f}), "
                       f"{result['seconds_per_candidate']:.1f} s/candidate", flush=True)
+            proposals = getattr(solver, "search_solver", solver)
             rows.append({"forward": "eikonal", "truths": kind, "lever": lever, **summarise(results),
                          "solver": solver.describe() if lever == "default" else
-                         {**solver.describe(), "network_config": asdict(solver.config.network_config)}})
+                         {**solver.describe(), "network_config": asdict(proposals.config.network_config)}})
+    report(rows, args.truths, args.starts)
+    write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args),
+                           "vae_training": vae.metadata.get("training", {})})
+
+
+def report(rows: list[dict], truths: int, starts: int) -> None:
     print()
     print_table(rows, [("truths", "truths", ""), ("lever", "lever", ""), ("accepted", "accepted", ""),
                        ("truths_reached", "truths ≤ 1.1 σ", "d"), ("best_sigma", "best σ", ".2f"),
@@ -153,10 +186,27 @@ def main() -> None:
                        ("model_rmse_best", "model RMSE", ".3f"), ("model_rmse_refined", "refined", ".3f"),
                        ("seconds_per_candidate", "s/candidate", ".1f"),
                        ("still_improving_pct", "last-10% drop %", ".2f")])
-    print(f"\n{args.truths} truths per kind × {args.starts} candidates; σ = {NOISE_NS} ns; medians over truths; "
+    print(f"\n{truths} truths per kind × {starts} candidates; σ = {NOISE_NS} ns; medians over truths; "
           "one-off network cost in each row's per_truth[0].one_off")
-    write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args),
-                           "vae_training": vae.metadata.get("training", {})})
+    if any("search_accepted" in row for row in rows):
+        print_table(rows, [("truths", "truths", ""), ("lever", "lever", ""), ("search_accepted", "search accepted", ""),
+                           ("refilled", "refilled", "d"), ("refilled_accepted", "refilled accepted", "d")])
+
+
+def combine(parts: list[str], name: str) -> None:
+    """Merge runs of some truths each (``--only``) into one report, rows matched by lever and truth kind."""
+    loaded = [json.loads((RESULTS / f"{part}.json").read_text()) for part in parts]
+    rows = []
+    for row in loaded[0]["rows"]:
+        cases = [case for run in loaded for other in run["rows"]
+                 if (other["lever"], other["truths"]) == (row["lever"], row["truths"]) for case in other["per_truth"]]
+        cases.sort(key=lambda case: case.get("truth", 0))
+        rows.append({"forward": row["forward"], "truths": row["truths"], "lever": row["lever"], **summarise(cases),
+                     "solver": row["solver"]})
+    args = {**loaded[0]["args"], "only": None, "combined_from": parts}
+    report(rows, len(rows[0]["per_truth"]), args["starts"])
+    write_json(name, {"noise_ns": NOISE_NS, "rows": rows, "args": args,
+                      "vae_training": loaded[0]["vae_training"]})
 
 
 if __name__ == "__main__":

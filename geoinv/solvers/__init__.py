@@ -18,6 +18,7 @@ from .latent_sgd import LatentSGD, expected_latent_norm
 from .mcmc import LatentMCMC, LatentMCMCConfig
 from .neural_adjoint import NeuralAdjoint, NeuralAdjointConfig
 from .refine import RefineConfig, refine_models
+from .rml import Refill, RefillConfig, rml_samples
 from .schedule import LatentSGDConfig, Stage
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "NeuralAdjoint",
     "NeuralAdjointConfig",
     "ProgressBar",
+    "Refill",
+    "RefillConfig",
     "RefineConfig",
     "RunInfo",
     "Solutions",
@@ -50,6 +53,7 @@ __all__ = [
     "expected_latent_norm",
     "load_solver",
     "refine_models",
+    "rml_samples",
     "solver",
 ]
 

@@ -52,6 +52,13 @@ class GaussNewtonStep:
     min_decrease : float
         A start stops when an accepted step lowers its objective by less than
         this many percent (pyGIMLi's ``dPhi``); 0: only at the noise or a stall.
+    shift : torch.Tensor, shape (B, n), optional
+        Each start's penalty is ``R(z − shift)``: with ``'origin'`` on a standard-normal latent prior,
+        ``‖z − μ − shift‖²``, the perturbed prior mean of randomized maximum likelihood
+        (:mod:`geoinv.solvers.rml`).
+    stop_at_noise : bool
+        Stop a start whose normalised RMSE reaches 1 (needs the problem's noise level). Off for
+        randomized maximum likelihood, whose perturbed optimum lies beyond it.
 
     Notes
     -----
@@ -65,22 +72,34 @@ class GaussNewtonStep:
 
     def __init__(self, problem: InverseProblem, rows: torch.Tensor, regularization: str = "origin",
                  reg_weight: float = 1.0, damping: float = 1e-3, max_step: float | None = None,
-                 min_decrease: float = 0.0) -> None:
+                 min_decrease: float = 0.0, shift: torch.Tensor | None = None, stop_at_noise: bool = True) -> None:
         self.problem, self.rows = problem, rows
+        if shift is not None and tuple(shift.shape) != (rows.shape[0], problem.n_parameters):
+            raise ValueError(f"shift must be (B, n_parameters) = ({rows.shape[0]}, {problem.n_parameters}), "
+                             f"got {tuple(shift.shape)}")
+        self.shift = shift
         self.regularization, self.reg_weight = regularization, reg_weight
         noise = problem.noise_std
         self.sigma = (torch.ones(problem.n_data) if noise is None else noise).to(rows.device, rows.dtype)
-        self.stop_at_noise = noise is not None
+        self.stop_at_noise = noise is not None and stop_at_noise
         self.initial_damping = damping
         self.max_step = max_step
         self.min_decrease = min_decrease
         self.state: _State | None = None
 
-    def _objective(self, latent: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """φ and the residuals ``F(z) − d`` of each row of ``latent``."""
+    def _objective(self, latent: torch.Tensor, rows: torch.Tensor, shift: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """φ and the residuals ``F(z) − d`` of each row of ``latent`` (penalty at ``latent − shift``)."""
         residual = self.problem.forward(latent) - rows
         chi2 = (residual / self.sigma).pow(2).sum(dim=1)
-        return chi2 + self.reg_weight * self.problem.regularization(latent, self.regularization), residual
+        penalised = latent if shift is None else latent - shift.to(latent.device, latent.dtype)
+        return chi2 + self.reg_weight * self.problem.regularization(penalised, self.regularization), residual
+
+    def _shift(self, index: torch.Tensor | None = None, repeats: int = 1) -> torch.Tensor | None:
+        if self.shift is None:
+            return None
+        shift = self.shift if index is None else self.shift[index]
+        return shift.repeat(repeats, 1)
 
     @torch.no_grad()
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
@@ -96,7 +115,7 @@ class GaussNewtonStep:
     def begin(self, latent: torch.Tensor) -> None:
         """Evaluate the starts ``latent`` (B, n) without stepping (the first call does it too)."""
         if self.state is None:
-            objective, residual = self._objective(latent, self.rows)
+            objective, residual = self._objective(latent, self.rows, self._shift())
             self.state = _State(objective, residual, torch.full_like(objective, self.initial_damping),
                                 torch.ones_like(objective, dtype=torch.bool))
             self._stop_fitted()
@@ -134,10 +153,11 @@ class GaussNewtonStep:
     def _iterate(self, latent: torch.Tensor, active: torch.Tensor) -> None:
         state = self._started()
         points, rows = latent[active], self.rows[active]
-        direction = self._direction(points, state.residual[active], state.damping[active])
+        direction = self._direction(points, state.residual[active], state.damping[active], self._shift(active))
         steps = torch.tensor(LINE_SEARCH, dtype=points.dtype, device=points.device)
         trials = points[None] + steps[:, None, None] * direction[None]  # (A, B_active, n)
-        objective, residual = self._objective(trials.reshape(-1, points.shape[1]), rows.repeat(len(steps), 1))
+        objective, residual = self._objective(trials.reshape(-1, points.shape[1]), rows.repeat(len(steps), 1),
+                                              self._shift(active, len(steps)))
         objective, residual = objective.reshape(len(steps), -1), residual.reshape(len(steps), len(active), -1)
         best = objective.argmin(dim=0)
         columns = torch.arange(len(active), device=best.device)
@@ -151,13 +171,15 @@ class GaussNewtonStep:
         state.damping[active] = torch.where(improved, damping / _DAMPING_DOWN, damping * _DAMPING_UP)
         state.active[active] &= state.damping[active] < _DAMPING_MAX
 
-    def _direction(self, points: torch.Tensor, residual: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
+    def _direction(self, points: torch.Tensor, residual: torch.Tensor, damping: torch.Tensor,
+                   shift: torch.Tensor | None = None) -> torch.Tensor:
         """The damped Gauss-Newton direction of each point, given its residuals ``F(z) − d`` (float64 solve)."""
         sigma = self.sigma.double().cpu()
         jacobian = self.problem.jacobian(points) / sigma[:, None]  # (B, N, n), float64 CPU
         residual = residual.double().cpu() / sigma
+        penalised = points if shift is None else points - shift.to(points.device, points.dtype)
         gradient = jacobian.transpose(1, 2) @ residual[..., None] + self.reg_weight / 2 * self._penalty_gradient(
-            points)[..., None]
+            penalised)[..., None]
         normal = jacobian.transpose(1, 2) @ jacobian
         scale = normal.diagonal(dim1=1, dim2=2).mean(dim=1)
         identity = torch.eye(points.shape[1], dtype=torch.float64)

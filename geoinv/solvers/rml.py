@@ -1,0 +1,203 @@
+"""Randomized maximum likelihood: more candidates from the basins a search has found.
+
+A global search on a nonlinear forward (amortized proposals on eikonal data)
+finds the data's basin from a fraction of its draws; the draws that miss it end
+in local minima. Once one candidate is accepted, more candidates of that basin
+cost a few Gauss-Newton iterations each: randomized maximum likelihood (RML,
+Oliver, He & Reynolds 1996; "randomize-then-optimize", Bardsley et al. 2014)
+minimises, for each new candidate k,
+
+    φ_k(z) = ‖(F(z) − d − e_k) / σ‖² + ‖z − μ − ε_k‖²,   e_k ~ N(0, σ²),  ε_k ~ N(0, I),
+
+from an accepted candidate. For a linear forward and a Gaussian prior its
+minimisers are exact posterior samples; for a nonlinear forward, started inside
+a basin, they are approximate samples of that basin. They replace the
+candidates that were not accepted, so the ensemble's maps spread over the
+basin instead of mixing in wrong structures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from ..problem import InverseProblem
+from .base import Solutions, Solver
+from .gauss_newton_step import GaussNewtonStep
+
+__all__ = ["Refill", "RefillConfig", "rml_samples"]
+
+
+@dataclass(frozen=True)
+class RefillConfig:
+    """Settings of :class:`Refill` and :func:`rml_samples`.
+
+    Parameters
+    ----------
+    iterations : int
+        Gauss-Newton iterations per RML candidate at most.
+    min_decrease : float
+        An RML candidate stops when a step lowers its objective by less than this many percent.
+    damping : float
+        Initial Levenberg damping (relative to the mean diagonal of ``JᵀJ``).
+    seed : int
+        Seeds the data and prior perturbations (when ``solve`` is given no generator).
+    n_starts : int
+        Candidates per data set when ``solve`` is not told (passed on to the search).
+    progress : bool
+        Show a progress bar over the iterations.
+    """
+
+    iterations: int = 8
+    min_decrease: float = 0.1
+    damping: float = 1e-3
+    seed: int = 0
+    n_starts: int = 20
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
+            raise ConfigError(f"iterations must be an integer >= 1 (Gauss-Newton iterations per RML candidate), "
+                              f"got {self.iterations!r}")
+        if not self.min_decrease >= 0 or not self.damping > 0:
+            raise ConfigError(f"min_decrease must be >= 0 (percent) and damping > 0, got {self.min_decrease!r} "
+                              f"and {self.damping!r}")
+
+
+def rml_samples(problem: InverseProblem, target: torch.Tensor, starts: torch.Tensor,
+                generator: torch.Generator | None = None, config: RefillConfig | None = None) -> torch.Tensor:
+    """Randomized-maximum-likelihood candidates, one per start.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        With a noise level (σ of the data perturbations) and a Jacobian.
+    target : torch.Tensor, shape (B, n_data) or (n_data,)
+        The observed data of each start (one row for all).
+    starts : torch.Tensor, shape (B, n_parameters)
+        Where each candidate's Gauss-Newton iterations start (accepted candidates).
+    generator : torch.Generator, optional
+        Draws the perturbations: data ``e ~ N(0, σ²)``, then prior ``ε`` as prior draws less the prior mean.
+    config : RefillConfig, optional
+
+    Returns
+    -------
+    torch.Tensor, shape (B, n_parameters)
+        The minimisers of each start's perturbed objective (float32, on the problem's device).
+    """
+    config = config or RefillConfig()
+    if problem.noise_std is None:
+        raise ConfigError("randomized maximum likelihood perturbs the data by their noise: build the problem with "
+                          "noise_std")
+    n_starts = starts.shape[0]
+    rows = torch.as_tensor(target).reshape(-1, problem.n_data).to(problem.device, torch.float32)
+    rows = rows.expand(n_starts, -1) if rows.shape[0] == 1 else rows
+    noise = problem.noise_std.to(rows.device, rows.dtype)
+    perturbation = torch.randn(n_starts, problem.n_data, generator=generator).to(rows.device)
+    perturbed = rows + noise * perturbation
+    shift = (problem.sample_prior(n_starts, generator) - problem.prior_mean.to(problem.device)).float()
+    latent = starts.detach().to(problem.device, torch.float32).clone()
+    step = GaussNewtonStep(problem, perturbed, "origin", 1.0, config.damping, min_decrease=config.min_decrease,
+                           shift=shift, stop_at_noise=False)
+    with tqdm(total=config.iterations, desc="RML candidates", unit="iteration", disable=not config.progress) as bar:
+        for _ in range(config.iterations):
+            step(latent)
+            bar.update()
+            if step.finished:
+                break
+    return latent
+
+
+class Refill(Solver):
+    """Replace a search's unaccepted candidates by RML candidates started from its accepted ones.
+
+    Parameters
+    ----------
+    search : Solver
+        Any solver with parameter-vector candidates (e.g. amortized proposals and their finish).
+    config : RefillConfig, optional
+    **overrides
+        Replace single settings of ``config``.
+
+    Notes
+    -----
+    Per data set with at least one accepted and one unaccepted candidate, each
+    unaccepted candidate is replaced by :func:`rml_samples` from an accepted
+    one (the accepted in turn, best first); data sets with none accepted keep
+    the search's candidates. Every candidate is then re-simulated and judged by
+    the one acceptance rule, so an RML candidate that leaves the noise counts as
+    unaccepted. The history is the search's (its ``order`` as ``search_order``)
+    and ``refilled`` ``(S, R)``: which candidates, in the returned order, are RML's.
+    """
+
+    name = "refill"
+    config_class = RefillConfig
+
+    def __init__(self, search: Solver, config: RefillConfig | None = None, callbacks=(), **overrides) -> None:
+        super().__init__(config, callbacks, **overrides)
+        if not isinstance(search, Solver):
+            raise ConfigError(f"refill wraps a geoinv Solver, got {type(search).__name__}")
+        if search.model_space:
+            raise ConfigError(f"refill starts Gauss-Newton from parameter vectors; {search.name!r} returns models")
+        if search.samples:
+            raise ConfigError(f"refill replaces a search's unaccepted optima; {search.name!r} returns posterior "
+                              "samples")
+        self.search_solver = search
+        self.takes_starts = search.takes_starts
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.search_solver.is_fitted
+
+    def fit(self, problem: InverseProblem, **kwargs) -> Refill:
+        self.search_solver.fit(problem, **kwargs)
+        return self
+
+    def describe(self) -> dict:
+        return {**super().describe(), "search": self.search_solver.describe()}
+
+    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+              generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
+        if problem.noise_std is None:
+            raise ConfigError("refill judges and perturbs candidates by the data's noise: build the problem with "
+                              "noise_std")
+        generator = generator or torch.Generator().manual_seed(self.config.seed)
+        found = self.search_solver.solve(problem, observed, n_candidates or self.config.n_starts,
+                                         generator=generator, initial=initial)
+        started = time.perf_counter()
+        target = problem.targets(observed)
+        slots, starts = _refill_plan(found.accepted, found.parameters)
+        candidates = found.parameters.clone()
+        if slots:
+            surveys = torch.tensor([survey for survey, _ in slots])
+            new = rml_samples(problem, target[surveys], starts, generator, self.config).cpu()
+            for (survey, position), candidate in zip(slots, new, strict=True):
+                candidates[survey, position] = candidate.to(candidates.dtype)
+        refilled = np.zeros(found.accepted.shape, dtype=bool)
+        for survey, position in slots:
+            refilled[survey, position] = True
+        history = dict(found.history)
+        history["search_order"] = history.pop("order")
+        solutions = self.finish(problem, candidates, target, history, found.wall_time + time.perf_counter() - started)
+        order = np.asarray(solutions.history["order"])
+        solutions.history["refilled"] = np.take_along_axis(refilled, order, axis=1)
+        return replace(solutions, config={**solutions.config, **found.config, **self.describe()})
+
+
+def _refill_plan(accepted: torch.Tensor, parameters: torch.Tensor) -> tuple[list, torch.Tensor]:
+    """``[(survey, position)]`` of the candidates to replace and the accepted candidate each starts from."""
+    slots, starts = [], []
+    for survey in range(accepted.shape[0]):
+        good = torch.nonzero(accepted[survey]).flatten()
+        bad = torch.nonzero(~accepted[survey]).flatten()
+        if not good.numel() or not bad.numel():
+            continue
+        for k, position in enumerate(bad.tolist()):
+            slots.append((survey, position))
+            starts.append(parameters[survey, good[k % good.numel()]])
+    return slots, torch.stack(starts) if starts else torch.empty(0, parameters.shape[-1])

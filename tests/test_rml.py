@@ -1,0 +1,103 @@
+"""Randomized maximum likelihood: exact on a linear-Gaussian posterior; refill keeps accepted basins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geoinv import ConfigError, InverseProblem
+from geoinv.solvers import Refill, RefillConfig, Solver, rml_samples
+from geoinv.solvers.base import Search
+
+from .conftest import TINY_TRUTH
+from .test_sampling import latent_problem
+
+
+class AsGiven(Solver):
+    """A solver whose candidates are its starts (stands for a search that found some basins and missed others)."""
+
+    name = "as-given"
+    config_class = RefillConfig
+
+    def search(self, problem, target, starts, generator, n_candidates):
+        return Search(starts)
+
+
+def linear_gaussian(n_data: int = 40, seed: int = 0):
+    """F(z) = A z, z ~ N(0, I), σ = 0.5: the posterior N(C Aᵀd/σ², C), C = (I + AᵀA/σ²)⁻¹."""
+    generator = torch.Generator().manual_seed(seed)
+    matrix = torch.randn(n_data, 3, generator=generator) / 8  # data and prior weigh alike in the posterior
+    sigma = 0.5
+    observed = matrix @ torch.randn(3, generator=generator) + sigma * torch.randn(n_data, generator=generator)
+    problem = latent_problem(lambda z: z @ matrix.T, 3, observed, sigma)
+    # the closed-form Jacobian (autograd's, per point, is tested elsewhere and slow for thousands of points)
+    problem.jacobian = lambda points: matrix.double().expand(len(points), -1, -1)  # type: ignore[method-assign]
+    covariance = torch.linalg.inv(torch.eye(3) + matrix.T @ matrix / sigma**2)
+    return problem, covariance @ matrix.T @ observed / sigma**2, covariance
+
+
+def test_rml_samples_are_posterior_samples_on_a_linear_gaussian_problem():
+    problem, mean, covariance = linear_gaussian()
+    n = 8000
+    starts = torch.zeros(n, 3)  # away from the posterior mean: the iterations get there
+    samples = rml_samples(problem, problem.targets(), starts, torch.Generator().manual_seed(1),
+                          RefillConfig(iterations=5, min_decrease=0.0)).double()
+    standard_error = covariance.diagonal().sqrt() / n**0.5
+    assert ((samples.mean(dim=0) - mean).abs() < 4 * standard_error).all()
+    # each entry of the sample covariance within ~4 standard errors (√(2/n) ≈ 0.016 relative on the diagonal);
+    # leaving out the prior's perturbation would shrink it by ~25 %, the data's by ~75 %
+    torch.testing.assert_close(torch.cov(samples.T), covariance.double(),
+                               atol=0.06 * float(covariance.diagonal().max()), rtol=0)
+
+
+def test_rml_refuses_a_problem_without_noise():
+    problem = InverseProblem(lambda z: z, 2, 2, lambda n, generator=None: torch.zeros(n, 2), observed=[0.0, 0.0])
+    with pytest.raises(ConfigError, match="noise_std"):
+        rml_samples(problem, problem.targets(), torch.zeros(2, 2))
+    with pytest.raises(ConfigError, match="noise_std"):
+        Refill(AsGiven()).solve(problem, initial=torch.zeros(2, 2))
+
+
+def test_refill_replaces_unaccepted_candidates_from_the_accepted_basin(tiny_latent_problem):
+    problem = tiny_latent_problem
+    wrong = torch.tensor([[-1.5, 1.5, -1.0], [1.5, 1.5, 1.5], [-2.0, -2.0, 0.0]])
+    starts = torch.cat([TINY_TRUTH, wrong])
+    alone = AsGiven().solve(problem, initial=starts)
+    assert alone.accepted[0].tolist() == [True, False, False, False]  # the truth fits; the wrong points do not
+    solutions = Refill(AsGiven(), seed=3).solve(problem, initial=starts)
+    assert solutions.accepted.all()
+    refilled = solutions.history["refilled"]
+    assert refilled.shape == (1, 4) and refilled.sum() == 3
+    kept = solutions.parameters[0][~torch.as_tensor(refilled[0])]
+    torch.testing.assert_close(kept, TINY_TRUTH)  # accepted candidates are returned as they were
+    new = solutions.parameters[0][torch.as_tensor(refilled[0])]
+    distances = (new - TINY_TRUTH).norm(dim=1)
+    assert (distances > 1e-3).all() and (distances < 0.5).all()  # spread around the accepted basin, not copies
+    assert torch.pdist(new).min() > 1e-3
+    assert solutions.config["solver"] == "refill" and solutions.config["search"]["solver"] == "as-given"
+    # the same seed, the same candidates
+    again = Refill(AsGiven(), seed=3).solve(problem, initial=starts)
+    torch.testing.assert_close(again.parameters, solutions.parameters)
+
+
+def test_refill_leaves_a_data_set_without_accepted_candidates_as_the_search_left_it(tiny_latent_problem):
+    problem = tiny_latent_problem
+    wrong = torch.tensor([[-1.5, 1.5, -1.0], [1.5, 1.5, 1.5]])
+    searched = AsGiven().solve(problem, initial=wrong)
+    solutions = Refill(AsGiven()).solve(problem, initial=wrong)
+    assert not solutions.accepted.any() and not np.asarray(solutions.history["refilled"]).any()
+    torch.testing.assert_close(solutions.parameters, searched.parameters)
+
+
+def test_refill_refuses_what_it_cannot_refill():
+    from geoinv.solvers.pygimli_smooth import PyGimliSmooth
+
+    with pytest.raises(ConfigError, match="returns models"):
+        Refill(PyGimliSmooth())
+    with pytest.raises(ConfigError, match="Solver"):
+        Refill(object())
+    with pytest.raises(ConfigError, match="iterations"):
+        RefillConfig(iterations=0)
+    with pytest.raises(ConfigError, match="min_decrease"):
+        RefillConfig(min_decrease=-1.0)
