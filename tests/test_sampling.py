@@ -243,3 +243,37 @@ def test_delayed_acceptance_needs_a_surrogate_where_the_problem_has_no_lineariza
     with pytest.raises(ConfigError, match="needs a surrogate"):
         LatentMCMC(n_draws=2, n_warmup=1, n_samples=2, approach_steps=0,
                    delayed_acceptance=True).solve(two_mode_problem())
+
+
+def skewed_problem() -> InverseProblem:
+    """d = z₀ + 0.2 z₀³ = 1 (σ = 0.5), d = z₁ = 0 (σ = 0.5): a skewed, unimodal posterior in z₀."""
+    return latent_problem(lambda z: torch.stack([z[:, 0] + 0.2 * z[:, 0] ** 3, z[:, 1]], dim=1), 2, [1.0, 0.0], 0.5)
+
+
+def skewed_moments() -> tuple[float, float]:
+    """Mean and variance of z₀ under the skewed posterior, by quadrature."""
+    grid = torch.linspace(-6, 6, 200001, dtype=torch.float64)
+    log_density = -0.5 * grid**2 - 0.5 * ((grid + 0.2 * grid**3 - 1.0) / 0.5) ** 2
+    weight = (log_density - log_density.max()).exp()
+    weight /= weight.sum()
+    mean = float((weight * grid).sum())
+    return mean, float((weight * (grid - mean) ** 2).sum())
+
+
+def test_independence_moves_keep_the_chain_exact_and_decorrelate_it():
+    mean, variance = skewed_moments()
+    start = torch.tensor([[0.7, 0.0], [0.9, 0.3], [0.6, -0.3], [0.8, 0.1]])
+    settings = {"n_temperatures": 1, "n_draws": 1500, "n_warmup": 300, "approach_steps": 0, "n_samples": 500,
+                "seed": 4}
+    plain = LatentMCMC(**settings).solve(skewed_problem(), initial=start)
+    jumping = LatentMCMC(independence=1.5, **settings).solve(skewed_problem(), initial=start)
+    draws = torch.as_tensor(jumping.history["chain_latent"][:, 0, :, 0]).double().flatten()
+    report, before = mixing(jumping, warn=False), mixing(plain, warn=False)
+    standard_error = (variance / report.ess_bulk[0, 0]) ** 0.5
+    assert abs(float(draws.mean()) - mean) < 4 * standard_error  # the Laplace proposal is not the target
+    assert float(draws.var()) == pytest.approx(variance, rel=0.15)
+    assert 0.3 < float(jumping.history["independence_rate"][0]) <= 1.0
+    assert report.ess_bulk[0].min() > 1.5 * before.ess_bulk[0].min()
+    assert "independence_rate" not in plain.history
+    with pytest.raises(ConfigError, match="independence"):
+        LatentMCMCConfig(independence=-1.0)

@@ -11,12 +11,13 @@ from .engine import (
     ChainRecord,
     adaptation_windows,
     approach,
+    independence_proposal,
     laplace_covariance,
     laplace_starts,
     run_replica_exchange,
     temperature_ladder,
 )
-from .moves import langevin_proposal, mala_step, swap_step
+from .moves import independence_step, langevin_proposal, mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "MixingWarning",
     "adaptation_windows",
     "approach",
+    "independence_proposal",
+    "independence_step",
     "inference_data",
     "interval_coverage",
     "langevin_proposal",

@@ -18,11 +18,11 @@ import torch
 
 from ..errors import ConfigError
 from .delayed import delayed_mala_step
-from .moves import mala_step, swap_step
+from .moves import independence_step, mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
-__all__ = ["PRECONDITIONERS", "ChainRecord", "adaptation_windows", "approach", "laplace_covariance",
-           "laplace_starts", "run_replica_exchange", "temperature_ladder"]
+__all__ = ["PRECONDITIONERS", "ChainRecord", "adaptation_windows", "approach", "independence_proposal",
+           "laplace_covariance", "laplace_starts", "run_replica_exchange", "temperature_ladder"]
 
 #: where covariance windows start and end, as fractions of the warm-up
 _WINDOWS = ((0.15, 0.35), (0.35, 0.6), (0.6, 0.9))
@@ -64,6 +64,8 @@ class ChainRecord:
         Exact forward evaluations, one per chain and call (all temperatures, warm-up included).
     screen_rate : ndarray, shape (S,), optional
         With delayed acceptance: the fraction of β = 1 proposals that passed the surrogate.
+    independence_rate : ndarray, shape (S,), optional
+        With independence moves: their mean acceptance probability at β = 1 after warm-up.
     """
 
     latent: np.ndarray
@@ -77,6 +79,22 @@ class ChainRecord:
     kept_data: torch.Tensor
     evaluations: int = 0
     screen_rate: np.ndarray | None = None
+    independence_rate: np.ndarray | None = None
+
+
+def independence_proposal(posterior: LatentPosterior, center: torch.Tensor, beta: torch.Tensor,
+                          scale: float) -> torch.Tensor:
+    """Cholesky factors ``(S, K, n, n)`` of ``scale² ×`` the Laplace covariance at each ``center`` ``(S, K, n)``.
+
+    The fixed Gaussian of :func:`~geoinv.sampling.moves.independence_step`: the Gauss-Newton posterior
+    covariance (β JᵀΣ_d⁻¹J + I)⁻¹ of each temperature at the mean of its chains, widened by ``scale``
+    (> 1, so that its tails cover the target's).
+    """
+    n_surveys, n_temperatures, n_parameters = center.shape
+    betas = beta.double().cpu()[None, :].expand(n_surveys, -1).reshape(-1)
+    covariance = laplace_covariance(posterior.problem, center.reshape(-1, n_parameters), betas)
+    factor = torch.linalg.cholesky(covariance) * scale
+    return factor.to(center).reshape(n_surveys, n_temperatures, n_parameters, n_parameters)
 
 
 def approach(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, steps: int,
@@ -201,7 +219,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                          n_draws: int, thin: int, generator: torch.Generator, monitor=None,
                          target_acceptance: float = 0.574, initial_step: float = 0.1,
                          adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton",
-                         surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None) -> ChainRecord:
+                         surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None,
+                         independence: float = 0.0) -> ChainRecord:
     """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
 
     Parameters
@@ -234,6 +253,11 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         :class:`LatentPosterior` whose problem simulates row b of a batch for chain
         b); the recorded steps then use delayed acceptance
         (:func:`~geoinv.sampling.delayed.delayed_mala_step`).
+    independence : float
+        > 0: after every recorded MALA step, an independence move
+        (:func:`~geoinv.sampling.moves.independence_step`) from the Laplace approximation at
+        the mean of the last warm-up window's draws, its standard deviations times
+        ``independence``; fixed for the recorded steps, so the chain stays exact. 0: off.
     """
     n_surveys, n_temperatures, n_chains, n_parameters = start.shape
     beta = beta.to(start)
@@ -252,10 +276,15 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     draws_done = 0
     screen, screened = None, None
     passed = torch.zeros(n_surveys)
+    fixed: tuple[torch.Tensor, torch.Tensor] | None = None
+    center = state.latent.mean(dim=2)  # the last warm-up window's mean replaces it
+    independent = torch.zeros(n_surveys)
     for step in range(n_warmup + n_draws):
         if surrogate is not None and step == n_warmup:
             screen = surrogate(state.latent)
             screened = screen.evaluate(state.latent)
+        if independence > 0 and step == n_warmup:
+            fixed = center, independence_proposal(posterior, center, beta, independence)
         if screen is not None and screened is not None:
             state, screened, first, accepted = delayed_mala_step(posterior, screen, state, screened, beta, log_step,
                                                                  chol, generator)
@@ -263,6 +292,11 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             passed += first[:, 0].float().mean(dim=1).cpu()
         else:
             state, acceptance = mala_step(posterior, state, beta, log_step, chol, generator)
+        if fixed is not None:
+            state, jumped = independence_step(posterior, state, beta, *fixed, generator)
+            independent += jumped[:, 0].mean(dim=1).cpu()
+            if screen is not None:
+                screened = screen.evaluate(state.latent)
         state, swapped = swap_step(state, beta, step % 2, generator)
         if screen is not None and bool((swapped == 1).any()):
             screened = screen.evaluate(state.latent)  # each chain slot has its own surrogate
@@ -273,6 +307,7 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                 if start_step <= step < end_step:
                     window_draws.append(state.latent.clone())
                 if step == end_step - 1:
+                    center = torch.stack(window_draws).mean(dim=(0, 3))
                     new_chol = (_gauss_newton_factor(posterior, state, beta) if preconditioner == "gauss-newton"
                                 else _covariance_factor(torch.stack(window_draws)))
                     log_step = _rescaled_step(log_step, chol, new_chol)
@@ -299,7 +334,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                        step_size=log_step.exp().cpu().numpy(),
                        kept_latent=_chain_major(kept_latent, n_surveys, n_parameters),
                        kept_data=_chain_major(kept_data, n_surveys, -1), evaluations=posterior.evaluations,
-                       screen_rate=(passed / max(draws_done, 1)).numpy() if screen is not None else None)
+                       screen_rate=(passed / max(draws_done, 1)).numpy() if screen is not None else None,
+                       independence_rate=(independent / max(draws_done, 1)).numpy() if fixed is not None else None)
 
 
 def _chain_major(kept: list[torch.Tensor], n_surveys: int, width: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""The two moves of the sampler: a preconditioned MALA step per replica and replica-exchange swaps.
+"""The moves of the sampler: a preconditioned MALA step per replica, an independence step from a
+fixed Gaussian, and replica-exchange swaps.
 
-Both are exact Metropolis–Hastings moves for the tempered targets of :mod:`geoinv.sampling.target`;
+Each is an exact Metropolis–Hastings move for the tempered targets of :mod:`geoinv.sampling.target`;
 all data sets, temperatures and chains move in one batched call.
 """
 
@@ -12,7 +13,7 @@ import torch
 
 from .target import ChainState, LatentPosterior
 
-__all__ = ["langevin_proposal", "mala_step", "swap_step"]
+__all__ = ["independence_step", "langevin_proposal", "mala_step", "swap_step"]
 
 
 def _times(chol: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
@@ -86,6 +87,43 @@ def mala_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor,
         The acceptance probabilities min(1, α) (what step-size adaptation averages).
     """
     proposed, log_ratio = langevin_proposal(posterior.evaluate, state, beta, log_step, chol, generator)
+    accept = _accept(log_ratio, generator)
+    return state.where(accept, proposed), torch.nan_to_num(log_ratio, nan=-torch.inf).clamp(max=0.0).exp()
+
+
+def independence_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor, center: torch.Tensor,
+                      chol: torch.Tensor, generator: torch.Generator) -> tuple[ChainState, torch.Tensor]:
+    """One independence Metropolis–Hastings move of every chain: propose z' = m + L ξ whatever z is.
+
+    A fixed Gaussian q = N(m, L Lᵀ) close to the target (a basin's Laplace approximation, somewhat
+    widened) proposes nearly independent states, so a chain crosses its basin in a few accepted
+    moves instead of a random walk of small Langevin steps. Accepted with
+    min(1, π(z') q(z) / (π(z) q(z'))): exact for any fixed q.
+
+    Parameters
+    ----------
+    posterior : LatentPosterior
+    state : ChainState
+        Current states ``(S, K, C, ...)``.
+    beta : torch.Tensor, shape (K,)
+    center : torch.Tensor, shape (S, K, n)
+        m per data set and temperature.
+    chol : torch.Tensor, shape (S, K, n, n)
+        Lower Cholesky factor L of the proposal's covariance per data set and temperature.
+    generator : torch.Generator
+
+    Returns
+    -------
+    state : ChainState
+    acceptance : torch.Tensor, shape (S, K, C)
+        The acceptance probabilities min(1, α).
+    """
+    expanded = chol[:, :, None].expand(*state.latent.shape, state.latent.shape[-1])
+    noise = torch.randn(state.latent.shape, generator=generator).to(state.latent)
+    proposed = posterior.evaluate(center[:, :, None] + _times(expanded, noise))
+    current = _whitened(expanded, state.latent - center[:, :, None])
+    log_ratio = (proposed.log_target(beta) - state.log_target(beta)
+                 - 0.5 * current.pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1))
     accept = _accept(log_ratio, generator)
     return state.where(accept, proposed), torch.nan_to_num(log_ratio, nan=-torch.inf).clamp(max=0.0).exp()
 
