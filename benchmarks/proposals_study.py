@@ -67,7 +67,7 @@ def lever_solver(lever: str, starts: int, seed: int, pairs: int, quick: bool):
         return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network)
     if lever.startswith("proposals, ") and lever.endswith(" draws, refill"):  # e.g. "proposals, 3 draws, refill"
         search = lever_solver(lever.removesuffix(", refill"), starts, seed, pairs, quick)
-        return Refill(search, seed=seed, n_starts=starts)
+        return Refill(search, seed=seed)
     if lever.startswith("proposals, ") and lever.endswith(" draws"):  # e.g. "proposals, 3 draws"
         draws = int(lever.split()[1])
         return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network,

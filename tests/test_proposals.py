@@ -99,6 +99,13 @@ def test_fit_builds_the_network_once_and_invert_reports_its_cost(tiny_latent_pro
                                               problem.noise_std.double().numpy() * 1e-9)
     solutions = geoinv.invert(field, problem.prior, problem.operator, Proposals(finish, **settings), refine=None)
     assert solutions.config["proposals"]["network"]["cached"] and solutions.n_candidates == 3
+    # wrapped as the nonlinear default wraps them (RML refill): fitted through the wrapper, cost still reported
+    from geoinv.solvers import Refill
+
+    refilled = geoinv.invert(field, problem.prior, problem.operator, Refill(Proposals(finish, **settings)),
+                             refine=None)
+    assert refilled.config["proposals"]["network"]["cached"] and refilled.config["solver"] == "refill"
+    assert refilled.n_candidates == 3 and "refilled" in refilled.history
 
 
 def test_screening_keeps_the_proposals_with_the_lowest_misfit(tiny_latent_problem):

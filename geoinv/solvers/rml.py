@@ -47,8 +47,6 @@ class RefillConfig:
         Initial Levenberg damping (relative to the mean diagonal of ``JᵀJ``).
     seed : int
         Seeds the data and prior perturbations (when ``solve`` is given no generator).
-    n_starts : int
-        Candidates per data set when ``solve`` is not told (passed on to the search).
     progress : bool
         Show a progress bar over the iterations.
     """
@@ -57,7 +55,6 @@ class RefillConfig:
     min_decrease: float = 0.1
     damping: float = 1e-3
     seed: int = 0
-    n_starts: int = 20
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -167,8 +164,7 @@ class Refill(Solver):
             raise ConfigError("refill judges and perturbs candidates by the data's noise: build the problem with "
                               "noise_std")
         generator = generator or torch.Generator().manual_seed(self.config.seed)
-        found = self.search_solver.solve(problem, observed, n_candidates or self.config.n_starts,
-                                         generator=generator, initial=initial)
+        found = self.search_solver.solve(problem, observed, n_candidates, generator=generator, initial=initial)
         started = time.perf_counter()
         target = problem.targets(observed)
         slots, starts = _refill_plan(found.accepted, found.parameters)
