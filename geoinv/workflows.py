@@ -103,6 +103,8 @@ class DemoReport:
     refined_model_rmse: float | None = None
     #: one-off cost of the proposal network (simulating its pairs and training it), None when loaded or unused
     proposal_network_seconds: float | None = None
+    #: accepted candidates made by randomized maximum likelihood from the search's accepted ones (Refill)
+    refilled: int | None = None
 
     def lines(self) -> list[str]:
         return [
@@ -111,7 +113,8 @@ class DemoReport:
             f"noise σ                 {self.noise_std_ns:.3f} ns",
             (f"data RMSE best / median {self.best_data_rmse_ns:.3f} / {self.median_data_rmse_ns:.3f} ns "
             f"({self.best_normalised_rmse:.2f} σ / {self.median_normalised_rmse:.2f} σ)"),
-            f"accepted (≤ {ACCEPTANCE} σ)      {self.accepted} / {self.n_starts}",
+            f"accepted (≤ {ACCEPTANCE} σ)      {self.accepted} / {self.n_starts}"
+            + ("" if not self.refilled else f" ({self.refilled} by RML refill)"),
             f"model RMSE of best      {self.best_model_rmse:.3f} (facies units)",
             f"pixels right, best      {100 * self.best_pixel_accuracy:.1f} %",
             f"inversion time          {self.seconds:.1f} s",
@@ -126,6 +129,13 @@ class DemoReport:
 def _network_seconds(solutions: Solutions) -> float | None:
     network = solutions.config.get("proposals", {}).get("network", {})
     return None if not network or network.get("cached") else network["simulate_s"] + network["train_s"]
+
+
+def _refilled(solutions: Solutions) -> int | None:
+    if "refilled" not in solutions.history:
+        return None
+    refilled = torch.as_tensor(np.asarray(solutions.history["refilled"][0]))
+    return int((refilled & solutions.accepted[0]).sum())
 
 
 def _refined_report(refined: dict, truth: torch.Tensor) -> dict:
@@ -175,6 +185,7 @@ def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 1
         best_model_rmse=float((models[0] - truth).pow(2).mean().sqrt()),
         best_pixel_accuracy=float(((models[0] > 0.5).float() == truth).float().mean()),
         seconds=solutions.wall_time, proposal_network_seconds=_network_seconds(solutions),
+        refilled=_refilled(solutions),
         **_refined_report(refined, truth))
     write_result(result, solutions, survey, grid, {"truth": truth.numpy()}, {"report": asdict(report)})
     inversion_figure(grid, solutions, figure, truth.numpy(), survey,

@@ -76,6 +76,7 @@ def test_refill_replaces_unaccepted_candidates_from_the_accepted_basin(tiny_late
     assert (distances > 1e-3).all() and (distances < 0.5).all()  # spread around the accepted basin, not copies
     assert torch.pdist(new).min() > 1e-3
     assert solutions.config["solver"] == "refill" and solutions.config["search"]["solver"] == "as-given"
+    assert "accepted (≤ 1.1 σ) 4/4 (3 by RML refill)" in solutions.summary()
     # the same seed, the same candidates
     again = Refill(AsGiven(), seed=3).solve(problem, initial=starts)
     torch.testing.assert_close(again.parameters, solutions.parameters)

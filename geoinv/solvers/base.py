@@ -188,6 +188,9 @@ class Solutions:
                 text += (f" = {normalised[0]:.3g} σ / {normalised.median():.3g} σ, accepted (≤ "
                          f"{self.config.get('acceptance', ACCEPTANCE)} σ) {int(self.accepted[s].sum())}"
                          f"/{self.n_candidates}")
+                if "refilled" in self.history:
+                    refilled = torch.as_tensor(np.asarray(self.history["refilled"])[s]) & self.accepted[s]
+                    text += f" ({int(refilled.sum())} by RML refill)"
             else:
                 text += " (no noise level given: acceptance undefined)"
             lines.append(text)
