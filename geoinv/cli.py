@@ -69,7 +69,9 @@ SEED = _integer(0, 2**63 - 1)
 
 PRESET_HELP = ("latent-sgd schedule from prior draws (default: default-linear, the Gauss-Newton continuation, "
                "for linear operators; for nonlinear ones amortized proposals seed proposal-finish, the network "
-               "built once per geometry and cached; with --epochs or a preset, default-nonlinear from prior draws)")
+               "built once per geometry and cached, and candidates that miss the noise are replaced by "
+               "randomized-maximum-likelihood candidates from the accepted ones; with --epochs or a preset, "
+               "default-nonlinear from prior draws)")
 STARTS_HELP = "candidates returned per survey (latent SGD: random starts, optimised as one batch)"
 
 

@@ -26,7 +26,7 @@ from geoinv import (
     solver,
 )
 from geoinv.prior import expected_latent_norm
-from geoinv.solvers import Callback, Monitor
+from geoinv.solvers import Callback, Monitor, Refill
 from geoinv.solvers.proposals import Proposals
 
 from .helpers import SMALL, TinyDecoder
@@ -63,8 +63,11 @@ def test_invert_by_names_on_a_grid(field, small_grid):
 
 def test_schedule_follows_operator_linearity(small_grid, small_survey):
     linear = make_solver("latent-sgd", StraightRay(small_grid, small_survey))
-    proposals = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey))
-    assert isinstance(proposals, Proposals) and not proposals.is_fitted  # the network is built on fit
+    refill = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey))
+    # RML candidates from the accepted basins replace the proposals' unaccepted candidates
+    assert isinstance(refill, Refill) and refill.config.seed == 0
+    proposals = refill.search_solver
+    assert isinstance(proposals, Proposals) and not refill.is_fitted  # the network is built on fit
     assert proposals.config.draws_per_start == 3  # three proposals per returned candidate, the best kept
     assert proposals.then.config == LatentSGDConfig.proposal_finish(n_starts=20, progress=False)
     # a quick look (epochs) or a preset runs from prior draws

@@ -20,6 +20,7 @@ from ..problem import InverseProblem
 from .base import Search, Solutions, Solver
 from .gauss_newton_step import GaussNewtonStep
 from .proposals import Proposals
+from .rml import Refill
 from .schedule import LatentSGDConfig, Stage
 from .searches import Explore, Portfolio
 
@@ -132,14 +133,17 @@ class LatentSGD(Solver):
         proposals (:class:`~geoinv.solvers.proposals.Proposals`; a data → latent
         network built once per survey geometry, prior and noise level, and
         cached) seed :meth:`LatentSGDConfig.proposal_finish`, three proposals
-        per returned candidate, the best kept (:data:`DEFAULT_DRAWS_PER_START`). Linear operators,
+        per returned candidate, the best kept (:data:`DEFAULT_DRAWS_PER_START`);
+        then the candidates that are not accepted are replaced by randomized-maximum-likelihood
+        candidates started from the accepted ones (:class:`~geoinv.solvers.rml.Refill`). Linear operators,
         or a ``preset``, or ``epochs`` (a quick look): latent SGD with
         :meth:`LatentSGDConfig.for_operator`'s schedule or the named preset.
         """
         if preset is None and epochs is None and not operator.linear:
             finish = LatentSGDConfig.proposal_finish(n_starts=n_starts, seed=seed, progress=progress)
-            return Proposals(cls(finish), n_starts=n_starts, seed=seed, progress=progress,
-                             draws_per_start=DEFAULT_DRAWS_PER_START)
+            proposals = Proposals(cls(finish), n_starts=n_starts, seed=seed, progress=progress,
+                                  draws_per_start=DEFAULT_DRAWS_PER_START)
+            return Refill(proposals, seed=seed, progress=progress)
         if preset is None:
             return cls(LatentSGDConfig.for_operator(operator, n_starts=n_starts, seed=seed, progress=progress,
                                                     epochs=epochs))
