@@ -13,6 +13,7 @@ each lever from ``--starts`` starts:
 * ``proposals, k draws, refill`` — the same, then every candidate that is not accepted is
   replaced by a randomized-maximum-likelihood candidate started from an accepted one
   (:class:`~geoinv.solvers.rml.Refill`); the search's own counts are reported beside;
+  ``..., refill, r rounds`` searches a truth with no accepted candidate again, up to r times;
 * ``default`` — :meth:`LatentSGDConfig.default_nonlinear` (prior draws; the 0.8 default).
 
 Truths: ``--truths`` decoder samples drawn with ``--truth-seed`` (on the
@@ -68,6 +69,10 @@ def lever_solver(lever: str, starts: int, seed: int, pairs: int, quick: bool):
     if lever.startswith("proposals, ") and lever.endswith(" draws, refill"):  # e.g. "proposals, 3 draws, refill"
         search = lever_solver(lever.removesuffix(", refill"), starts, seed, pairs, quick)
         return Refill(search, seed=seed)
+    if lever.startswith("proposals, ") and ", refill, " in lever:  # e.g. "proposals, 2 draws, refill, 3 rounds"
+        head, rounds = lever.rsplit(", ", 1)
+        search = lever_solver(head.removesuffix(", refill"), starts, seed, pairs, quick)
+        return Refill(search, seed=seed, rounds=int(rounds.split()[0]))
     if lever.startswith("proposals, ") and lever.endswith(" draws"):  # e.g. "proposals, 3 draws"
         draws = int(lever.split()[1])
         return Proposals(LatentSGD(finish), n_starts=starts, seed=seed, n_pairs=pairs, network_config=network,
@@ -101,7 +106,8 @@ def run_case(solver, operator, vae, petrophysics, truth, noise_seed: int) -> dic
     if "refilled" in solutions.history:  # the search's own result: the refilled candidates were not accepted
         refilled = torch.as_tensor(np.asarray(solutions.history["refilled"][0]))
         search = {"search_accepted": int((solutions.accepted[0] & ~refilled).sum()), "refilled": int(refilled.sum()),
-                  "refilled_accepted": int((solutions.accepted[0] & refilled).sum())}
+                  "refilled_accepted": int((solutions.accepted[0] & refilled).sum()),
+                  "search_rounds": int(solutions.history["search_rounds"][0])}
     return {**search, "accepted": int(solutions.accepted[0].sum()), "starts": solutions.n_candidates,
             "best_sigma": float(solutions.normalised_misfit[0, 0]),
             "median_sigma": float(solutions.normalised_misfit[0].median()),

@@ -102,3 +102,37 @@ def test_refill_refuses_what_it_cannot_refill():
         RefillConfig(iterations=0)
     with pytest.raises(ConfigError, match="min_decrease"):
         RefillConfig(min_decrease=-1.0)
+
+
+class Scripted(Solver):
+    """A search that returns, call after call, the candidates it was given (a first search that misses the
+    basin and a second that finds it)."""
+
+    name = "scripted"
+    config_class = RefillConfig
+    takes_starts = False
+
+    def __init__(self, rounds) -> None:
+        super().__init__()
+        self.rounds, self.calls = list(rounds), 0
+
+    def search(self, problem, target, starts, generator, n_candidates):
+        candidates = self.rounds[self.calls]
+        self.calls += 1
+        return Search(candidates[None].expand(target.shape[0], -1, -1).clone())
+
+
+def test_refill_searches_again_where_no_candidate_was_accepted(tiny_latent_problem):
+    problem = tiny_latent_problem
+    miss = torch.tensor([[-1.5, 1.5, -1.0], [1.5, 1.5, 1.5]])
+    hit = torch.cat([torch.tensor([[-2.0, -2.0, 0.0]]), TINY_TRUTH])
+    once = Refill(Scripted([miss, hit]), rounds=1).solve(problem)
+    assert not once.accepted.any() and once.history["search_rounds"].tolist() == [1]
+    search = Scripted([miss, hit])
+    twice = Refill(search, rounds=3).solve(problem)
+    assert search.calls == 2  # the second round found the basin: no third
+    assert twice.accepted.all() and twice.history["search_rounds"].tolist() == [2]
+    assert twice.history["refilled"].sum() == 1  # the best miss of both rounds, replaced from the truth
+    assert (twice.parameters[0] - TINY_TRUTH).norm(dim=1).min() < 1e-6
+    with pytest.raises(ConfigError, match="rounds"):
+        RefillConfig(rounds=0)

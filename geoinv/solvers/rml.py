@@ -45,6 +45,10 @@ class RefillConfig:
         An RML candidate stops when a step lowers its objective by less than this many percent.
     damping : float
         Initial Levenberg damping (relative to the mean diagonal of ``JᵀJ``).
+    rounds : int
+        Searches per data set at most: a data set with no accepted candidate after a search is
+        searched again with fresh draws (the candidates of all its rounds pooled, the best kept),
+        so the extra cost falls on the data sets whose basin is hard to find. 1: one search.
     seed : int
         Seeds the data and prior perturbations (when ``solve`` is given no generator).
     progress : bool
@@ -54,6 +58,7 @@ class RefillConfig:
     iterations: int = 8
     min_decrease: float = 0.1
     damping: float = 1e-3
+    rounds: int = 1
     seed: int = 0
     progress: bool = False
 
@@ -61,6 +66,8 @@ class RefillConfig:
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
             raise ConfigError(f"iterations must be an integer >= 1 (Gauss-Newton iterations per RML candidate), "
                               f"got {self.iterations!r}")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise ConfigError(f"rounds must be an integer >= 1 (searches per data set at most), got {self.rounds!r}")
         if not self.min_decrease >= 0 or not self.damping > 0:
             raise ConfigError(f"min_decrease must be >= 0 (percent) and damping > 0, got {self.min_decrease!r} "
                               f"and {self.damping!r}")
@@ -123,6 +130,10 @@ class Refill(Solver):
 
     Notes
     -----
+    With ``rounds`` > 1, a data set with no accepted candidate is searched again
+    (fresh draws) until one is accepted or the rounds are spent; its best
+    candidates over the rounds are kept (``history["search_rounds"]``: rounds per
+    data set; the rest of the history is the first round's).
     Per data set with at least one accepted and one unaccepted candidate, each
     unaccepted candidate is replaced by :func:`rml_samples` from an accepted
     one (the accepted in turn, best first); data sets with none accepted keep
@@ -164,25 +175,62 @@ class Refill(Solver):
             raise ConfigError("refill judges and perturbs candidates by the data's noise: build the problem with "
                               "noise_std")
         generator = generator or torch.Generator().manual_seed(self.config.seed)
-        found = self.search_solver.solve(problem, observed, n_candidates, generator=generator, initial=initial)
-        started = time.perf_counter()
         target = problem.targets(observed)
-        slots, starts = _refill_plan(found.accepted, found.parameters)
-        candidates = found.parameters.clone()
+        found = self.search_solver.solve(problem, observed, n_candidates, generator=generator, initial=initial)
+        pool = _Pool.of(found)
+        for _ in range(self.config.rounds - 1 if initial is None else 0):
+            missing = torch.nonzero(~pool.accepted.any(dim=1)).flatten()
+            if not missing.numel():
+                break
+            again = self.search_solver.solve(problem, target[missing], n_candidates, generator=generator)
+            pool.merge(again, missing)
+        started = time.perf_counter()
+        slots, starts = _refill_plan(pool.accepted, pool.parameters)
+        candidates = pool.parameters.clone()
         if slots:
             surveys = torch.tensor([survey for survey, _ in slots])
             new = rml_samples(problem, target[surveys], starts, generator, self.config).cpu()
             for (survey, position), candidate in zip(slots, new, strict=True):
                 candidates[survey, position] = candidate.to(candidates.dtype)
-        refilled = np.zeros(found.accepted.shape, dtype=bool)
+        refilled = np.zeros(pool.accepted.shape, dtype=bool)
         for survey, position in slots:
             refilled[survey, position] = True
         history = dict(found.history)
-        history["search_order"] = history.pop("order")
-        solutions = self.finish(problem, candidates, target, history, found.wall_time + time.perf_counter() - started)
+        history.update(search_order=history.pop("order"), search_rounds=pool.rounds.numpy())
+        solutions = self.finish(problem, candidates, target, history, pool.wall_time + time.perf_counter() - started)
         order = np.asarray(solutions.history["order"])
         solutions.history["refilled"] = np.take_along_axis(refilled, order, axis=1)
         return replace(solutions, config={**solutions.config, **found.config, **self.describe()})
+
+
+@dataclass
+class _Pool:
+    """The candidates of a data set's search rounds: the best ``R`` by normalised misfit (S, R, …)."""
+
+    parameters: torch.Tensor
+    accepted: torch.Tensor
+    normalised: torch.Tensor
+    rounds: torch.Tensor
+    wall_time: float
+
+    @classmethod
+    def of(cls, found: Solutions) -> _Pool:
+        assert found.normalised_misfit is not None  # refill needs a noise level
+        return cls(found.parameters.clone(), found.accepted.clone(), found.normalised_misfit.clone(),
+                   torch.ones(found.n_surveys, dtype=torch.long), found.wall_time)
+
+    def merge(self, again: Solutions, surveys: torch.Tensor) -> None:
+        """Pool a new round's candidates ``again`` of data sets ``surveys`` with theirs; keep the best R."""
+        assert again.normalised_misfit is not None
+        count = self.parameters.shape[1]
+        for row, survey in enumerate(surveys.tolist()):
+            normalised = torch.cat([self.normalised[survey], again.normalised_misfit[row]])
+            best = torch.argsort(normalised, stable=True)[:count]
+            self.parameters[survey] = torch.cat([self.parameters[survey], again.parameters[row]])[best]
+            self.accepted[survey] = torch.cat([self.accepted[survey], again.accepted[row]])[best]
+            self.normalised[survey] = normalised[best]
+            self.rounds[survey] += 1
+        self.wall_time += again.wall_time
 
 
 def _refill_plan(accepted: torch.Tensor, parameters: torch.Tensor) -> tuple[list, torch.Tensor]:
