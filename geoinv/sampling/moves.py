@@ -43,6 +43,13 @@ def _accept(log_ratio: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return uniform.log() < torch.nan_to_num(log_ratio, nan=-torch.inf)
 
 
+def _metropolis(state: ChainState, proposed: ChainState, log_ratio: torch.Tensor,
+                generator: torch.Generator) -> tuple[ChainState, torch.Tensor]:
+    """Accept ``proposed`` by Metropolis–Hastings; the new states and min(1, α) per chain."""
+    accept = _accept(log_ratio, generator)
+    return state.where(accept, proposed), torch.nan_to_num(log_ratio, nan=-torch.inf).clamp(max=0.0).exp()
+
+
 def langevin_proposal(evaluate: Callable[[torch.Tensor], ChainState], guide: ChainState, beta: torch.Tensor,
                       log_step: torch.Tensor, chol: torch.Tensor,
                       generator: torch.Generator) -> tuple[ChainState, torch.Tensor]:
@@ -87,8 +94,7 @@ def mala_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor,
         The acceptance probabilities min(1, α) (what step-size adaptation averages).
     """
     proposed, log_ratio = langevin_proposal(posterior.evaluate, state, beta, log_step, chol, generator)
-    accept = _accept(log_ratio, generator)
-    return state.where(accept, proposed), torch.nan_to_num(log_ratio, nan=-torch.inf).clamp(max=0.0).exp()
+    return _metropolis(state, proposed, log_ratio, generator)
 
 
 def independence_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor, center: torch.Tensor,
@@ -124,8 +130,7 @@ def independence_step(posterior: LatentPosterior, state: ChainState, beta: torch
     current = _whitened(expanded, state.latent - center[:, :, None])
     log_ratio = (proposed.log_target(beta) - state.log_target(beta)
                  - 0.5 * current.pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1))
-    accept = _accept(log_ratio, generator)
-    return state.where(accept, proposed), torch.nan_to_num(log_ratio, nan=-torch.inf).clamp(max=0.0).exp()
+    return _metropolis(state, proposed, log_ratio, generator)
 
 
 def swap_step(state: ChainState, beta: torch.Tensor, parity: int,
