@@ -136,3 +136,11 @@ def test_refill_searches_again_where_no_candidate_was_accepted(tiny_latent_probl
     assert (twice.parameters[0] - TINY_TRUTH).norm(dim=1).min() < 1e-6
     with pytest.raises(ConfigError, match="rounds"):
         RefillConfig(rounds=0)
+
+
+def test_gauss_newton_refuses_a_shift_of_the_wrong_shape():
+    from geoinv.solvers.gauss_newton_step import GaussNewtonStep
+
+    problem, _, _ = linear_gaussian()
+    with pytest.raises(ConfigError, match="shift must be"):
+        GaussNewtonStep(problem, problem.targets().expand(4, -1), shift=torch.zeros(4, 2))

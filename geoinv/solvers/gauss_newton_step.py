@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import ConfigError
 from ..problem import InverseProblem
 
 __all__ = ["LINE_SEARCH", "GaussNewtonStep"]
@@ -75,7 +76,7 @@ class GaussNewtonStep:
                  min_decrease: float = 0.0, shift: torch.Tensor | None = None, stop_at_noise: bool = True) -> None:
         self.problem, self.rows = problem, rows
         if shift is not None and tuple(shift.shape) != (rows.shape[0], problem.n_parameters):
-            raise ValueError(f"shift must be (B, n_parameters) = ({rows.shape[0]}, {problem.n_parameters}), "
+            raise ConfigError(f"shift must be (B, n_parameters) = ({rows.shape[0]}, {problem.n_parameters}), "
                              f"got {tuple(shift.shape)}")
         self.shift = shift
         self.regularization, self.reg_weight = regularization, reg_weight
