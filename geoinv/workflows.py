@@ -131,13 +131,6 @@ def _network_seconds(solutions: Solutions) -> float | None:
     return None if not network or network.get("cached") else network["simulate_s"] + network["train_s"]
 
 
-def _refilled(solutions: Solutions) -> int | None:
-    if "refilled" not in solutions.history:
-        return None
-    refilled = torch.as_tensor(np.asarray(solutions.history["refilled"][0]))
-    return int((refilled & solutions.accepted[0]).sum())
-
-
 def _refined_report(refined: dict, truth: torch.Tensor) -> dict:
     if not refined:
         return {}
@@ -185,7 +178,7 @@ def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 1
         best_model_rmse=float((models[0] - truth).pow(2).mean().sqrt()),
         best_pixel_accuracy=float(((models[0] > 0.5).float() == truth).float().mean()),
         seconds=solutions.wall_time, proposal_network_seconds=_network_seconds(solutions),
-        refilled=_refilled(solutions),
+        refilled=None if (refilled := solutions.refilled_accepted()) is None else int(refilled[0]),
         **_refined_report(refined, truth))
     write_result(result, solutions, survey, grid, {"truth": truth.numpy()}, {"report": asdict(report)})
     inversion_figure(grid, solutions, figure, truth.numpy(), survey,

@@ -176,6 +176,13 @@ class Solutions:
         """Fraction of accepted candidates per survey, shape ``(S,)``."""
         return self.accepted.float().mean(dim=1)
 
+    def refilled_accepted(self) -> torch.Tensor | None:
+        """Accepted candidates per survey that an RML refill made (``history["refilled"]``), ``(S,)``;
+        None when no refill ran."""
+        if "refilled" not in self.history:
+            return None
+        return (torch.as_tensor(np.asarray(self.history["refilled"])) & self.accepted).sum(dim=1)
+
     def summary(self) -> str:
         """A few lines for a terminal."""
         lines = []
@@ -188,9 +195,9 @@ class Solutions:
                 text += (f" = {normalised[0]:.3g} σ / {normalised.median():.3g} σ, accepted (≤ "
                          f"{self.config.get('acceptance', ACCEPTANCE)} σ) {int(self.accepted[s].sum())}"
                          f"/{self.n_candidates}")
-                if "refilled" in self.history:
-                    refilled = torch.as_tensor(np.asarray(self.history["refilled"])[s]) & self.accepted[s]
-                    text += f" ({int(refilled.sum())} by RML refill)"
+                refilled = self.refilled_accepted()
+                if refilled is not None:
+                    text += f" ({int(refilled[s])} by RML refill)"
             else:
                 text += " (no noise level given: acceptance undefined)"
             lines.append(text)
