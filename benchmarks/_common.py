@@ -8,6 +8,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,16 +50,20 @@ def figure_path(name: str, suffix: str = ".png") -> Path:
     return RESULTS / f"{name}{suffix}"
 
 
-def write_json(name: str, payload: dict) -> Path:
-    """Write the benchmark's numbers first (before any figure), so a plotting error loses nothing."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+def write_json(name: str, payload: dict, path: Path | None = None) -> Path:
+    """Write the benchmark's numbers first (before any figure), so a plotting error loses nothing.
+
+    To ``RESULTS/<name>.json`` unless ``path`` is given; stamped with what ran, where and on which commit.
+    """
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"benchmark": Path(sys.argv[0]).stem,
+            "python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
             "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "geoinv": geoinv.__version__, "commit": _commit(),
             "settings_hash": hashlib.sha256(json.dumps(payload.get("args", {}), sort_keys=True,
                                                        default=str).encode()).hexdigest()[:16]}
-    path.write_text(json.dumps({"environment": meta, **payload}, indent=2))
+    path.write_text(json.dumps({"environment": meta, **payload}, indent=2, default=str))
     print(f"\nwrote {path}")
     return path
 

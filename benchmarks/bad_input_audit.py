@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bad_input_audit.py [--json benchmarks/results/bad_inputs.json]
+    python -m benchmarks bad_input_audit [--json benchmarks/results/bad_inputs.json] [--quick]
 
 Prints one line per case and a table of outcomes per kind of input: clear
 (a geoinv error naming the problem), misleading (a geoinv error about
@@ -13,7 +13,6 @@ protected file changed) and hang (no answer within the time limit).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -22,16 +21,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import RESULTS, write_json
+
 from tests.bad_input_cases import CASES, OUTCOMES, classify
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/bad_inputs.json"))
+    parser.add_argument("--json", type=Path, default=RESULTS / "bad_inputs.json")
     parser.add_argument("--timeout", type=int, default=60, help="seconds before a case counts as a hang")
+    parser.add_argument("--quick", action="store_true", help="the first case of each kind of input")
     args = parser.parse_args()
+    cases = [entry for index, entry in enumerate(CASES) if entry.kind not in {c.kind for c in CASES[:index]}] \
+        if args.quick else CASES
     rows = []
-    for entry in CASES:
+    for entry in cases:
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
             outcome, said = classify(entry, Path(folder), args.timeout)
@@ -43,9 +47,7 @@ def main() -> None:
     for kind in [*kinds, "all"]:
         counts = Counter(row["outcome"] for row in rows if kind in ("all", row["kind"]))
         print(f"{kind:<16}" + "".join(f"{counts[o]:>11}" for o in OUTCOMES) + f"{sum(counts.values()):>8}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(rows, indent=1))
-    print(f"wrote {args.json}")
+    write_json(args.json.stem, {"rows": rows, "args": vars(args)}, path=args.json)
 
 
 if __name__ == "__main__":

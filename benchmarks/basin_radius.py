@@ -8,7 +8,7 @@ latent units (a trust radius). A start counts if it ends at normalised RMSE ≤
 1.1. The radius tells how close a search must land for the finish to work
 (a typical prior draw lies about 4.4 from any other point). JSON in results/.
 
-Run: ``python benchmarks/basin_radius.py [--truths 2 4] [--forwards straight-ray eikonal]``.
+Run: ``python -m benchmarks basin_radius [--truths 2 4] [--forwards straight-ray eikonal] [--quick]``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,11 @@ def main() -> None:
     parser.add_argument("--max-step", type=float, default=0.25, help="trust radius compared with full steps")
     parser.add_argument("--seed", type=int, default=0, help="truths as latent_sgd_study.py --seed draws them")
     parser.add_argument("--name", default="basin_radius")
+    parser.add_argument("--quick", action="store_true", help="1 truth, straight ray, 1 radius, 2 iterations")
     args = parser.parse_args()
+    radii = RADII[:1] if args.quick else RADII
+    if args.quick:
+        args.truths, args.forwards, args.iterations = args.truths[:1], ["straight-ray"], 2
     prior = default_vae().frozen()
     grid, survey, petrophysics = Grid2D.crosshole(), Survey.crosshole(), FaciesVelocity()
     latents = prior.sample_latent(5, torch.Generator().manual_seed(1000 + args.seed))
@@ -58,20 +62,20 @@ def main() -> None:
             for max_step in (None, args.max_step):
                 row = {"forward": name, "truth": k, "steps": "full" if max_step is None else f"≤ {max_step}"}
                 begin = time.perf_counter()
-                for radius in RADII:
+                for radius in radii:
                     stage = Stage.gauss_newton(args.iterations, max_step=max_step)
                     config = LatentSGDConfig(n_starts=DIRECTIONS, progress=False).with_stages((stage,))
                     solutions = LatentSGD(config).solve(problem, initial=starts_at(latents[k], radius, 5))
                     row[f"accepted_at_{radius}"] = f"{int(solutions.accepted[0].sum())}/{DIRECTIONS}"
                     row[f"sigma_at_{radius}"] = solutions.normalised_misfit[0].tolist()
-                row["seconds_per_start"] = (time.perf_counter() - begin) / (DIRECTIONS * len(RADII))
+                row["seconds_per_start"] = (time.perf_counter() - begin) / (DIRECTIONS * len(radii))
                 rows.append(row)
                 print(row, flush=True)
     print()
     print_table(rows, [("forward", "forward", ""), ("truth", "truth", ""), ("steps", "steps", "")]
-                + [(f"accepted_at_{r}", f"r = {r}", "") for r in RADII]
+                + [(f"accepted_at_{r}", f"r = {r}", "") for r in radii]
                 + [("seconds_per_start", "s/start", ".1f")])
-    write_json(args.name, {"noise_ns": NOISE_NS, "radii": RADII, "rows": rows, "args": vars(args)})
+    write_json(args.name, {"noise_ns": NOISE_NS, "radii": radii, "rows": rows, "args": vars(args)})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ iterations) from 4 starts at ε = 0.1. If Gauss-Newton converges from inside the
 basin, a failing search failed to *find* the basin (a global problem), not to
 converge in it. JSON in results/.
 
-Run: ``python benchmarks/basin_width.py [--truths 3]``.
+Run: ``python -m benchmarks basin_width [--truths 3] [--quick]``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--truths", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="truths as latent_sgd_study.py --seed draws them")
+    parser.add_argument("--quick", action="store_true", help="1 truth, 2 Gauss-Newton iterations")
     args = parser.parse_args()
+    iterations = 2 if args.quick else 10
+    if args.quick:
+        args.truths = 1
     prior = default_vae().frozen()
     grid, survey, petrophysics = Grid2D.crosshole(), Survey.crosshole(), FaciesVelocity()
     latents = prior.sample_latent(args.truths, torch.Generator().manual_seed(1000 + args.seed))
@@ -51,7 +55,8 @@ def main() -> None:
                     row[f"sigma_at_{epsilon}"] = float(misfit.median())
             if not operator.linear:
                 starts = latent + 0.1 * torch.randn(4, latent.numel(), generator=torch.Generator().manual_seed(2))
-                polished = LatentGaussNewton(max_iterations=10, min_dphi=0.1).solve(problem, initial=starts[None])
+                solver = LatentGaussNewton(max_iterations=iterations, min_dphi=0.1)
+                polished = solver.solve(problem, initial=starts[None])
                 row["gauss_newton_from_0.1"] = polished.normalised_misfit[0].tolist()
                 row["gauss_newton_accepted"] = f"{int(polished.accepted[0].sum())}/4"
             rows.append(row)

@@ -10,7 +10,7 @@ settings are light on purpose (``--starts``, ``--epochs``): this measures the
 engine's scaling, not accuracy. Scaling efficiency = speed-up / workers.
 
     python benchmarks/batch.py                       # ≈ 15 min on 2 cores
-    python benchmarks/batch.py --surveys 12 --forwards straight-ray   # a quick look
+    python -m benchmarks batch --quick                   # checks the script
 """
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=10,
                         help="panels per batch tensor for the grouped measurement (0: skip it)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="2 straight-ray panels, 1 and 2 workers, 1 epoch")
     args = parser.parse_args()
+    if args.quick:
+        args.surveys, args.forwards, args.starts, args.epochs, args.group = 2, ["straight-ray"], 1, 1, 2
 
     rows = []
     folder = Path(tempfile.mkdtemp(prefix="geoinv-batch-bench-"))
@@ -111,8 +114,9 @@ def main() -> None:
     print_table(rows, [("forward", "forward", ""), ("workers", "workers", ""), ("surveys", "surveys", "d"),
                        ("seconds", "s", ".1f"), ("surveys_per_minute", "surveys/min", ".1f"),
                        ("speedup", "speed-up", ".2f"), ("efficiency", "efficiency", ".2f")])
-    write_json("batch", {"settings": {"surveys": args.surveys, "starts": args.starts, "epochs": args.epochs,
-                                      "refine": False, "threads_per_worker": 1}, "rows": rows})
+    write_json("batch", {"args": vars(args), "rows": rows,
+                         "settings": {"surveys": args.surveys, "starts": args.starts, "epochs": args.epochs,
+                                      "refine": False, "threads_per_worker": 1}})
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def main() -> None:
     print_table(rows, [("operation", "operation", ""), ("seconds", "median s", ".4f"),
                        ("per_model_ms", "ms/model", ".3f"), ("mean_error_pct", "mean err %", "+.4f"),
                        ("max_error_pct", "max |err| %", ".4f"), ("ratio", "ratio", ".1f")])
-    write_json("forward", {"rows": rows, "repeats": repeats})
+    write_json("forward", {"args": vars(args), "rows": rows, "repeats": repeats})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ variant then starts from its end points, so the table isolates the finish:
 
 Usage::
 
-    python benchmarks/gn_finish.py [--truths 5] [--starts 5] [--finishes gn10 T2gn+gn]
+    python -m benchmarks gn_finish [--truths 5] [--starts 5] [--finishes gn10 T2gn+gn] [--quick]
 
 Writes ``results/gn_finish.json``.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 from _common import print_table, write_json
@@ -52,12 +53,17 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--finishes", nargs="+", default=["gn10", "rays2+gn", "T2gn+gn"], choices=list(FINISHES))
     parser.add_argument("--name", default="gn_finish", help="name of the JSON in results/")
+    parser.add_argument("--quick", action="store_true", help="1 truth, 1 start, 1 epoch per search stage, one finish")
     args = parser.parse_args()
+    if args.quick:
+        args.truths, args.starts, args.finishes = 1, 1, ["gn10"]
     vae = default_vae().frozen()
     grid, survey, petro = Grid2D.crosshole(), Survey.crosshole(), FaciesVelocity()
     operator = forward("eikonal", grid=grid, survey=survey)
     models = [model for kind, model in truths(vae, grid, args.truths, 0) if kind == "on"]
     search = LatentSGDConfig.default_nonlinear().stages[:2]
+    if args.quick:
+        search = tuple(replace(stage, epochs=1) for stage in search)
     rows = []
     for index, truth in enumerate(models):
         field = operator.make_synthetic_data(petro.slowness(truth.double()), ns_to_s(NOISE_NS),

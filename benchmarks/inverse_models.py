@@ -60,8 +60,9 @@ def _settings(name: str, args, task_name: str = "") -> dict:
     if name == "inverse-misfit":
         return {**common, "inverse": network, "n_train": args.n_train}
     if name == "latent-sgd" and task_name == "latent-tomography":  # the paper's own schedule, fewer starts
-        return {"config": LatentSGDConfig.reference_linear(n_starts=args.tomography_starts, progress=not args.quiet,
-                                                           seed=args.seed)}
+        config = LatentSGDConfig.reference_linear(n_starts=args.tomography_starts, progress=not args.quiet,
+                                                  seed=args.seed)
+        return {"config": config.with_epochs(1) if args.quick else config}
     if name == "latent-sgd":  # gradient descent on the true forward: an oracle baseline
         return {"config": LatentSGDConfig(optimizer="adam", step_size=1e-2, step_decay=1.0, epochs=args.search_steps,
                                           batch_size=None, regularization="none", reg_weight=0.0,
@@ -103,12 +104,15 @@ def main() -> None:
                         help="NA surrogates in a deep ensemble (default 1, or geoinv's per task with --na-hidden "
                              "geoinv; 1 is seed 001's single surrogate)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="tiny budgets, to check the script")
+    parser.add_argument("--quick", action="store_true",
+                        help="ballistics and latent tomography, tiny budgets: checks the script")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--name", default="inverse_models", help="name of the JSON and PNG written to results/")
     args = parser.parse_args()
-    if args.quick:
-        args.targets, args.epochs, args.n_train, args.starts, args.search_steps = 20, 3, 2000, 60, 20
+    if args.quick:  # one analytic task and the tomography, every solver, tiny budgets
+        args.tasks, args.targets, args.epochs, args.n_train, args.starts, args.search_steps = \
+            ["ballistics", "latent-tomography"], 10, 2, 500, 20, 10
+        args.tomography_targets, args.tomography_starts = 1, 1
     torch.manual_seed(args.seed)
     rows, curves = [], {}
     for task_name in args.tasks:

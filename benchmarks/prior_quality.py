@@ -6,7 +6,7 @@ along (x) and across (z) the channels, mean channel thickness, each beside the
 training image's own statistics (from random training crops). Also training
 throughput of the default and the reference architecture, side by side.
 
-Run: ``python benchmarks/prior_quality.py [--vae CHECKPOINT]``.
+Run: ``python -m benchmarks prior_quality [--vae CHECKPOINT] [--quick]``.
 """
 
 from __future__ import annotations
@@ -83,7 +83,10 @@ def main() -> None:
                         help="more checkpoints to assess side by side")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--throughput-seconds", type=float, default=20.0, help="0 skips the throughput rows")
+    parser.add_argument("--quick", action="store_true", help="50 samples, half a second of each throughput")
     args = parser.parse_args()
+    if args.quick:
+        args.samples, args.throughput_seconds = 50, 0.5
     vaes = {"VAE": load_vae(args.vae) if args.vae else default_vae()}
     for item in args.compare:
         label, _, path = item.partition("=")
@@ -109,7 +112,7 @@ def main() -> None:
     curves = {f"{name}_{which}": stats[name].tolist()
               for which, stats in (("vae", results["VAE"]["statistics"]), ("ti", theirs))
               for name in ("variogram_x", "variogram_z", "connectivity_x", "connectivity_z")}
-    write_json("prior_quality", {"rows": rows, "curves": curves, "training": training_meta,
+    write_json("prior_quality", {"args": vars(args), "rows": rows, "curves": curves, "training": training_meta,
                                  "runs": vae.metadata.get("runs", [])})
     _figure(results["VAE"]["samples"][:16], training[:16], figure_path("prior_samples"))
     _history_figure(vae.metadata, figure_path("prior_training"))

@@ -22,7 +22,7 @@ data RMSE re-simulated with the data's forward, accepted starts, wall time.
 Medians over truths.
 
     python benchmarks/pygimli_comparison.py                # ≈ 1 h on 2 cores
-    python benchmarks/pygimli_comparison.py --truths 2 --starts 2 --forwards straight-ray   # a quick look
+    python -m benchmarks pygimli_comparison --quick     # checks the script in minutes
 
 Rows are cached in ``results/<name>.partial.json`` as they finish, so an
 interrupted run resumes where it stopped (``--fresh`` starts over).
@@ -115,7 +115,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="pygimli_comparison")
     parser.add_argument("--fresh", action="store_true", help="ignore cached rows of an earlier run")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 truth, 1 start, every method on eikonal data, 1 smoothness iteration")
     args = parser.parse_args()
+    if args.quick:
+        args.truths, args.starts, args.eikonal_starts, args.forwards = 1, 1, 1, ["eikonal"]
+        args.smooth_iterations, args.fresh, args.name = 1, True, f"{args.name}_quick"
 
     torch.set_num_threads(1)  # the eikonal and pyGIMLi are single-threaded here; fair wall times
     vae = default_vae()

@@ -26,7 +26,7 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py.md5"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py.md5", "generated/results_index.md"]
 myst_enable_extensions = ["dollarmath"]
 
 autosummary_generate = True
@@ -38,6 +38,12 @@ numpydoc_class_members_toctree = False
 html_theme = "pydata_sphinx_theme"
 html_title = f"geoinv {release}"
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
+
+# The Results page includes an index generated from the committed result files at every build
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _index import write_index  # noqa: E402
+
+write_index(Path(__file__).resolve().parent / "generated" / "results_index.md")
 
 # The gallery runs every example when the docs build, so examples cannot rot. GEOINV_QUICK=1 (what CI sets)
 # makes them use their small settings; a full build shows the real runs.

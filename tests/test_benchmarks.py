@@ -6,6 +6,7 @@ benchmark that no longer imports or whose options broke fails the suite.
 
 from __future__ import annotations
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -43,8 +44,6 @@ QUICK = ("gn_engines", "training_speed")
 @pytest.mark.parametrize("name", QUICK)
 def test_quick_benchmarks_run_and_write_their_results(name, tmp_path, monkeypatch, capsys):
     """The quick run of a benchmark executes its real code path end to end and writes stamped JSON."""
-    import json
-
     monkeypatch.setenv("GEOINV_BENCHMARK_RESULTS", str(tmp_path))
     monkeypatch.delitem(sys.modules, "_common", raising=False)  # it reads the results folder when imported
     monkeypatch.syspath_prepend(str(BENCHMARKS))
@@ -53,3 +52,14 @@ def test_quick_benchmarks_run_and_write_their_results(name, tmp_path, monkeypatc
     assert written["rows"] and written["environment"]["geoinv"]
     assert "wrote" in capsys.readouterr().out
     assert sys.modules["_common"].RESULTS == tmp_path  # nothing went to the committed results
+
+
+def test_quick_all_runs_each_check_in_its_own_process_and_reports(tmp_path, monkeypatch, capsys):
+    """What CI runs: every named benchmark's --quick, a line per benchmark, the JSON in the scratch folder."""
+    monkeypatch.setenv("GEOINV_BENCHMARK_RESULTS", str(tmp_path))
+    assert main(["--quick-all", "bad_input_audit"]) == 0
+    said = capsys.readouterr().out
+    assert "bad_input_audit" in said and " ok " in said and "1/1 passed" in said
+    rows = json.loads((tmp_path / "bad_inputs.json").read_text())["rows"]
+    assert rows and {row["outcome"] for row in rows} == {"clear"}  # one case of each kind, each refused clearly
+    assert main(["--quick-all", "no-such-benchmark"]) == 2
