@@ -56,6 +56,48 @@ def atomic_path(path):
             os.unlink(tmp_name)
 
 
+@contextmanager
+def atomic_hdf5(path, mode: str = "w"):
+    """Yield an ``h5py.File`` that is written to ``path`` atomically when the block ends.
+
+    The HDF5 library does not fail cleanly when the disk fills: its write errors
+    surface while objects are closed, and a full disk under ``geoinv batch`` ended
+    in a segmentation fault. So the file is built in memory and its bytes are
+    written by Python's own file I/O (through :func:`atomic_path`), which raises
+    one ``OSError`` naming the file. ``mode='a'`` starts from the existing file's
+    content (a new one if there is none).
+    """
+    import io
+
+    import h5py
+
+    if mode not in ("w", "a"):
+        raise ValueError(f"mode must be 'w' or 'a', got {mode!r}")
+    path = Path(path)
+    buffer = io.BytesIO(path.read_bytes() if mode == "a" and path.is_file() else b"")
+    with h5py.File(buffer, "a" if buffer.getbuffer().nbytes else "w") as handle:
+        yield handle
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(buffer.getbuffer())
+
+
+def atomic_torch_save(payload, path) -> None:
+    """``torch.save(payload, path)`` atomically, with a full disk reported as one ``OSError`` naming the file.
+
+    torch's own file writer reports a full disk as an internal assertion
+    ("unexpected pos ..."), so the payload is serialised in memory and written
+    by Python's file I/O.
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(buffer.getbuffer())
+
+
 def _sweep_stale_temporaries(path: Path) -> None:
     """Remove temporaries of earlier writes of ``path`` that a killed process left (hidden ``.NAME.*.tmp``)."""
     now = time.time()
@@ -72,6 +114,9 @@ def _named(exc: OSError, path: Path) -> OSError:
     code = exc.errno
     if code is None and re.search(r"errno = 28\b|No space left", str(exc)):
         code = errno.ENOSPC
+    short = re.search(r"(\d+) requested and (\d+) written", str(exc))  # numpy's words for a short write
+    if code is None and short:
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (wrote {short[2]} of {short[1]} bytes)", str(path))
     if code is None:
         return exc
     return OSError(code, os.strerror(code), str(path))

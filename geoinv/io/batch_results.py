@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .._atomic import atomic_path
+from .._atomic import atomic_hdf5
 from .._version import __version__
 from ..errors import ConfigError, FileFormatError
 from .campaign import Campaign, CampaignSurvey
@@ -29,9 +29,8 @@ def parts_folder(output: Path) -> Path:
 
 def write_part(folder: Path, panel: CampaignSurvey, record: dict, settings: dict, key: str,
                 prior_hash: str) -> None:
-    import h5py
 
-    with atomic_path(folder / f"{panel.name}.h5") as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_hdf5(folder / f"{panel.name}.h5") as handle:
         _write_record(handle.create_group("result"), panel, record, settings, key, prior_hash)
 
 
@@ -101,7 +100,7 @@ def merge_parts(output: Path, folder: Path, campaign: Campaign) -> None:
     """Rebuild ``output`` from the parts of this campaign's panels, atomically."""
     import h5py
 
-    with atomic_path(output) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_hdf5(output) as handle:
         handle.attrs["format"] = RESULTS_FORMAT
         handle.attrs["geoinv_version"] = __version__
         handle.attrs["campaign"] = _campaign_identity(campaign)

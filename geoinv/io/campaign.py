@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import atomic_hdf5
 from .._validation import require_file
 from ..errors import ConfigError, FileFormatError, GeoinvError
 from ..grid import Grid2D
@@ -124,7 +124,6 @@ def _petrophysics_from(text, label: str) -> FaciesVelocity | None:
 
 def write_campaign(path, surveys: list[CampaignSurvey], time_unit: str = "s") -> Path:
     """Write panels as a campaign file, atomically. Names must be unique and valid HDF5 names."""
-    import h5py
 
     names = [entry.name for entry in surveys]
     if not surveys:
@@ -142,7 +141,7 @@ def write_campaign(path, surveys: list[CampaignSurvey], time_unit: str = "s") ->
             except GeoinvError as exc:
                 raise type(exc)(f"survey {entry.name!r}: {exc}") from exc
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_hdf5(path) as handle:
         handle.attrs["format"] = CAMPAIGN_FORMAT
         group = handle.create_group("surveys")
         for entry in surveys:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import atomic_hdf5
 from .._validation import check_real_dtype, require_file
 from ..errors import FileFormatError, GeoinvError, SurveyError
 from ..grid import Grid2D
@@ -59,10 +59,9 @@ def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = 
     time_unit : {'s', 'ns'}
         Unit in which times are stored.
     """
-    import h5py
 
     time_factor(time_unit, "time_unit")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_hdf5(path) as handle:
         write_survey_group(handle, survey, grid, group, time_unit)
 
 
@@ -98,9 +97,8 @@ def write_result(path, solutions, survey: Survey | None = None, grid: Grid2D | N
     """
     import json
 
-    import h5py
 
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_hdf5(path) as handle:
         if survey is not None:
             write_survey_group(handle, survey, grid)
         solutions.write_group(handle, "solutions")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import atomic_hdf5, atomic_path
 from .._validation import check_real_dtype, require_file
 from ..errors import ConfigError, FileFormatError
 
@@ -246,6 +246,11 @@ def write_image(path, image: np.ndarray, fmt: str | None = None, metadata: dict 
     if channels is not None and kind != "png":
         raise ConfigError(f"channels applies to PNG images only; {path.name} stores channels as the value 1")
     binary = (np.asarray(image) > 0.5).astype(np.uint8)
+    if kind == "hdf5":
+        with atomic_hdf5(path) as out:
+            out.create_dataset("image", data=binary, compression="gzip", compression_opts=9)
+            out.attrs["metadata"] = json.dumps(metadata or {})
+        return
     with atomic_path(path) as tmp_name:
         if kind == "png":
             import matplotlib.image as mpimg
@@ -255,12 +260,6 @@ def write_image(path, image: np.ndarray, fmt: str | None = None, metadata: dict 
         elif kind == "npy":
             with open(tmp_name, "wb") as out:
                 np.save(out, binary)
-        elif kind == "hdf5":
-            import h5py
-
-            with h5py.File(tmp_name, "w") as out:
-                out.create_dataset("image", data=binary, compression="gzip", compression_opts=9)
-                out.attrs["metadata"] = json.dumps(metadata or {})
         elif kind == "gslib":
             rows, cols = binary.shape
             with open(tmp_name, "w") as out:

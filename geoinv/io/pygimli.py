@@ -15,7 +15,10 @@ pyGIMLi is imported lazily (it takes ~0.3 s): importing this module is cheap.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -355,7 +358,18 @@ def write_pygimli_survey(path, survey: Survey) -> Path:
     tokens = "s g" + (" t" if survey.traveltimes is not None else "") + (" err" if survey.errors is not None else "")
     with atomic_path(path) as tmp:
         data.save(str(tmp), tokens)
+        _check_complete(Path(tmp), data.sensorCount() + data.size() + 5)
     return path
+
+
+def _check_complete(written: Path, lines: int) -> None:
+    """Raise an OSError if pyGIMLi's writer stopped short: it reports success even when the disk is full."""
+    with open(written, "rb") as handle:
+        complete = sum(1 for _ in handle) == lines
+    if not complete:
+        full = shutil.disk_usage(written.parent).free < 1 << 20
+        code = errno.ENOSPC if full else errno.EIO
+        raise OSError(code, f"{os.strerror(code)} (pyGIMLi wrote an incomplete file)", str(written))
 
 
 # ----------------------------------------------------------------------------------------------- meshes

@@ -9,13 +9,11 @@ and ``unknowns/`` the field unknowns of each candidate (velocities in m/s, time 
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._atomic import atomic_path
+from .._atomic import atomic_hdf5
 from ..errors import ConfigError, FileFormatError
 
 __all__ = ["SOLUTIONS_FORMAT", "read_solutions", "write_solutions", "write_solutions_group"]
@@ -33,15 +31,11 @@ def write_solutions(solutions, path, group: str = "solutions", mode: str = "a") 
     ``mode='a'`` keeps the file's other groups (a copy of it gets the new group
     and replaces it); ``'w'`` starts a new file.
     """
-    import h5py
 
     if mode not in ("a", "w"):
         raise ConfigError(f"mode must be 'a' (add to the file) or 'w' (replace it), got {mode!r}")
-    with atomic_path(path) as tmp:
-        if mode == "a" and Path(path).exists():
-            shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "a") as handle:
-            write_solutions_group(solutions, handle, group)
+    with atomic_hdf5(path, mode) as handle:
+        write_solutions_group(solutions, handle, group)
 
 
 def write_solutions_group(solutions, handle, group: str = "solutions") -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._atomic import atomic_path
+from .._atomic import atomic_torch_save
 from .._validation import require_file
 from ..errors import CheckpointError, ConfigError, GeoinvWarning
 from .base import StandardNormalPrior
@@ -256,8 +256,7 @@ def save_checkpoint(path, vae: VAE, metadata: dict, extra: dict | None = None,
     }
     if extra:
         payload["training_state"] = extra
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(payload, path)
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:

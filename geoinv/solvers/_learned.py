@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._atomic import atomic_path
+from .._atomic import atomic_torch_save
 from ..errors import CheckpointError, ConfigError
 from ..problem import InverseProblem
 from .base import Solver
@@ -280,8 +280,7 @@ class LearnedSolver(Solver):
         payload = {"format": SOLVER_FORMAT, "solver": self.name, "config": asdict(self.config),
                    "dims": list(self.dims), "scaler": scaler.state_dict(),
                    "networks": self.networks.state_dict(), "history": self.history}
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        atomic_torch_save(payload, path)
 
     @classmethod
     def load(cls, path) -> LearnedSolver:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, atomic_torch_save
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Solutions, Solver, check_n_starts
@@ -269,10 +269,8 @@ class ProposalNetwork(nn.Module):
 
     def save(self, path, metadata: dict | None = None) -> None:
         """Weights, settings and provenance in one torch file, written atomically."""
-        with atomic_path(path) as tmp:
-            torch.save({"format": "geoinv-proposals/1", "config": asdict(self.config),
-                        "shape": self.shape,
-                        "state": self.state_dict(), "history": self.history, "metadata": metadata or {}}, tmp)
+        atomic_torch_save({"format": "geoinv-proposals/1", "config": asdict(self.config), "shape": self.shape,
+                           "state": self.state_dict(), "history": self.history, "metadata": metadata or {}}, path)
 
     @classmethod
     def load(cls, path) -> ProposalNetwork:
