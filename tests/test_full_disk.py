@@ -60,19 +60,35 @@ WRITERS = textwrap.dedent("""
 NAMES = ("image.h5", "image.npy", "image.png", "solutions.h5", "survey.h5", "survey.sgt", "campaign.h5", "vae.pt")
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 kB tmpfs, unmounted afterwards; the test is skipped where mounting is not allowed."""
-    mountpoint = tmp_path / f"disk-{uuid.uuid4().hex[:8]}"
+def _mounted_tmpfs(folder: Path, options: str):
+    """A tmpfs mounted at a new folder under ``folder``, unmounted afterwards; skipped where not allowed."""
+    mountpoint = folder / f"disk-{uuid.uuid4().hex[:8]}"
     mountpoint.mkdir()
     mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)], capture_output=True).returncode == 0
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mountpoint)], capture_output=True).returncode == 0
     if not mounted:
         pytest.skip("mounting a small tmpfs needs root and a system that allows it")
     try:
         yield mountpoint
     finally:
         subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 kB file system."""
+    yield from _mounted_tmpfs(tmp_path, "size=64k")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A file system mounted read-only (root ignores permission bits, not this)."""
+    yield from _mounted_tmpfs(tmp_path, "size=64k,ro")
+
+
+def _cli(*arguments: str) -> subprocess.CompletedProcess:
+    command = "import sys; from geoinv.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", command, *arguments], capture_output=True, text=True, timeout=600)
 
 
 def test_every_writer_reports_a_full_disk_as_one_error_naming_the_file(full_disk):
@@ -89,9 +105,7 @@ def test_every_writer_reports_a_full_disk_as_one_error_naming_the_file(full_disk
 
 def test_the_command_line_says_the_disk_is_full_and_exits_2(full_disk):
     output = full_disk / "image.npy"
-    command = "import sys; from geoinv.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run([sys.executable, "-c", command, "make-ti", str(output), "--rows", "1500", "--cols", "1500",
-                           "--seed", "1"], capture_output=True, text=True, timeout=600)
+    done = _cli("make-ti", str(output), "--rows", "1500", "--cols", "1500", "--seed", "1")
     assert done.returncode == 2
     assert "No space left on device" in done.stderr and str(output) in done.stderr
     assert list(full_disk.iterdir()) == []
@@ -116,3 +130,13 @@ def test_an_in_memory_hdf5_file_keeps_the_other_groups_when_adding_one(tmp_path)
     with h5py.File(path, "r") as handle:
         assert set(handle) == {"survey", "solutions"}
     assert [p.name for p in Path(tmp_path).iterdir()] == ["result.h5"]
+
+
+def test_a_read_only_folder_is_refused_before_any_work(read_only_disk, tmp_path):
+    campaign = tmp_path / "campaign.h5"
+    campaign.write_bytes(b"")  # never read: the output is checked first
+    for arguments in (("make-ti", str(read_only_disk / "image.npy")),
+                      ("batch", str(campaign), str(read_only_disk / "results.h5"))):
+        done = _cli(*arguments)
+        assert done.returncode == 2, (arguments, done.stderr[-500:])
+        assert "is not writable" in done.stderr and str(read_only_disk) in done.stderr
