@@ -35,11 +35,12 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._signals import Interrupted, acknowledge
+from ._typing import PathType
 from .canvas import place_on_canvas
 from .errors import ConfigError, FileFormatError, GeoinvError
 from .grid import Grid2D
@@ -52,6 +53,9 @@ from .io.batch_results import (
     write_part,
 )
 from .io.campaign import Campaign, CampaignSurvey, read_campaign
+
+if TYPE_CHECKING:
+    from .nuisance import FieldUnknowns
 
 __all__ = ["BatchSettings", "BatchSummary", "canvas_grid", "invert_panel", "read_batch_results", "run_batch"]
 
@@ -103,7 +107,7 @@ class BatchSettings:
             raise ConfigError(f"canvas_spacing must be > 0 m, got {self.canvas_spacing!r}")
 
     @property
-    def unknowns(self):
+    def unknowns(self) -> FieldUnknowns | None:
         """The :class:`~geoinv.FieldUnknowns` every panel estimates, or None."""
         from .nuisance import FieldUnknowns
 
@@ -296,8 +300,8 @@ def _client(scheduler: str | None, workers: int, threads_per_worker: int):
     return Client(cluster), cluster
 
 
-def run_batch(campaign_path, output, settings: BatchSettings = BatchSettings(), *, scheduler: str | None = None,
-              workers: int = 2, threads_per_worker: int = 1, overwrite: bool = False,
+def run_batch(campaign_path: PathType, output: PathType, settings: BatchSettings = BatchSettings(), *,
+              scheduler: str | None = None, workers: int = 2, threads_per_worker: int = 1, overwrite: bool = False,
               replace_output: bool = False, progress: bool = True) -> BatchSummary:
     """Invert every panel of a campaign on Dask; write ``output`` (see the module notes).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._typing import NoiseStd
 from .canvas import DEFAULT_CELL_SIZE, place_on_canvas
 from .errors import ConfigError, SurveyError
 from .forward import ForwardOperator
@@ -87,7 +88,7 @@ def _noise_s(survey: Survey, noise_std) -> np.ndarray:
 
 def build_problem(survey: Survey, prior: Prior, forward: str | ForwardOperator = "straight-ray",
                   petrophysics: FaciesVelocity | None = None, *, grid: Grid2D | None = None,
-                  noise_std=None, unknowns: FieldUnknowns | None = None) -> LatentTomography:
+                  noise_std: NoiseStd = None, unknowns: FieldUnknowns | None = None) -> LatentTomography:
     """The latent-tomography problem of a survey (data in ns).
 
     Parameters
@@ -124,7 +125,7 @@ def build_problem(survey: Survey, prior: Prior, forward: str | ForwardOperator =
 
 def invert(survey: Survey, prior: Prior, forward: str | ForwardOperator = "straight-ray",
            solver: str | Solver = "latent-sgd", petrophysics: FaciesVelocity | None = None, *,
-           grid: Grid2D | None = None, noise_std=None, n_candidates: int | None = None,
+           grid: Grid2D | None = None, noise_std: NoiseStd = None, n_candidates: int | None = None,
            seed: int = 0, progress: bool = False, generator: torch.Generator | None = None,
            refine: RefineConfig | str | None = "default", unknowns: FieldUnknowns | None = None) -> Solutions:
     """Invert a survey's traveltimes in a prior's latent space.

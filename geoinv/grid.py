@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._typing import TensorLike
 from ._validation import as_finite_array, check_real_dtype, require_positive
 from .errors import GridError
+
+if TYPE_CHECKING:
+    from .survey import Survey
 
 __all__ = ["Grid2D"]
 
@@ -54,9 +60,10 @@ class Grid2D:
 
     shape: tuple[int, int]
     spacing: tuple[float, float] = (0.1, 0.1)
-    origin: tuple[float, float] = (0.0, 0.0)
+    origin: Sequence[float] = (0.0, 0.0)
 
-    def __init__(self, shape, spacing=0.1, origin=(0.0, 0.0)) -> None:
+    def __init__(self, shape: Sequence[int], spacing: float | Sequence[float] = 0.1,
+                 origin: Sequence[float] = (0.0, 0.0)) -> None:
         shape_tuple = _cell_counts(shape)
         spacing_array = np.broadcast_to(np.asarray(spacing, dtype=float), (2,))
         spacing_tuple = tuple(require_positive(s, "spacing", GridError) for s in spacing_array)
@@ -73,7 +80,8 @@ class Grid2D:
         return cls((129, 65), 0.1, (0.0, 0.0))
 
     @classmethod
-    def covering(cls, points, spacing: float | tuple[float, float] = 0.1, margin: float = 0.0) -> Grid2D:
+    def covering(cls, points: TensorLike | Survey, spacing: float | tuple[float, float] = 0.1,
+                 margin: float = 0.0) -> Grid2D:
         """The smallest grid of cells of ``spacing`` holding every point, ``margin`` m around them.
 
         Parameters
@@ -150,7 +158,7 @@ class Grid2D:
         zz, xx = np.meshgrid(self.z_centers, self.x_centers, indexing="ij")
         return np.column_stack([xx.ravel(), zz.ravel()])
 
-    def contains(self, points, tol: float = 1e-9) -> np.ndarray:
+    def contains(self, points: TensorLike, tol: float = 1e-9) -> np.ndarray:
         """Whether each ``(x, z)`` point (m) lies inside the grid or on its boundary.
 
         Parameters
@@ -169,7 +177,7 @@ class Grid2D:
             & (z <= self.z_edges[-1] + tol)
         )
 
-    def check_model(self, model, name: str = "model") -> None:
+    def check_model(self, model: TensorLike, name: str = "model") -> None:
         """Raise :class:`GridError` unless ``model`` ends in this grid's shape."""
         model_shape = tuple(getattr(model, "shape", np.shape(model)))
         if model_shape[-2:] != self.shape:

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._typing import DataIndex, NoiseStd, TensorLike
 from .errors import ConfigError
 from .forward.base import ForwardOperator
 from .forward.linearized import LinearizedBatch
@@ -50,9 +51,11 @@ class LatentTomography(InverseProblem):
 
     prior: Prior
     operator: ForwardOperator
+    petrophysics: FaciesVelocity
 
-    def __init__(self, prior: Prior, petrophysics, forward: ForwardOperator, observed=None, noise_std=None,
-                 data_unit: str = "ns", unknowns: FieldUnknowns | None = None) -> None:
+    def __init__(self, prior: Prior, petrophysics: FaciesVelocity, forward: ForwardOperator,
+                 observed: TensorLike | None = None, noise_std: NoiseStd = None, data_unit: str = "ns",
+                 unknowns: FieldUnknowns | None = None) -> None:
         if not isinstance(prior, Prior):
             raise ConfigError(f"prior must implement geoinv.prior.Prior, got {type(prior).__name__}; "
                               "subclass Prior (or StandardNormalPrior) for a custom decoder")
@@ -146,7 +149,7 @@ class LatentTomography(InverseProblem):
         problem.noise_std = self.noise_std
         return problem
 
-    def facies_data(self, models: torch.Tensor, data_index=None) -> torch.Tensor:
+    def facies_data(self, models: torch.Tensor, data_index: DataIndex = None) -> torch.Tensor:
         """Traveltimes (data unit) of facies models ``(B, nz, nx)``."""
         return self._scale * self.operator(self.petrophysics.slowness(models), data_index)
 

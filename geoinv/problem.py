@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ._typing import DataIndex, Device, NoiseStd, TensorLike
 from .errors import ConfigError, SurveyError
 from .prior.base import REGULARIZATIONS, Prior
+
+if TYPE_CHECKING:
+    from .forward.base import ForwardOperator
+    from .nuisance import FieldUnknowns
+    from .petrophysics import FaciesVelocity
 
 __all__ = ["InverseProblem"]
 
@@ -89,12 +96,14 @@ class InverseProblem:
     """
 
     def __init__(self, forward: Callable, n_parameters: int, n_data: int, sample_prior: Callable,
-                 prior_mean=None, prior_range=None, observed=None, noise_std=None,
-                 to_model: Callable | None = None, data_groups=None, name: str = "",
-                 data_unit: str = "", *, forward_takes_index: bool = False, training_data=None,
-                 inverse_targets=None, regularizer: Callable | None = None, device="cpu",
-                 model_forward: Callable | None = None, model_jacobian: Callable | None = None,
-                 operator=None, petrophysics=None, log_prior: Callable | None = None) -> None:
+                 prior_mean: TensorLike | None = None, prior_range: TensorLike | None = None,
+                 observed: TensorLike | None = None, noise_std: NoiseStd = None, to_model: Callable | None = None,
+                 data_groups: Sequence[TensorLike] | None = None, name: str = "", data_unit: str = "", *,
+                 forward_takes_index: bool = False, training_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 inverse_targets: torch.Tensor | None = None, regularizer: Callable | None = None,
+                 device: Device = "cpu", model_forward: Callable | None = None, model_jacobian: Callable | None = None,
+                 operator: ForwardOperator | None = None, petrophysics: FaciesVelocity | None = None,
+                 log_prior: Callable | None = None) -> None:
         if int(n_parameters) < 1 or int(n_data) < 1:
             raise ConfigError("n_parameters and n_data must be >= 1")
         self._forward = forward
@@ -158,7 +167,7 @@ class InverseProblem:
         return tensor
 
     # -- data ---------------------------------------------------------------------
-    def targets(self, observed=None) -> torch.Tensor:
+    def targets(self, observed: TensorLike | None = None) -> torch.Tensor:
         """Observed data as ``(S, n_data)``: ``observed`` if given (validated), else the problem's own."""
         if observed is None:
             if self.observed is None:
@@ -168,7 +177,7 @@ class InverseProblem:
             observed = self._check_observed(observed)
         return observed.reshape(-1, self.n_data)
 
-    def forward(self, parameters: torch.Tensor, data_index=None) -> torch.Tensor:
+    def forward(self, parameters: torch.Tensor, data_index: DataIndex = None) -> torch.Tensor:
         """Simulated data for a batch of parameter vectors.
 
         Parameters
@@ -341,7 +350,7 @@ class InverseProblem:
                           "forward operator can); use relinearize=0")
 
     # -- synthetic data and copies ------------------------------------------------------
-    def simulate(self, parameters: torch.Tensor, noise_std=None,
+    def simulate(self, parameters: torch.Tensor, noise_std: NoiseStd = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Noisy synthetic data ``F(x) + ε``, ``ε ~ N(0, noise_std²)`` per datum (no gradient)."""
         with torch.no_grad():
@@ -366,7 +375,7 @@ class InverseProblem:
         raise ConfigError(f"the problem {self.name!r} has no prior log-density: build it with log_prior= (or a "
                           "latent prior); a prior with discrete parameters cannot be sampled by gradients")
 
-    def with_observed(self, observed, noise_std=None) -> InverseProblem:
+    def with_observed(self, observed: TensorLike | None, noise_std: NoiseStd = None) -> InverseProblem:
         """A copy of this problem holding other observed data (and optionally another noise level)."""
         problem = copy.copy(self)
         problem.observed = self._check_observed(observed)
@@ -375,8 +384,9 @@ class InverseProblem:
         return problem
 
     @classmethod
-    def latent_tomography(cls, prior: Prior, petrophysics, forward, observed=None, noise_std=None,
-                          data_unit: str = "ns", unknowns=None) -> InverseProblem:
+    def latent_tomography(cls, prior: Prior, petrophysics: FaciesVelocity, forward: ForwardOperator,
+                          observed: TensorLike | None = None, noise_std: NoiseStd = None, data_unit: str = "ns",
+                          unknowns: FieldUnknowns | None = None) -> InverseProblem:
         """Traveltime tomography in the latent space of a prior's decoder: a
         :class:`~geoinv.latent_tomography.LatentTomography` (see there for the parameters)."""
         from .latent_tomography import LatentTomography

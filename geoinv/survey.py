@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._typing import TensorLike, VelocityRange
 from ._validation import as_finite_array
 from .errors import SurveyError
 from .grid import Grid2D
@@ -71,7 +72,8 @@ class Survey:
     625
     """
 
-    def __init__(self, sources, receivers, pairs=None, traveltimes=None, errors=None) -> None:
+    def __init__(self, sources: TensorLike, receivers: TensorLike, pairs: TensorLike | None = None,
+                 traveltimes: TensorLike | None = None, errors: TensorLike | None = None) -> None:
         self.sources = _positions(sources, "sources")
         self.receivers = _positions(receivers, "receivers")
         if pairs is None:
@@ -118,7 +120,8 @@ class Survey:
         return array
 
     @classmethod
-    def crosshole(cls, x_sources: float = 0.0, x_receivers: float = 6.5, depths=None) -> Survey:
+    def crosshole(cls, x_sources: float = 0.0, x_receivers: float = 6.5,
+                  depths: TensorLike | None = None) -> Survey:
         """The reference crosshole geometry: 25 sources and 25 receivers, 625 pairs.
 
         Parameters
@@ -159,7 +162,7 @@ class Survey:
         usable = (self.traveltimes > 0) & (self.distances > 0)
         return self.distances[usable] / self.traveltimes[usable]
 
-    def with_data(self, traveltimes, errors=None) -> Survey:
+    def with_data(self, traveltimes: TensorLike, errors: TensorLike | None = None) -> Survey:
         """A copy of this geometry holding the given traveltimes (s) and errors (s)."""
         return Survey(self.sources, self.receivers, self.pairs, traveltimes,
                       self.errors if errors is None else errors)
@@ -176,7 +179,8 @@ class Survey:
                     f"(x in [{grid.x_edges[0]:g}, {grid.x_edges[-1]:g}] m, "
                     f"z in [{grid.z_edges[0]:g}, {grid.z_edges[-1]:g}] m); move it or enlarge the grid")
 
-    def check_plausible(self, velocity_range=RADAR_VELOCITY_RANGE, label: str = "", unit_hint: str = "") -> None:
+    def check_plausible(self, velocity_range: VelocityRange = RADAR_VELOCITY_RANGE, label: str = "",
+                        unit_hint: str = "") -> None:
         """Raise :class:`SurveyError` if the picks or their errors cannot be measurements in s.
 
         A pick ``t`` over a straight distance ``d`` implies the apparent velocity

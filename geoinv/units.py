@@ -6,6 +6,8 @@ writer, problem and option that accepts a unit name looks it up here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import ConfigError
 
 __all__ = [
@@ -46,21 +48,21 @@ def velocity_factor(unit: str, name: str = "velocity unit") -> float:
     return _factor(VELOCITY_UNITS, unit, name)
 
 
-def ns_to_s(value):
+def ns_to_s(value: Any) -> Any:
     """Convert times from ns to s."""
     return value * NS
 
 
-def s_to_ns(value):
+def s_to_ns(value: Any) -> Any:
     """Convert times from s to ns."""
     return value / NS
 
 
-def m_per_ns_to_m_per_s(value):
+def m_per_ns_to_m_per_s(value: Any) -> Any:
     """Convert velocities from m/ns to m/s."""
     return value / NS
 
 
-def m_per_s_to_m_per_ns(value):
+def m_per_s_to_m_per_ns(value: Any) -> Any:
     """Convert velocities from m/s to m/ns."""
     return value * NS

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from .._typing import DataIndex, NoiseStd, TensorLike
 from ..errors import ConfigError, GridError, SurveyError
 from ..grid import Grid2D
 from ..survey import Survey
@@ -86,7 +87,7 @@ class ForwardOperator(nn.Module):
         return self.survey.n_data
 
     # -- the public contract ----------------------------------------------------------------------
-    def forward(self, slowness: torch.Tensor, data_index=None) -> torch.Tensor:
+    def forward(self, slowness: torch.Tensor, data_index: DataIndex = None) -> torch.Tensor:
         """Traveltimes (s) of slowness models (s/m).
 
         Parameters
@@ -107,7 +108,7 @@ class ForwardOperator(nn.Module):
             return self.forward(slowness[None], data_index)[0]
         return _OperatorFunction.apply(slowness, self, self._index_or_none(data_index))
 
-    def vjp(self, slowness: torch.Tensor, cotangent: torch.Tensor, data_index=None) -> torch.Tensor:
+    def vjp(self, slowness: torch.Tensor, cotangent: torch.Tensor, data_index: DataIndex = None) -> torch.Tensor:
         """``J(s)ᵀ w``: data-space vectors pulled back to model space (the backward pass).
 
         Parameters
@@ -125,7 +126,7 @@ class ForwardOperator(nn.Module):
         """
         return self._derivative(self._run_vjp, slowness, cotangent, data_index, "cotangent", data_side=True)
 
-    def jvp(self, slowness: torch.Tensor, tangent: torch.Tensor, data_index=None) -> torch.Tensor:
+    def jvp(self, slowness: torch.Tensor, tangent: torch.Tensor, data_index: DataIndex = None) -> torch.Tensor:
         """``J(s) v``: the change of the traveltimes along a model-space direction.
 
         Parameters
@@ -143,7 +144,7 @@ class ForwardOperator(nn.Module):
         """
         return self._derivative(self._run_jvp, slowness, tangent, data_index, "tangent", data_side=False)
 
-    def jacobian(self, slowness, data_index=None) -> sp.csr_matrix:
+    def jacobian(self, slowness: TensorLike, data_index: DataIndex = None) -> sp.csr_matrix:
         """Fréchet kernel ∂t/∂s at one model: ray lengths in m.
 
         Parameters
@@ -186,7 +187,7 @@ class ForwardOperator(nn.Module):
         with torch.no_grad():
             return self._vjp(None, None, None, residuals)
 
-    def linearization_kernel(self, slowness) -> sp.csr_matrix:
+    def linearization_kernel(self, slowness: np.ndarray) -> sp.csr_matrix:
         """Sparse kernel ``K`` (m) of a local linear model ``t(s') ≈ t(s) + K (s' − s)`` for search stages.
 
         An *approximation* used by linearised searches, never the operator's
@@ -197,7 +198,8 @@ class ForwardOperator(nn.Module):
         """
         return self.jacobian(slowness)
 
-    def make_synthetic_data(self, slowness, noise_std=None, generator: torch.Generator | None = None) -> Survey:
+    def make_synthetic_data(self, slowness: TensorLike, noise_std: NoiseStd = None,
+                            generator: torch.Generator | None = None) -> Survey:
         """This operator's survey holding simulated traveltimes of one model, with Gaussian noise.
 
         Parameters

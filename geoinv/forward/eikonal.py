@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,7 +193,7 @@ class Eikonal(NumpyKernelOperator):
         choice = np.argmin(flat[self._source_neighbours], axis=1)
         return self._source_neighbours[np.arange(len(choice)), choice]
 
-    def traveltime_fields(self, slowness: np.ndarray, sources=None) -> np.ndarray:
+    def traveltime_fields(self, slowness: np.ndarray, sources: Sequence[int] | np.ndarray | None=None) -> np.ndarray:
         """First-arrival time fields (s) on the node grid, shape ``(n_sources, *nodes.shape)``.
 
         Parameters
@@ -228,7 +229,7 @@ class Eikonal(NumpyKernelOperator):
         field_row[sources] = np.arange(len(sources))
         return index, sources, field_row
 
-    def simulate_numpy(self, slowness: np.ndarray, data_index=None) -> tuple[np.ndarray, tuple]:
+    def simulate_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None = None) -> tuple[np.ndarray, tuple]:
         """Traveltimes (s) and the kernel's state (time fields, raw scikit-fmm times) of one slowness array.
 
         Only the sources of the requested data are solved for.
@@ -262,7 +263,8 @@ class Eikonal(NumpyKernelOperator):
         model = self._check_slowness(slowness).detach().cpu().double().numpy()
         return self._trace_rays(self.simulate_numpy(model)[1][0])
 
-    def vjp_numpy(self, slowness: np.ndarray, data_index, state, weights: np.ndarray) -> np.ndarray:
+    def vjp_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: tuple,
+                  weights: np.ndarray) -> np.ndarray:
         """``Jᵀ w`` with one adjoint solve per source (no Jacobian formed) for ``gradient='adjoint'``."""
         if self.gradient == "rays":
             return super().vjp_numpy(slowness, data_index, state, weights)
@@ -273,7 +275,8 @@ class Eikonal(NumpyKernelOperator):
             gradient[source_cells[source]] += self.source_radius * weights[data].sum()
         return gradient
 
-    def jvp_numpy(self, slowness: np.ndarray, data_index, state, tangent: np.ndarray) -> np.ndarray:
+    def jvp_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: tuple,
+                  tangent: np.ndarray) -> np.ndarray:
         """``J v`` with one tangent-linear solve per source (no Jacobian formed) for ``gradient='adjoint'``."""
         if self.gradient == "rays":
             return super().jvp_numpy(slowness, data_index, state, tangent)

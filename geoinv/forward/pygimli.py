@@ -81,7 +81,7 @@ class PyGimliShortestPath(NumpyKernelOperator):
         vector, scale = self._pg_slowness(slowness)
         return np.asarray(self._core.response(vector)) * scale
 
-    def simulate_numpy(self, slowness: np.ndarray, data_index=None) -> tuple[np.ndarray, None]:
+    def simulate_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None = None) -> tuple[np.ndarray, None]:
         """Traveltimes (s) of all data for one slowness array (pyGIMLi cannot skip data)."""
         return self.response(slowness), None
 

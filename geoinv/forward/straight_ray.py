@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._typing import DataIndex, TensorLike
 from ..grid import Grid2D
 from ..survey import Survey
 from .base import ForwardOperator
@@ -170,7 +171,7 @@ class StraightRay(ForwardOperator):
     def _jvp(self, slowness, data_index, state, tangent: torch.Tensor) -> torch.Tensor:
         return self._kernel.matmul(tangent.reshape(tangent.shape[0], -1))
 
-    def jacobian(self, slowness=None, data_index=None) -> sp.csr_matrix:
+    def jacobian(self, slowness: TensorLike | None = None, data_index: DataIndex = None) -> sp.csr_matrix:
         """The ray-length matrix (m), independent of the model; ``slowness`` may be omitted."""
         if slowness is None:
             return self.matrix if data_index is None else self.matrix[self._check_index(data_index)]

@@ -24,11 +24,13 @@ from __future__ import annotations
 import io
 import logging
 from contextlib import contextmanager, redirect_stdout
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._typing import NoiseStd, TensorLike
 from ..errors import ConfigError
 from ..forward import ForwardOperator
 from ..forward import forward as build_forward
@@ -42,6 +44,9 @@ from ..io.pygimli import (
 )
 from ..problem import InverseProblem
 from ..survey import Survey
+
+if TYPE_CHECKING:
+    from ..solvers.base import Solutions
 
 __all__ = ["GeoinvModelling", "LatentModelling", "quiet_pygimli", "solutions_to_mesh"]
 
@@ -86,8 +91,8 @@ def _sparse_to_pygimli(matrix):
     return result
 
 
-def GeoinvModelling(forward: str | ForwardOperator = "straight-ray", mesh=None, data=None, *,
-                    grid: Grid2D | None = None, survey: Survey | None = None, **options):
+def GeoinvModelling(forward: str | ForwardOperator = "straight-ray", mesh: Any = None, data: Any = None, *,
+                    grid: Grid2D | None = None, survey: Survey | None = None, **options) -> Any:
     """A geoinv forward operator as a pyGIMLi ``MeshModelling`` (slowness in s/m per cell → times in s).
 
     Parameters
@@ -186,7 +191,7 @@ def _geoinv_modelling_class():
     return _GeoinvModelling
 
 
-def LatentModelling(problem: InverseProblem, observed=None, noise_std=None):
+def LatentModelling(problem: InverseProblem, observed: TensorLike | None = None, noise_std: NoiseStd = None) -> Any:
     """A problem's latent space as pyGIMLi's model space (``pg.frameworks.Modelling``).
 
     Parameters
@@ -264,7 +269,7 @@ def _latent_modelling_class():
     return _LatentModelling
 
 
-def solutions_to_mesh(solutions, grid: Grid2D, mesh=None, survey: int = 0) -> dict[str, np.ndarray]:
+def solutions_to_mesh(solutions: Solutions, grid: Grid2D, mesh: Any = None, survey: int = 0) -> dict[str, np.ndarray]:
     """A survey's results as pyGIMLi cell vectors (for ``pg.show(mesh, vector)``).
 
     Parameters

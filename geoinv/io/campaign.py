@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_hdf5
+from .._typing import PathType, VelocityRange
 from .._validation import require_file
 from ..errors import ConfigError, FileFormatError, GeoinvError
 from ..grid import Grid2D
@@ -122,7 +123,7 @@ def _petrophysics_from(text, label: str) -> FaciesVelocity | None:
     return petrophysics
 
 
-def write_campaign(path, surveys: list[CampaignSurvey], time_unit: str = "s") -> Path:
+def write_campaign(path: PathType, surveys: list[CampaignSurvey], time_unit: str = "s") -> Path:
     """Write panels as a campaign file, atomically. Names must be unique and valid HDF5 names."""
 
     names = [entry.name for entry in surveys]
@@ -153,7 +154,7 @@ def write_campaign(path, surveys: list[CampaignSurvey], time_unit: str = "s") ->
     return path
 
 
-def read_campaign(path, velocity_range=RADAR_VELOCITY_RANGE) -> Campaign:
+def read_campaign(path: PathType, velocity_range: VelocityRange = RADAR_VELOCITY_RANGE) -> Campaign:
     """Read every panel of a campaign file (or a single-survey file).
 
     Returns

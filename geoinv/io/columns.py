@@ -20,11 +20,13 @@ Two picks of the same source–receiver pair are refused, naming both lines.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_path
+from .._typing import PathType, VelocityRange
 from .._validation import require_file
 from ..errors import FileFormatError, SurveyError
 from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors, two_error_sources
@@ -150,8 +152,9 @@ def _refuse_duplicates(pairs: np.ndarray, lines: np.ndarray, source: str) -> Non
                           "per pair (average repeated picks and give their error)")
 
 
-def read_column_survey(path, columns=None, *, time_unit: str = "ns", absolute_error: float | None = None,
-                       relative_error: float | None = None, velocity_range=RADAR_VELOCITY_RANGE) -> Survey:
+def read_column_survey(path: PathType, columns: str | Sequence[str] | None = None, *, time_unit: str = "ns",
+                       absolute_error: float | None = None, relative_error: float | None = None,
+                       velocity_range: VelocityRange = RADAR_VELOCITY_RANGE) -> Survey:
     """Read a pick file in columns (see :mod:`geoinv.io.columns` for the layout).
 
     Parameters
@@ -230,7 +233,7 @@ def _errors(column, times, factor, absolute_error, relative_error, source) -> np
     return modelled_errors(times, absolute_error, relative_error, source)
 
 
-def write_column_survey(path, survey: Survey, time_unit: str = "ns") -> Path:
+def write_column_survey(path: PathType, survey: Survey, time_unit: str = "ns") -> Path:
     """Write a survey with traveltimes as a column file ``sx sz rx rz t [err]`` (header line, times in ``time_unit``).
 
     Written atomically; :func:`read_column_survey` reads it back.

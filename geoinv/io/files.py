@@ -3,8 +3,10 @@ pick files in columns (``.txt``, ``.csv``, ``.tsv``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from .._typing import PathType, VelocityRange
 from ..errors import FileFormatError
 from ..grid import Grid2D
 from ..survey import RADAR_VELOCITY_RANGE, Survey, modelled_errors, two_error_sources
@@ -19,9 +21,10 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 SURVEY_SUFFIXES = HDF5_SUFFIXES + PYGIMLI_SUFFIXES + COLUMN_SUFFIXES
 
 
-def read_survey(path, group: str = "survey", *, absolute_error: float | None = None,
-                relative_error: float | None = None, velocity_range=RADAR_VELOCITY_RANGE,
-                columns=None, time_unit: str | None = None) -> tuple[Survey, Grid2D | None]:
+def read_survey(path: PathType, group: str = "survey", *, absolute_error: float | None = None,
+                relative_error: float | None = None, velocity_range: VelocityRange = RADAR_VELOCITY_RANGE,
+                columns: str | Sequence[str] | None = None, time_unit: str | None = None) -> tuple[Survey,
+                Grid2D | None]:
     """Read a survey file, choosing the reader by suffix.
 
     Parameters
@@ -85,7 +88,7 @@ def _with_error_model(survey: Survey, absolute_error, relative_error, source: st
                                                                 relative_error, source))
 
 
-def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
+def write_survey(path: PathType, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
                  time_unit: str = "s") -> Path:
     """Write a survey atomically, choosing the format by suffix (``.h5``, ``.sgt`` or a column file).
 

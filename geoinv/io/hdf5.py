@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_hdf5
+from .._typing import PathType, VelocityRange
 from .._validation import check_real_dtype, require_file
 from ..errors import FileFormatError, GeoinvError, SurveyError
 from ..grid import Grid2D
@@ -42,7 +43,7 @@ def attribute_text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
-def write_survey(path, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
+def write_survey(path: PathType, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
                  time_unit: str = "s") -> None:
     """Write ``survey`` (and optionally its ``grid``) to an HDF5 file atomically.
 
@@ -85,7 +86,7 @@ def write_survey_group(handle, survey: Survey, grid: Grid2D | None = None, group
             grid_group.attrs[key] = value
 
 
-def write_result(path, solutions, survey: Survey | None = None, grid: Grid2D | None = None,
+def write_result(path: PathType, solutions, survey: Survey | None = None, grid: Grid2D | None = None,
                  datasets: dict | None = None, attrs: dict | None = None) -> None:
     """Write an inversion result as one atomic HDF5 file.
 
@@ -108,7 +109,7 @@ def write_result(path, solutions, survey: Survey | None = None, grid: Grid2D | N
             handle.attrs[name] = value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
 
 
-def unreadable(path, exc: OSError, hint: str = "") -> FileFormatError:
+def unreadable(path: PathType, exc: OSError, hint: str = "") -> FileFormatError:
     """The error for an HDF5 file h5py cannot open: a lock held by another program named as such."""
     name = Path(path).name
     if "lock" in str(exc).lower():
@@ -118,8 +119,8 @@ def unreadable(path, exc: OSError, hint: str = "") -> FileFormatError:
     return FileFormatError(f"cannot read {name} as HDF5{hint}: {exc}")
 
 
-def read_survey(path, group: str = "survey",
-                velocity_range=RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
+def read_survey(path: PathType, group: str = "survey",
+                velocity_range: VelocityRange = RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
     """Read a survey (and its grid, if stored) written by :func:`write_survey`.
 
     ``velocity_range`` (m/s, default crosshole radar; None skips) bounds the
@@ -144,7 +145,8 @@ def read_survey(path, group: str = "survey",
         raise unreadable(path, exc) from exc
 
 
-def read_survey_group(root, label: str, velocity_range=RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
+def read_survey_group(root, label: str, velocity_range: VelocityRange = RADAR_VELOCITY_RANGE) -> tuple[Survey,
+                      Grid2D | None]:
     """Read an open survey group (see :func:`read_survey`); errors start with ``label``.
 
     The group must carry ``format = "geoinv-survey/1"`` and hold ``pairs``

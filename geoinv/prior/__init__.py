@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .._registry import Registry
+from .._typing import Device, PathType
 from .base import REGULARIZATIONS, Prior, StandardNormalPrior, expected_latent_norm
 from .channels import ChannelConfig, channel_statistics, channelized_image
 from .data import DEFAULT_TRAINING_IMAGE, DEFAULT_VAE
@@ -43,7 +46,7 @@ __all__ = [
 PRIORS = Registry("geoinv.priors", "prior")
 
 
-def load_prior(path=None, kind: str = "vae", device="cpu") -> Prior:
+def load_prior(path: PathType | None = None, kind: str = "vae", device: Device = "cpu") -> Prior:
     """Load a prior: the shipped VAE (``path=None``) or a checkpoint of a registered kind.
 
     Parameters
@@ -61,7 +64,7 @@ def load_prior(path=None, kind: str = "vae", device="cpu") -> Prior:
     return PRIORS.get(kind).load(path, device=device)
 
 
-def default_vae(device="cpu") -> VAE:
+def default_vae(device: Device = "cpu") -> VAE:
     """The shipped, pretrained VAE (129 × 65 models, latent_dim 20), in eval mode.
 
     Its provenance (training command, steps, losses, training-image hash) is in
@@ -74,6 +77,6 @@ def default_vae(device="cpu") -> VAE:
     return load_vae(DEFAULT_VAE, device=device)
 
 
-def default_training_image():
+def default_training_image() -> np.ndarray:
     """The shipped 2500 × 2500 channelized training image (uint8, channel = 1)."""
     return read_image(DEFAULT_TRAINING_IMAGE)

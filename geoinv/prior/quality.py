@@ -13,15 +13,20 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .._atomic import atomic_path
+from .._typing import PathType
 from ..errors import ConfigError
 from ..metrics import binary_fraction, connectivity, mean_thickness, variogram
 from .images import PatchSampler, image_hash
 from .training import reconstruction_accuracy, reconstructions
+
+if TYPE_CHECKING:
+    from ..prior.vae import VAE
 
 __all__ = ["THRESHOLDS", "PriorReport", "QualityCheck", "image_statistics", "prior_report", "relative_gap"]
 
@@ -140,13 +145,13 @@ class PriorReport:
         self.settings["inversion_check"] = check
         return self
 
-    def write_json(self, path) -> Path:
+    def write_json(self, path: PathType) -> Path:
         """Write the report (not the images) as JSON, atomically."""
         with atomic_path(path) as tmp:
             Path(tmp).write_text(json.dumps(self.to_dict(), indent=1))
         return Path(path)
 
-    def figure(self, path=None):
+    def figure(self, path: PathType | None = None) -> Any:
         """Prior samples beside training crops, and the variograms of both; saved to ``path`` if given."""
         from ..plot import prior_report_figure
 
@@ -181,7 +186,7 @@ def _mark(name: str, value: float) -> tuple[str, bool | None]:
     return f"{comparison} {limit:g}", bool(value >= limit if comparison == ">=" else value <= limit)
 
 
-def prior_report(vae, image: np.ndarray, n_samples: int = 1000, n_heldout: int = 500, seed: int = 0,
+def prior_report(vae: VAE, image: np.ndarray, n_samples: int = 1000, n_heldout: int = 500, seed: int = 0,
                  figure_count: int = 8) -> PriorReport:
     """Measure ``vae`` against the training ``image`` it should reproduce.
 

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._atomic import atomic_torch_save
+from .._typing import PathType
 from .._validation import require_file
 from ..errors import CheckpointError, ConfigError, GeoinvWarning
 from .base import StandardNormalPrior
@@ -78,7 +79,7 @@ class VAEConfig:
             raise ConfigError(f"norm must be 'instance', 'batch' or 'none', got {self.norm!r}")
 
     @classmethod
-    def reference(cls, model_shape=(129, 65), latent_dim: int = 20) -> VAEConfig:
+    def reference(cls, model_shape: tuple[int, int] = (129, 65), latent_dim: int = 20) -> VAEConfig:
         """The architecture of the reference code (≈ 4.6 M parameters at 129 × 65)."""
         return cls(model_shape, latent_dim, (32, 64, 128, 256), (5, 5, 4, 4), (2, 2, 2, 2), 512)
 
@@ -189,7 +190,8 @@ class VAE(nn.Module, StandardNormalPrior):
         """The decoder ``g(z)``: facies models in ``[0, 1]``, shape ``(B, nz, nx)``."""
         return torch.sigmoid(self.decode_logits(latent))
 
-    def forward(self, models: torch.Tensor, generator: torch.Generator | None = None):
+    def forward(self, models: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor,
+                torch.Tensor, torch.Tensor]:
         """Encode, sample ``z`` by reparameterisation, and return ``(logits, μ, log σ²)``."""
         mean, logvar = self.encode(models)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -201,7 +203,7 @@ class VAE(nn.Module, StandardNormalPrior):
         return next(self.parameters()).device
 
     @classmethod
-    def load(cls, path, device: str | torch.device = "cpu") -> VAE:
+    def load(cls, path: PathType, device: str | torch.device = "cpu") -> VAE:
         """Load a checkpoint written by :func:`save_checkpoint` (see :func:`load_vae`)."""
         return load_vae(path, device=device)
 
@@ -227,7 +229,7 @@ def vae_loss(
     return recon + beta * kl, recon, kl
 
 
-def save_checkpoint(path, vae: VAE, metadata: dict, extra: dict | None = None,
+def save_checkpoint(path: PathType, vae: VAE, metadata: dict, extra: dict | None = None,
                     dtype: torch.dtype | None = None) -> None:
     """Write a VAE checkpoint atomically.
 
@@ -259,7 +261,7 @@ def save_checkpoint(path, vae: VAE, metadata: dict, extra: dict | None = None,
     atomic_torch_save(payload, path)
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
+def read_checkpoint(path: PathType, map_location="cpu") -> dict:
     """Load a checkpoint dictionary, checking that it is a geoinv VAE checkpoint."""
     path = Path(path)
     require_file(path, "checkpoint", CheckpointError)
@@ -273,7 +275,7 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return payload
 
 
-def load_vae(path, device: str | torch.device = "cpu", expect_shape=None) -> VAE:
+def load_vae(path: PathType, device: str | torch.device = "cpu", expect_shape: tuple[int, int] | None = None) -> VAE:
     """Load a VAE from a checkpoint written by :func:`save_checkpoint`.
 
     Parameters

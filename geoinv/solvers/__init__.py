@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._registry import Registry
+from .._typing import PathType
 from ._learned import EnsembleMLP, LearnedSolver, NetworkConfig
 from .base import ACCEPTANCE, Solutions, Solver
 from .callbacks import Callback, EarlyStopping, Monitor, ProgressBar, RunInfo
@@ -60,11 +63,11 @@ __all__ = [
 SOLVERS = Registry("geoinv.solvers", "solver")
 
 
-def solver(name: str, config=None, **overrides) -> Solver:
+def solver(name: str, config: Any = None, **overrides) -> Solver:
     """Build a solver by its registered name, e.g. ``solver("latent-sgd", epochs=30)``."""
     return SOLVERS.get(name)(config, **overrides)
 
 
-def load_solver(path) -> LearnedSolver:
+def load_solver(path: PathType) -> LearnedSolver:
     """Load any fitted learned solver saved with ``solver.save(path)``."""
     return LearnedSolver.load(path)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .._float_traps import switch_off_float_traps
+from .._typing import PathType, TensorLike
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .callbacks import Monitor, ProgressBar
+
+if TYPE_CHECKING:
+    from ..forward.base import ForwardOperator
 
 __all__ = ["ACCEPTANCE", "CANDIDATE_KINDS", "MAX_STARTS", "Search", "Solutions", "Solver", "check_initial",
            "check_n_starts", "resorted_order"]
@@ -30,7 +34,7 @@ def check_n_starts(value, name: str = "n_starts") -> int:
     return int(value)
 
 
-def check_initial(initial, n_surveys: int, n_parameters: int) -> torch.Tensor:
+def check_initial(initial: torch.Tensor | None, n_surveys: int, n_parameters: int) -> torch.Tensor:
     """Explicit starts as ``(S, R, n)`` float32 (a shared ``(R, n)`` is repeated per data set); else ConfigError."""
     starts = torch.as_tensor(initial, dtype=torch.float32)
     if starts.ndim == 2:
@@ -230,7 +234,7 @@ class Solutions:
                          f"± {spread * factor:.2g} {unit}")
         return lines
 
-    def to_hdf5(self, path, group: str = "solutions", mode: str = "a") -> None:
+    def to_hdf5(self, path: PathType, group: str = "solutions", mode: str = "a") -> None:
         """Write to ``path`` under ``group``, atomically (layout: :mod:`geoinv.io.solutions`).
 
         ``mode='a'`` keeps the file's other groups (a copy of it gets the new
@@ -240,14 +244,14 @@ class Solutions:
 
         write_solutions(self, path, group, mode)
 
-    def write_group(self, handle, group: str = "solutions") -> None:
+    def write_group(self, handle: Any, group: str = "solutions") -> None:
         """Write into an open ``h5py.File`` (or group) under ``group``, replacing it."""
         from ..io.solutions import write_solutions_group
 
         write_solutions_group(self, handle, group)
 
     @classmethod
-    def from_hdf5(cls, path, group: str = "solutions") -> Solutions:
+    def from_hdf5(cls, path: PathType, group: str = "solutions") -> Solutions:
         """Read what :meth:`to_hdf5` wrote."""
         from ..io.solutions import read_solutions
 
@@ -327,7 +331,7 @@ class Solver:
     #: the candidates are posterior draws (their number is the sample count, not a number of starts)
     samples: bool = False
 
-    def __init__(self, config=None, callbacks=(), **overrides) -> None:
+    def __init__(self, config: Any = None, callbacks: Sequence[Any] = (), **overrides) -> None:
         if config is None:
             config = self.config_class()
         if not is_dataclass(config):
@@ -341,7 +345,7 @@ class Solver:
         self.callbacks = list(callbacks)
 
     @classmethod
-    def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
+    def for_operator(cls, operator: ForwardOperator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
                      epochs: int | None = None, preset: str | None = None) -> Solver:
         """This solver with the settings that suit a forward operator (what ``geoinv invert`` builds).
 
@@ -370,7 +374,7 @@ class Solver:
         """Whether :meth:`solve` can run (always, for solvers that learn nothing)."""
         return True
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+    def solve(self, problem: InverseProblem, observed: TensorLike | None = None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
         """Invert ``observed`` (default: ``problem.observed``).
 
@@ -431,7 +435,7 @@ class Solver:
         return check_n_starts(n_candidates or getattr(self.config, "n_starts", 1))
 
     def starting_points(self, problem: InverseProblem, n_surveys: int, n_candidates: int | None,
-                        generator: torch.Generator, initial=None) -> torch.Tensor | None:
+                        generator: torch.Generator, initial: torch.Tensor | None = None) -> torch.Tensor | None:
         """Starts ``(S, R, n)``: ``initial`` checked, or prior draws; None for solvers without starts."""
         if not self.takes_starts:
             if initial is not None:
@@ -461,7 +465,8 @@ class Solver:
 
     def finish(self, problem: InverseProblem, candidates: torch.Tensor, target: torch.Tensor, history: dict,
                wall_time: float, ranking: str = "misfit", chunk: int = 4096, *,
-               simulate=None, to_model=None, data=None, kind: str = "optima", resorted: int = 0) -> Solutions:
+               simulate: Callable[..., torch.Tensor] | None = None, to_model: Callable[..., torch.Tensor] | None = None,
+               data: torch.Tensor | None = None, kind: str = "optima", resorted: int = 0) -> Solutions:
         """The shared end of every solve: re-simulate, misfit, accept, sort, models, :class:`Solutions`.
 
         Parameters

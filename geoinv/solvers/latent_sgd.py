@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from .._typing import TensorLike
 from ..errors import ConfigError, SolverError
 from ..prior.base import expected_latent_norm
 from ..problem import InverseProblem
@@ -23,6 +25,9 @@ from .proposals import Proposals
 from .rml import Refill
 from .schedule import LatentSGDConfig, Stage
 from .searches import Explore, Portfolio
+
+if TYPE_CHECKING:
+    from ..forward.base import ForwardOperator
 
 #: keys of a run's Solutions.config that describe the run, not the solver's settings
 _RUN_KEYS = ("problem", "data_unit", "ranking", "acceptance", "n_candidates", "noise_std")
@@ -103,7 +108,7 @@ class LatentSGD(Solver):
     name = "latent-sgd"
     config_class = LatentSGDConfig
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+    def solve(self, problem: InverseProblem, observed: TensorLike | None = None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
         """Invert observed data from ``n_starts`` random starts per data set (see :meth:`Solver.solve`).
 
@@ -125,7 +130,7 @@ class LatentSGD(Solver):
         return replace(solutions, config={**self.describe(), **run})
 
     @classmethod
-    def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
+    def for_operator(cls, operator: ForwardOperator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
                      epochs: int | None = None, preset: str | None = None) -> Solver:
         """Latent search for a forward operator: what ``geoinv invert`` runs.
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._typing import TensorLike
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from ..sampling.engine import PRECONDITIONERS, approach, laplace_starts, run_replica_exchange, temperature_ladder
 from ..sampling.target import LatentPosterior
 from .base import Search, Solutions, Solver, check_n_starts
+
+if TYPE_CHECKING:
+    from ..forward.base import ForwardOperator
 
 __all__ = ["LatentMCMC", "LatentMCMCConfig", "linearized_surrogate"]
 
@@ -158,7 +163,8 @@ class LatentMCMC(Solver):
     config_class = LatentMCMCConfig
     samples = True
 
-    def __init__(self, config=None, callbacks=(), *, starter: Solver | None = None,
+    def __init__(self, config: Any = None, callbacks: Sequence[Any] = (), *,
+                 starter: Solver | None = None,
                  surrogate: Callable[[InverseProblem, torch.Tensor], InverseProblem] | None = None,
                  **overrides) -> None:
         super().__init__(config, callbacks, **overrides)
@@ -171,7 +177,7 @@ class LatentMCMC(Solver):
         self.surrogate = surrogate
 
     @classmethod
-    def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
+    def for_operator(cls, operator: ForwardOperator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
                      epochs: int | None = None, preset: str | None = None) -> Solver:
         """The sampler with chains started from the best of ``n_starts`` runs of the forward's default optimiser.
 
@@ -185,7 +191,7 @@ class LatentMCMC(Solver):
                                                  epochs=epochs, preset=preset)
         return sampler
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+    def solve(self, problem: InverseProblem, observed: TensorLike | None = None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
         """Sample the posterior of each data set (see :meth:`Solver.solve`).
 

@@ -89,6 +89,7 @@ class PyGimliSmooth(Solver):
     def search(self, problem: InverseProblem, targets: torch.Tensor, starts: None,
                generator: torch.Generator, n_candidates: int | None) -> Search:
         """One smoothness-regularised inversion per data set; its facies model is the candidate."""
+        assert problem.operator is not None and problem.petrophysics is not None  # check_problem refused others
         grid, petrophysics = problem.operator.grid, problem.petrophysics
         facies, chi2 = [], []
         with self.monitor("pyGIMLi smoothness inversion", targets.shape[0]) as monitor:
@@ -115,13 +116,14 @@ class PyGimliSmooth(Solver):
         from ..interop.pygimli import quiet_pygimli
         from ..io.pygimli import grid_to_mesh, model_from_mesh, survey_to_data_container
 
-        config, operator = self.config, problem.operator
+        config, operator, petrophysics = self.config, problem.operator, problem.petrophysics
+        assert operator is not None and petrophysics is not None  # check_problem refused problems without
         seconds = time_factor(problem.data_unit or "s", "data_unit")
         times = target.double().cpu().numpy() * seconds
         assert problem.noise_std is not None  # check_problem refused problems without
         errors = problem.noise_std.double().cpu().numpy() * seconds * np.ones_like(times)
         data = survey_to_data_container(operator.survey.with_data(times, errors))
-        velocities = (problem.petrophysics.channel_velocity, problem.petrophysics.matrix_velocity)
+        velocities = (petrophysics.channel_velocity, petrophysics.matrix_velocity)
         limits = [min(velocities) / config.velocity_margin, max(velocities) * config.velocity_margin]
         with quiet_pygimli() as pg:
             manager = pg.physics.traveltime.TravelTimeManager(secNodes=config.secondary_nodes)

@@ -8,12 +8,17 @@ wrap runs (exploring, portfolios) are :mod:`geoinv.solvers.searches`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..forward.linearized import KERNELS
 from ..prior.base import REGULARIZATIONS
 from .base import check_n_starts
+
+if TYPE_CHECKING:
+    from ..forward.base import ForwardOperator
 
 __all__ = ["LatentSGDConfig", "Stage"]
 
@@ -238,7 +243,7 @@ class LatentSGDConfig(Stage):
         """All stages, in order."""
         return (self.as_stage(), *self.then)
 
-    def with_stages(self, stages) -> LatentSGDConfig:
+    def with_stages(self, stages: Sequence[Stage]) -> LatentSGDConfig:
         """These run settings with another schedule: ``stages[0]`` first, the rest as ``then``."""
         if not stages:
             raise ConfigError("with_stages needs at least one Stage")
@@ -289,7 +294,7 @@ class LatentSGDConfig(Stage):
         return cls.reference_linear(**{"then": (Stage.polish(1000),), **overrides})
 
     @classmethod
-    def gauss_newton_continuation(cls, temperatures=(32.0, 16.0, 8.0, 4.0, 2.0), iterations: int = 4,
+    def gauss_newton_continuation(cls, temperatures: Sequence[float] = (32.0, 16.0, 8.0, 4.0, 2.0), iterations: int = 4,
                                   explore: int = 5, **settings) -> LatentSGDConfig:
         """Gauss-Newton on a cooling decoder from many draws; the best are kept.
 
@@ -366,7 +371,7 @@ class LatentSGDConfig(Stage):
         return cls.reference_nonlinear(**{"minibatch": "source", "then": (Stage.polish(12, "source"),), **overrides})
 
     @classmethod
-    def for_operator(cls, operator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
+    def for_operator(cls, operator: ForwardOperator, *, n_starts: int = 20, seed: int = 0, progress: bool = False,
                      epochs: int | None = None) -> LatentSGDConfig:
         """geoinv's default schedule for a forward operator, chosen by ``operator.linear``.
 
