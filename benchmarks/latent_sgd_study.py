@@ -201,7 +201,8 @@ def summarise(cases: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 epochs, 2 starts, 1 truth: checks the script")
+    parser.add_argument("--quick", action="store_true",
+                        help="the default lever, 2 epochs, 2 starts, 1 truth: checks the script")
     parser.add_argument("--truths", type=int, default=5, help="truths of each kind (on and off the manifold)")
     parser.add_argument("--starts", type=int, default=20)
     parser.add_argument("--forwards", nargs="+", default=["straight-ray", "eikonal"],
@@ -211,8 +212,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="latent_sgd_study", help="name of the JSON and PNG in results/")
     args = parser.parse_args()
-    if args.quick:
-        args.truths, args.starts = 1, 2
+    if args.quick:  # the default lever on each forward, one truth on the manifold
+        args.truths, args.starts, args.kinds = 1, 2, ["on"]
+        args.levers = args.levers or ["default"]
 
     vae = default_vae().frozen()
     grid, survey = Grid2D.crosshole(), Survey.crosshole()

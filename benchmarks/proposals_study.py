@@ -139,7 +139,8 @@ def summarise(cases: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 truth, 2 starts, 256 pairs: checks the script")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 truth, 2 starts, 256 pairs, the refill lever: checks the script")
     parser.add_argument("--truths", type=int, default=5)
     parser.add_argument("--starts", type=int, default=20)
     parser.add_argument("--truth-seed", type=int, default=4242, help="not a seed used while developing")
@@ -152,8 +153,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.combine:
         return combine(args.combine, args.name)
-    if args.quick:
-        args.truths, args.starts, args.pairs = 1, 2, 256
+    if args.quick:  # the default's path (proposals, draws, refill) on one truth on the manifold
+        args.truths, args.starts, args.pairs, args.kinds = 1, 2, 256, ["on"]
+        if args.levers == parser.get_default("levers"):
+            args.levers = ["proposals, 2 draws, refill"]
     torch.set_num_threads(1)
     vae = default_vae().frozen()
     grid, survey, petrophysics = Grid2D.crosshole(), Survey.crosshole(), FaciesVelocity()
