@@ -29,7 +29,6 @@ def parts_folder(output: Path) -> Path:
 
 def write_part(folder: Path, panel: CampaignSurvey, record: dict, settings: dict, key: str,
                 prior_hash: str) -> None:
-
     with atomic_hdf5(folder / f"{panel.name}.h5") as handle:
         _write_record(handle.create_group("result"), panel, record, settings, key, prior_hash)
 

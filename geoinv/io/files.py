@@ -23,8 +23,8 @@ SURVEY_SUFFIXES = HDF5_SUFFIXES + PYGIMLI_SUFFIXES + COLUMN_SUFFIXES
 
 def read_survey(path: PathType, group: str = "survey", *, absolute_error: float | None = None,
                 relative_error: float | None = None, velocity_range: VelocityRange = RADAR_VELOCITY_RANGE,
-                columns: str | Sequence[str] | None = None, time_unit: str | None = None) -> tuple[Survey,
-                Grid2D | None]:
+                columns: str | Sequence[str] | None = None,
+                time_unit: str | None = None) -> tuple[Survey, Grid2D | None]:
     """Read a survey file, choosing the reader by suffix.
 
     Parameters

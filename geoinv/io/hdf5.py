@@ -145,8 +145,8 @@ def read_survey(path: PathType, group: str = "survey",
         raise unreadable(path, exc) from exc
 
 
-def read_survey_group(root, label: str, velocity_range: VelocityRange = RADAR_VELOCITY_RANGE) -> tuple[Survey,
-                      Grid2D | None]:
+def read_survey_group(root, label: str,
+                      velocity_range: VelocityRange = RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
     """Read an open survey group (see :func:`read_survey`); errors start with ``label``.
 
     The group must carry ``format = "geoinv-survey/1"`` and hold ``pairs``
