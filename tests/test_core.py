@@ -66,6 +66,7 @@ def test_schedule_follows_operator_linearity(small_grid, small_survey):
     refill = make_solver("latent-sgd", geoinv.Eikonal(small_grid, small_survey))
     # RML candidates from the accepted basins replace the proposals' unaccepted candidates
     assert isinstance(refill, Refill) and refill.config.seed == 0
+    assert refill.config.rounds == 3  # a data set with nothing accepted is searched up to twice more
     proposals = refill.search_solver
     assert isinstance(proposals, Proposals) and not refill.is_fitted  # the network is built on fit
     assert proposals.config.draws_per_start == 3  # three proposals per returned candidate, the best kept
