@@ -59,6 +59,8 @@ def quick_all(names: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))  # the scripts import their shared helpers (_common, _index) from here
     available = benchmarks()
     if not argv or argv[0] in ("-h", "--help", "list"):
         width = max(map(len, available))
@@ -67,7 +69,6 @@ def main(argv: list[str]) -> int:
             print(f"  {name:<{width}}  {line}")
         return 0
     if argv[0] == "--index":
-        sys.path.insert(0, str(HERE))
         from _index import results_index
 
         print(results_index(), end="")
@@ -84,7 +85,6 @@ def main(argv: list[str]) -> int:
         return 2
     if "--quick" in options:  # a check, not a measurement: never over a committed result
         os.environ.setdefault(RESULTS_VARIABLE, str(HERE / "results" / "quick"))
-    sys.path.insert(0, str(HERE))  # the scripts import their shared helpers from _common
     sys.argv = [str(HERE / f"{name}.py"), *options]
     runpy.run_path(str(HERE / f"{name}.py"), run_name="__main__")
     return 0

@@ -77,8 +77,7 @@ def atomic_hdf5(path, mode: str = "w"):
     buffer = io.BytesIO(path.read_bytes() if mode == "a" and path.is_file() else b"")
     with h5py.File(buffer, "a" if buffer.getbuffer().nbytes else "w") as handle:
         yield handle
-    with atomic_path(path) as tmp, open(tmp, "wb") as out:
-        out.write(buffer.getbuffer())
+    _write_bytes(path, buffer)
 
 
 def atomic_torch_save(payload, path) -> None:
@@ -94,6 +93,11 @@ def atomic_torch_save(payload, path) -> None:
 
     buffer = io.BytesIO()
     torch.save(payload, buffer)
+    _write_bytes(path, buffer)
+
+
+def _write_bytes(path, buffer) -> None:
+    """Write an in-memory file's bytes through :func:`atomic_path` with Python's file I/O (clean OSErrors)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         out.write(buffer.getbuffer())
 

@@ -190,8 +190,8 @@ class VAE(nn.Module, StandardNormalPrior):
         """The decoder ``g(z)``: facies models in ``[0, 1]``, shape ``(B, nz, nx)``."""
         return torch.sigmoid(self.decode_logits(latent))
 
-    def forward(self, models: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor,
-                torch.Tensor, torch.Tensor]:
+    def forward(self, models: torch.Tensor,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode, sample ``z`` by reparameterisation, and return ``(logits, μ, log σ²)``."""
         mean, logvar = self.encode(models)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
