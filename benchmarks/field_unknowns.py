@@ -13,17 +13,21 @@ when a user gives none, from the picks' apparent velocities (``data``).
 Reported: the estimates' errors, the best candidate's data fit, and the model
 RMSEs with unknown and with known velocities.
 
-Run: ``python -m benchmarks field_unknowns [--forward eikonal] [--quick]``.
+Run: ``python -m benchmarks field_unknowns [--forward eikonal] [--quick]``. On 2 cores,
+``--only 0 1 2 --name A`` and ``--only 3 4 --name B`` run truths side by side (each
+truth's case and noise are the same as in a full run) and ``--combine A B --name C``
+merges them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 import torch
-from _common import print_table, write_json
+from _common import RESULTS, print_table, write_json
 
 from geoinv import FaciesVelocity, FieldUnknowns, Survey, default_vae, forward, invert, make_solver
 from geoinv.canvas import place_on_canvas
@@ -99,7 +103,11 @@ def main() -> None:
                         "the picks' apparent velocities (data), or both")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=None, help="JSON name (default field_unknowns_<forward>)")
+    parser.add_argument("--only", type=int, nargs="+", help="run only these truths (one process per part)")
+    parser.add_argument("--combine", nargs="+", metavar="PART", help="merge these runs' JSON (names) into --name")
     args = parser.parse_args()
+    if args.combine:
+        return combine(args.combine, args.name or "field_unknowns_combined")
     if args.quick:
         args.truths, args.starts = 1, 2
     name = args.name or f"field_unknowns_{args.forward.replace('-', '_')}" + ("_quick" if args.quick else "")
@@ -111,12 +119,21 @@ def main() -> None:
     rng = np.random.default_rng(args.truth_seed)
     rows = []
     for k, latent in enumerate(latents):
-        rows.append({"truth": k, **run_truth(operator, vae, latent, draw_case(rng), rng, args)})
+        case = draw_case(rng)
+        if args.only is not None and k not in args.only:
+            rng.normal(0.0, case["error"], survey.n_data)  # the noise this truth would draw: later truths unchanged
+            continue
+        rows.append({"truth": k, **run_truth(operator, vae, latent, case, rng, args)})
         row = rows[-1]
         print(f"truth {k}: " + "; ".join(
             f"{arm} start: velocities {row[f'{arm}_channel_error_pct']:+.2f} % / {row[f'{arm}_matrix_error_pct']:+.2f} "
             f"%, time zero {row[f'{arm}_time_zero_error_ns']:+.2f} ns, {row[f'{arm}_sigma']:.2f} σ, RMSE ratio "
             f"{row[f'{arm}_rmse_ratio']:.2f}" for arm in ARMS if f"{arm}_sigma" in row), flush=True)
+    report(rows, vars(args), name)
+
+
+def report(rows: list[dict], args: dict, name: str) -> None:
+    """Print the per-truth table and the goals, and write the JSON."""
     arms = [arm for arm in ARMS if f"{arm}_sigma" in rows[0]]
     table = []
     for row in rows:
@@ -137,8 +154,14 @@ def main() -> None:
     for arm, met in goals.items():
         print(f"goals, {arm} start:", ", ".join(f"{key} {'met' if value else 'NOT met'}" for key, value in met.items()))
     write_json(name, {"rows": rows, "goals": goals, "start": [START.channel_velocity, START.matrix_velocity],
-                      "args": vars(args)})
+                      "args": args})
 
+
+def combine(parts: list[str], name: str) -> None:
+    """Merge runs of some truths each (``--only``) into one report."""
+    loaded = [json.loads((RESULTS / f"{part}.json").read_text()) for part in parts]
+    rows = sorted((row for run in loaded for row in run["rows"]), key=lambda row: row["truth"])
+    report(rows, {**loaded[0]["args"], "only": None, "combined_from": parts}, name)
 
 if __name__ == "__main__":
     main()

@@ -86,6 +86,8 @@ class BatchSettings:
         Estimate each panel's facies velocities (starting from its petrophysics, or
         from its picks' apparent velocities) and time zero with its model
         (:class:`geoinv.FieldUnknowns`); the estimates are in each panel's solutions.
+    time_zero_by : {'survey', 'source-borehole', 'receiver-borehole'}
+        One time-zero shift per panel, or one per transmitter (receiver) borehole.
     """
 
     solver: str = "latent-sgd"
@@ -99,12 +101,17 @@ class BatchSettings:
     canvas_spacing: float = 0.1
     estimate_velocities: bool = False
     estimate_time_zero: bool = False
+    time_zero_by: str = "survey"
 
     def __post_init__(self) -> None:
         if int(self.n_starts) < 1:
             raise ConfigError(f"n_starts must be >= 1, got {self.n_starts!r}")
         if not self.canvas_spacing > 0:
             raise ConfigError(f"canvas_spacing must be > 0 m, got {self.canvas_spacing!r}")
+        from .nuisance import TIME_ZERO_GROUPINGS
+
+        if self.time_zero_by not in TIME_ZERO_GROUPINGS:
+            raise ConfigError(f"time_zero_by must be one of {TIME_ZERO_GROUPINGS}, got {self.time_zero_by!r}")
 
     @property
     def unknowns(self) -> FieldUnknowns | None:
@@ -113,7 +120,8 @@ class BatchSettings:
 
         if not (self.estimate_velocities or self.estimate_time_zero):
             return None
-        return FieldUnknowns(velocities=self.estimate_velocities, time_zero=self.estimate_time_zero)
+        return FieldUnknowns(velocities=self.estimate_velocities, time_zero=self.estimate_time_zero,
+                             time_zero_by=self.time_zero_by)
 
     def key(self, prior_hash: str | None = None) -> str:
         """Hash of the settings and of the prior file's content (``prior_hash`` if already computed)."""
@@ -121,6 +129,8 @@ class BatchSettings:
         for name in ("estimate_velocities", "estimate_time_zero"):  # keys of earlier batches stay valid
             if not settings[name]:
                 del settings[name]
+        if settings["time_zero_by"] == "survey":
+            del settings["time_zero_by"]
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         digest.update((prior_hash or _prior_hash(self.prior_path)).encode())
         return digest.hexdigest()

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ._signals import Interrupted, check, interruptible
 from .errors import ConfigError, GeoinvError
@@ -72,6 +73,9 @@ PRESET_HELP = ("latent-sgd schedule from prior draws (default: default-linear, t
                "built once per geometry and cached, and candidates that miss the noise are replaced by "
                "randomized-maximum-likelihood candidates from the accepted ones; with --epochs or a preset, "
                "default-nonlinear from prior draws)")
+#: ``--time-zero-by BY`` (implies ``--estimate-time-zero``); a separate option, so that the flag never
+#: takes the pick file that follows it for its value
+TIME_ZERO_BY: dict[str, Any] = {"choices": ("survey", "source-borehole", "receiver-borehole"), "metavar": "BY"}
 STARTS_HELP = "candidates returned per survey (latent SGD: random starts, optimised as one batch)"
 
 
@@ -232,12 +236,14 @@ def _petrophysics(args: argparse.Namespace):
 
 
 def _unknowns(args: argparse.Namespace):
-    """``--estimate-velocities`` / ``--estimate-time-zero`` → FieldUnknowns (or None)."""
+    """``--estimate-velocities`` / ``--estimate-time-zero`` / ``--time-zero-by`` → FieldUnknowns (or None)."""
     from .nuisance import FieldUnknowns
 
-    if not (args.estimate_velocities or args.estimate_time_zero):
+    time_zero = args.estimate_time_zero or args.time_zero_by is not None
+    if not (args.estimate_velocities or time_zero):
         return None
-    return FieldUnknowns(velocities=args.estimate_velocities, time_zero=args.estimate_time_zero)
+    return FieldUnknowns(velocities=args.estimate_velocities, time_zero=time_zero,
+                         time_zero_by=args.time_zero_by or "survey")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -299,7 +305,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                              preset=args.preset, epochs=args.epochs,
                              prior_path=None if args.vae is None else str(args.vae), refine=not args.no_refine,
                              canvas_spacing=args.cell_size, estimate_velocities=args.estimate_velocities,
-                             estimate_time_zero=args.estimate_time_zero)
+                             estimate_time_zero=args.estimate_time_zero or args.time_zero_by is not None,
+                             time_zero_by=args.time_zero_by or "survey")
     summary = run_batch(args.campaign, args.output, settings, scheduler=args.scheduler, workers=args.workers,
                         threads_per_worker=args.threads_per_worker, overwrite=args.overwrite,
                         replace_output=args.replace_output, progress=not args.quiet)
@@ -432,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the picks' apparent velocities)")
     invert.add_argument("--estimate-time-zero", action="store_true",
                         help="estimate one time-zero shift of all picks with the model")
+    invert.add_argument("--time-zero-by", **TIME_ZERO_BY,
+                        help="estimate one time-zero shift per borehole of the transmitters (source-borehole) or "
+                        "receivers (receiver-borehole) instead (implies --estimate-time-zero)")
     invert.add_argument("--cell-size", type=POSITIVE, default=0.1,
                         help="cell size (m) the prior was trained for, to place the survey on its canvas")
     invert.add_argument("--no-refine", action="store_true",
@@ -469,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--estimate-velocities", action="store_true",
                        help="estimate each panel's facies velocities (start: its petrophysics, or its picks)")
     batch.add_argument("--estimate-time-zero", action="store_true", help="estimate each panel's time-zero shift")
+    batch.add_argument("--time-zero-by", **TIME_ZERO_BY,
+                       help="one time-zero shift per transmitter (source-borehole) or receiver (receiver-borehole) "
+                       "borehole of each panel (implies --estimate-time-zero)")
     where = batch.add_mutually_exclusive_group()
     where.add_argument("--scheduler", help="address of a running dask scheduler (default: a local cluster)")
     where.add_argument("--workers", type=_integer(1, 1024), default=2, help="worker processes of the local cluster")

@@ -65,9 +65,9 @@ class LatentTomography(InverseProblem):
         if unknowns is not None and not isinstance(unknowns, FieldUnknowns):
             raise ConfigError(f"unknowns must be a geoinv.FieldUnknowns or None, got {type(unknowns).__name__}")
         self._scale = 1.0 / time_factor(data_unit, "data_unit")
-        self.unknowns = unknowns
-        self.latent_dim = prior.latent_dim
         survey = forward.survey
+        self.unknowns = unknowns = None if unknowns is None else unknowns.bound(survey)
+        self.latent_dim = prior.latent_dim
         if observed is None and survey.traveltimes is not None:
             observed = survey.traveltimes * self._scale
         if noise_std is None and survey.errors is not None:
@@ -119,9 +119,10 @@ class LatentTomography(InverseProblem):
             return self.petrophysics.slowness(models)
         return self.unknowns.slowness(models, extra, self.petrophysics)
 
-    def _shifted(self, traveltimes: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
-        """Traveltimes (data unit) plus each row's time-zero shift, if it is estimated."""
-        shift = None if self.unknowns is None else self.unknowns.time_shift(self._split(parameters)[1])
+    def _shifted(self, traveltimes: torch.Tensor, parameters: torch.Tensor, data_index: DataIndex = None
+                 ) -> torch.Tensor:
+        """Traveltimes (data unit) of the picks ``data_index`` plus each row's time-zero shifts, if estimated."""
+        shift = None if self.unknowns is None else self.unknowns.time_shift(self._split(parameters)[1], data_index)
         return traveltimes if shift is None else traveltimes + self._scale * shift.to(traveltimes.dtype)
 
     def unknown_values(self, parameters: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -144,8 +145,9 @@ class LatentTomography(InverseProblem):
                                       values.get("matrix_velocity", start.matrix_velocity), unit="m/s",
                                       interpolation=start.interpolation)
         problem = LatentTomography(self.prior, petrophysics, self.operator, data_unit=self.data_unit)
-        shift = values.get("time_zero", 0.0) * self._scale
-        problem.observed = None if self.observed is None else self.observed - shift
+        point = parameters.reshape(-1)[None].double()
+        shift = self._shifted(torch.zeros(1, self.n_data, dtype=torch.float64, device=point.device), point)[0]
+        problem.observed = None if self.observed is None else self.observed - shift.to(self.observed)
         problem.noise_std = self.noise_std
         return problem
 
@@ -186,12 +188,13 @@ class LatentTomography(InverseProblem):
         kernel = self.operator.jacobian(value.double().cpu().numpy())
         jacobian = self._scale * np.asarray(kernel @ tangent)
         if unknowns.time_zero:
-            jacobian[:, -1] += self._scale * unknowns.time_zero_std
+            shifts = unknowns.shift_jacobian(self.n_data)
+            jacobian[:, self.n_parameters - shifts.shape[1]:] += self._scale * shifts
         return torch.from_numpy(jacobian)
 
     def _simulate(self, parameters: torch.Tensor, data_index=None) -> torch.Tensor:
         data = self._scale * self.operator(self._slowness(parameters), data_index)
-        return self._shifted(data, parameters)
+        return self._shifted(data, parameters, data_index)
 
     def _simulate_all(self, latent: torch.Tensor) -> torch.Tensor:
         return self._simulate(latent)
@@ -224,7 +227,7 @@ class LatentTomography(InverseProblem):
             local = LinearizedBatch(self.operator, self._slowness(parameters).double(), kernel)
 
         def simulate(batch: torch.Tensor, data_index=None) -> torch.Tensor:
-            return self._shifted(self._scale * local(self._slowness(batch), data_index), batch)
+            return self._shifted(self._scale * local(self._slowness(batch), data_index), batch, data_index)
 
         problem = copy.copy(self)
         problem._forward, problem.forward_takes_index = simulate, True

@@ -7,7 +7,10 @@ latent vector, standardised so that each extra coordinate ``u`` has the prior
 
 * ``v_channel = v⁰_channel · exp(σ_v · u_c)`` and ``v_matrix = v⁰_matrix · exp(σ_v · u_m)``:
   a log-normal prior around the start velocities, ``σ_v`` = ``velocity_log_std``;
-* ``t₀ = σ_t · u_t`` (s): observed picks are ``t_true + t₀`` (a late trigger gives t₀ > 0).
+* ``t₀ = σ_t · u_t`` (s): observed picks are ``t_true + t₀`` (a late trigger gives t₀ > 0);
+  one for the survey, or one per borehole of the picks' transmitters (or
+  receivers) with ``time_zero_by`` (each borehole's gathers taken with its own
+  trigger), bound to the survey's picks by :meth:`FieldUnknowns.bound`.
 
 Every latent solver then searches them with the latent vector, unchanged: the
 prior is ``N(0, I)`` over all coordinates. :func:`start_velocities` estimates
@@ -17,7 +20,7 @@ the start from the picks' apparent velocities when the user gives none.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -26,10 +29,19 @@ from .errors import ConfigError, SurveyError
 from .petrophysics import FaciesVelocity
 from .survey import Survey
 
-__all__ = ["DISPLAY_UNITS", "FieldUnknowns", "start_velocities"]
+__all__ = ["DISPLAY_UNITS", "TIME_ZERO_GROUPINGS", "FieldUnknowns", "display_unit", "start_velocities"]
 
 #: how each unknown is shown: (factor from SI, unit)
 DISPLAY_UNITS = {"channel_velocity": (1e-9, "m/ns"), "matrix_velocity": (1e-9, "m/ns"), "time_zero": (1e9, "ns")}
+#: what one time-zero shift covers: the whole survey, or the picks of one transmitter (receiver) borehole
+TIME_ZERO_GROUPINGS = ("survey", "source-borehole", "receiver-borehole")
+
+
+def display_unit(name: str) -> tuple[float, str]:
+    """(factor from SI, unit) in which an unknown is shown; ``time_zero_<k>`` as ``time_zero``."""
+    return DISPLAY_UNITS["time_zero" if name.startswith("time_zero") else name]
+
+
 #: standardised unknowns are clipped to ±this many prior standard deviations in the forward, so that a
 #: diverging step cannot make a velocity infinite (the prior term pulls a clipped coordinate back)
 EXTRA_LIMIT = 6.0
@@ -49,23 +61,34 @@ class FieldUnknowns:
     velocities : bool
         Estimate the channel and matrix velocities (log-normal around the start).
     time_zero : bool
-        Estimate one time-zero shift for the whole survey.
+        Estimate a time-zero shift of the picks.
     velocity_log_std : float
         Prior standard deviation of each log velocity (0.1: about ±20 % at 2 σ).
     time_zero_std : float
-        Prior standard deviation of the time-zero shift in s (default 3 ns).
+        Prior standard deviation of each time-zero shift in s (default 3 ns).
+    time_zero_by : {'survey', 'source-borehole', 'receiver-borehole'}
+        One shift for all picks (``time_zero``), or one per borehole of the
+        picks' transmitters (receivers), named ``time_zero_0``, ``time_zero_1``, …
+        from the smallest x (see :meth:`geoinv.Survey.borehole_of_picks`). With
+        transmitters in one borehole only, a per-borehole shift is one shift.
 
     Examples
     --------
     >>> unknowns = FieldUnknowns(time_zero=True)
     >>> unknowns.names
     ('channel_velocity', 'matrix_velocity', 'time_zero')
+    >>> one_hole = Survey.crosshole()  # transmitters in one borehole: one shift
+    >>> FieldUnknowns(velocities=False, time_zero_by="source-borehole").bound(one_hole).names
+    ('time_zero_0',)
     """
 
     velocities: bool = True
     time_zero: bool = True
     velocity_log_std: float = 0.1
     time_zero_std: float = 3e-9
+    time_zero_by: str = "survey"
+    #: borehole number of every pick (set by :meth:`bound`; None for one shift per survey)
+    pick_groups: tuple[int, ...] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (self.velocities or self.time_zero):
@@ -78,15 +101,43 @@ class FieldUnknowns:
         if self.velocity_log_std > 1:
             raise ConfigError(f"velocity_log_std is the prior std of a log velocity; {self.velocity_log_std} "
                               "allows factors of e and more. Use <= 1 (0.1 ≈ 10 %)")
+        if self.time_zero_by not in TIME_ZERO_GROUPINGS:
+            raise ConfigError(f"time_zero_by must be one of {TIME_ZERO_GROUPINGS}, got {self.time_zero_by!r}")
         if self.time_zero_std > 1e-3:
             raise ConfigError(f"time_zero_std is in s; {self.time_zero_std} s is more than a millisecond. "
                               "Did you mean ns (e.g. 3e-9)?")
 
+    def bound(self, survey: Survey) -> FieldUnknowns:
+        """These unknowns for one survey's picks: per-borehole shifts know which pick is whose.
+
+        Returns itself when there is one shift per survey (or none).
+        """
+        if not self.time_zero or self.time_zero_by == "survey":
+            return self
+        groups = survey.borehole_of_picks(self.time_zero_by.split("-")[0])
+        bound = replace(self)
+        object.__setattr__(bound, "pick_groups", tuple(int(group) for group in groups))
+        return bound
+
+    @property
+    def n_time_zeros(self) -> int:
+        """Number of time-zero shifts (0, 1, or one per borehole once :meth:`bound`)."""
+        if not self.time_zero:
+            return 0
+        if self.time_zero_by == "survey":
+            return 1
+        if self.pick_groups is None:
+            raise ConfigError(f"FieldUnknowns(time_zero_by={self.time_zero_by!r}) has one shift per borehole: "
+                              "bind it to the survey first (unknowns.bound(survey); geoinv.build_problem does)")
+        return max(self.pick_groups) + 1
+
     @property
     def names(self) -> tuple[str, ...]:
         """Names of the extra coordinates, in order."""
+        shifts = ("time_zero",) if self.time_zero_by == "survey" else \
+            tuple(f"time_zero_{k}" for k in range(self.n_time_zeros))
         return (("channel_velocity", "matrix_velocity") if self.velocities else ()) + \
-            (("time_zero",) if self.time_zero else ())
+            (shifts if self.time_zero else ())
 
     @property
     def size(self) -> int:
@@ -113,12 +164,27 @@ class FieldUnknowns:
             return 1.0 / (matrix + (channel - matrix) * models)
         return 1.0 / matrix + (1.0 / channel - 1.0 / matrix) * models
 
-    def time_shift(self, extra: torch.Tensor) -> torch.Tensor | None:
-        """Time-zero shift in s per row, ``(B, 1)``; None when it is not estimated."""
-        return self._time_zero(extra)[:, None] if self.time_zero else None
+    def time_shift(self, extra: torch.Tensor, data_index=None) -> torch.Tensor | None:
+        """Time-zero shift in s of each row's picks: ``(B, 1)`` for one shift per survey, else
+        ``(B, n)`` over the picks ``data_index`` (default all); None when it is not estimated."""
+        if not self.time_zero:
+            return None
+        shifts = self._time_zeros(extra)
+        if self.pick_groups is None:
+            return shifts
+        groups = torch.as_tensor(self.pick_groups, device=extra.device)
+        return shifts[:, groups if data_index is None else groups[torch.as_tensor(data_index)]
+                      if not isinstance(data_index, slice) else groups[data_index]]
 
-    def _time_zero(self, extra: torch.Tensor) -> torch.Tensor:
-        return (self.time_zero_std * extra[:, -1].clamp(-EXTRA_LIMIT, EXTRA_LIMIT)).to(extra.dtype)
+    def shift_jacobian(self, n_data: int) -> np.ndarray:
+        """∂shift/∂(standardised time-zero coordinates) in s, ``(n_data, n_time_zeros)``."""
+        groups = np.zeros(n_data, dtype=np.int64) if self.pick_groups is None else np.asarray(self.pick_groups)
+        return self.time_zero_std * (groups[:, None] == np.arange(self.n_time_zeros)).astype(float)
+
+    def _time_zeros(self, extra: torch.Tensor) -> torch.Tensor:
+        """Each row's time-zero shifts in s, ``(B, n_time_zeros)``."""
+        count = self.n_time_zeros
+        return (self.time_zero_std * extra[:, extra.shape[1] - count:].clamp(-EXTRA_LIMIT, EXTRA_LIMIT)).to(extra.dtype)
 
     def values(self, extra: torch.Tensor, start: FaciesVelocity) -> dict[str, torch.Tensor]:
         """Physical values of extra coordinates ``(..., size)``: velocities in m/s, time zero in s."""
@@ -128,7 +194,8 @@ class FieldUnknowns:
             channel, matrix = self.velocities_of(flat, start)
             out["channel_velocity"], out["matrix_velocity"] = channel, matrix
         if self.time_zero:
-            out["time_zero"] = self._time_zero(flat)
+            shifts = self._time_zeros(flat)
+            out.update({name: shifts[:, k] for k, name in enumerate(self.names[-self.n_time_zeros:])})
         return {name: value.reshape(extra.shape[:-1]) for name, value in out.items()}
 
 

@@ -154,11 +154,11 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
 
 def _unknowns_text(solutions) -> str:
     """The estimated field unknowns (best, and mean ± std of the candidates the maps use), one line."""
-    from .nuisance import DISPLAY_UNITS
+    from .nuisance import display_unit
 
     parts = []
     for name, (best, mean, spread) in solutions.unknowns_summary().items():
-        factor, unit = DISPLAY_UNITS[name]
+        factor, unit = display_unit(name)
         parts.append(f"{name.replace('_', ' ')} {best * factor:.4g} {unit} ({mean * factor:.4g} ± "
                      f"{spread * factor:.2g})")
     return "estimated: " + ", ".join(parts) if parts else ""

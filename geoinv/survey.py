@@ -9,10 +9,12 @@ from ._validation import as_finite_array
 from .errors import SurveyError
 from .grid import Grid2D
 
-__all__ = ["RADAR_VELOCITY_RANGE", "Survey", "modelled_errors", "two_error_sources"]
+__all__ = ["BOREHOLE_GAP", "RADAR_VELOCITY_RANGE", "Survey", "modelled_errors", "two_error_sources"]
 
 #: apparent velocities (m/s) a crosshole radar pick may imply: 0.01–0.3 m/ns (0.3 m/ns is light in vacuum)
 RADAR_VELOCITY_RANGE = (1e7, 3e8)
+#: sensors whose x coordinates lie closer than this (m), chained, are taken for one borehole
+BOREHOLE_GAP = 0.5
 #: errors smaller than this fraction of the median traveltime are taken for a unit mix-up
 MIN_RELATIVE_ERROR = 1e-6
 
@@ -161,6 +163,37 @@ class Survey:
             raise SurveyError("apparent velocities come from picks; the survey holds no traveltimes")
         usable = (self.traveltimes > 0) & (self.distances > 0)
         return self.distances[usable] / self.traveltimes[usable]
+
+    def borehole_of_picks(self, side: str = "source", gap: float = BOREHOLE_GAP) -> np.ndarray:
+        """Borehole number of every pick's source (or receiver), shape ``(n_data,)``.
+
+        Sensors are grouped by their x coordinate: sorted, a step of more than
+        ``gap`` (m) starts a new borehole, so vertical boreholes a few metres
+        apart separate and sensors of one slightly tilted borehole stay
+        together. Boreholes are numbered 0, 1, … from the smallest x.
+
+        Parameters
+        ----------
+        side : {'source', 'receiver'}
+            Which end of each pick names its borehole.
+        gap : float
+            Smallest x distance (m) between two boreholes.
+
+        Returns
+        -------
+        numpy.ndarray of int
+        """
+        if side not in ("source", "receiver"):
+            raise SurveyError(f"side must be 'source' or 'receiver', got {side!r}")
+        if not (isinstance(gap, (int, float)) and gap > 0):
+            raise SurveyError(f"gap must be a positive distance in m, got {gap!r}")
+        sensors, column = (self.sources, 0) if side == "source" else (self.receivers, 1)
+        x = sensors[:, 0]
+        order = np.argsort(x, kind="stable")
+        labels = np.empty(x.size, dtype=np.int64)
+        labels[order] = np.concatenate([[0], np.cumsum(np.diff(x[order]) > gap)])
+        used = np.unique(labels[self.pairs[:, column]])  # boreholes without picks get no number
+        return np.searchsorted(used, labels[self.pairs[:, column]])
 
     def with_data(self, traveltimes: TensorLike, errors: TensorLike | None = None) -> Survey:
         """A copy of this geometry holding the given traveltimes (s) and errors (s)."""

@@ -185,6 +185,88 @@ def test_invert_recovers_velocities_and_time_zero(tiny_field):
         invert(survey, prior, operator, "pygimli-smooth", unknowns=FieldUnknowns())
 
 
+# -- a time zero per borehole --------------------------------------------------------------------------
+def _reciprocal(survey: Survey) -> Survey:
+    """``survey`` with its gathers repeated from the other borehole (transmitters in both)."""
+    sensors = np.concatenate([survey.sources, survey.receivers])
+    n = len(survey.sources)
+    pairs = np.concatenate([survey.pairs, survey.pairs[:, ::-1] + n])
+    return Survey(sensors, np.concatenate([survey.receivers, survey.sources]), pairs)
+
+
+def test_boreholes_of_picks_are_found_from_sensor_positions():
+    survey = _reciprocal(Survey.crosshole(0.0, 6.5))
+    assert list(np.bincount(survey.borehole_of_picks("source"))) == [625, 625]
+    assert (survey.borehole_of_picks("source") == 1 - survey.borehole_of_picks("receiver")).all()
+    tilted = Survey(np.c_[0.05 * np.arange(10), np.arange(10.0)], [[6.5, 1.0]])  # 0.45 m of x drift: one hole
+    assert (tilted.borehole_of_picks() == 0).all()
+    assert (tilted.borehole_of_picks(gap=0.01) == np.arange(10)).all()
+    with pytest.raises(SurveyError, match="side must be"):
+        survey.borehole_of_picks("both")
+    with pytest.raises(ConfigError, match="time_zero_by must be one of"):
+        FieldUnknowns(time_zero_by="borehole")
+    with pytest.raises(ConfigError, match="bind it to the survey"):
+        _ = FieldUnknowns(time_zero_by="source-borehole").names
+
+
+@pytest.fixture
+def reciprocal_field(small_grid, small_survey):
+    """TinyDecoder truth, straight-ray picks from transmitters in both boreholes: 2 ns and −1 ns late."""
+    prior = TinyDecoder(small_grid.shape)
+    truth = prior.decode(torch.tensor([[0.8, -0.5, 0.3]]))
+    survey = _reciprocal(small_survey)
+    operator = StraightRay(small_grid, survey)
+    clean = operator(FaciesVelocity().slowness(truth.double()))[0].numpy()
+    shifts = np.where(survey.borehole_of_picks() == 0, 2e-9, -1e-9)
+    noisy = clean + shifts + np.random.default_rng(0).normal(0, 0.05e-9, clean.shape)
+    return prior, operator, survey.with_data(noisy, 0.05e-9)
+
+
+def test_a_time_zero_per_borehole_keeps_the_contract_and_is_recovered(reciprocal_field):
+    prior, operator, survey = reciprocal_field
+    unknowns = FieldUnknowns(velocities=False, time_zero_by="source-borehole")
+    problem = build_problem(survey, prior, operator, FaciesVelocity(), unknowns=unknowns)
+    assert problem.unknowns.names == ("time_zero_0", "time_zero_1") and problem.n_parameters == prior.latent_dim + 2
+    parameters = problem.sample_prior(3, torch.Generator().manual_seed(0))
+    residual = torch.randn(survey.n_data, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    point = parameters[:1].clone().requires_grad_(True)
+    (problem(point)[0].double() @ residual).backward()
+    jacobian = problem.jacobian(parameters[:1])[0]
+    np.testing.assert_allclose(jacobian.T @ residual, point.grad[0].double(), rtol=1e-4, atol=1e-5)
+    first = survey.borehole_of_picks() == 0
+    expected = 3.0 * torch.stack([torch.as_tensor(first), torch.as_tensor(~first)], dim=1).double()
+    assert torch.allclose(jacobian[:, -2:], expected)  # each shift moves its own picks, by σ_t = 3 ns
+    index = np.array([30, 1, 7, 26])  # picks of both boreholes
+    assert torch.allclose(problem(parameters, index), problem(parameters)[:, index], atol=1e-5)
+    assert torch.allclose(problem.linearized(parameters)(parameters), problem(parameters), atol=1e-5)
+    fixed = problem.with_unknowns_fixed(parameters[0])
+    values = problem.unknown_values(parameters[:1])
+    shift = (torch.where(torch.as_tensor(first), values["time_zero_0"][0], values["time_zero_1"][0]) * 1e9).float()
+    assert torch.allclose(fixed(parameters[:1, :prior.latent_dim])[0] + shift, problem(parameters[:1])[0], atol=1e-5)
+    solutions = invert(survey, prior, operator, "latent-gauss-newton", FaciesVelocity(), n_candidates=4,
+                       unknowns=unknowns)
+    assert solutions.accepted[0, 0]
+    assert float(solutions.unknowns["time_zero_0"][0, 0]) == pytest.approx(2e-9, abs=0.1e-9)
+    assert float(solutions.unknowns["time_zero_1"][0, 0]) == pytest.approx(-1e-9, abs=0.1e-9)
+    assert "time zero 1: best -0.9" in solutions.summary()
+    # one shift for both boreholes cannot fit picks that are 3 ns apart
+    single = invert(survey, prior, operator, "latent-gauss-newton", FaciesVelocity(), n_candidates=4,
+                    unknowns=FieldUnknowns(velocities=False), refine=None)
+    assert not single.accepted[0].any()
+
+
+def test_cli_estimates_a_time_zero_per_transmitter_borehole(tmp_path, capsys):
+    depths = np.arange(1.0, 12.01, 1.0)
+    survey = _reciprocal(Survey(np.c_[np.full(depths.size, 10.0), depths], np.c_[np.full(depths.size, 15.0), depths]))
+    write_column_survey(tmp_path / "picks.txt", survey.with_data(survey.distances / 0.07e9 + 1e-9, 0.5e-9))
+    output = tmp_path / "result.h5"
+    assert main(["invert", "--time-zero-by", "source-borehole", str(tmp_path / "picks.txt"), "--starts", "1",
+                 "--epochs", "1", "--quiet", "--no-refine", "--output", str(output)]) == 0
+    assert "time zero 0" in capsys.readouterr().out
+    with h5py.File(output, "r") as handle:
+        assert set(handle["solutions/unknowns"]) == {"time_zero_0", "time_zero_1"}
+
+
 def test_cli_inverts_a_column_file_off_the_canvas_with_unknowns(tmp_path, capsys):
     """A column file whose boreholes lie at x = 10 and 15 m, 1.5 ns late, velocities unknown: one command."""
     vae = geoinv.default_vae()
@@ -226,7 +308,8 @@ def test_batch_panels_estimate_their_own_unknowns_and_old_keys_stay_valid(small_
     from geoinv.io.campaign import CampaignSurvey
 
     plain = BatchSettings(n_starts=2, epochs=1, refine=False)
-    before = {key: value for key, value in asdict(plain).items() if not key.startswith("estimate_")}
+    before = {key: value for key, value in asdict(plain).items()
+              if not key.startswith("estimate_") and key != "time_zero_by"}
     digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode())
     digest.update(b"prior")
     assert plain.key("prior") == digest.hexdigest()  # results of batches before field unknowns still resume

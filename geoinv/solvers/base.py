@@ -225,11 +225,11 @@ class Solutions:
         return out
 
     def _unknowns_lines(self, survey: int) -> list[str]:
-        from ..nuisance import DISPLAY_UNITS
+        from ..nuisance import display_unit
 
         lines = []
         for name, (best, mean, spread) in self.unknowns_summary(survey).items():
-            factor, unit = DISPLAY_UNITS[name]
+            factor, unit = display_unit(name)
             lines.append(f"  {name.replace('_', ' ')}: best {best * factor:.4g} {unit}, mean {mean * factor:.4g} "
                          f"± {spread * factor:.2g} {unit}")
         return lines
