@@ -431,6 +431,13 @@ def _(tmp):
     read_survey(column_file(tmp), columns="sx,sz,rx,rz,-,err")
 
 
+@case("a time zero per 'borehole' (not a grouping)", "api", r"time_zero_by must be one of.*source-borehole")
+def _(tmp):
+    from geoinv import FieldUnknowns
+
+    FieldUnknowns(time_zero_by="borehole")
+
+
 # ---------------------------------------------------------------- training images
 
 def _png(tmp: Path, pixels: np.ndarray, name: str = "ti.png") -> Path:
