@@ -6,8 +6,9 @@ crops, the VAE's forward pass and loss, the backward pass, Adam's update, and
 the adversarial stage (decoding prior draws, the critic's loss and update).
 Part 2 measures training throughput (crops per second) of the whole step
 side by side in one process, for each variant: torch threads (1 and all
-cores), batch size, the adversarial stage on or off, and channels-last memory
-layout; each variant is timed for ``--seconds`` after a warm-up, alternating
+cores), batch size, the adversarial stage on or off, channels-last memory
+layout and ``torch.compile`` (``TrainConfig(compile=True)``; its one-off compile
+is timed apart, as ``compile_s``); each variant is timed for ``--seconds`` after a warm-up, alternating
 so that machine noise falls on all of them alike (``--rounds``).
 
 Run: ``python -m benchmarks training_speed [--quick]``. Writes ``results/training_speed.json``.
@@ -31,10 +32,11 @@ from geoinv.prior.training import TrainConfig, _Trainer
 from geoinv.prior.vae import VAEConfig, vae_loss
 
 
-def trainer(folder: Path, batch_size: int, adversarial: float, channels_last: bool = False) -> _Trainer:
-    config = TrainConfig(batch_size=batch_size, adversarial=adversarial, seed=0)
-    run = _Trainer(default_training_image(), folder / f"speed-{batch_size}-{adversarial}.pt", VAEConfig(), config,
-                   "cpu", 0.1, "")
+def trainer(folder: Path, batch_size: int, adversarial: float, channels_last: bool = False,
+            compiled: bool = False) -> _Trainer:
+    config = TrainConfig(batch_size=batch_size, adversarial=adversarial, seed=0, compile=compiled)
+    run = _Trainer(default_training_image(), folder / f"speed-{batch_size}-{adversarial}-{compiled}.pt", VAEConfig(),
+                   config, "cpu", 0.1, "")
     if channels_last:
         run.vae.to(memory_format=torch.channels_last)
         if run.critic is not None:
@@ -92,14 +94,16 @@ def throughput(run: _Trainer, seconds: float) -> float:
     return steps * run.config.batch_size / (time.perf_counter() - started)
 
 
-VARIANTS = {  # name: (threads, batch size, adversarial, channels-last); threads 0 = all cores
-    "1 thread, batch 100": (1, 100, 0.0, False),
-    "all cores, batch 100": (0, 100, 0.0, False),
-    "all cores, batch 200": (0, 200, 0.0, False),
-    "all cores, batch 50": (0, 50, 0.0, False),
-    "all cores, batch 100, channels-last": (0, 100, 0.0, True),
-    "1 thread, batch 100, adversarial": (1, 100, 2.0, False),
-    "all cores, batch 100, adversarial": (0, 100, 2.0, False),
+VARIANTS = {  # name: (threads, batch size, adversarial, channels-last, compiled); threads 0 = all cores
+    "1 thread, batch 100": (1, 100, 0.0, False, False),
+    "all cores, batch 100": (0, 100, 0.0, False, False),
+    "all cores, batch 200": (0, 200, 0.0, False, False),
+    "all cores, batch 50": (0, 50, 0.0, False, False),
+    "all cores, batch 100, channels-last": (0, 100, 0.0, True, False),
+    "1 thread, batch 100, compiled": (1, 100, 0.0, False, True),
+    "all cores, batch 100, compiled": (0, 100, 0.0, False, True),
+    "1 thread, batch 100, adversarial": (1, 100, 2.0, False, False),
+    "all cores, batch 100, adversarial": (0, 100, 2.0, False, False),
 }
 
 
@@ -110,8 +114,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--part-steps", type=int, default=20, help="steps timed part by part")
     parser.add_argument("--name", default="training_speed")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), metavar="VARIANT",
+                        help="time only these variants (default all; '1 thread, batch 100' is always timed)")
+    parser.add_argument("--no-parts", action="store_true", help="skip part 1 (the step's time by part)")
     args = parser.parse_args()
     variants = dict(VARIANTS)
+    if args.variants:
+        variants = {name: variants[name] for name in ["1 thread, batch 100", *args.variants]}
     if args.quick:
         args.seconds, args.rounds, args.part_steps = 0.5, 1, 1
         variants = {name: variants[name] for name in ("1 thread, batch 100", "all cores, batch 100")}
@@ -119,7 +128,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         torch.set_num_threads(cores)
         parts = []
-        for adversarial in (0.0, 2.0):
+        for adversarial in () if args.no_parts else (0.0, 2.0):
             run = trainer(Path(folder), 100, adversarial)
             part_times(run, 1)  # warm-up
             times = part_times(run, args.part_steps)
@@ -127,8 +136,14 @@ def main() -> None:
             parts.append({"adversarial": adversarial, "total_s": total,
                           **{f"{key}_s": value for key, value in times.items()},
                           **{f"{key}_pct": 100 * value / total for key, value in times.items()}})
-        runs = {name: trainer(Path(folder), batch, adversarial, layout)
-                for name, (_, batch, adversarial, layout) in variants.items()}
+        runs = {name: trainer(Path(folder), batch, adversarial, layout, compiled)
+                for name, (_, batch, adversarial, layout, compiled) in variants.items()}
+        compile_s = {}
+        for name, run in runs.items():  # the first step compiles: timed apart from the throughput
+            torch.set_num_threads(variants[name][0] or cores)
+            started = time.perf_counter()
+            run.train_step()
+            compile_s[name] = time.perf_counter() - started
         rates: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
             for name, (threads, *_) in variants.items():
@@ -137,14 +152,16 @@ def main() -> None:
                 rates[name].append(throughput(runs[name], args.seconds))
     baseline = float(np.median(rates["1 thread, batch 100"]))
     rows = [{"variant": name, "crops_per_s": float(np.median(values)), "spread": float(np.ptp(values)),
-             "vs_1_thread": float(np.median(values)) / baseline} for name, values in rates.items()]
-    print_table(parts, [("adversarial", "adversarial", ".0f"), ("total_s", "s/step", ".3f"),
-                        ("batch_pct", "batch %", ".1f"), ("forward_pct", "forward+loss %", ".1f"),
-                        ("backward_pct", "backward %", ".1f"), ("adam_pct", "Adam %", ".1f"),
-                        ("adversarial_pct", "adversarial %", ".1f")])
-    print()
+             "vs_1_thread": float(np.median(values)) / baseline, "first_step_s": compile_s[name]}
+            for name, values in rates.items()]
+    if parts:
+        print_table(parts, [("adversarial", "adversarial", ".0f"), ("total_s", "s/step", ".3f"),
+                            ("batch_pct", "batch %", ".1f"), ("forward_pct", "forward+loss %", ".1f"),
+                            ("backward_pct", "backward %", ".1f"), ("adam_pct", "Adam %", ".1f"),
+                            ("adversarial_pct", "adversarial %", ".1f")])
+        print()
     print_table(rows, [("variant", "variant", ""), ("crops_per_s", "crops/s", ".0f"), ("spread", "spread", ".0f"),
-                       ("vs_1_thread", "× 1 thread", ".2f")])
+                       ("vs_1_thread", "× 1 thread", ".2f"), ("first_step_s", "first step s", ".1f")])
     print(f"\n{cores} cores; median over {args.rounds} rounds of {args.seconds:g} s per variant, side by side.")
     write_json(args.name, {"cores": cores, "parts": parts, "rows": rows, "args": vars(args)})
 

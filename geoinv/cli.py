@@ -106,7 +106,8 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                          lr_decay=args.lr_decay, lr_decay_steps=args.lr_decay_steps, beta=args.beta,
                          beta_warmup_steps=args.beta_warmup,
                          reconstruction=args.loss, seed=args.seed, max_minutes=args.minutes,
-                         checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial)
+                         checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial,
+                         compile=args.compile)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
                     image_source=image_path.name, image_channels=args.channels or "default", keep=args.keep)
     history = vae.metadata["history"]
@@ -549,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=SEED, default=train_defaults.seed)
     train.add_argument("--device", default="cpu")
     train.add_argument("--threads", type=_integer(1, 1024), help="torch CPU threads")
+    train.add_argument("--compile", action="store_true",
+                       help="compile the training pass with torch.compile (faster steps after a one-off compile; "
+                            "uncompiled with a warning where compiling fails)")
     train.add_argument("--checkpoint-every", type=POSITIVE, default=train_defaults.checkpoint_every_s, help="seconds")
     train.add_argument("--report-samples", type=_integer(0, 100_000), default=300,
                        help="prior samples of the quality report written beside the checkpoint at the end "

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from geoinv import CheckpointError, ConfigError
+from geoinv import CheckpointError, ConfigError, GeoinvWarning
 from geoinv.prior import (
     VAE,
     ChannelConfig,
@@ -97,6 +97,27 @@ def test_resumed_training_equals_uninterrupted(tmp_path, image):
     runs = resumed.metadata["runs"]
     assert [(run["first_step"], run["last_step"]) for run in runs] == [(0, 5), (5, 10)]
     assert runs[1]["steps"] == 10 and runs[1]["beta"] == 1.0
+
+
+@pytest.mark.slow
+def test_compiled_training_resumes_exactly_and_falls_back_where_compiling_fails(tmp_path, image):
+    settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 3,
+                "eval_patches": 16, "seed": 2, "compile": True}
+    resumed = _assert_resume_is_exact(tmp_path, image, settings, steps=6, stop_at=3)
+    assert [run["compile"] for run in resumed.metadata["runs"]] == [True, True]
+    import torch._dynamo
+    import torch._inductor.config
+
+    torch._dynamo.reset()
+    broken = {"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False, "autotune_local_cache": False}
+    with torch._inductor.config.patch(broken), pytest.warns(GeoinvWarning, match="torch.compile failed"):
+        fallen = train_vae(image, tmp_path / "c.pt", TINY, TrainConfig(steps=3, **settings), holdout_fraction=0.25,
+                           progress=False, keep="last")
+    torch._dynamo.reset()
+    eager = train_vae(image, tmp_path / "d.pt", TINY, TrainConfig(steps=3, **{**settings, "compile": False}),
+                      holdout_fraction=0.25, progress=False, keep="last")
+    for key, value in eager.state_dict().items():  # the failed first call drew nothing: same batches
+        torch.testing.assert_close(fallen.state_dict()[key], value)
 
 
 def test_training_keeps_the_best_evaluation_after_the_warm_up_across_resumed_runs(tmp_path, image):
