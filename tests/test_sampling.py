@@ -239,6 +239,28 @@ def test_delayed_acceptance_with_a_biased_surrogate_still_samples_the_exact_post
     assert solutions.history["evaluations"] < every_step
 
 
+def test_a_surrogate_transition_of_several_steps_still_samples_the_exact_posterior():
+    """Several MALA moves on a wrong surrogate per exact accept: still the exact posterior, and with a
+    close surrogate more effective draws per exact forward than one move."""
+    problem, matrix, observed, sigma, mean, covariance = gaussian_posterior()
+    biased = latent_problem(lambda z: z @ (1.3 * matrix).T + 0.2, 3, observed, sigma)
+    settings = {"n_draws": 800, "n_warmup": 300, "n_samples": 400, "seed": 2, "n_temperatures": 1,
+                "delayed_acceptance": True}
+    solutions = LatentMCMC(**settings, surrogate_steps=6, surrogate=lambda problem, anchors: biased).solve(problem)
+    samples = torch.as_tensor(solutions.history["chain_latent"][:, 0]).reshape(-1, 3).float()
+    report = mixing(solutions, warn=False)
+    standard_error = covariance.diagonal().sqrt() / torch.as_tensor(report.ess_bulk[0]).float().sqrt()
+    assert ((samples.mean(dim=0) - mean).abs() < 4 * standard_error).all()
+    assert torch.allclose(torch.cov(samples.T), covariance, atol=0.15 * covariance.diagonal().max())
+    close = latent_problem(lambda z: z @ (1.02 * matrix).T, 3, observed, sigma)
+    ess = {steps: float(np.min(mixing(LatentMCMC(**settings, surrogate_steps=steps,
+                                                 surrogate=lambda problem, anchors: close).solve(problem),
+                                      warn=False).ess_bulk[0])) for steps in (1, 6)}
+    assert ess[6] > 1.5 * ess[1], ess
+    with pytest.raises(ConfigError, match="delayed_acceptance=True"):
+        LatentMCMC(surrogate_steps=3)
+
+
 def test_delayed_acceptance_needs_a_surrogate_where_the_problem_has_no_linearization():
     with pytest.raises(ConfigError, match="needs a surrogate"):
         LatentMCMC(n_draws=2, n_warmup=1, n_samples=2, approach_steps=0,

@@ -220,7 +220,7 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                          target_acceptance: float = 0.574, initial_step: float = 0.1,
                          adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton",
                          surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None,
-                         independence: float = 0.0) -> ChainRecord:
+                         independence: float = 0.0, surrogate_steps: int = 1) -> ChainRecord:
     """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
 
     Parameters
@@ -253,6 +253,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         :class:`LatentPosterior` whose problem simulates row b of a batch for chain
         b); the recorded steps then use delayed acceptance
         (:func:`~geoinv.sampling.delayed.delayed_mala_step`).
+    surrogate_steps : int
+        MALA moves on the surrogate per exact accept (with ``surrogate``).
     independence : float
         > 0: after every recorded MALA step, an independence move
         (:func:`~geoinv.sampling.moves.independence_step`) from the Laplace approximation at
@@ -287,7 +289,7 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             fixed = center, independence_proposal(posterior, center, beta, independence)
         if screen is not None and screened is not None:
             state, screened, first, accepted = delayed_mala_step(posterior, screen, state, screened, beta, log_step,
-                                                                 chol, generator)
+                                                                 chol, generator, surrogate_steps)
             acceptance = accepted.float()
             passed += first[:, 0].float().mean(dim=1).cpu()
         else:

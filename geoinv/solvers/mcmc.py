@@ -60,6 +60,10 @@ class LatentMCMCConfig:
         forwards (the eikonal).
     surrogate_kernel : {'operator', 'straight-ray'}
         The default surrogate's kernel (:func:`linearized_surrogate`).
+    surrogate_steps : int
+        With delayed acceptance: MALA moves on the surrogate per exact accept (a surrogate
+        transition, still exact; :func:`geoinv.sampling.delayed.delayed_mala_step`). More steps carry
+        a proposal further for one exact forward, as far as the surrogate stays close to the target.
     chunk : int
         Chains simulated per forward call.
     starts : {'candidates', 'laplace'}
@@ -98,6 +102,7 @@ class LatentMCMCConfig:
     preconditioner: str = "gauss-newton"
     delayed_acceptance: bool = False
     surrogate_kernel: str = "operator"
+    surrogate_steps: int = 1
     chunk: int = 256
     starts: str = "candidates"
     laplace_spread: float = 1.5
@@ -107,7 +112,7 @@ class LatentMCMCConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("n_chains", 2), ("n_draws", 1), ("n_warmup", 0), ("n_temperatures", 1),
-                          ("approach_steps", 0), ("n_samples", 1), ("chunk", 1)):
+                          ("approach_steps", 0), ("n_samples", 1), ("chunk", 1), ("surrogate_steps", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -116,6 +121,9 @@ class LatentMCMCConfig:
             raise ConfigError(f"max_temperature must be finite and >= 1, got {self.max_temperature!r}")
         if not 0 < self.target_acceptance < 1:
             raise ConfigError(f"target_acceptance must lie in (0, 1), got {self.target_acceptance!r}")
+        if self.surrogate_steps > 1 and not self.delayed_acceptance:
+            raise ConfigError(f"surrogate_steps={self.surrogate_steps} are moves on delayed acceptance's surrogate; "
+                              "set delayed_acceptance=True as well (or surrogate_steps=1)")
         if self.surrogate_kernel not in ("operator", "straight-ray"):
             raise ConfigError(f"surrogate_kernel must be 'operator' or 'straight-ray', got {self.surrogate_kernel!r}")
         if self.preconditioner not in PRECONDITIONERS:
@@ -246,6 +254,7 @@ class LatentMCMC(Solver):
                                           monitor, config.target_acceptance, config.initial_step,
                                           preconditioner=config.preconditioner,
                                           surrogate=self._screen(problem, target),
+                                          surrogate_steps=config.surrogate_steps,
                                           independence=config.independence)
         kept = _evenly(record.kept_latent.shape[1], n_samples)
         history = {"chain_latent": record.latent, "chain_log_likelihood": record.log_likelihood,
