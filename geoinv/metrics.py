@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from ._typing import TensorLike
+    from .solvers.base import Solutions
 
 __all__ = ["binary_fraction", "connectivity", "mean_thickness", "rmse", "variogram"]
 
 
-def rmse(predicted, observed, axis=-1):
+def rmse(predicted: TensorLike, observed: TensorLike, axis: int | None = -1) -> np.ndarray | float:
     """Root-mean-square difference along ``axis``."""
     return np.sqrt(np.mean((np.asarray(predicted) - np.asarray(observed)) ** 2, axis=axis))
 
@@ -65,14 +71,14 @@ def binary_fraction(models: np.ndarray, low: float = 0.1, high: float = 0.9) -> 
     return float(np.mean((values < low) | (values > high)))
 
 
-def resimulation_error(solutions, observed) -> np.ndarray:
+def resimulation_error(solutions: Solutions, observed: TensorLike) -> np.ndarray:
     """Re-simulation MSE of every candidate, ``mean((F(x̂) − y)²)``, shape ``(S, T)``."""
     data = np.asarray(solutions.data, dtype=np.float64)
     target = np.asarray(observed, dtype=np.float64).reshape(data.shape[0], 1, -1)
     return np.mean((data - target) ** 2, axis=-1)
 
 
-def r_t_curve(solutions, observed, max_t: int | None = None) -> np.ndarray:
+def r_t_curve(solutions: Solutions, observed: TensorLike, max_t: int | None = None) -> np.ndarray:
     """``r_T`` for T = 1 … max_t: the minimum re-simulation MSE among the first T
     candidates (in the solver's ranking order), averaged over the targets (seed 001).
 

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._atomic import atomic_path
+from .errors import ConfigError
 from .grid import Grid2D
 from .solvers.base import ACCEPTANCE
 from .survey import Survey
 from .units import m_per_s_to_m_per_ns, s_to_ns
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+
+    from ._typing import PathType, TensorLike
+    from .prior.quality import PriorReport
+    from .solvers.base import Solutions
 
 
 def _pyplot():
@@ -23,7 +34,7 @@ def _pyplot():
     return plt
 
 
-def save_figure(fig, path, dpi: int = 110) -> None:
+def save_figure(fig: Figure, path: PathType, dpi: int = 110) -> None:
     """Save ``fig`` atomically (an interrupted save never leaves a partial image) and close it."""
     file_format = Path(path).suffix.lstrip(".").lower() or "png"
     try:
@@ -39,8 +50,9 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def plot_model(ax, grid: Grid2D, values, survey: Survey | None = None, title: str = "",
-               cmap: str = "viridis", label: str = "", vmin=None, vmax=None):
+def plot_model(ax: Axes, grid: Grid2D, values: TensorLike, survey: Survey | None = None, title: str = "",
+               cmap: str = "viridis", label: str = "", vmin: float | None = None,
+               vmax: float | None = None) -> AxesImage:
     """Draw a ``(nz, nx)`` model on ``ax`` with depth downward, and the sensors if given."""
     image = ax.imshow(np.asarray(values), extent=grid.extent, cmap=cmap, vmin=vmin, vmax=vmax,
                       interpolation="nearest", aspect="equal")
@@ -56,7 +68,7 @@ def plot_model(ax, grid: Grid2D, values, survey: Survey | None = None, title: st
     return image
 
 
-def plot_traveltime_comparison(ax, survey: Survey, traveltimes: dict, unit_scale: float = s_to_ns(1.0)):
+def plot_traveltime_comparison(ax: Axes, survey: Survey, traveltimes: dict, unit_scale: float = s_to_ns(1.0)) -> None:
     """Traveltimes (ns) of several operators against source–receiver offset."""
     offset = survey.receiver_positions[:, 1] - survey.source_positions[:, 1]
     for (name, times), marker in zip(traveltimes.items(), "o.x+"):
@@ -66,7 +78,8 @@ def plot_traveltime_comparison(ax, survey: Survey, traveltimes: dict, unit_scale
     ax.legend()
 
 
-def simulation_figure(grid: Grid2D, survey: Survey, velocity, traveltimes: dict, path) -> None:
+def simulation_figure(grid: Grid2D, survey: Survey, velocity: TensorLike, traveltimes: dict,
+                      path: PathType) -> None:
     """Figure: the velocity model with sensors, and traveltimes per operator; saved to ``path``."""
     plt = _pyplot()
     fig, (ax_model, ax_times, ax_diff) = plt.subplots(1, 3, figsize=(14, 5.5), width_ratios=[1, 1.4, 1.4])
@@ -95,7 +108,8 @@ def _misfit_text(solutions, index: int) -> str:
     return text
 
 
-def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey | None = None,
+def inversion_figure(grid: Grid2D, solutions: Solutions, path: PathType, truth: TensorLike | None = None,
+                     survey: Survey | None = None,
                      title: str = "") -> None:
     """Truth (if known), best candidate, posterior maps, and the misfit curves of every start.
 
@@ -119,6 +133,8 @@ def inversion_figure(grid: Grid2D, solutions, path, truth=None, survey: Survey |
         Draws the sensors on the models.
     """
     plt = _pyplot()
+    if solutions.models is None:
+        raise ConfigError("inversion_figure draws decoded models; these solutions hold none")
     models = solutions.models[0].numpy()
     median_index = models.shape[0] // 2
     top = [] if truth is None else [("true model", np.asarray(truth))]
@@ -200,7 +216,7 @@ def _chain_traces(ax, solutions) -> None:
     ax.set_title(f"{draws.shape[1]} chains at β = 1")
 
 
-def reliability_figure(curves: dict, path, title: str = "") -> None:
+def reliability_figure(curves: dict, path: PathType, title: str = "") -> None:
     """Reliability diagram: observed channel frequency against predicted channel probability.
 
     Parameters
@@ -229,7 +245,7 @@ def reliability_figure(curves: dict, path, title: str = "") -> None:
     save_figure(fig, path)
 
 
-def prior_report_figure(report, path=None):
+def prior_report_figure(report: PriorReport, path: PathType | None = None) -> Figure | None:
     """A prior's quality report: samples above training crops, variograms and connectivity below.
 
     Parameters

@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,11 +23,16 @@ from .solvers import ACCEPTANCE, Solutions, Solver
 from .survey import RADAR_VELOCITY_RANGE, Survey
 from .units import ns_to_s, s_to_ns
 
+if TYPE_CHECKING:
+    from .prior.base import Prior
+    from .prior.images import PatchSampler
+
 __all__ = ["DemoReport", "check_output", "check_output_folder", "check_survey", "inversion_check", "invert_file",
            "invert_survey", "representative_crop", "run_demo", "simulate_comparison"]
 
 
-def representative_crop(sampler, seed: int, proportion=(0.18, 0.36)) -> torch.Tensor:
+def representative_crop(sampler: PatchSampler, seed: int, proportion: tuple[float, float] = (0.18, 0.36)
+                        ) -> torch.Tensor:
     """A held-out crop whose channel proportion is typical (some crops are all matrix)."""
     crops = sampler.test_batch(64, torch.Generator().manual_seed(seed))
     fractions = crops.mean(dim=(1, 2))
@@ -34,7 +40,7 @@ def representative_crop(sampler, seed: int, proportion=(0.18, 0.36)) -> torch.Te
     return crops[int(typical[0]) if len(typical) else int(fractions.argmax())]
 
 
-def check_output(path: Path, suffixes: tuple[str, ...], inputs=(), overwrite: bool | None = None,
+def check_output(path: Path, suffixes: tuple[str, ...], inputs: tuple = (), overwrite: bool | None = None,
                  figure: Path | None = None) -> Path:
     """Validate an output path before any work; raise :class:`ConfigError` naming the fix.
 
@@ -194,7 +200,7 @@ def check_survey(model_shape: tuple[int, int], spacing: float = DEFAULT_CELL_SIZ
     return survey, place_on_canvas(survey, model_shape, spacing, label="the check survey")
 
 
-def inversion_check(prior, image: np.ndarray, n_crops: int = 3, n_candidates: int = 5, noise_ns: float = 0.25,
+def inversion_check(prior: Prior, image: np.ndarray, n_crops: int = 3, n_candidates: int = 5, noise_ns: float = 0.25,
                     seed: int = 0, petrophysics: FaciesVelocity | None = None) -> dict:
     """What a prior does in use: invert held-out crops of its training image with straight-ray data.
 
@@ -215,7 +221,8 @@ def inversion_check(prior, image: np.ndarray, n_crops: int = 3, n_candidates: in
         raise ConfigError("n_crops and n_candidates must be >= 1")
     prior = prior.frozen()
     petrophysics = petrophysics or FaciesVelocity()
-    survey, grid = check_survey(tuple(prior.model_shape))
+    nz, nx = prior.model_shape
+    survey, grid = check_survey((nz, nx))
     sampler = PatchSampler(np.asarray(image), grid.shape)
     operator = build_forward("straight-ray", grid=grid, survey=survey)
     rows = []

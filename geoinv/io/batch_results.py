@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .._atomic import atomic_hdf5
+from .._typing import PathType
 from .._version import __version__
 from ..errors import ConfigError, FileFormatError
 from .campaign import Campaign, CampaignSurvey
@@ -114,7 +115,7 @@ def merge_parts(output: Path, folder: Path, campaign: Campaign) -> None:
             problems.attrs[name] = message
 
 
-def read_batch_results(path) -> dict[str, dict]:
+def read_batch_results(path: PathType) -> dict[str, dict]:
     """Per panel: ``status``, ``error``, ``solutions`` (or None), ``wall_time``, ``worker`` of a batch output."""
     import h5py
 

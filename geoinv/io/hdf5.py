@@ -17,6 +17,7 @@ converted to s on reading.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from ..grid import Grid2D
 from ..survey import RADAR_VELOCITY_RANGE, Survey
 from ..units import time_factor
 
+if TYPE_CHECKING:
+    from ..solvers.base import Solutions
+
 _DATASETS = ("sources", "receivers", "pairs", "traveltimes", "errors", "grid")
 #: the most values a survey dataset may declare (as for ``.sgt`` header counts): a compressed dataset
 #: can claim 10⁹ rows in a few kB, and reading it whole would take the host's memory
@@ -38,7 +42,7 @@ __all__ = ["SURVEY_FORMAT", "read_survey", "read_survey_group", "write_result", 
 SURVEY_FORMAT = "geoinv-survey/1"
 
 
-def attribute_text(value):
+def attribute_text(value: Any) -> Any:
     """An HDF5 string attribute as str (h5py returns bytes for fixed-length strings)."""
     return value.decode() if isinstance(value, bytes) else value
 
@@ -66,7 +70,7 @@ def write_survey(path: PathType, survey: Survey, grid: Grid2D | None = None, gro
         write_survey_group(handle, survey, grid, group, time_unit)
 
 
-def write_survey_group(handle, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
+def write_survey_group(handle: Any, survey: Survey, grid: Grid2D | None = None, group: str = "survey",
                        time_unit: str = "s") -> None:
     """Write ``survey`` (and ``grid``) into an open ``h5py.File`` under ``group`` (see :func:`write_survey`)."""
     scale = 1.0 / time_factor(time_unit, "time_unit")
@@ -86,7 +90,7 @@ def write_survey_group(handle, survey: Survey, grid: Grid2D | None = None, group
             grid_group.attrs[key] = value
 
 
-def write_result(path: PathType, solutions, survey: Survey | None = None, grid: Grid2D | None = None,
+def write_result(path: PathType, solutions: Solutions, survey: Survey | None = None, grid: Grid2D | None = None,
                  datasets: dict | None = None, attrs: dict | None = None) -> None:
     """Write an inversion result as one atomic HDF5 file.
 
@@ -145,7 +149,7 @@ def read_survey(path: PathType, group: str = "survey",
         raise unreadable(path, exc) from exc
 
 
-def read_survey_group(root, label: str,
+def read_survey_group(root: Any, label: str,
                       velocity_range: VelocityRange = RADAR_VELOCITY_RANGE) -> tuple[Survey, Grid2D | None]:
     """Read an open survey group (see :func:`read_survey`); errors start with ``label``.
 

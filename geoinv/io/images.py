@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_hdf5, atomic_path
+from .._typing import PathType
 from .._validation import check_real_dtype, require_file
 from ..errors import ConfigError, FileFormatError
 
@@ -108,7 +109,7 @@ def default_polarity(kind: str) -> str:
     return "dark" if kind == "png" else "high"
 
 
-def read_image(path, fmt: str | None = None, threshold: float | None = None,
+def read_image(path: PathType, fmt: str | None = None, threshold: float | None = None,
                channels: str | None = None) -> np.ndarray:
     """Read a binary training image.
 
@@ -232,7 +233,7 @@ def _read_raw(path: Path, kind: str) -> np.ndarray:
     return data
 
 
-def write_image(path, image: np.ndarray, fmt: str | None = None, metadata: dict | None = None,
+def write_image(path: PathType, image: np.ndarray, fmt: str | None = None, metadata: dict | None = None,
                 channels: str | None = None) -> None:
     """Write a binary image (1 = channel) atomically; HDF5 stores ``metadata`` as JSON attributes.
 

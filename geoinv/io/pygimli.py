@@ -21,11 +21,12 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._atomic import atomic_path
+from .._typing import PathType, TensorLike, VelocityRange
 from .._validation import require_file
 from ..errors import FileFormatError, GridError, SurveyError
 from ..grid import Grid2D
@@ -59,7 +60,7 @@ def _pg():
 # ----------------------------------------------------------------------------------------------- surveys
 
 
-def survey_to_data_container(survey: Survey):
+def survey_to_data_container(survey: Survey) -> Any:
     """A pyGIMLi traveltime ``DataContainer`` of a survey.
 
     Parameters
@@ -103,7 +104,7 @@ def _shared_sensors(sources: np.ndarray, receivers: np.ndarray):
     return positions, sensor[:len(sources)], sensor[len(sources):]
 
 
-def survey_from_data_container(data, *, absolute_error: float | None = None, relative_error: float | None = None,
+def survey_from_data_container(data: Any, *, absolute_error: float | None = None, relative_error: float | None = None,
                                source: str = "data container") -> Survey:
     """A :class:`Survey` from a pyGIMLi traveltime ``DataContainer``.
 
@@ -188,8 +189,9 @@ def _errors(data, tokens, keep, traveltimes, absolute_error, relative_error, sou
     return modelled_errors(traveltimes, absolute_error, relative_error, source)
 
 
-def read_pygimli_survey(path, *, absolute_error: float | None = None,
-                        relative_error: float | None = None, velocity_range=RADAR_VELOCITY_RANGE) -> Survey:
+def read_pygimli_survey(path: PathType, *, absolute_error: float | None = None,
+                        relative_error: float | None = None,
+                        velocity_range: VelocityRange = RADAR_VELOCITY_RANGE) -> Survey:
     """Read a traveltime file (unified data format ``.sgt``, or what ``pg.physics.traveltime.load`` reads).
 
     Parameters
@@ -346,7 +348,7 @@ def _valid_column(layout: _UnifiedRows, n_data: int) -> np.ndarray | None:
         return None
 
 
-def write_pygimli_survey(path, survey: Survey) -> Path:
+def write_pygimli_survey(path: PathType, survey: Survey) -> Path:
     """Write a survey as a pyGIMLi unified data file (``.sgt``), atomically.
 
     Columns ``s g`` plus ``t`` and ``err`` (s) when the survey has them.
@@ -375,7 +377,7 @@ def _check_complete(written: Path, lines: int) -> None:
 # ----------------------------------------------------------------------------------------------- meshes
 
 
-def grid_to_mesh(grid: Grid2D):
+def grid_to_mesh(grid: Grid2D) -> Any:
     """The pyGIMLi regular grid mesh of a :class:`Grid2D` (``y = −z``, cell markers 0).
 
     Use :func:`model_to_mesh` / :func:`model_from_mesh` for model vectors:
@@ -385,7 +387,7 @@ def grid_to_mesh(grid: Grid2D):
     return pg.createGrid(grid.x_edges, -grid.z_edges[::-1])
 
 
-def mesh_cell_order(mesh, grid: Grid2D) -> np.ndarray:
+def mesh_cell_order(mesh: Any, grid: Grid2D) -> np.ndarray:
     """For each cell of ``mesh``, the flat (row-major) index of the geoinv cell it is.
 
     Raises
@@ -407,7 +409,7 @@ def mesh_cell_order(mesh, grid: Grid2D) -> np.ndarray:
     return index
 
 
-def grid_from_mesh(mesh) -> Grid2D:
+def grid_from_mesh(mesh: Any) -> Grid2D:
     """The :class:`Grid2D` of a pyGIMLi regular 2-D grid mesh (equal cells, axis-aligned).
 
     Raises
@@ -428,7 +430,7 @@ def grid_from_mesh(mesh) -> Grid2D:
     return grid
 
 
-def model_to_mesh(model, grid: Grid2D, mesh=None) -> np.ndarray:
+def model_to_mesh(model: TensorLike, grid: Grid2D, mesh: Any = None) -> np.ndarray:
     """Model values ``(nz, nx)`` (or ``(B, nz, nx)``) as pyGIMLi cell vectors in the mesh's cell order.
 
     Parameters
@@ -450,7 +452,7 @@ def model_to_mesh(model, grid: Grid2D, mesh=None) -> np.ndarray:
     return flat[..., order]
 
 
-def model_from_mesh(vector, grid: Grid2D, mesh=None) -> np.ndarray:
+def model_from_mesh(vector: TensorLike, grid: Grid2D, mesh: Any = None) -> np.ndarray:
     """pyGIMLi cell vector(s) back to geoinv arrays ``(..., nz, nx)``; inverse of :func:`model_to_mesh`."""
     array = np.asarray(vector, dtype=float)
     if array.shape[-1] != grid.n_cells:

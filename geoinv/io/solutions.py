@@ -9,12 +9,17 @@ and ``unknowns/`` the field unknowns of each candidate (velocities in m/s, time 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .._atomic import atomic_hdf5
+from .._typing import PathType
 from ..errors import ConfigError, FileFormatError
+
+if TYPE_CHECKING:
+    from ..solvers.base import Solutions
 
 __all__ = ["SOLUTIONS_FORMAT", "read_solutions", "write_solutions", "write_solutions_group"]
 
@@ -25,7 +30,7 @@ _TENSORS = ("parameters", "data", "misfit", "accepted", "models", "normalised_mi
 MAX_BYTES = 4 << 30
 
 
-def write_solutions(solutions, path, group: str = "solutions", mode: str = "a") -> None:
+def write_solutions(solutions: Solutions, path: PathType, group: str = "solutions", mode: str = "a") -> None:
     """Write ``solutions`` to ``path`` under ``group``, atomically.
 
     ``mode='a'`` keeps the file's other groups (a copy of it gets the new group
@@ -38,7 +43,7 @@ def write_solutions(solutions, path, group: str = "solutions", mode: str = "a") 
         write_solutions_group(solutions, handle, group)
 
 
-def write_solutions_group(solutions, handle, group: str = "solutions") -> None:
+def write_solutions_group(solutions: Solutions, handle: Any, group: str = "solutions") -> None:
     """Write into an open ``h5py.File`` (or group) under ``group``, replacing it."""
     if group in handle:
         del handle[group]
@@ -72,7 +77,7 @@ def write_solutions_group(solutions, handle, group: str = "solutions") -> None:
             unknowns.create_dataset(key, data=torch.as_tensor(value).numpy())
 
 
-def read_solutions(path, group: str = "solutions"):
+def read_solutions(path: PathType, group: str = "solutions") -> Solutions:
     """The :class:`~geoinv.solvers.Solutions` that :func:`write_solutions` wrote."""
     import h5py
 

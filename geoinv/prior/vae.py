@@ -261,7 +261,7 @@ def save_checkpoint(path: PathType, vae: VAE, metadata: dict, extra: dict | None
     atomic_torch_save(payload, path)
 
 
-def read_checkpoint(path: PathType, map_location="cpu") -> dict:
+def read_checkpoint(path: PathType, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint dictionary, checking that it is a geoinv VAE checkpoint."""
     path = Path(path)
     require_file(path, "checkpoint", CheckpointError)

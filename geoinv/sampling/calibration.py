@@ -8,14 +8,16 @@ probability near 0.8, about 80 % are channels.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
+from .._typing import TensorLike
 from ..errors import ConfigError
 
 __all__ = ["interval_coverage", "reliability_curve"]
 
 
-def interval_coverage(samples, truth, level: float = 0.9) -> np.ndarray:
+def interval_coverage(samples: TensorLike, truth: TensorLike, level: float = 0.9) -> np.ndarray:
     """Whether each coordinate's central credible interval holds the true value.
 
     Parameters
@@ -41,7 +43,7 @@ def interval_coverage(samples, truth, level: float = 0.9) -> np.ndarray:
     return (true >= low) & (true <= high)
 
 
-def reliability_curve(probability, outcome, bins: int = 10) -> dict[str, np.ndarray]:
+def reliability_curve(probability: npt.ArrayLike, outcome: npt.ArrayLike, bins: int = 10) -> dict[str, np.ndarray]:
     """Observed frequency of channels per bin of predicted channel probability.
 
     Parameters

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import ConfigError, GeoinvWarning
+
+if TYPE_CHECKING:
+    from ..solvers.base import Solutions
 
 __all__ = ["RHAT_LIMIT", "MixingReport", "MixingWarning", "inference_data", "mixing"]
 
@@ -37,7 +42,7 @@ def _arviz():
     return arviz
 
 
-def inference_data(solutions):
+def inference_data(solutions: Solutions) -> Any:
     """The sampler's chains as an ArviZ ``InferenceData``.
 
     Groups: ``posterior`` (``latent``, dims ``survey``, ``latent_dim``) and
@@ -60,7 +65,7 @@ def inference_data(solutions):
                           "(use the latent-mcmc solver)")
     az = _arviz()
 
-    def chains_first(values) -> np.ndarray:  # (D, S, C, ...) → (C, D, S, ...)
+    def chains_first(values: npt.ArrayLike) -> np.ndarray:  # (D, S, C, ...) → (C, D, S, ...)
         values = np.asarray(values)
         return np.moveaxis(values, 2, 0)
 
@@ -109,7 +114,7 @@ class MixingReport:
         return "\n".join(lines)
 
 
-def mixing(solutions, warn: bool = True) -> MixingReport:
+def mixing(solutions: Solutions, warn: bool = True) -> MixingReport:
     """Split R-hat and bulk/tail ESS of every latent coordinate, and warn when chains have not mixed.
 
     Parameters

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..problem import InverseProblem
 from .delayed import delayed_mala_step
 from .moves import independence_step, mala_step, swap_step
 from .target import ChainState, LatentPosterior
@@ -135,7 +136,7 @@ def _covariance_factor(draws: torch.Tensor) -> torch.Tensor:
     return factor[:, :, None].expand(-1, -1, draws.shape[3], -1, -1).clone()
 
 
-def laplace_covariance(problem, latent: torch.Tensor, beta: torch.Tensor | float = 1.0) -> torch.Tensor:
+def laplace_covariance(problem: InverseProblem, latent: torch.Tensor, beta: torch.Tensor | float = 1.0) -> torch.Tensor:
     """(β JᵀΣ_d⁻¹J + I)⁻¹ at each latent point: the Gauss-Newton (Laplace) posterior covariance.
 
     Parameters
@@ -151,6 +152,9 @@ def laplace_covariance(problem, latent: torch.Tensor, beta: torch.Tensor | float
     -------
     torch.Tensor, shape (B, n, n), float64 on the CPU
     """
+    if problem.noise_std is None:
+        raise ConfigError(f"the Laplace covariance weighs the data by their noise; problem {problem.name!r} has "
+                          "no noise_std: give the survey errors (or noise_std)")
     n_parameters = latent.shape[-1]
     jacobian = problem.jacobian(latent.reshape(-1, n_parameters))  # (B, n_data, n), float64
     weighted = jacobian / problem.noise_std.double().cpu().reshape(-1)[None, :, None]
@@ -160,7 +164,7 @@ def laplace_covariance(problem, latent: torch.Tensor, beta: torch.Tensor | float
     return 0.5 * (covariance + covariance.transpose(1, 2))
 
 
-def laplace_starts(problem, mode: torch.Tensor, n_chains: int, spread: float = 1.5,
+def laplace_starts(problem: InverseProblem, mode: torch.Tensor, n_chains: int, spread: float = 1.5,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """Chain starts around one posterior mode, over-dispersed by its Laplace covariance.
 
