@@ -142,17 +142,22 @@ def tiny_field(small_grid, small_survey):
     return prior, operator, small_survey.with_data(noisy, 0.05e-9), truth, velocities
 
 
+def _checked_jacobian(problem, point: torch.Tensor) -> torch.Tensor:
+    """The problem's Jacobian at one point, after checking Jᵀr against autograd through the whole chain."""
+    residual = torch.randn(problem.n_data, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    point = point.clone().requires_grad_(True)
+    (problem(point)[0].double() @ residual).backward()
+    jacobian = problem.jacobian(point.detach())[0]
+    np.testing.assert_allclose(jacobian.T @ residual, point.grad[0].double(), rtol=1e-4, atol=1e-5)
+    return jacobian
+
+
 def test_latent_problem_with_unknowns_keeps_the_operator_contract(tiny_field):
     prior, operator, survey, _, _ = tiny_field
     problem = build_problem(survey, prior, operator, FaciesVelocity(), unknowns=FieldUnknowns())
     assert problem.n_parameters == prior.latent_dim + 3 and problem.model_forward is None
     parameters = problem.sample_prior(3, torch.Generator().manual_seed(0))
-    # the Jacobian agrees with autograd through the whole chain (latent, velocities, time zero)
-    residual = torch.randn(survey.n_data, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    point = parameters[:1].clone().requires_grad_(True)
-    (problem(point)[0].double() @ residual).backward()
-    jacobian = problem.jacobian(parameters[:1])[0]
-    np.testing.assert_allclose(jacobian.T @ residual, point.grad[0].double(), rtol=1e-4, atol=1e-5)
+    jacobian = _checked_jacobian(problem, parameters[:1])  # latent, velocities, time zero
     assert jacobian[:, -1].allclose(torch.full((survey.n_data,), 3.0, dtype=torch.float64))  # ∂t/∂u_t = σ_t in ns
     # a linearised copy is exact at its expansion points; subsets keep the time shift
     index = np.array([4, 1, 7])
@@ -228,11 +233,7 @@ def test_a_time_zero_per_borehole_keeps_the_contract_and_is_recovered(reciprocal
     problem = build_problem(survey, prior, operator, FaciesVelocity(), unknowns=unknowns)
     assert problem.unknowns.names == ("time_zero_0", "time_zero_1") and problem.n_parameters == prior.latent_dim + 2
     parameters = problem.sample_prior(3, torch.Generator().manual_seed(0))
-    residual = torch.randn(survey.n_data, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    point = parameters[:1].clone().requires_grad_(True)
-    (problem(point)[0].double() @ residual).backward()
-    jacobian = problem.jacobian(parameters[:1])[0]
-    np.testing.assert_allclose(jacobian.T @ residual, point.grad[0].double(), rtol=1e-4, atol=1e-5)
+    jacobian = _checked_jacobian(problem, parameters[:1])
     first = survey.borehole_of_picks() == 0
     expected = 3.0 * torch.stack([torch.as_tensor(first), torch.as_tensor(~first)], dim=1).double()
     assert torch.allclose(jacobian[:, -2:], expected)  # each shift moves its own picks, by σ_t = 3 ns
