@@ -112,6 +112,9 @@ class BatchSettings:
 
         if self.time_zero_by not in TIME_ZERO_GROUPINGS:
             raise ConfigError(f"time_zero_by must be one of {TIME_ZERO_GROUPINGS}, got {self.time_zero_by!r}")
+        if self.time_zero_by != "survey" and not self.estimate_time_zero:
+            raise ConfigError(f"time_zero_by={self.time_zero_by!r} says how to group the time-zero shifts; set "
+                              "estimate_time_zero=True as well, or nothing is estimated")
 
     @property
     def unknowns(self) -> FieldUnknowns | None:

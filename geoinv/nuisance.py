@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ._typing import DataIndex
 from .errors import ConfigError, SurveyError
 from .petrophysics import FaciesVelocity
 from .survey import Survey
@@ -164,7 +165,7 @@ class FieldUnknowns:
             return 1.0 / (matrix + (channel - matrix) * models)
         return 1.0 / matrix + (1.0 / channel - 1.0 / matrix) * models
 
-    def time_shift(self, extra: torch.Tensor, data_index=None) -> torch.Tensor | None:
+    def time_shift(self, extra: torch.Tensor, data_index: DataIndex = None) -> torch.Tensor | None:
         """Time-zero shift in s of each row's picks: ``(B, 1)`` for one shift per survey, else
         ``(B, n)`` over the picks ``data_index`` (default all); None when it is not estimated."""
         if not self.time_zero:
@@ -173,8 +174,9 @@ class FieldUnknowns:
         if self.pick_groups is None:
             return shifts
         groups = torch.as_tensor(self.pick_groups, device=extra.device)
-        return shifts[:, groups if data_index is None else groups[torch.as_tensor(data_index)]
-                      if not isinstance(data_index, slice) else groups[data_index]]
+        if data_index is not None:
+            groups = groups[data_index] if isinstance(data_index, slice) else groups[torch.as_tensor(data_index)]
+        return shifts[:, groups]
 
     def shift_jacobian(self, n_data: int) -> np.ndarray:
         """∂shift/∂(standardised time-zero coordinates) in s, ``(n_data, n_time_zeros)``."""

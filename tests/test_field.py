@@ -212,6 +212,12 @@ def test_boreholes_of_picks_are_found_from_sensor_positions():
         FieldUnknowns(time_zero_by="borehole")
     with pytest.raises(ConfigError, match="bind it to the survey"):
         _ = FieldUnknowns(time_zero_by="source-borehole").names
+    from geoinv.batch import BatchSettings
+
+    with pytest.raises(ConfigError, match="estimate_time_zero=True"):
+        BatchSettings(time_zero_by="source-borehole")
+    assert BatchSettings(estimate_time_zero=True, time_zero_by="receiver-borehole").unknowns.time_zero_by == \
+        "receiver-borehole"
 
 
 @pytest.fixture
