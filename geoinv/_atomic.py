@@ -44,6 +44,7 @@ def atomic_path(path):
             if named is exc:
                 raise
             raise named from exc
+        _hold()
         check()  # a signal swallowed while writing: keep the earlier file
         umask = os.umask(0)
         os.umask(umask)
@@ -100,6 +101,17 @@ def _write_bytes(path, buffer) -> None:
     """Write an in-memory file's bytes through :func:`atomic_path` with Python's file I/O (clean OSErrors)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         out.write(buffer.getbuffer())
+
+
+def _hold() -> None:
+    """Keep a written temporary file in place for ``$GEOINV_HOLD_WRITES_S`` seconds before its rename.
+
+    Fault injection for the interruption tests: an in-memory file is written in one call, too fast
+    for a test to signal the process while the temporary exists; held, it can, every time.
+    """
+    seconds = os.environ.get("GEOINV_HOLD_WRITES_S")
+    if seconds:
+        time.sleep(float(seconds))
 
 
 def _sweep_stale_temporaries(path: Path) -> None:

@@ -26,7 +26,8 @@ DEMO = ["demo", "--starts", "2", "--epochs", "2", "--quiet", "--no-refine"]
 
 
 def _launch(arguments: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # each result file's temporary stays 0.3 s before its rename, so a signal lands while it exists
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "GEOINV_HOLD_WRITES_S": "0.3"}
     return subprocess.Popen([sys.executable, "-m", "geoinv.cli", *arguments], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
