@@ -8,7 +8,7 @@ Part 2 measures training throughput (crops per second) of the whole step
 side by side in one process, for each variant: torch threads (1 and all
 cores), batch size, the adversarial stage on or off, channels-last memory
 layout and ``torch.compile`` (``TrainConfig(compile=True)``; its one-off compile
-is timed apart, as ``compile_s``); each variant is timed for ``--seconds`` after a warm-up, alternating
+is timed apart, as ``first_step_s``); each variant is timed for ``--seconds`` after a warm-up, alternating
 so that machine noise falls on all of them alike (``--rounds``).
 
 Run: ``python -m benchmarks training_speed [--quick]``. Writes ``results/training_speed.json``.
