@@ -107,7 +107,8 @@ def run_case(solver, operator, vae, petrophysics, truth, noise_seed: int) -> dic
         refilled = torch.as_tensor(np.asarray(solutions.history["refilled"][0]))
         search = {"search_accepted": int((solutions.accepted[0] & ~refilled).sum()), "refilled": int(refilled.sum()),
                   "refilled_accepted": int(solutions.refilled_accepted()[0]),
-                  "search_rounds": int(solutions.history["search_rounds"][0])}
+                  "search_rounds": int(solutions.history["search_rounds"][0]),
+                  "round_best_sigma": [float(value) for value in solutions.history["round_best_misfit"][0]]}
     return {**search, "accepted": int(solutions.accepted[0].sum()), "starts": solutions.n_candidates,
             "best_sigma": float(solutions.normalised_misfit[0, 0]),
             "median_sigma": float(solutions.normalised_misfit[0].median()),

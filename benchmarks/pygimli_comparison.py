@@ -78,6 +78,8 @@ def run_one(method: str, forward_name: str, truth: torch.Tensor, noise_seed: int
         chi2 = solutions.history["pygimli_chi2"][:, 0]
         row["iterations"] = int(np.isfinite(chi2).sum()) - 1
         row["pygimli_chi2"] = float(chi2[np.isfinite(chi2)][-1])
+    if "round_best_misfit" in solutions.history:  # the eikonal default's searches: what each round reached
+        row["round_best_sigma"] = [float(value) for value in solutions.history["round_best_misfit"][0]]
     if solutions.refined is not None:
         row["refined_model_rmse"] = float((solutions.refined["models"][0, 0] - truth).pow(2).mean().sqrt())
         row["refined_sigma"] = float(solutions.refined["normalised_misfit"][0, 0])

@@ -132,6 +132,8 @@ def test_refill_searches_again_where_no_candidate_was_accepted(tiny_latent_probl
     twice = Refill(search, rounds=3).solve(problem)
     assert search.calls == 2  # the second round found the basin: no third
     assert twice.accepted.all() and twice.history["search_rounds"].tolist() == [2]
+    first, second = twice.history["round_best_misfit"][0]  # each round's own best: the miss, then the hit
+    assert first == pytest.approx(once.normalised_misfit.min().item()) and second <= 1.0 < first
     assert twice.history["refilled"].sum() == 1  # the best miss of both rounds, replaced from the truth
     assert (twice.parameters[0] - TINY_TRUTH).norm(dim=1).min() < 1e-6
     with pytest.raises(ConfigError, match="rounds"):

@@ -133,7 +133,9 @@ class Refill(Solver):
     With ``rounds`` > 1, a data set with no accepted candidate is searched again
     (fresh draws) until one is accepted or the rounds are spent; its best
     candidates over the rounds are kept (``history["search_rounds"]``: rounds per
-    data set; the rest of the history is the first round's).
+    data set; ``history["round_best_misfit"]`` ``(S, rounds)``: each round's own
+    best normalised misfit, NaN for rounds a data set did not need; the rest of
+    the history is the first round's).
     Per data set with at least one accepted and one unaccepted candidate, each
     unaccepted candidate is replaced by :func:`rml_samples` from an accepted
     one (the accepted in turn, best first); data sets with none accepted keep
@@ -196,7 +198,8 @@ class Refill(Solver):
         for survey, position in slots:
             refilled[survey, position] = True
         history = dict(found.history)
-        history.update(search_order=history.pop("order"), search_rounds=pool.rounds.numpy())
+        history.update(search_order=history.pop("order"), search_rounds=pool.rounds.numpy(),
+                       round_best_misfit=pool.round_best.numpy())
         solutions = self.finish(problem, candidates, target, history, pool.wall_time + time.perf_counter() - started)
         order = np.asarray(solutions.history["order"])
         solutions.history["refilled"] = np.take_along_axis(refilled, order, axis=1)
@@ -212,17 +215,22 @@ class _Pool:
     normalised: torch.Tensor
     rounds: torch.Tensor
     wall_time: float
+    round_best: torch.Tensor  # (S, rounds so far): each round's own best normalised misfit, NaN where not run
 
     @classmethod
     def of(cls, found: Solutions) -> _Pool:
         assert found.normalised_misfit is not None  # refill needs a noise level
         return cls(found.parameters.clone(), found.accepted.clone(), found.normalised_misfit.clone(),
-                   torch.ones(found.n_surveys, dtype=torch.long), found.wall_time)
+                   torch.ones(found.n_surveys, dtype=torch.long), found.wall_time,
+                   found.normalised_misfit.min(dim=1).values.double().reshape(-1, 1))
 
     def merge(self, again: Solutions, surveys: torch.Tensor) -> None:
         """Pool a new round's candidates ``again`` of data sets ``surveys`` with theirs; keep the best R."""
         assert again.normalised_misfit is not None
         count = self.parameters.shape[1]
+        column = torch.full((self.round_best.shape[0], 1), float("nan"), dtype=torch.float64)
+        column[surveys, 0] = again.normalised_misfit.min(dim=1).values.double()
+        self.round_best = torch.cat([self.round_best, column], dim=1)
         for row, survey in enumerate(surveys.tolist()):
             normalised = torch.cat([self.normalised[survey], again.normalised_misfit[row]])
             best = torch.argsort(normalised, stable=True)[:count]
