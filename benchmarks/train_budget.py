@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from _common import print_table, write_json
 
-from geoinv.cli import CACHE_DIR
+from geoinv._paths import cache_dir
 from geoinv.prior import ChannelConfig, TrainConfig, VAEConfig, channelized_image, default_training_image, train_vae
 from geoinv.prior.quality import prior_report
 from geoinv.prior.vae import read_checkpoint
 
-CACHE = CACHE_DIR / "train_budget"
+CACHE = cache_dir() / "train_budget"
 SECOND_IMAGE = ChannelConfig(proportion=0.35, width_mean=7.0, width_std=1.5, direction_deg=10.0)
 SECOND_SEED = 2027
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ._paths import cache_dir
 from ._signals import Interrupted, check, interruptible
 from .errors import ConfigError, GeoinvError
 from .units import TIME_UNITS, VELOCITY_UNITS
 
-CACHE_DIR = Path(os.environ.get("GEOINV_CACHE", Path.home() / ".cache" / "geoinv"))
+CACHE_DIR = cache_dir()
 
 
 def _cmd_make_ti(args: argparse.Namespace) -> None:

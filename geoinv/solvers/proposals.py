@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_path, atomic_torch_save
+from .._paths import cache_dir
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Solutions, Solver, check_n_starts
@@ -288,7 +288,7 @@ class ProposalNetwork(nn.Module):
 
 def default_cache() -> Path:
     """Where proposal pairs and networks are cached: ``$GEOINV_CACHE/proposals`` (default ``~/.cache/geoinv``)."""
-    return Path(os.environ.get("GEOINV_CACHE", Path.home() / ".cache" / "geoinv")) / "proposals"
+    return cache_dir() / "proposals"
 
 
 def proposal_network(problem: InverseProblem, n_pairs: int = 8192, config: ProposalConfig | None = None, *,
