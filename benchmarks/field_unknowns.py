@@ -77,15 +77,30 @@ def run_truth(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Ge
         row[f"{arm}_sigma"] = float(estimated.normalised_misfit[0, 0])
         row[f"{arm}_accepted"] = int(estimated.accepted[0].sum())
         row[f"{arm}_rmse"] = float((estimated.models[0, 0] - model[0]).pow(2).mean().sqrt())
+        row[f"{arm}_rmse_median"] = accepted_median_rmse(estimated, model[0])
+        accepted_time_zeros = torch.as_tensor(estimated.unknowns["time_zero"][0])[estimated.accepted[0]]
+        row[f"{arm}_time_zero_spread_ns"] = 1e9 * float(accepted_time_zeros.std()) if len(accepted_time_zeros) > 1 \
+            else float("nan")
     started = time.perf_counter()
     known = invert(survey.with_data(picks - case["time_zero"], case["error"]), vae, operator,
                    solver_for(operator, args), truth_velocities, n_candidates=args.starts, refine=None)
     row["seconds_known"] = time.perf_counter() - started
     row["sigma_known"] = float(known.normalised_misfit[0, 0])
     row["rmse_known"] = float((known.models[0, 0] - model[0]).pow(2).mean().sqrt())
+    row["rmse_known_median"] = accepted_median_rmse(known, model[0])
     for arm in arms:
         row[f"{arm}_rmse_ratio"] = row[f"{arm}_rmse"] / row["rmse_known"]
+        row[f"{arm}_rmse_median_ratio"] = row[f"{arm}_rmse_median"] / row["rmse_known_median"]
     return row
+
+
+def accepted_median_rmse(solutions, truth: torch.Tensor) -> float:
+    """Median model RMSE over the accepted candidates (all candidates when none is accepted).
+
+    Steadier than the best candidate's alone, which is one draw among many that fit to the noise."""
+    rmse = (solutions.models[0] - truth).pow(2).mean(dim=(1, 2)).sqrt()
+    accepted = solutions.accepted[0]
+    return float((rmse[accepted] if accepted.any() else rmse).median())
 
 
 def main() -> None:
@@ -143,14 +158,17 @@ def report(rows: list[dict], args: dict, name: str) -> None:
                           "rmse_known": row["rmse_known"]})
     print_table(table, [("truth", "truth", "d"), ("start", "start", ""), ("channel_error_pct", "Δv_ch %", "+.2f"),
                         ("matrix_error_pct", "Δv_m %", "+.2f"), ("time_zero_error_ns", "Δt0 ns", "+.2f"),
+                        ("time_zero_spread_ns", "t0 spread ns", ".2f"),
                         ("sigma", "σ est.", ".2f"), ("sigma_known", "σ known", ".2f"), ("rmse", "RMSE est.", ".3f"),
                         ("rmse_known", "RMSE known", ".3f"), ("rmse_ratio", "ratio", ".2f"),
-                        ("seconds", "s", ".0f")])
+                        ("rmse_median_ratio", "median ratio", ".2f"), ("seconds", "s", ".0f")])
     goals = {arm: {"velocities_within_2pct": all(abs(r[f"{arm}_channel_error_pct"]) <= 2
                                                  and abs(r[f"{arm}_matrix_error_pct"]) <= 2 for r in rows),
                    "time_zero_within_0.3ns": all(abs(r[f"{arm}_time_zero_error_ns"]) <= 0.3 for r in rows),
                    "fit_within_1.1_sigma": all(r[f"{arm}_sigma"] <= 1.1 for r in rows),
-                   "rmse_within_10pct_of_known": all(r[f"{arm}_rmse_ratio"] <= 1.1 for r in rows)} for arm in arms}
+                   "rmse_within_10pct_of_known": all(r[f"{arm}_rmse_ratio"] <= 1.1 for r in rows),
+                   "accepted_median_rmse_within_10pct_of_known": all(r.get(f"{arm}_rmse_median_ratio", np.inf) <= 1.1
+                                                                     for r in rows)} for arm in arms}
     for arm, met in goals.items():
         print(f"goals, {arm} start:", ", ".join(f"{key} {'met' if value else 'NOT met'}" for key, value in met.items()))
     write_json(name, {"rows": rows, "goals": goals, "start": [START.channel_velocity, START.matrix_velocity],
