@@ -265,7 +265,8 @@ def _cmd_invert(args: argparse.Namespace) -> None:
                             args.preset, args.vae, not args.quiet, args.epochs, _petrophysics(args),
                             refine=not args.no_refine, absolute_error=args.absolute_error,
                             relative_error=args.relative_error, overwrite=args.overwrite,
-                            solver_settings=_sampler_settings(args), columns=args.columns,
+                            solver_settings={**_sampler_settings(args), **_search_settings(args)},
+                            columns=args.columns,
                             time_unit=args.time_unit, velocity_range=_velocity_range(args),
                             unknowns=_unknowns(args), cell_size=args.cell_size)
     print(f"on the prior's canvas: {solutions.config['canvas']}")
@@ -293,6 +294,11 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--samples, --chains, --draws and --chain-starts set a sampler (--solver latent-mcmc), not "
                           f"{args.solver!r}")
     return settings
+
+
+def _search_settings(args: argparse.Namespace) -> dict:
+    """``--search-rounds`` as a setting of the bent-ray default search (checked where the solver is built)."""
+    return {} if args.search_rounds is None else {"rounds": args.search_rounds}
 
 
 #: exit status of a batch that finished with failed panels
@@ -456,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--chain-starts", choices=("candidates", "laplace"),
                         help="latent-mcmc: a chain at each of the optimiser's best candidates, or every chain "
                              "around its best one, dispersed by its Laplace covariance")
+    invert.add_argument("--search-rounds", type=_integer(1, 10),
+                        help="bent-ray default: searches of a survey that none of the candidates fits to the noise "
+                        "(default 3); 1 stops after one, for surveys off the prior (field data) where more searches "
+                        "cost their time without a better fit")
     invert.add_argument("--seed", type=SEED, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
     invert.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")

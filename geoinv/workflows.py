@@ -259,7 +259,8 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     ``velocity_range`` (m/s) bounds the picks' apparent velocities (None: unchecked); ``unknowns``
     estimates facies velocities and a time zero (``petrophysics`` is then their start);
     ``overwrite`` False refuses an existing results file (None replaces it). ``solver_settings``
-    replace single fields of the solver's config (e.g. ``{"n_samples": 2000}`` for ``latent-mcmc``).
+    replace single fields of the solver's config (e.g. ``{"n_samples": 2000}`` for ``latent-mcmc``,
+    ``{"rounds": 1}`` for the bent-ray default's searches).
     """
     from .io import read_survey, write_result
     from .plot import inversion_figure
@@ -275,6 +276,10 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     method = make_solver(solver_name, operator, n_starts=n_starts, seed=seed, progress=progress,
                          epochs=epochs, preset=preset)
     if solver_settings:
+        if "rounds" in solver_settings and method.name != "refill":
+            raise ConfigError(f"--search-rounds sets the bent-ray default search (a nonlinear forward without "
+                              f"--preset or --epochs); forward {forward_name!r} with these options runs "
+                              f"{method.name!r}, which searches once")
         method.config = configured(method, solver_settings)
     solutions = invert(survey, prior, operator, method, petrophysics,
                        n_candidates=method.candidates_for(n_starts),

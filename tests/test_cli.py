@@ -104,6 +104,23 @@ def test_invert_with_velocities_and_guarded_outputs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*arguments[:-1], "0.07"])  # one velocity only: argparse names the option
     assert "--velocities: expected two numbers" in capsys.readouterr().err
+    # --search-rounds sets the bent-ray default's searches; a straight-ray run searches once and says so
+    assert main([*arguments, "--search-rounds", "1", "--output", str(tmp_path / "rounds.h5")]) == 2
+    assert "--search-rounds sets the bent-ray default search" in capsys.readouterr().err
+    assert not (tmp_path / "rounds.h5").exists()
+
+
+def test_search_rounds_reach_the_bent_ray_default():
+    from geoinv import Eikonal, make_solver
+    from geoinv.workflows import configured
+
+    grid = Grid2D((16, 12), 0.5)
+    operator = Eikonal(grid, Survey.crosshole(0.25, 5.75, np.linspace(0.5, 7.5, 4)))
+    solver = make_solver("latent-sgd", operator, n_starts=2)
+    assert solver.name == "refill" and solver.config.rounds == 3
+    assert configured(solver, {"rounds": 1}).rounds == 1
+    with pytest.raises(SystemExit):
+        main(["invert", "picks.h5", "--search-rounds", "0"])  # argparse: 1 to 10
 
 
 def test_invert_a_pygimli_file_with_the_latent_gauss_newton_solver(tmp_path, capsys):
