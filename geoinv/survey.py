@@ -27,7 +27,7 @@ def _positions(value, name: str) -> np.ndarray:
     return array
 
 
-def modelled_errors(traveltimes, absolute_error: float | None, relative_error: float | None,
+def modelled_errors(traveltimes: TensorLike, absolute_error: float | None, relative_error: float | None,
                     source: str = "") -> np.ndarray:
     """Pick errors ``absolute_error + relative_error · |t|`` in s (pyGIMLi's ``estimateError``).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._typing import DataIndex
 from .forward.base import ForwardOperator
 
 __all__ = ["check_forward", "smooth_slowness"]
@@ -57,7 +58,7 @@ class _Checker:
 
 
 def check_forward(operator: ForwardOperator, slowness: torch.Tensor | None = None, *,
-                  data_index=None, generator: torch.Generator | None = None, rtol: float = 1e-8,
+                  data_index: DataIndex = None, generator: torch.Generator | None = None, rtol: float = 1e-8,
                   fd_step: float = 2e-2, fd_rtol: float = 0.1, kinks: float = 0.1) -> dict[str, float]:
     """Check that an operator honours the forward contract; raise ``AssertionError`` naming what failed.
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ._atomic import atomic_path
+from ._typing import VelocityRange
 from .canvas import DEFAULT_CELL_SIZE, describe_placement, place_on_canvas
 from .core import invert, make_solver
 from .errors import ConfigError
@@ -146,7 +148,7 @@ def _refined_report(refined: dict, truth: torch.Tensor) -> dict:
 
 
 def run_demo(output: Path, forward_name: str = "straight-ray", n_starts: int = 10, seed: int = 0,
-             noise_std_ns: float = 0.25, progress: bool = True, prior=None,
+             noise_std_ns: float = 0.25, progress: bool = True, prior: Prior | None = None,
              epochs: int | None = None, petrophysics: FaciesVelocity | None = None,
              refine: bool = True) -> tuple[DemoReport, Solutions]:
     """Synthetic inversion of a held-out channelized model with the shipped VAE.
@@ -246,7 +248,8 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
                 petrophysics: FaciesVelocity | None = None, refine: bool = True,
                 absolute_error: float | None = None, relative_error: float | None = None,
                 overwrite: bool | None = None, solver_settings: dict | None = None, *,
-                columns=None, time_unit: str | None = None, velocity_range=RADAR_VELOCITY_RANGE,
+                columns: str | Sequence[str] | None = None, time_unit: str | None = None,
+                velocity_range: VelocityRange = RADAR_VELOCITY_RANGE,
                 unknowns: FieldUnknowns | None = None, cell_size: float = DEFAULT_CELL_SIZE) -> Solutions:
     """Invert the traveltimes of a survey file (``.h5``, pyGIMLi ``.sgt`` or a column file); write results
     (``.h5``) and a figure (``.png``).
@@ -291,7 +294,7 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     return solutions
 
 
-def configured(method: Solver, settings: dict):
+def configured(method: Solver, settings: dict) -> Any:
     """``method``'s config with ``settings`` replaced; a :class:`ConfigError` names a setting it does not have."""
     names = {item.name for item in fields(method.config)}
     unknown = sorted(set(settings) - names)

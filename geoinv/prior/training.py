@@ -402,7 +402,7 @@ def train_vae(
     return vae
 
 
-def training_throughput(image, vae_config: VAEConfig, config: TrainConfig, seconds: float,
+def training_throughput(image: np.ndarray, vae_config: VAEConfig, config: TrainConfig, seconds: float,
                         device: str | torch.device = "cpu") -> float:
     """Training patches per second of the real training step (for benchmarks; writes nothing lasting).
 

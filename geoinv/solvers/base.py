@@ -26,7 +26,7 @@ __all__ = ["ACCEPTANCE", "CANDIDATE_KINDS", "MAX_STARTS", "Search", "Solutions",
 MAX_STARTS = 100_000
 
 
-def check_n_starts(value, name: str = "n_starts") -> int:
+def check_n_starts(value: object, name: str = "n_starts") -> int:
     """Return ``value`` as an int in 1..MAX_STARTS, else raise :class:`ConfigError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_STARTS:
         raise ConfigError(f"{name} must be an integer from 1 to {MAX_STARTS} (geoinv.solvers.base.MAX_STARTS), "

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .._atomic import atomic_path, atomic_torch_save
 from .._paths import cache_dir
+from .._typing import PathType, TensorLike
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Solutions, Solver, check_n_starts
@@ -212,7 +213,7 @@ class ProposalNetwork(nn.Module):
         self.register_buffer("data_std", torch.ones(n_data))
         self.history: list[float] = []
 
-    def fit(self, parameters: torch.Tensor, data: torch.Tensor, noise_std, progress: bool = False
+    def fit(self, parameters: torch.Tensor, data: torch.Tensor, noise_std: TensorLike, progress: bool = False
             ) -> ProposalNetwork:
         """Train on pairs ``(x, F(x))`` with Gaussian noise of standard deviation ``noise_std`` (data unit)."""
         config = self.config
@@ -267,13 +268,13 @@ class ProposalNetwork(nn.Module):
         noise[:, :members] = 0.0  # each member's mean is proposed as it is
         return means[member].transpose(0, 1) + spread * stds[member].transpose(0, 1) * noise
 
-    def save(self, path, metadata: dict | None = None) -> None:
+    def save(self, path: PathType, metadata: dict | None = None) -> None:
         """Weights, settings and provenance in one torch file, written atomically."""
         atomic_torch_save({"format": "geoinv-proposals/1", "config": asdict(self.config), "shape": self.shape,
                            "state": self.state_dict(), "history": self.history, "metadata": metadata or {}}, path)
 
     @classmethod
-    def load(cls, path) -> ProposalNetwork:
+    def load(cls, path: PathType) -> ProposalNetwork:
         payload = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(payload, dict) or payload.get("format") != "geoinv-proposals/1":
             raise ConfigError(f"{path} is not a geoinv proposal network (save one with ProposalNetwork.save)")
@@ -453,7 +454,7 @@ class Proposals(Solver):
     def describe(self) -> dict:
         return {**super().describe(), "then": self.then.describe(), "network": self.network_info}
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+    def solve(self, problem: InverseProblem, observed: TensorLike | None = None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
         from .searches import keep_best
 

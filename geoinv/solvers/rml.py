@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._typing import TensorLike
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Solutions, Solver
@@ -171,7 +172,7 @@ class Refill(Solver):
     def describe(self) -> dict:
         return {**super().describe(), "search": self.search_solver.describe()}
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+    def solve(self, problem: InverseProblem, observed: TensorLike | None = None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
         if problem.noise_std is None:
             raise ConfigError("refill judges and perturbs candidates by the data's noise: build the problem with "

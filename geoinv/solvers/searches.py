@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .._typing import TensorLike
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Solutions, Solver, _gather, check_n_starts
@@ -163,7 +164,7 @@ class Explore(Solver):
         return {**super().describe(), "explorer": self.solver.describe(),
                 "then": None if self.then is None else self.then.describe()}
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+    def solve(self, problem: InverseProblem, observed: TensorLike | None = None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
         n_keep, generator = _wrapper_start(self, n_candidates, generator, initial, "explore draws its own starts "
                                            "from the prior; pass initial to the wrapped solver alone")
@@ -251,7 +252,7 @@ class Portfolio(Solver):
     def describe(self) -> dict:
         return {**super().describe(), "members": [(share, member.describe()) for share, member in self.members]}
 
-    def solve(self, problem: InverseProblem, observed=None, n_candidates: int | None = None,
+    def solve(self, problem: InverseProblem, observed: TensorLike | None = None, n_candidates: int | None = None,
               generator: torch.Generator | None = None, initial: torch.Tensor | None = None) -> Solutions:
         n_keep, generator = _wrapper_start(self, n_candidates, generator, initial, "a portfolio draws its own "
                                            "starts from the prior; pass initial without a portfolio")
