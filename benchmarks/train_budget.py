@@ -83,8 +83,8 @@ def run_one(image_name: str, setting: str, folder: Path, args) -> dict:
                          eval_every=20 if args.quick else 500, eval_patches=50 if args.quick else 500,
                          beta_warmup_steps=20 if args.quick else 2000, **fields)
     started = time.perf_counter()
-    vae = train_vae(image, checkpoint, vae_config, config, progress=not args.quick, keep="best",
-                    image_source=f"train_budget:{image_name}")
+    vae = train_vae(image, checkpoint, vae_config, config, device=args.device, progress=not args.quick, keep="best",
+                    image_source=f"train_budget:{image_name}").to("cpu")
     metadata = vae.metadata
     report = prior_report(vae, image, n_samples=50 if args.quick else 1000, n_heldout=50 if args.quick else 500)
     history = metadata["history"]
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["default", "beta250"])
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-time budget per image and setting")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads")
+    parser.add_argument("--device", default="cpu", help="train on this torch device (e.g. cuda); reported on the CPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="train_budget", help="JSON name, and the checkpoints' folder")
     args = parser.parse_args()

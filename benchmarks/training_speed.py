@@ -33,10 +33,10 @@ from geoinv.prior.vae import VAEConfig, vae_loss
 
 
 def trainer(folder: Path, batch_size: int, adversarial: float, channels_last: bool = False,
-            compiled: bool = False) -> _Trainer:
+            compiled: bool = False, device: str = "cpu") -> _Trainer:
     config = TrainConfig(batch_size=batch_size, adversarial=adversarial, seed=0, compile=compiled)
     run = _Trainer(default_training_image(), folder / f"speed-{batch_size}-{adversarial}-{compiled}.pt", VAEConfig(),
-                   config, "cpu", 0.1, "")
+                   config, device, 0.1, "")
     if channels_last:
         run.vae.to(memory_format=torch.channels_last)
         if run.critic is not None:
@@ -91,6 +91,8 @@ def throughput(run: _Trainer, seconds: float) -> float:
     while time.perf_counter() - started < seconds:
         run.train_step()
         steps += 1
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)  # the queued steps count only once they are done
     return steps * run.config.batch_size / (time.perf_counter() - started)
 
 
@@ -106,6 +108,15 @@ VARIANTS = {  # name: (threads, batch size, adversarial, channels-last, compiled
     "all cores, batch 100, adversarial": (0, 100, 2.0, False, False),
 }
 
+#: with --device cuda: the same fields (threads unused); "device, batch 100" is the baseline
+DEVICE_VARIANTS = {
+    "device, batch 100": (0, 100, 0.0, False, False),
+    "device, batch 400": (0, 400, 0.0, False, False),
+    "device, batch 100, channels-last": (0, 100, 0.0, True, False),
+    "device, batch 100, compiled": (0, 100, 0.0, False, True),
+    "device, batch 100, adversarial": (0, 100, 2.0, False, False),
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,10 +128,14 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), metavar="VARIANT",
                         help="time only these variants (default all; '1 thread, batch 100' is always timed)")
     parser.add_argument("--no-parts", action="store_true", help="skip part 1 (the step's time by part)")
+    parser.add_argument("--device", default="cpu", help="cuda: time DEVICE_VARIANTS on the GPU (no part 1)")
     args = parser.parse_args()
-    variants = dict(VARIANTS)
+    on_device = args.device != "cpu"
+    variants, baseline_name = (dict(DEVICE_VARIANTS), "device, batch 100") if on_device else \
+        (dict(VARIANTS), "1 thread, batch 100")
+    args.no_parts = args.no_parts or on_device
     if args.variants:
-        variants = {name: variants[name] for name in ["1 thread, batch 100", *args.variants]}
+        variants = {name: variants[name] for name in dict.fromkeys([baseline_name, *args.variants])}
     if args.quick:
         args.seconds, args.rounds, args.part_steps = 0.5, 1, 1
         variants = {name: variants[name] for name in ("1 thread, batch 100", "all cores, batch 100")}
@@ -136,7 +151,7 @@ def main() -> None:
             parts.append({"adversarial": adversarial, "total_s": total,
                           **{f"{key}_s": value for key, value in times.items()},
                           **{f"{key}_pct": 100 * value / total for key, value in times.items()}})
-        runs = {name: trainer(Path(folder), batch, adversarial, layout, compiled)
+        runs = {name: trainer(Path(folder), batch, adversarial, layout, compiled, args.device)
                 for name, (_, batch, adversarial, layout, compiled) in variants.items()}
         compile_s = {}
         for name, run in runs.items():  # the first step compiles: timed apart from the throughput
@@ -150,7 +165,7 @@ def main() -> None:
                 torch.set_num_threads(threads or cores)
                 throughput(runs[name], min(2.0, args.seconds))  # warm-up at this thread count
                 rates[name].append(throughput(runs[name], args.seconds))
-    baseline = float(np.median(rates["1 thread, batch 100"]))
+    baseline = float(np.median(rates[baseline_name]))
     rows = [{"variant": name, "crops_per_s": float(np.median(values)), "spread": float(np.ptp(values)),
              "vs_1_thread": float(np.median(values)) / baseline, "first_step_s": compile_s[name]}
             for name, values in rates.items()]
@@ -161,9 +176,11 @@ def main() -> None:
                             ("adversarial_pct", "adversarial %", ".1f")])
         print()
     print_table(rows, [("variant", "variant", ""), ("crops_per_s", "crops/s", ".0f"), ("spread", "spread", ".0f"),
-                       ("vs_1_thread", "× 1 thread", ".2f"), ("first_step_s", "first step s", ".1f")])
-    print(f"\n{cores} cores; median over {args.rounds} rounds of {args.seconds:g} s per variant, side by side.")
-    write_json(args.name, {"cores": cores, "parts": parts, "rows": rows, "args": vars(args)})
+                       ("vs_1_thread", f"× {baseline_name}", ".2f"), ("first_step_s", "first step s", ".1f")])
+    where = torch.cuda.get_device_name(args.device) if on_device else f"{cores} cores"
+    print(f"\n{where}; median over {args.rounds} rounds of {args.seconds:g} s per variant, side by side.")
+    write_json(args.name, {"cores": cores, "device": where, "baseline": baseline_name, "parts": parts, "rows": rows,
+                           "args": vars(args)})
 
 
 if __name__ == "__main__":

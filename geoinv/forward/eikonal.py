@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-import skfmm
 
 from ..errors import ConfigError
 from ..grid import Grid2D
@@ -207,6 +206,8 @@ class Eikonal(NumpyKernelOperator):
 
     def _solve(self, slowness: np.ndarray, sources=None) -> tuple[np.ndarray, np.ndarray]:
         """Time fields and scikit-fmm's raw (unsigned, without the source term) times per source."""
+        import skfmm  # here, not at import: geoinv's torch paths run where scikit-fmm is not built
+
         sources = np.arange(len(self.survey.sources)) if sources is None else np.asarray(sources)
         speed = 1.0 / self._node_slowness(slowness)
         source_slowness = slowness.ravel()[self._source_cells(slowness)]

@@ -222,6 +222,22 @@ class _Trainer:
         return self.base_elapsed + time.monotonic() - self.start
 
     def train_step(self) -> torch.Tensor:
+        if self.step_model is self.vae or self._compiled_ran:
+            return self._step()
+        state = self.generator.get_state()
+        try:  # compiling happens in the first step's passes, forward and backward, and fails there if it fails
+            loss = self._step()
+        except Exception as error:  # whatever the compiler raised: train uncompiled instead
+            warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:200]}); training goes on "
+                          "uncompiled", GeoinvWarning, stacklevel=2)
+            self.step_model = self.vae
+            self.generator.set_state(state)
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._step()
+        self._compiled_ran = True
+        return loss
+
+    def _step(self) -> torch.Tensor:
         config, step = self.config, self.step
         self.step_start_generator = self.generator.get_state()
         for group in self.optimizer.param_groups:
@@ -253,19 +269,7 @@ class _Trainer:
 
     def _training_pass(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         noise_generator = self.generator if self.device.type == "cpu" else None
-        if self.step_model is self.vae or self._compiled_ran:
-            return self.step_model(batch, generator=noise_generator)
-        noise_state = self.generator.get_state()
-        try:  # compiling happens at the first call, and fails there if it fails
-            out = self.step_model(batch, generator=noise_generator)
-        except Exception as error:  # whatever the compiler raised: train uncompiled instead
-            warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:200]}); training goes on "
-                          "uncompiled", GeoinvWarning, stacklevel=2)
-            self.step_model = self.vae
-            self.generator.set_state(noise_state)
-            return self.vae(batch, generator=noise_generator)
-        self._compiled_ran = True
-        return out
+        return self.step_model(batch, generator=noise_generator)
 
     def evaluate(self) -> dict:
         self.vae.eval()

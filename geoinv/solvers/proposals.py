@@ -218,7 +218,7 @@ class ProposalNetwork(nn.Module):
         """Train on pairs ``(x, F(x))`` with Gaussian noise of standard deviation ``noise_std`` (data unit)."""
         config = self.config
         parameters, data = parameters.float(), data.float()
-        noise = torch.as_tensor(noise_std, dtype=torch.float32).expand(data.shape[1])
+        noise = torch.as_tensor(noise_std, dtype=torch.float32).to(data.device).expand(data.shape[1])
         self.data_mean.copy_(data.mean(dim=0))
         self.data_std.copy_((data.std(dim=0).pow(2) + noise.pow(2)).sqrt().clamp_min(1e-12))
         generator = torch.Generator().manual_seed(config.seed)
@@ -231,7 +231,10 @@ class ProposalNetwork(nn.Module):
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, config.batch_size):
                 index = order[start:start + config.batch_size]
-                noisy = data[index] + noise * torch.randn(len(index), data.shape[1], generator=generator)
+                # drawn on the CPU (the generator's), so a run on a GPU draws the same noise
+                draws = torch.randn(len(index), data.shape[1], generator=generator).to(data.device)
+                index = index.to(data.device)
+                noisy = data[index] + noise * draws
                 loss = torch.stack([self._nll(head, noisy, parameters[index]) for head in self.heads]).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -251,8 +254,8 @@ class ProposalNetwork(nn.Module):
     @torch.no_grad()
     def predict(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and standard deviations per member, each ``(members, S, n_parameters)``."""
-        scaled = (torch.as_tensor(data, dtype=torch.float32).reshape(-1, self.data_mean.numel())
-                  - self.data_mean) / self.data_std
+        scaled = (torch.as_tensor(data, dtype=torch.float32).to(self.data_mean.device).reshape(
+            -1, self.data_mean.numel()) - self.data_mean) / self.data_std
         means, log_stds = zip(*(head(scaled) for head in self.heads))
         return torch.stack(means), torch.stack(log_stds).exp()
 
@@ -263,8 +266,8 @@ class ProposalNetwork(nn.Module):
         draws from their Gaussians with standard deviations times ``spread``, members in turn."""
         means, stds = self.predict(data)
         members, n_surveys, n_parameters = means.shape
-        member = torch.arange(n) % members
-        noise = torch.randn(n_surveys, n, n_parameters, generator=generator)
+        member = torch.arange(n, device=means.device) % members
+        noise = torch.randn(n_surveys, n, n_parameters, generator=generator).to(means.device)
         noise[:, :members] = 0.0  # each member's mean is proposed as it is
         return means[member].transpose(0, 1) + spread * stds[member].transpose(0, 1) * noise
 
