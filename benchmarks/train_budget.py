@@ -43,7 +43,7 @@ CACHE = cache_dir() / "train_budget"
 SECOND_IMAGE = ChannelConfig(proportion=0.35, width_mean=7.0, width_std=1.5, direction_deg=10.0)
 SECOND_SEED = 2027
 
-#: name: (TrainConfig fields, what it tests); every setting trains train-vae's default architecture
+#: name: (fields, what it tests): TrainConfig fields, and ARCHITECTURE_FIELDS of train-vae's default architecture
 SETTINGS: dict[str, tuple[dict, str]] = {
     "default": ({}, "train-vae's defaults: β 1000 after a 2000-step warm-up, lr 1e-3, batch 100"),
     "beta250": ({"beta": 250.0}, "a lower KL weight: sharper reconstructions, a looser latent space"),
@@ -52,7 +52,11 @@ SETTINGS: dict[str, tuple[dict, str]] = {
     "beta250-compiled": ({"beta": 250.0, "compile": True}, "β 250 with torch.compile (1.08–1.09× the steps, s41)"),
     "beta250-adversarial": ({"beta": 250.0, "adversarial": 1.0},
                             "β 250 with the adversarial term from the start (2.6× the cost per crop)"),
+    "beta250-latent64": ({"beta": 250.0, "latent_dim": 64},
+                         "β 250 with 64 latent dimensions instead of 20 (room for images with many thin channels)"),
 }
+#: setting fields that belong to the architecture (VAEConfig), not to TrainConfig
+ARCHITECTURE_FIELDS = ("latent_dim",)
 
 
 def training_image(name: str, quick: bool) -> np.ndarray:
@@ -72,9 +76,10 @@ def training_image(name: str, quick: bool) -> np.ndarray:
 
 def run_one(image_name: str, setting: str, folder: Path, args) -> dict:
     image = training_image(image_name, args.quick)
-    fields, _ = SETTINGS[setting]
-    vae_config = VAEConfig((32, 32), latent_dim=8, channels=(8, 16, 32), kernels=(4, 4, 4), strides=(2, 2, 2),
-                           hidden=64) if args.quick else VAEConfig()
+    fields = dict(SETTINGS[setting][0])
+    architecture = {name: fields.pop(name) for name in ARCHITECTURE_FIELDS if name in fields}
+    vae_config = VAEConfig((32, 32), **{"latent_dim": 8, **architecture}, channels=(8, 16, 32), kernels=(4, 4, 4),
+                           strides=(2, 2, 2), hidden=64) if args.quick else VAEConfig(**architecture)
     checkpoint = folder / f"{image_name}_{setting}.pt"
     done = read_checkpoint(checkpoint)["metadata"]["training"]["elapsed_s"] / 60 if checkpoint.exists() else 0.0
     left = args.minutes - done
