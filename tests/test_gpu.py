@@ -108,16 +108,26 @@ def test_proposal_network_on_the_device_equals_the_cpu_and_learns_the_inverse():
     assert float((means - parameters[:8]).abs().mean()) < 0.2
 
 
-def test_training_on_the_device_runs_and_its_checkpoint_loads_on_the_cpu(tmp_path):
+def test_training_on_the_device_resumes_and_its_checkpoint_loads_on_the_cpu(tmp_path):
+    """Training draws its crops and noise from a CPU generator on any device, so a resumed run on the
+    device takes the same steps as an uninterrupted one (up to cuDNN's summation order)."""
     from geoinv.prior import TrainConfig, VAEConfig, channelized_image, train_vae
     from geoinv.prior.vae import load_vae
 
     image = channelized_image((400, 200), seed=3)
     config = VAEConfig((32, 32), latent_dim=8, channels=(8, 16, 32), kernels=(4, 4, 4), strides=(2, 2, 2), hidden=64)
-    vae = train_vae(image, tmp_path / "tiny.pt", config, TrainConfig(steps=60, batch_size=16, eval_every=30,
-                                                                     eval_patches=16, beta_warmup_steps=10),
-                    device=DEVICE, progress=False)
-    assert vae.metadata["training"]["steps_done"] == 60
-    loaded = load_vae(tmp_path / "tiny.pt")
+
+    def train(path, steps):
+        return train_vae(image, path, config, TrainConfig(steps=steps, batch_size=16, eval_every=30, eval_patches=16,
+                                                          beta_warmup_steps=10), device=DEVICE, progress=False,
+                         keep="last")
+
+    straight = train(tmp_path / "straight.pt", 60)
+    train(tmp_path / "resumed.pt", 30)
+    resumed = train(tmp_path / "resumed.pt", 60)
+    assert straight.metadata["training"]["steps_done"] == resumed.metadata["training"]["steps_done"] == 60
+    for first, second in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(first, second, rtol=1e-4, atol=1e-5)
+    loaded = load_vae(tmp_path / "straight.pt")
     latent = torch.randn(2, 8, generator=torch.Generator().manual_seed(4))
-    torch.testing.assert_close(loaded.decode(latent), vae.to("cpu").decode(latent), rtol=0.0, atol=1e-5)
+    torch.testing.assert_close(loaded.decode(latent), straight.to("cpu").decode(latent), rtol=0.0, atol=1e-5)

@@ -268,8 +268,7 @@ class _Trainer:
         return loss
 
     def _training_pass(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        noise_generator = self.generator if self.device.type == "cpu" else None
-        return self.step_model(batch, generator=noise_generator)
+        return self.step_model(batch, generator=self.generator)  # drawn on the CPU on any device: resumable
 
     def evaluate(self) -> dict:
         self.vae.eval()

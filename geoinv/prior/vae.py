@@ -192,9 +192,14 @@ class VAE(nn.Module, StandardNormalPrior):
 
     def forward(self, models: torch.Tensor,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encode, sample ``z`` by reparameterisation, and return ``(logits, μ, log σ²)``."""
+        """Encode, sample ``z`` by reparameterisation, and return ``(logits, μ, log σ²)``.
+
+        ``generator`` may live on another device than the models (a CPU generator for a GPU run):
+        the noise is drawn on the generator's device and moved, so a seed means the same draws anywhere.
+        """
         mean, logvar = self.encode(models)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        where = mean.device if generator is None else generator.device
+        noise = torch.randn(mean.shape, generator=generator, device=where, dtype=mean.dtype).to(mean.device)
         latent = mean + torch.exp(0.5 * logvar) * noise
         return self.decode_logits(latent), mean, logvar
 
