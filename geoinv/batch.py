@@ -88,6 +88,9 @@ class BatchSettings:
         (:class:`geoinv.FieldUnknowns`); the estimates are in each panel's solutions.
     time_zero_by : {'survey', 'source-borehole', 'receiver-borehole'}
         One time-zero shift per panel, or one per transmitter (receiver) borehole.
+    search_rounds : int, optional
+        Searches of a panel that no candidate fits, for the bent-ray default search (a
+        nonlinear forward without ``preset`` or ``epochs``); None keeps its default (3).
     """
 
     solver: str = "latent-sgd"
@@ -102,6 +105,7 @@ class BatchSettings:
     estimate_velocities: bool = False
     estimate_time_zero: bool = False
     time_zero_by: str = "survey"
+    search_rounds: int | None = None
 
     def __post_init__(self) -> None:
         if int(self.n_starts) < 1:
@@ -115,6 +119,10 @@ class BatchSettings:
         if self.time_zero_by != "survey" and not self.estimate_time_zero:
             raise ConfigError(f"time_zero_by={self.time_zero_by!r} says how to group the time-zero shifts; set "
                               "estimate_time_zero=True as well, or nothing is estimated")
+        if self.search_rounds is not None and (self.forward == "straight-ray" or self.preset is not None
+                                               or self.epochs is not None or self.solver != "latent-sgd"):
+            raise ConfigError(f"search_rounds={self.search_rounds!r} sets the bent-ray default search (latent-sgd, a "
+                              "nonlinear forward, no preset or epochs); these settings search once")
 
     @property
     def unknowns(self) -> FieldUnknowns | None:
@@ -134,6 +142,8 @@ class BatchSettings:
                 del settings[name]
         if settings["time_zero_by"] == "survey":
             del settings["time_zero_by"]
+        if settings["search_rounds"] is None:
+            del settings["search_rounds"]
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         digest.update((prior_hash or _prior_hash(self.prior_path)).encode())
         return digest.hexdigest()
@@ -208,6 +218,7 @@ def invert_panel(panel: CampaignSurvey, settings: BatchSettings) -> dict:
     """
     from .core import invert, make_solver
     from .forward import forward as build_forward
+    from .workflows import configured
 
     started = time.perf_counter()
     record: dict[str, Any] = {"name": panel.name, "status": "failed", "solutions": None, "grid": None, "error": "",
@@ -218,6 +229,8 @@ def invert_panel(panel: CampaignSurvey, settings: BatchSettings) -> dict:
         operator = build_forward(settings.forward, grid=grid, survey=panel.survey)
         solver = make_solver(settings.solver, operator, n_starts=settings.n_starts, seed=settings.seed,
                              epochs=settings.epochs, preset=settings.preset)
+        if settings.search_rounds is not None:
+            solver.config = configured(solver, {"rounds": settings.search_rounds})
         record["solutions"] = invert(panel.survey, prior, operator, solver, panel.petrophysics,
                                      n_candidates=solver.candidates_for(settings.n_starts),
                                      refine="default" if settings.refine else None, unknowns=settings.unknowns)

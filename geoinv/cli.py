@@ -76,6 +76,12 @@ PRESET_HELP = ("latent-sgd schedule from prior draws (default: default-linear, t
 #: ``--time-zero-by BY`` (implies ``--estimate-time-zero``); a separate option, so that the flag never
 #: takes the pick file that follows it for its value
 TIME_ZERO_BY: dict[str, Any] = {"choices": ("survey", "source-borehole", "receiver-borehole"), "metavar": "BY"}
+#: ``--search-rounds`` of invert and batch
+SEARCH_ROUNDS: dict[str, Any] = {
+    "type": _integer(1, 10),
+    "help": "bent-ray default: searches of a survey that none of the candidates fits to the noise (default 3); 1 "
+            "stops after one, for surveys off the prior (field data) where more searches cost their time without "
+            "a better fit"}
 STARTS_HELP = "candidates returned per survey (latent SGD: random starts, optimised as one batch)"
 
 
@@ -313,7 +319,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                              prior_path=None if args.vae is None else str(args.vae), refine=not args.no_refine,
                              canvas_spacing=args.cell_size, estimate_velocities=args.estimate_velocities,
                              estimate_time_zero=args.estimate_time_zero or args.time_zero_by is not None,
-                             time_zero_by=args.time_zero_by or "survey")
+                             time_zero_by=args.time_zero_by or "survey", search_rounds=args.search_rounds)
     summary = run_batch(args.campaign, args.output, settings, scheduler=args.scheduler, workers=args.workers,
                         threads_per_worker=args.threads_per_worker, overwrite=args.overwrite,
                         replace_output=args.replace_output, progress=not args.quiet)
@@ -462,10 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--chain-starts", choices=("candidates", "laplace"),
                         help="latent-mcmc: a chain at each of the optimiser's best candidates, or every chain "
                              "around its best one, dispersed by its Laplace covariance")
-    invert.add_argument("--search-rounds", type=_integer(1, 10),
-                        help="bent-ray default: searches of a survey that none of the candidates fits to the noise "
-                        "(default 3); 1 stops after one, for surveys off the prior (field data) where more searches "
-                        "cost their time without a better fit")
+    invert.add_argument("--search-rounds", **SEARCH_ROUNDS)
     invert.add_argument("--seed", type=SEED, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
     invert.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
@@ -482,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--solver", choices=solvers or None, default="latent-sgd")
     batch.add_argument("--preset", choices=LatentSGDConfig.preset_names(), help=PRESET_HELP)
     batch.add_argument("--starts", type=STARTS, default=20, help=STARTS_HELP)
+    batch.add_argument("--search-rounds", **SEARCH_ROUNDS)
     batch.add_argument("--seed", type=SEED, default=0)
     batch.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")
     batch.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")

@@ -357,3 +357,13 @@ def test_a_scheduler_that_does_not_answer_is_a_message_within_the_timeout(monkey
     server.close()
     with pytest.raises(geoinv.ConfigError, match="no Dask scheduler answered"):
         batch._connect(address)  # now nothing listens there
+
+
+def test_search_rounds_are_a_setting_of_the_bent_ray_default_and_old_keys_stay_valid():
+    plain = BatchSettings(forward="eikonal")
+    assert BatchSettings(forward="eikonal", search_rounds=None).key("prior") == plain.key("prior")
+    assert BatchSettings(forward="eikonal", search_rounds=1).key("prior") != plain.key("prior")
+    for refused in ({"forward": "straight-ray"}, {"forward": "eikonal", "epochs": 2},
+                    {"forward": "eikonal", "preset": "default-nonlinear"}):
+        with pytest.raises(geoinv.ConfigError, match="search_rounds=1 sets the bent-ray default search"):
+            BatchSettings(**refused, search_rounds=1)
