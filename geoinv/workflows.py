@@ -279,10 +279,6 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     method = make_solver(solver_name, operator, n_starts=n_starts, seed=seed, progress=progress,
                          epochs=epochs, preset=preset)
     if solver_settings:
-        if "rounds" in solver_settings and method.name != "refill":
-            raise ConfigError(f"--search-rounds sets the bent-ray default search (a nonlinear forward without "
-                              f"--preset or --epochs); forward {forward_name!r} with these options runs "
-                              f"{method.name!r}, which searches once")
         method.config = configured(method, solver_settings)
     solutions = invert(survey, prior, operator, method, petrophysics,
                        n_candidates=method.candidates_for(n_starts),
@@ -296,6 +292,9 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
 
 def configured(method: Solver, settings: dict) -> Any:
     """``method``'s config with ``settings`` replaced; a :class:`ConfigError` names a setting it does not have."""
+    if "rounds" in settings and method.name != "refill":
+        raise ConfigError(f"--search-rounds sets the bent-ray default search (latent-sgd with a nonlinear forward, "
+                          f"without --preset or --epochs); these options run {method.name!r}, which searches once")
     names = {item.name for item in fields(method.config)}
     unknown = sorted(set(settings) - names)
     if unknown:
