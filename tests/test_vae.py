@@ -305,3 +305,11 @@ def test_a_checkpoint_that_was_never_trained_is_flagged(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", GeoinvWarning)
         load_vae(tmp_path / "trained.pt")
+
+
+def test_a_time_budget_shows_its_seconds_not_the_step_ceiling(tmp_path, image, capsys):
+    config = TrainConfig(steps=10**9, batch_size=8, max_minutes=0.02, eval_every=10**6, seed=1)
+    vae = train_vae(image, tmp_path / "timed.pt", TINY, config, holdout_fraction=0.25, progress=True)
+    bar = capsys.readouterr().err.strip().split("\r")[-1]
+    assert "/1 s [" in bar and "1000000000" not in bar  # 0.02 min = 1.2 s, rounded
+    assert 0 < vae.metadata["training"]["steps_done"] < 10**9

@@ -310,9 +310,18 @@ class _Trainer:
                                       "optimizer": self.critic_optimizer.state_dict()}
         save_checkpoint(self.checkpoint, self.vae, metadata, extra)
 
+    def progress_bar(self, progress: bool) -> tqdm:
+        """Steps of the step budget, or seconds of the time budget when one is set (``steps`` is then
+        usually a ceiling never reached, and a bar to it would never move)."""
+        if self.config.max_minutes is None:
+            return tqdm(total=self.config.steps, initial=self.step, disable=not progress, desc="train VAE",
+                        unit="step")
+        return tqdm(total=round(60 * self.config.max_minutes), disable=not progress, desc="train VAE", unit="s",
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total} s [{elapsed}<{remaining}{postfix}]")
+
     def run(self, progress: bool) -> None:
         config, last_save = self.config, time.monotonic()
-        bar = tqdm(total=config.steps, initial=self.step, disable=not progress, desc="train VAE", unit="step")
+        bar = self.progress_bar(progress)
         self.vae.train()
         step_before = self.step
         try:
@@ -322,8 +331,8 @@ class _Trainer:
                 step_before = self.step
                 self.train_step()
                 if self.step % config.eval_every == 0 or self.step == config.steps:
-                    bar.set_postfix(self.evaluate())
-                bar.update(1)
+                    bar.set_postfix(step=self.step, **self.evaluate())
+                bar.update(1 if config.max_minutes is None else min(time.monotonic() - self.start, bar.total) - bar.n)
                 if time.monotonic() - last_save > config.checkpoint_every_s:
                     self.write()
                     last_save = time.monotonic()
