@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ def make_truths(kind: str, grid: Grid2D, count: int, seed: int, vae) -> list[tor
 
 
 def run_one(method: str, forward_name: str, truth: torch.Tensor, noise_seed: int, starts: int, vae,
-            smooth_iterations: int) -> dict:
+            smooth_iterations: int, search_rounds: int | None = None) -> dict:
     grid, survey = Grid2D.crosshole(), Survey.crosshole()
     petrophysics = geoinv.FaciesVelocity()
     operator = geoinv.forward(forward_name, grid=grid, survey=survey)
@@ -65,6 +66,8 @@ def run_one(method: str, forward_name: str, truth: torch.Tensor, noise_seed: int
     solver = make_solver(method, operator, n_starts=starts, seed=noise_seed)
     if method == "pygimli-smooth":
         solver.config.max_iterations = smooth_iterations
+    if search_rounds is not None and solver.name == "refill":  # the bent-ray default's searches
+        solver.config = replace(solver.config, rounds=search_rounds)
     started = time.perf_counter()
     solutions = geoinv.invert(data, vae, operator, solver, petrophysics, n_candidates=starts,
                               refine="default" if method == "latent-sgd" else None)
@@ -117,12 +120,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="pygimli_comparison")
     parser.add_argument("--fresh", action="store_true", help="ignore cached rows of an earlier run")
+    parser.add_argument("--search-rounds", type=int, default=None,
+                        help="searches of the eikonal default for a crop with nothing accepted (default: its own)")
     parser.add_argument("--quick", action="store_true",
-                        help="1 truth, 1 start, every method on eikonal data, 1 smoothness iteration")
+                        help="1 truth, 1 start, 1 search round, every method on eikonal data, 1 smoothness iteration")
     args = parser.parse_args()
     if args.quick:
         args.truths, args.starts, args.eikonal_starts, args.forwards = 1, 1, 1, ["eikonal"]
         args.smooth_iterations, args.fresh, args.name = 1, True, f"{args.name}_quick"
+        args.search_rounds = 1
 
     torch.set_num_threads(1)  # the eikonal and pyGIMLi are single-threaded here; fair wall times
     vae = default_vae()
@@ -140,7 +146,7 @@ def main() -> None:
                 if (method, forward_name, index) in done:
                     continue
                 row = run_one(method, forward_name, truth, args.seed + 100 + index, starts, vae,
-                              args.smooth_iterations)
+                              args.smooth_iterations, args.search_rounds)
                 row["truth"] = index
                 rows.append(row)
                 RESULTS.mkdir(parents=True, exist_ok=True)
