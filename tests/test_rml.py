@@ -140,6 +140,28 @@ def test_refill_searches_again_where_no_candidate_was_accepted(tiny_latent_probl
         RefillConfig(rounds=0)
 
 
+def test_refill_stops_searching_again_once_a_round_reproduces_the_best_fit(tiny_latent_problem):
+    problem = tiny_latent_problem
+    miss = torch.tensor([[-1.5, 1.5, -1.0], [1.5, 1.5, 1.5]])
+    closer = torch.tensor([[-1.5, 1.5, -1.0], [0.8, -0.5, 1.3]])  # one coordinate off the truth
+    hit = torch.cat([torch.tensor([[-2.0, -2.0, 0.0]]), TINY_TRUTH])
+    misfits = [Refill(Scripted([c]), rounds=1).solve(problem).normalised_misfit.min().item() for c in (miss, closer)]
+    assert misfits[1] < 0.95 * misfits[0]  # the scripted rounds are what the test says they are
+    # the second round reaches the first's fit again: a third search is not worth its cost
+    search = Scripted([miss, miss, hit])
+    stopped = Refill(search, rounds=3, min_round_gain=0.05).solve(problem)
+    assert search.calls == 2 and stopped.history["search_rounds"].tolist() == [2] and not stopped.accepted.any()
+    # a second round that improves by more than 5 % earns the third, which finds the basin
+    search = Scripted([miss, closer, hit])
+    found = Refill(search, rounds=3, min_round_gain=0.05).solve(problem)
+    assert search.calls == 3 and found.history["search_rounds"].tolist() == [3] and found.accepted.all()
+    # without the rule every round is searched
+    search = Scripted([miss, miss, hit])
+    assert Refill(search, rounds=3).solve(problem).accepted.all() and search.calls == 3
+    with pytest.raises(ConfigError, match="min_round_gain"):
+        RefillConfig(min_round_gain=1.0)
+
+
 def test_gauss_newton_refuses_a_shift_of_the_wrong_shape():
     from geoinv.solvers.gauss_newton_step import GaussNewtonStep
 

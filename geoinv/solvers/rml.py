@@ -18,6 +18,7 @@ basin instead of mixing in wrong structures.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -50,6 +51,11 @@ class RefillConfig:
         Searches per data set at most: a data set with no accepted candidate after a search is
         searched again with fresh draws (the candidates of all its rounds pooled, the best kept),
         so the extra cost falls on the data sets whose basin is hard to find. 1: one search.
+    min_round_gain : float or None
+        Stop searching a data set again once a round (the second or later) lowered its best
+        normalised misfit by less than this fraction (0.05: 5 %): repeated searches that
+        reach the same fit point to the prior's limit, not to a missed basin. None: search
+        until a candidate is accepted or the rounds are spent.
     seed : int
         Seeds the data and prior perturbations (when ``solve`` is given no generator).
     progress : bool
@@ -60,6 +66,7 @@ class RefillConfig:
     min_decrease: float = 0.1
     damping: float = 1e-3
     rounds: int = 1
+    min_round_gain: float | None = None
     seed: int = 0
     progress: bool = False
 
@@ -69,6 +76,9 @@ class RefillConfig:
                               f"got {self.iterations!r}")
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
             raise ConfigError(f"rounds must be an integer >= 1 (searches per data set at most), got {self.rounds!r}")
+        if self.min_round_gain is not None and not 0 <= self.min_round_gain < 1:
+            raise ConfigError(f"min_round_gain must be a fraction in [0, 1) (the least relative improvement of a "
+                              f"round's best misfit that earns another round) or None, got {self.min_round_gain!r}")
         if not self.min_decrease >= 0 or not self.damping > 0:
             raise ConfigError(f"min_decrease must be >= 0 (percent) and damping > 0, got {self.min_decrease!r} "
                               f"and {self.damping!r}")
@@ -136,7 +146,8 @@ class Refill(Solver):
     candidates over the rounds are kept (``history["search_rounds"]``: rounds per
     data set; ``history["round_best_misfit"]`` ``(S, rounds)``: each round's own
     best normalised misfit, NaN for rounds a data set did not need; the rest of
-    the history is the first round's).
+    the history is the first round's). With ``min_round_gain``, a data set whose
+    latest round did not lower its best misfit by that fraction is not searched again.
     Per data set with at least one accepted and one unaccepted candidate, each
     unaccepted candidate is replaced by :func:`rml_samples` from an accepted
     one (the accepted in turn, best first); data sets with none accepted keep
@@ -182,7 +193,7 @@ class Refill(Solver):
         found = self.search_solver.solve(problem, observed, n_candidates, generator=generator, initial=initial)
         pool = _Pool.of(found)
         for _ in range(self.config.rounds - 1 if initial is None else 0):
-            missing = torch.nonzero(~pool.accepted.any(dim=1)).flatten()
+            missing = torch.nonzero(~pool.accepted.any(dim=1) & pool.improving(self.config.min_round_gain)).flatten()
             if not missing.numel():
                 break
             again = self.search_solver.solve(problem, target[missing], n_candidates, generator=generator)
@@ -224,6 +235,17 @@ class _Pool:
         return cls(found.parameters.clone(), found.accepted.clone(), found.normalised_misfit.clone(),
                    torch.ones(found.n_surveys, dtype=torch.long), found.wall_time,
                    found.normalised_misfit.min(dim=1).values.double().reshape(-1, 1))
+
+    def improving(self, min_gain: float | None) -> torch.Tensor:
+        """(S,) bool: data sets whose last round lowered their best misfit by ≥ ``min_gain`` (relative); a
+        data set searched once has no gain yet and counts as improving, as does every one when ``min_gain`` is None."""
+        count = self.round_best.shape[1]
+        if min_gain is None or count < 2:
+            return torch.ones(self.round_best.shape[0], dtype=torch.bool)
+        before = self.round_best[:, :-1].nan_to_num(nan=math.inf).min(dim=1).values
+        last = self.round_best[:, -1]
+        # NaN (not searched last round: already stopped or accepted) compares False
+        return last <= (1 - min_gain) * before
 
     def merge(self, again: Solutions, surveys: torch.Tensor) -> None:
         """Pool a new round's candidates ``again`` of data sets ``surveys`` with theirs; keep the best R."""
