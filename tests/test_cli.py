@@ -117,7 +117,7 @@ def test_search_rounds_reach_the_bent_ray_default():
     grid = Grid2D((16, 12), 0.5)
     operator = Eikonal(grid, Survey.crosshole(0.25, 5.75, np.linspace(0.5, 7.5, 4)))
     solver = make_solver("latent-sgd", operator, n_starts=2)
-    assert solver.name == "refill" and solver.config.rounds == 3
+    assert solver.name == "refill" and solver.config.rounds == 3 and solver.config.min_round_gain == 0.05
     assert configured(solver, {"rounds": 1}).rounds == 1
     with pytest.raises(SystemExit):
         main(["invert", "picks.h5", "--search-rounds", "0"])  # argparse: 1 to 10
