@@ -18,8 +18,9 @@ seed 2027: proportion 0.35, width 7 px, main direction 10°; thinner, denser
 and inclined channels). Settings: see :data:`SETTINGS`.
 
 Run: ``python -m benchmarks train_budget [--images shipped second] [--settings NAME ...]
-[--minutes 60] [--threads 2]``; ``--quick`` trains a tiny VAE for a few seconds on a
-small crop of each image (checks the script).
+[--minutes 60] [--threads 2] [--inversion-crops 3]``; ``--quick`` trains a tiny VAE for a few seconds on a
+small crop of each image (checks the script). A run whose budget is spent trains nothing more: it
+reports the kept weights again (with ``--inversion-crops N``, the report's inversion check too).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from geoinv._paths import cache_dir
 from geoinv.prior import ChannelConfig, TrainConfig, VAEConfig, channelized_image, default_training_image, train_vae
 from geoinv.prior.quality import prior_report
 from geoinv.prior.vae import read_checkpoint
+from geoinv.workflows import inversion_check
 
 CACHE = cache_dir() / "train_budget"
 SECOND_IMAGE = ChannelConfig(proportion=0.35, width_mean=7.0, width_std=1.5, direction_deg=10.0)
@@ -81,9 +83,11 @@ def run_one(image_name: str, setting: str, folder: Path, args) -> dict:
     vae_config = VAEConfig((32, 32), **{"latent_dim": 8, **architecture}, channels=(8, 16, 32), kernels=(4, 4, 4),
                            strides=(2, 2, 2), hidden=64) if args.quick else VAEConfig(**architecture)
     checkpoint = folder / f"{image_name}_{setting}.pt"
-    done = read_checkpoint(checkpoint)["metadata"]["training"]["elapsed_s"] / 60 if checkpoint.exists() else 0.0
-    left = args.minutes - done
-    config = TrainConfig(steps=10**9, seed=args.seed, max_minutes=max(left, 1e-3),
+    trained = read_checkpoint(checkpoint)["metadata"]["training"] if checkpoint.exists() else None
+    left = args.minutes - (trained["elapsed_s"] / 60 if trained else 0.0)
+    # a spent budget trains no further step (the report, and an inversion check, of the kept weights)
+    config = TrainConfig(steps=10**9 if left > 0 or trained is None else trained["steps_done"], seed=args.seed,
+                         max_minutes=max(left, 1e-3),
                          checkpoint_every_s=60.0 if not args.quick else 5.0,
                          eval_every=20 if args.quick else 500, eval_patches=50 if args.quick else 500,
                          beta_warmup_steps=20 if args.quick else 2000, **fields)
@@ -92,6 +96,8 @@ def run_one(image_name: str, setting: str, folder: Path, args) -> dict:
                     image_source=f"train_budget:{image_name}").to("cpu")
     metadata = vae.metadata
     report = prior_report(vae, image, n_samples=50 if args.quick else 1000, n_heldout=50 if args.quick else 500)
+    if args.inversion_crops:
+        report.add_inversion_check(inversion_check(vae, image, n_crops=args.inversion_crops, seed=args.seed))
     history = metadata["history"]
     return {"image": image_name, "setting": setting, "minutes": metadata["training"]["elapsed_s"] / 60,
             "this_run_minutes": (time.perf_counter() - started) / 60, "steps": metadata["training"]["steps_done"],
@@ -112,6 +118,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads")
     parser.add_argument("--device", default="cpu", help="train on this torch device (e.g. cuda); reported on the CPU")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inversion-crops", type=int, default=0,
+                        help="held-out crops of the report's inversion check (straight ray, σ = 0.25 ns); 0: none")
     parser.add_argument("--name", default="train_budget", help="JSON name, and the checkpoints' folder")
     args = parser.parse_args()
     if args.quick:
