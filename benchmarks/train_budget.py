@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--name", default="train_budget", help="JSON name, and the checkpoints' folder")
     args = parser.parse_args()
     if args.quick:
-        args.minutes = 0.1
+        args.minutes, args.inversion_crops = 0.1, 1  # the whole path, the inversion check included
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:  # quick checks leave no checkpoints behind
         folder = Path(scratch) if args.quick else CACHE / args.name
@@ -133,6 +133,7 @@ def main() -> None:
                        ("steps", "steps", "d"), ("heldout_accuracy", "held-out", ".4f"),
                        ("binary_like", "binary-like", ".3f"), ("proportion_gap", "prop. gap", ".3f"),
                        ("variogram_x_gap", "vario x", ".3f"), ("variogram_z_gap", "vario z", ".3f"),
+                       *([("inversion_model_rmse", "inversion RMSE", ".3f")] if args.inversion_crops else []),
                        ("passed", "passed", "")])
     write_json(args.name, {"rows": rows, "settings": {name: SETTINGS[name] for name in args.settings},
                            "second_image": {"config": vars(SECOND_IMAGE), "seed": SECOND_SEED}, "args": vars(args)})
