@@ -549,8 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=_integer(0, 10**9), default=train_defaults.steps)
     train.add_argument("--minutes", type=POSITIVE, help="stop after this many minutes (resume later)")
     train.add_argument("--keep", choices=("best", "last"), default="best",
-                       help="weights to export and report: the evaluation with the best held-out accuracy after "
-                            "the β warm-up (default), or the last step's; the checkpoint keeps both")
+                       help="weights to export, report and load from the checkpoint: the evaluation with the best "
+                            "held-out accuracy after the β warm-up (default), or the last step's; the checkpoint "
+                            "keeps both (training resumes from the last)")
     train.add_argument("--batch-size", type=_integer(1, 100_000), default=train_defaults.batch_size)
     train.add_argument("--lr", type=POSITIVE, default=train_defaults.lr)
     train.add_argument("--lr-decay", type=_number(0.0, 1.0), default=train_defaults.lr_decay)

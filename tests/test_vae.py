@@ -136,10 +136,16 @@ def test_training_keeps_the_best_evaluation_after_the_warm_up_across_resumed_run
     # the weights returned are that evaluation's: they reproduce its accuracy on the same held-out crops
     patches = PatchSampler(image, TINY.model_shape, 0.25).test_batch(64, torch.Generator().manual_seed(5))
     assert heldout_accuracy(best, patches) == pytest.approx(kept["heldout_accuracy"], abs=1e-6)
+    # the checkpoint, loaded for use (prior-report, invert, export-vae), gives the weights its run kept
+    loaded = load_vae(tmp_path / "run.pt")
+    assert loaded.metadata["training"]["kept"]["step"] == kept["step"]
+    assert heldout_accuracy(loaded, patches) == pytest.approx(kept["heldout_accuracy"], abs=1e-6)
     last = train_vae(image, tmp_path / "run.pt", TINY, TrainConfig(steps=100, lr=0.5, **settings),
                      holdout_fraction=0.25, progress=False, keep="last")
     assert last.metadata["training"]["kept"] == {"which": "last", "step": 100}
     assert heldout_accuracy(last, patches) == pytest.approx(history["heldout_accuracy"][-1], abs=1e-6)
+    assert heldout_accuracy(load_vae(tmp_path / "run.pt"), patches) == pytest.approx(
+        history["heldout_accuracy"][-1], abs=1e-6)
     with pytest.raises(ConfigError, match="keep"):
         train_vae(image, tmp_path / "x.pt", TINY, TrainConfig(steps=1, **settings), progress=False, keep="first")
 

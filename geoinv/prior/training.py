@@ -175,8 +175,9 @@ class _Trainer:
     """One training run: state, a step, evaluation and checkpointing."""
 
     def __init__(self, image, checkpoint: Path, vae_config: VAEConfig, config: TrainConfig, device,
-                 holdout_fraction: float, image_source: str, image_channels: str = "") -> None:
+                 holdout_fraction: float, image_source: str, image_channels: str = "", keep: str = "best") -> None:
         self.config, self.device, self.checkpoint = config, torch.device(device), checkpoint
+        self.keep = keep  # recorded, so that loading the checkpoint gives the weights this run kept
         self.image_channels = image_channels
         self.sampler = PatchSampler(image, vae_config.model_shape, holdout_fraction)
         self.ti_hash, self.image_shape, self.image_source = image_hash(image), list(np.shape(image)), image_source
@@ -292,7 +293,7 @@ class _Trainer:
         self.runs[-1]["last_step"] = self.step
         metadata = {
             "training": {**asdict(config), "steps_done": self.step, "patches_seen": self.step * config.batch_size,
-                         "elapsed_s": elapsed, "device": str(self.device), "finished": final},
+                         "elapsed_s": elapsed, "device": str(self.device), "finished": final, "keep": self.keep},
             "data": {"training_image_sha256": self.ti_hash, "training_image": self.image_source,
                      "training_image_channels": self.image_channels,
                      "channel_proportion": float(self.sampler.image.mean()),
@@ -402,7 +403,7 @@ def train_vae(
     if keep not in ("best", "last"):
         raise ConfigError(f"keep must be 'best' or 'last', got {keep!r}")
     trainer = _Trainer(image, Path(checkpoint), vae_config or VAEConfig(), config or TrainConfig(), device,
-                       holdout_fraction, image_source, image_channels)
+                       holdout_fraction, image_source, image_channels, keep)
     trainer.run(progress)
     vae = trainer.vae.eval()
     metadata = read_checkpoint(checkpoint)["metadata"]

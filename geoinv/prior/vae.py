@@ -314,7 +314,7 @@ def load_vae(path: PathType, device: str | torch.device = "cpu", expect_shape: t
             f"{Path(path).name} holds a VAE for models of shape {config.model_shape}, "
             f"but shape {tuple(expect_shape)} was expected; train a VAE for that grid"
         )
-    state = payload["state_dict"]
+    state, kept = _kept_weights(payload)
     if not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise CheckpointError(f"{name}: state_dict holds values that are not tensors; the checkpoint is damaged")
     broken = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
@@ -328,8 +328,26 @@ def load_vae(path: PathType, device: str | torch.device = "cpu", expect_shape: t
     except RuntimeError as exc:
         raise CheckpointError(f"{name}: weights do not match the stored architecture ({exc})") from exc
     vae.metadata = payload.get("metadata", {})
+    if kept is not None:
+        vae.metadata = {**vae.metadata, "training": {**vae.metadata["training"], "kept": kept}}
     _warn_if_untrained(vae.metadata, name)
     return vae.to(device).eval()
+
+
+def _kept_weights(payload: dict) -> tuple[dict, dict | None]:
+    """The weights to use and, for a training checkpoint, which ones they are.
+
+    A training checkpoint holds the last step's weights (to resume from) and those of the best held-out
+    evaluation; its run recorded which to keep (``train_vae(keep=...)``, 'best' by default, as
+    ``--export`` writes). Checkpoints without a best evaluation give their only weights.
+    """
+    best = (payload.get("training_state") or {}).get("best")
+    training = (payload.get("metadata") or {}).get("training")
+    keep = training.get("keep", "best") if isinstance(training, dict) else "last"
+    if keep == "best" and isinstance(best, dict) and isinstance(best.get("state_dict"), dict):
+        return best["state_dict"], {"which": "best", **{key: value for key, value in best.items()
+                                                        if key != "state_dict"}}
+    return payload["state_dict"], None
 
 
 def _warn_if_untrained(metadata, name: str) -> None:
