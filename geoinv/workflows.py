@@ -202,7 +202,7 @@ def check_survey(model_shape: tuple[int, int], spacing: float = DEFAULT_CELL_SIZ
     return survey, place_on_canvas(survey, model_shape, spacing, label="the check survey")
 
 
-def inversion_check(prior: Prior, image: np.ndarray, n_crops: int = 3, n_candidates: int = 5, noise_ns: float = 0.25,
+def inversion_check(prior: Prior, image: np.ndarray, n_crops: int = 10, n_candidates: int = 5, noise_ns: float = 0.25,
                     seed: int = 0, petrophysics: FaciesVelocity | None = None) -> dict:
     """What a prior does in use: invert held-out crops of its training image with straight-ray data.
 
