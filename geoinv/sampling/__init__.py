@@ -18,6 +18,7 @@ from .engine import (
     temperature_ladder,
 )
 from .moves import independence_step, langevin_proposal, mala_step, swap_step
+from .rto import RTOConfig, RTODraws, independence_chains, rto_draws
 from .target import ChainState, LatentPosterior
 
 __all__ = [
@@ -27,8 +28,11 @@ __all__ = [
     "LatentPosterior",
     "MixingReport",
     "MixingWarning",
+    "RTOConfig",
+    "RTODraws",
     "adaptation_windows",
     "approach",
+    "independence_chains",
     "independence_proposal",
     "independence_step",
     "inference_data",
@@ -39,6 +43,7 @@ __all__ = [
     "mala_step",
     "mixing",
     "reliability_curve",
+    "rto_draws",
     "run_replica_exchange",
     "swap_step",
     "temperature_ladder",
