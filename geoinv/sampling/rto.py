@@ -149,12 +149,13 @@ def rto_draws(problem: InverseProblem, center: torch.Tensor, n_draws: int, gener
     xi = torch.randn(n_draws, problem.n_parameters, generator=generator, dtype=torch.float64)
     latent = center.expand(n_draws, -1).clone()
     gap = residual.residual(latent) @ residual.basis - xi
-    iterations = 0
+    iterations, stalled = 0, torch.zeros(n_draws, dtype=torch.bool)
     while iterations < config.iterations:
-        active = gap.norm(dim=1) > config.tolerance
+        active = (gap.norm(dim=1) > config.tolerance) & ~stalled
         if not active.any():
             break
-        latent[active], gap[active] = _newton_step(residual, latent[active], gap[active], xi[active])
+        latent[active], gap[active], moved = _newton_step(residual, latent[active], gap[active], xi[active])
+        stalled[active] = ~moved  # no step length shortens the gap: no solution near (a fold or a kink)
         iterations += 1
     converged = gap.norm(dim=1) <= config.tolerance
     stacked = residual.residual(latent)
@@ -167,9 +168,9 @@ def rto_draws(problem: InverseProblem, center: torch.Tensor, n_draws: int, gener
 
 
 def _newton_step(residual: _Residual, latent: torch.Tensor, gap: torch.Tensor, xi: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One damped Newton step on ``Q̄ᵀ r(z) − ξ = 0`` for a batch: the longest of :data:`_STEP_LENGTHS` that
-    shortens the gap (the point stays where none does)."""
+    shortens the gap (the point stays where none does); the new points, gaps, and which moved."""
     direction = torch.linalg.solve(residual.projected_jacobian(latent), gap[..., None])[..., 0]
     lengths = torch.tensor(_STEP_LENGTHS, dtype=torch.float64)
     trials = latent[None] - lengths[:, None, None] * direction[None]  # (L, B, n)
@@ -183,7 +184,7 @@ def _newton_step(residual: _Residual, latent: torch.Tensor, gap: torch.Tensor, x
     columns = torch.arange(latent.shape[0])
     latent = torch.where(keep[:, None], trials[index, columns], latent)
     gap = torch.where(keep[:, None], trial_gaps[index, columns], gap)
-    return latent, gap
+    return latent, gap, keep
 
 
 def independence_chains(draws: RTODraws, n_chains: int, generator: torch.Generator | None = None
