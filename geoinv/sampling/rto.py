@@ -194,6 +194,15 @@ def independence_chains(draws: RTODraws, n_chains: int, generator: torch.Generat
     The draws are dealt to ``n_chains`` chains in order; each chain moves to its next draw with
     probability ``min(1, w_new / w_current)`` and otherwise repeats its state.
 
+    Parameters
+    ----------
+    draws : RTODraws
+        From :func:`rto_draws` (draws that did not converge have weight 0 and are never moved to).
+    n_chains : int
+        Chains, for split R-hat across them; each gets ``N // n_chains`` draws.
+    generator : torch.Generator, optional
+        Draws the acceptance uniforms.
+
     Returns
     -------
     chains : torch.Tensor, shape (n_chains, N // n_chains, n)
