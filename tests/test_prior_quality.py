@@ -127,3 +127,37 @@ def test_inversion_check_inverts_held_out_crops_and_marks_the_median(tmp_path):
     assert report.settings["inversion_check"]["crops"] == check["crops"]
     with pytest.raises(ConfigError, match="n_crops"):
         inversion_check(prior, image, n_crops=0)
+
+
+def _report_failing_heldout(accuracy: float, history: list[float], latent_dim: int = 20) -> PriorReport:
+    from geoinv.prior.quality import QualityCheck, heldout_trend
+
+    checks = [QualityCheck("heldout_accuracy", "held-out", accuracy, None, ">= 0.97", accuracy >= 0.97),
+              QualityCheck("binary_like", "binary", 0.95, 0.97, ">= 0.9", True)]
+    settings = {"latent_dim": latent_dim, "heldout_trend": heldout_trend({"heldout_accuracy": history})}
+    return PriorReport(checks, {}, np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), settings)
+
+
+def test_the_report_advises_on_a_held_out_accuracy_that_levelled_off_or_still_rises():
+    # s42's second image, one hour of one core: +0.006 from the first half of evaluations to the second
+    levelled = list(np.linspace(0.77, 0.79, 11)) + list(np.linspace(0.791, 0.796, 11))
+    advice = _report_failing_heldout(0.795, levelled).advice
+    assert len(advice) == 1 and "levelled off" in advice[0] and "--latent-dim 64" in advice[0]
+    assert "--latent-dim 64" not in _report_failing_heldout(0.795, levelled, latent_dim=64).advice[0]
+    rising = list(np.linspace(0.90, 0.93, 10)) + list(np.linspace(0.93, 0.96, 10))
+    advice = _report_failing_heldout(0.96, rising).advice
+    assert len(advice) == 1 and "still rising" in advice[0]
+    assert _report_failing_heldout(0.975, levelled).advice == []  # the mark is met: nothing to advise
+    assert _report_failing_heldout(0.795, levelled[:4]).advice == []  # too few evaluations to judge a trend
+    report = _report_failing_heldout(0.795, levelled)
+    assert report.summary().splitlines()[-1].startswith("advice: held-out accuracy has levelled off")
+    assert report.to_dict()["advice"] == report.advice
+
+
+def test_an_untrained_prior_is_advised_to_sharpen_its_samples(image, shipped):
+    torch.manual_seed(0)
+    report = prior_report(VAE(shipped.config), image, **SMALL)
+    assert report.settings["heldout_trend"] is None  # no training history: no held-out trend to judge
+    assert any("--adversarial 1" in line for line in report.advice)
+    report.settings["training"]["adversarial"] = 1.0  # trained with the term already: train longer instead
+    assert any("despite the adversarial term" in line for line in report.advice)
