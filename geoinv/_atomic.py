@@ -8,17 +8,20 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ._signals import check
+from ._typing import PathType
 
 #: temporaries of an atomic write older than this (s) were left by a killed process and are removed
 STALE_TEMPORARY_S = 6 * 3600.0
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path: PathType) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it into place.
 
     ``path`` holds either its previous complete content or the new complete
@@ -58,7 +61,7 @@ def atomic_path(path):
 
 
 @contextmanager
-def atomic_hdf5(path, mode: str = "w"):
+def atomic_hdf5(path: PathType, mode: str = "w") -> Iterator[Any]:
     """Yield an ``h5py.File`` that is written to ``path`` atomically when the block ends.
 
     The HDF5 library does not fail cleanly when the disk fills: its write errors
@@ -81,7 +84,7 @@ def atomic_hdf5(path, mode: str = "w"):
     _write_bytes(path, buffer)
 
 
-def atomic_torch_save(payload, path) -> None:
+def atomic_torch_save(payload: Any, path: PathType) -> None:
     """``torch.save(payload, path)`` atomically, with a full disk reported as one ``OSError`` naming the file.
 
     torch's own file writer reports a full disk as an internal assertion

@@ -8,6 +8,7 @@ truth: what ``pip install`` registered. The CLI takes its choices from here.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Any
 
 from .errors import ConfigError
 
@@ -47,7 +48,7 @@ class Registry:
         """Registered names, sorted."""
         return sorted(self._entry_points())
 
-    def get(self, name: str):
+    def get(self, name: str) -> Any:
         """The registered object (class or factory) called ``name``."""
         found = self._entry_points()
         if name not in found:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 _pending: int | None = None
@@ -43,7 +44,7 @@ def acknowledge() -> None:
 
 
 @contextmanager
-def interruptible():
+def interruptible() -> Iterator[None]:
     """Within the block SIGTERM and SIGINT raise :class:`Interrupted`; handlers are restored after."""
     global _pending
     _pending = None

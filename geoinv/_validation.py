@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
 from .errors import GeoinvError
 
 
 def as_finite_array(
-    value, name: str, *, ndim: int | None = None, error: type[GeoinvError] = GeoinvError
+    value: Any, name: str, *, ndim: int | None = None, error: type[GeoinvError] = GeoinvError
 ) -> np.ndarray:
     """Return ``value`` as a float64 array, rejecting non-real dtypes, NaN/inf and wrong ``ndim``."""
     check_real_dtype(value, name, error)
@@ -32,7 +35,7 @@ _DTYPE_NAMES = {"c": "complex", "b": "boolean", "U": "text (string)", "S": "text
                 "m": "time-delta", "V": "raw bytes"}
 
 
-def check_real_dtype(value, name: str, error: type[GeoinvError] = GeoinvError) -> None:
+def check_real_dtype(value: Any, name: str, error: type[GeoinvError] = GeoinvError) -> None:
     """Raise ``error`` unless ``value`` holds real numbers (no complex, boolean, text or objects).
 
     ``np.asarray(..., dtype=float)`` would silently drop imaginary parts, turn
@@ -64,7 +67,7 @@ def require_positive(value: float, name: str, error: type[GeoinvError] = GeoinvE
     return number
 
 
-def require_file(path, what: str, error: type[GeoinvError] = GeoinvError) -> None:
+def require_file(path: str | os.PathLike, what: str, error: type[GeoinvError] = GeoinvError) -> None:
     """Raise ``error`` naming ``what`` unless ``path`` is an existing file (not a folder)."""
     from pathlib import Path
 

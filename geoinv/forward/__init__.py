@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._registry import Registry
 from .base import ForwardOperator
 from .eikonal import Eikonal
@@ -22,7 +24,7 @@ __all__ = [
 FORWARDS = Registry("geoinv.forwards", "forward operator")
 
 
-def forward(name: str, **kwargs) -> ForwardOperator:
+def forward(name: str, **kwargs: Any) -> ForwardOperator:
     """Build a forward operator by its registered name.
 
     Parameters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import scipy.sparse as sp
 import torch
@@ -34,7 +35,7 @@ class TorchSparse:
     matrix : scipy.sparse matrix, shape (m, n)
     """
 
-    def __init__(self, matrix) -> None:
+    def __init__(self, matrix: Any) -> None:
         self.matrix = sp.csr_matrix(matrix)
         self._transpose = self.matrix.T.tocsr()
         self._cache: dict = {}

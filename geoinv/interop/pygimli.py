@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ _RANGE_PER_STD = 2 * 1.959963984540054
 
 
 @contextmanager
-def quiet_pygimli():
+def quiet_pygimli() -> Iterator[Any]:
     """pyGIMLi with its INFO lines and bare prints silenced (warnings still shown); yields ``pygimli``."""
     import pygimli as pg
 
@@ -92,7 +93,7 @@ def _sparse_to_pygimli(matrix):
 
 
 def GeoinvModelling(forward: str | ForwardOperator = "straight-ray", mesh: Any = None, data: Any = None, *,
-                    grid: Grid2D | None = None, survey: Survey | None = None, **options) -> Any:
+                    grid: Grid2D | None = None, survey: Survey | None = None, **options: Any) -> Any:
     """A geoinv forward operator as a pyGIMLi ``MeshModelling`` (slowness in s/m per cell → times in s).
 
     Parameters
@@ -125,7 +126,7 @@ def _geoinv_modelling_class():
     class _GeoinvModelling(frameworks.MeshModelling):
         __doc__ = GeoinvModelling.__doc__
 
-        def __init__(self, forward, mesh, data, *, grid, survey, **options):
+        def __init__(self, forward, mesh, data, *, grid, survey, **options: Any):
             super().__init__()
             if mesh is not None:
                 grid = grid_from_mesh(mesh)
@@ -142,7 +143,7 @@ def _geoinv_modelling_class():
                     raise ConfigError("give mesh= (or grid=) and data= (or survey=) to build the forward by name")
                 operator = build_forward(forward, grid=grid, survey=survey, **options)
             self.operator, self.grid, self.survey = operator, operator.grid, operator.survey
-            self._order = None
+            self._order: np.ndarray | None = None
             # one matrix for the fop's lifetime, refilled in place: pyGIMLi keeps a raw pointer to it
             self._jacobian = pg.matrix.SparseMapMatrix()
             self.setJacobian(self._jacobian)

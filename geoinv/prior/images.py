@@ -61,7 +61,8 @@ class PatchSampler:
     one gather, not 100 Python slices.
     """
 
-    def __init__(self, image: np.ndarray, patch_shape=(129, 65), holdout_fraction: float = 0.1):
+    def __init__(self, image: np.ndarray, patch_shape: tuple[int, ...] = (129, 65),
+                 holdout_fraction: float = 0.1) -> None:
         self.image = torch.as_tensor(np.asarray(image) > 0.5, dtype=torch.float32)
         if self.image.ndim != 2:
             raise ConfigError(f"image must be 2-D, got shape {tuple(self.image.shape)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -220,7 +221,7 @@ def _rescaled_step(log_step: torch.Tensor, old: torch.Tensor, new: torch.Tensor)
 
 
 def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, n_warmup: int,
-                         n_draws: int, thin: int, generator: torch.Generator, monitor=None,
+                         n_draws: int, thin: int, generator: torch.Generator, monitor: Any = None,
                          target_acceptance: float = 0.574, initial_step: float = 0.1,
                          adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton",
                          surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None,

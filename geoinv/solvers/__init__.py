@@ -63,7 +63,7 @@ __all__ = [
 SOLVERS = Registry("geoinv.solvers", "solver")
 
 
-def solver(name: str, config: Any = None, **overrides) -> Solver:
+def solver(name: str, config: Any = None, **overrides: Any) -> Solver:
     """Build a solver by its registered name, e.g. ``solver("latent-sgd", epochs=30)``."""
     return SOLVERS.get(name)(config, **overrides)
 

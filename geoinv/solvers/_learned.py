@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_torch_save
+from .._typing import PathType
 from ..errors import CheckpointError, ConfigError
 from ..problem import InverseProblem
 from .base import Solver
@@ -169,13 +171,13 @@ class Scaler(nn.Module):
         self.y_std.copy_(data.std(dim=0).clamp_min(1e-12) if data.shape[0] > 1 else torch.ones_like(self.y_std))
         return self
 
-    def x_in(self, x):
+    def x_in(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.x_mean) / self.x_range
 
-    def x_out(self, scaled):
+    def x_out(self, scaled: torch.Tensor) -> torch.Tensor:
         return scaled * self.x_range + self.x_mean
 
-    def y_in(self, y):
+    def y_in(self, y: torch.Tensor) -> torch.Tensor:
         return (y - self.y_mean) / self.y_std
 
 
@@ -186,7 +188,7 @@ class LearnedSolver(Solver):
     and ``_train(problem, x, y, generator)``.
     """
 
-    def __init__(self, config=None, callbacks=(), **overrides) -> None:
+    def __init__(self, config: Any = None, callbacks: Sequence[Any] = (), **overrides: Any) -> None:
         super().__init__(config, callbacks, **overrides)
         self.networks = nn.ModuleDict()
         self.scaler: Scaler | None = None
@@ -194,7 +196,7 @@ class LearnedSolver(Solver):
         self.history: dict = {}
 
     # -- training -------------------------------------------------------------
-    def fit(self, problem: InverseProblem, generator: torch.Generator | None = None, **options) -> LearnedSolver:
+    def fit(self, problem: InverseProblem, generator: torch.Generator | None = None, **options: Any) -> LearnedSolver:
         """Train the solver's networks on ``(x, F(x))`` pairs of ``problem``."""
         if options:
             raise ConfigError(f"{self.name}.fit takes a problem and a generator, not {sorted(options)}")
@@ -273,7 +275,7 @@ class LearnedSolver(Solver):
         return history
 
     # -- persistence ----------------------------------------------------------
-    def save(self, path) -> None:
+    def save(self, path: PathType) -> None:
         """Write the fitted solver (config, scaling, weights) to ``path`` atomically."""
         scaler = self._require_fitted()
         assert self.dims is not None  # set with the scaler
@@ -283,7 +285,7 @@ class LearnedSolver(Solver):
         atomic_torch_save(payload, path)
 
     @classmethod
-    def load(cls, path) -> LearnedSolver:
+    def load(cls, path: PathType) -> LearnedSolver:
         """Rebuild a solver written by :meth:`save`."""
         path = Path(path)
         try:

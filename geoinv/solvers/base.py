@@ -331,7 +331,7 @@ class Solver:
     #: the candidates are posterior draws (their number is the sample count, not a number of starts)
     samples: bool = False
 
-    def __init__(self, config: Any = None, callbacks: Sequence[Any] = (), **overrides) -> None:
+    def __init__(self, config: Any = None, callbacks: Sequence[Any] = (), **overrides: Any) -> None:
         if config is None:
             config = self.config_class()
         if not is_dataclass(config):
@@ -365,7 +365,7 @@ class Solver:
         """
         return None if self.samples else n_starts
 
-    def fit(self, problem: InverseProblem, **kwargs) -> Solver:
+    def fit(self, problem: InverseProblem, **kwargs: Any) -> Solver:
         """Prepare the solver for ``problem`` (nothing to do by default)."""
         return self
 

@@ -8,6 +8,7 @@ pylops' ``Solver.step/run`` callbacks and SimPEG's directives).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +138,7 @@ class Monitor:
     ...             break
     """
 
-    def __init__(self, description: str, total_steps: int, callbacks) -> None:
+    def __init__(self, description: str, total_steps: int, callbacks: Sequence[Callback]) -> None:
         self.run = RunInfo(description, int(total_steps))
         self.callbacks = list(callbacks)
 
@@ -146,7 +147,7 @@ class Monitor:
             callback.on_start(self.run)
         return self
 
-    def step(self, **metrics) -> bool:
+    def step(self, **metrics: Any) -> bool:
         check()  # an interruption swallowed inside a finalizer still stops the solve here
         self.run.step += 1
         self.run.metrics.update(metrics)

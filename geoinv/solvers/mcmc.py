@@ -174,7 +174,7 @@ class LatentMCMC(Solver):
     def __init__(self, config: Any = None, callbacks: Sequence[Any] = (), *,
                  starter: Solver | None = None,
                  surrogate: Callable[[InverseProblem, torch.Tensor], InverseProblem] | None = None,
-                 **overrides) -> None:
+                 **overrides: Any) -> None:
         super().__init__(config, callbacks, **overrides)
         if starter is not None and not isinstance(starter, Solver):
             raise ConfigError(f"starter must be a geoinv Solver (e.g. LatentSGD), got {type(starter).__name__}")

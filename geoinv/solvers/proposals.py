@@ -20,8 +20,10 @@ import hashlib
 import itertools
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -433,7 +435,7 @@ class Proposals(Solver):
     config_class = ProposalsConfig
 
     def __init__(self, then: Solver, network: ProposalNetwork | None = None, config: ProposalsConfig | None = None,
-                 callbacks=(), **overrides) -> None:
+                 callbacks: Sequence[Any] = (), **overrides: Any) -> None:
         super().__init__(config, callbacks, **overrides)
         if network is not None and not isinstance(network, ProposalNetwork):
             raise ConfigError(f"network must be a ProposalNetwork, got {type(network).__name__}")
@@ -446,7 +448,7 @@ class Proposals(Solver):
     def is_fitted(self) -> bool:
         return self.network is not None
 
-    def fit(self, problem: InverseProblem, **kwargs) -> Proposals:
+    def fit(self, problem: InverseProblem, **kwargs: Any) -> Proposals:
         """Load or build the network for ``problem`` (cached by its geometry, prior and noise)."""
         config = self.config
         self.network, self.network_info = proposal_network(problem, config.n_pairs, config.network_config,

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,7 +162,8 @@ class Refill(Solver):
     name = "refill"
     config_class = RefillConfig
 
-    def __init__(self, search: Solver, config: RefillConfig | None = None, callbacks=(), **overrides) -> None:
+    def __init__(self, search: Solver, config: RefillConfig | None = None, callbacks: Sequence[Any] = (),
+                 **overrides: Any) -> None:
         super().__init__(config, callbacks, **overrides)
         if not isinstance(search, Solver):
             raise ConfigError(f"refill wraps a geoinv Solver, got {type(search).__name__}")
@@ -176,7 +179,7 @@ class Refill(Solver):
     def is_fitted(self) -> bool:
         return self.search_solver.is_fitted
 
-    def fit(self, problem: InverseProblem, **kwargs) -> Refill:
+    def fit(self, problem: InverseProblem, **kwargs: Any) -> Refill:
         self.search_solver.fit(problem, **kwargs)
         return self
 

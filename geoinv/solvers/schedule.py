@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..forward.linearized import KERNELS
@@ -256,29 +256,29 @@ class LatentSGDConfig(Stage):
                        portfolio=tuple((share, member.with_epochs(epochs)) for share, member in self.portfolio))
 
     @classmethod
-    def reference_linear(cls, **overrides) -> LatentSGDConfig:
+    def reference_linear(cls, **overrides: Any) -> LatentSGDConfig:
         """The reference linear (straight-ray) schedule: 120 epochs × 25 steps."""
         return replace(cls(), **overrides)
 
     @classmethod
-    def reference_nonlinear(cls, **overrides) -> LatentSGDConfig:
+    def reference_nonlinear(cls, **overrides: Any) -> LatentSGDConfig:
         """The reference nonlinear (eikonal) schedule: 30 epochs, ℓ 0.1 ×0.8 every 5, λ ×0.99."""
         return replace(cls(step_size=0.1, step_decay=0.8, decay_every=5, epochs=30, reg_decay=0.99), **overrides)
 
     @classmethod
-    def plain_gd(cls, n_data: int = 625, steps: int = 3000, **overrides) -> LatentSGDConfig:
+    def plain_gd(cls, n_data: int = 625, steps: int = 3000, **overrides: Any) -> LatentSGDConfig:
         """Baseline: full-batch GD, fixed step 1e-2, no regularization, misfit scaled to 25 data."""
         base = cls(batch_size=None, step_decay=1.0, epochs=steps, regularization="none", reg_weight=0.0,
                    misfit_scale=25 / n_data)
         return replace(base, **overrides)
 
     @classmethod
-    def adam(cls, n_data: int = 625, steps: int = 3000, **overrides) -> LatentSGDConfig:
+    def adam(cls, n_data: int = 625, steps: int = 3000, **overrides: Any) -> LatentSGDConfig:
         """Baseline: full-batch Adam (lr 1e-2 fixed), no regularization."""
         return cls.plain_gd(n_data, steps, optimizer="adam", **overrides)
 
     @classmethod
-    def default_linear(cls, **overrides) -> LatentSGDConfig:
+    def default_linear(cls, **overrides: Any) -> LatentSGDConfig:
         """geoinv's default for linear operators: :meth:`gauss_newton_continuation`.
 
         On straight-ray data (5 decoder-sample truths × 20 starts, σ = 0.25 ns)
@@ -288,14 +288,14 @@ class LatentSGDConfig(Stage):
         return cls.gauss_newton_continuation(**overrides)
 
     @classmethod
-    def sgd_linear(cls, **overrides) -> LatentSGDConfig:
+    def sgd_linear(cls, **overrides: Any) -> LatentSGDConfig:
         """The default for linear operators before 0.7: the reference schedule, then a
         regularization-free full-batch Adam polish (lr 1e-3, 1000 steps)."""
         return cls.reference_linear(**{"then": (Stage.polish(1000),), **overrides})
 
     @classmethod
     def gauss_newton_continuation(cls, temperatures: Sequence[float] = (32.0, 16.0, 8.0, 4.0, 2.0), iterations: int = 4,
-                                  explore: int = 5, **settings) -> LatentSGDConfig:
+                                  explore: int = 5, **settings: Any) -> LatentSGDConfig:
         """Gauss-Newton on a cooling decoder from many draws; the best are kept.
 
         Each draw runs Gauss-Newton iterations (χ² + the latent prior's ‖z‖²,
@@ -333,7 +333,7 @@ class LatentSGDConfig(Stage):
         return cls(**{"explore": explore, "explore_stages": None, **settings}).with_stages(stages)
 
     @classmethod
-    def default_nonlinear(cls, **overrides) -> LatentSGDConfig:
+    def default_nonlinear(cls, **overrides: Any) -> LatentSGDConfig:
         """geoinv's default for nonlinear operators: find the basin cheaply, keep the best, converge exactly.
 
         1. The reference linear schedule on the forward linearised at each start
@@ -358,14 +358,14 @@ class LatentSGDConfig(Stage):
                                        "explore_stages": 2, **overrides})
 
     @classmethod
-    def proposal_finish(cls, **overrides) -> LatentSGDConfig:
+    def proposal_finish(cls, **overrides: Any) -> LatentSGDConfig:
         """The finish that amortized proposals seed: Gauss-Newton, 5 iterations on the decoder at
         temperature 2, then 10 at temperature 1, each start stopping at the noise
         (:class:`~geoinv.solvers.proposals.Proposals`; the default for nonlinear forwards since 0.9)."""
         return cls(**overrides).with_stages([Stage.gauss_newton(5, temperature=2.0), Stage.gauss_newton(10)])
 
     @classmethod
-    def source_nonlinear(cls, **overrides) -> LatentSGDConfig:
+    def source_nonlinear(cls, **overrides: Any) -> LatentSGDConfig:
         """The default for nonlinear operators before 0.6: the reference nonlinear schedule on one
         source per step, then a regularization-free Adam polish (lr 1e-3, 12 epochs of one source per step)."""
         return cls.reference_nonlinear(**{"minibatch": "source", "then": (Stage.polish(12, "source"),), **overrides})
@@ -399,7 +399,7 @@ class LatentSGDConfig(Stage):
         return sorted(cls._presets())
 
     @classmethod
-    def named(cls, name: str, **overrides) -> LatentSGDConfig:
+    def named(cls, name: str, **overrides: Any) -> LatentSGDConfig:
         """Build one of 'reference-linear', 'reference-nonlinear', 'plain-gd', 'adam' by name."""
         factories = cls._presets()
         if name not in factories:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,14 +149,14 @@ class Explore(Solver):
     config_class = ExploreConfig
 
     def __init__(self, solver: Solver, then: Solver | None = None, config: ExploreConfig | None = None,
-                 callbacks=(), **overrides) -> None:
+                 callbacks: Sequence[Any] = (), **overrides: Any) -> None:
         super().__init__(config, callbacks, **overrides)
         if not isinstance(solver, Solver):
             raise ConfigError(f"explore wraps a geoinv Solver, got {type(solver).__name__}")
         self.solver = solver
         self.then = None if then is None else _require_starts(then, "explore's refinement")
 
-    def fit(self, problem: InverseProblem, **kwargs) -> Explore:
+    def fit(self, problem: InverseProblem, **kwargs: Any) -> Explore:
         self.solver.fit(problem, **kwargs)
         if self.then is not None:
             self.then.fit(problem, **kwargs)
@@ -226,7 +228,8 @@ class Portfolio(Solver):
     name = "portfolio"
     config_class = PortfolioConfig
 
-    def __init__(self, members, config: PortfolioConfig | None = None, callbacks=(), **overrides) -> None:
+    def __init__(self, members: Sequence[tuple[float, Solver]], config: PortfolioConfig | None = None,
+                 callbacks: Sequence[Any] = (), **overrides: Any) -> None:
         super().__init__(config, callbacks, **overrides)
         checked = []
         for entry in members:
@@ -244,7 +247,7 @@ class Portfolio(Solver):
             raise ConfigError("a portfolio needs at least one (share, Solver) member")
         self.members = tuple(checked)
 
-    def fit(self, problem: InverseProblem, **kwargs) -> Portfolio:
+    def fit(self, problem: InverseProblem, **kwargs: Any) -> Portfolio:
         for _, member in self.members:
             member.fit(problem, **kwargs)
         return self

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .._registry import Registry
 from .benchmarks import ballistics, quadratic, quadratic_reduced, robotic_arm, sine_wave
+
+if TYPE_CHECKING:
+    from ..problem import InverseProblem
 
 __all__ = [
     "TASKS",
@@ -17,7 +22,7 @@ __all__ = [
 ]
 
 
-def latent_tomography(n_test: int = 1):
+def latent_tomography(n_test: int = 1) -> InverseProblem:
     """The shipped VAE + straight-ray problem on the reference survey (data in ns, σ = 0.25 ns).
 
     Observed data: ``n_test`` decoder samples (seeded) with noise.
@@ -42,6 +47,6 @@ def latent_tomography(n_test: int = 1):
 TASKS = Registry("geoinv.tasks", "task")
 
 
-def task(name: str, **kwargs):
+def task(name: str, **kwargs: Any) -> Any:
     """Build a benchmark problem by name (``geoinv.tasks.TASKS.names()`` lists them)."""
     return TASKS.get(name)(**kwargs)
