@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -33,6 +35,45 @@ def test_pairs_are_cached_per_problem_and_resume(tiny_latent_problem, tmp_path):
     assert half.numel() == 0
     both, _ = simulate_pairs(problem, 40, tmp_path / "parts", chunk=16, part=(1, 2))
     torch.testing.assert_close(both, parameters)
+
+
+def test_processes_filling_one_cache_share_its_chunks(tiny_latent_problem, tmp_path):
+    """A chunk whose lock another process holds is left to it (the pairs come back once it is written),
+    and a chunk whose holder stopped without writing it is simulated here."""
+    import threading
+
+    from filelock import FileLock
+
+    problem = tiny_latent_problem
+    reference, _ = simulate_pairs(problem, 48, tmp_path / "reference", chunk=16)
+    folder = tmp_path / "shared" / problem_key(problem)
+    folder.mkdir(parents=True)
+    chunk_paths = [folder / f"chunk_0_16_{k:05d}.npz" for k in range(3)]
+    taken, seen = threading.Event(), {}
+
+    def other_process(k: int, write: bool) -> None:
+        with FileLock(str(chunk_paths[k]) + ".lock"):
+            taken.set()
+            time.sleep(1.0)  # while simulate_pairs does the chunks nobody holds
+            seen[k] = [path.exists() for path in chunk_paths]
+            if write:  # marked pairs, to tell whose chunk came back
+                stored = np.load(tmp_path / "reference" / problem_key(problem) / chunk_paths[k].name)
+                with open(chunk_paths[k], "wb") as handle:
+                    np.savez(handle, parameters=stored["parameters"] + 100.0, data=stored["data"])
+
+    for k, write in ((1, True), (2, False)):
+        taken.clear()
+        worker = threading.Thread(target=other_process, args=(k, write))
+        worker.start()
+        taken.wait()
+        parameters, _ = simulate_pairs(problem, 48, tmp_path / "shared", chunk=16)
+        worker.join()
+        assert seen[k] == [j != k for j in range(3)]  # the free chunks first; the held one left to its holder
+        if k == 1:
+            torch.testing.assert_close(parameters[16:32], reference[16:32] + 100.0)  # the holder's chunk
+            chunk_paths[2].unlink()  # next: a holder that stops without writing its chunk
+        else:
+            torch.testing.assert_close(parameters[32:], reference[32:])  # simulated here after the wait
 
 
 def test_the_cache_key_follows_what_the_pairs_depend_on(tiny_latent_problem, small_grid):
@@ -106,6 +147,20 @@ def test_fit_builds_the_network_once_and_invert_reports_its_cost(tiny_latent_pro
                              refine=None)
     assert refilled.config["proposals"]["network"]["cached"] and refilled.config["solver"] == "refill"
     assert refilled.n_candidates == 3 and "refilled" in refilled.history
+
+
+def test_two_processes_wanting_one_network_train_it_once(tiny_latent_problem, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from geoinv.solvers.proposals import proposal_network
+
+    def build(_: int) -> dict:
+        return proposal_network(tiny_latent_problem, 128, ProposalConfig(hidden=(16,), epochs=2, members=1),
+                                cache=tmp_path, chunk=16)[1]
+
+    with ThreadPoolExecutor(2) as pool:
+        costs = list(pool.map(build, range(2)))
+    assert sorted(cost["cached"] for cost in costs) == [False, True]  # one trained, the other loaded it
 
 
 def test_screening_keeps_the_proposals_with_the_lowest_misfit(tiny_latent_problem):

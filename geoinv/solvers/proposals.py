@@ -20,13 +20,15 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -96,7 +98,11 @@ def simulate_pairs(problem: InverseProblem, n: int, cache: str | Path, *, seed: 
         Pairs per chunk (one file, written atomically).
     part : (int, int)
         ``(i, m)``: simulate only chunks ``k ≡ i (mod m)`` (m processes fill one
-        cache); the pairs are returned only when every chunk exists.
+        cache); the pairs are returned only when every chunk exists. Without
+        parts, processes that fill one cache at the same time share the work
+        anyway: each chunk is simulated under a file lock by whichever process
+        takes it first, and the others wait for the chunks still being simulated
+        (or simulate them, if the process that took one was stopped).
     progress : bool
         Show a progress bar over the chunks.
 
@@ -113,25 +119,48 @@ def simulate_pairs(problem: InverseProblem, n: int, cache: str | Path, *, seed: 
     folder = Path(cache) / problem_key(problem)
     folder.mkdir(parents=True, exist_ok=True)
     n_chunks = -(-n // chunk)
-    todo = [k for k in range(index, n_chunks, parts) if not (folder / f"chunk_{seed}_{chunk}_{k:05d}.npz").exists()]
+    paths = [folder / f"chunk_{seed}_{chunk}_{k:05d}.npz" for k in range(n_chunks)]
+    todo = [k for k in range(index, n_chunks, parts) if not paths[k].exists()]
     bar = tqdm(total=len(todo) * chunk, desc="simulating proposal training pairs", unit="pair",
                disable=not progress or not todo)
-    for k in todo:
-        path = folder / f"chunk_{seed}_{chunk}_{k:05d}.npz"
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + k)
-        parameters = problem.sample_prior(chunk, generator).float()
-        with torch.no_grad():
-            data = problem.forward(parameters).float()
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, parameters=parameters.cpu().numpy(), data=data.cpu().numpy())
-        bar.update(chunk)
+    # first the chunks no other process is simulating; then wait for those that were taken
+    for wait in (False, True):
+        for k in todo:
+            with _chunk_lock(paths[k], wait) as held:
+                if held and not paths[k].exists():
+                    _simulate_chunk(problem, paths[k], chunk, seed * 1_000_003 + k)
+                    bar.update(chunk)
     bar.close()
-    paths = [folder / f"chunk_{seed}_{chunk}_{k:05d}.npz" for k in range(n_chunks)]
     if not all(path.exists() for path in paths):
         return torch.empty(0, problem.n_parameters), torch.empty(0, problem.n_data)
     loaded = [np.load(path) for path in paths]
     return (torch.as_tensor(np.concatenate([item["parameters"] for item in loaded])),
             torch.as_tensor(np.concatenate([item["data"] for item in loaded])))
+
+
+@contextmanager
+def _chunk_lock(path: Path, wait: bool) -> Iterator[bool]:
+    """Hold ``path``'s lock (an OS lock: a stopped process releases it); yields False if another process
+    holds it and ``wait`` is False."""
+    lock = FileLock(str(path) + ".lock", timeout=-1 if wait else 0)
+    try:
+        lock.acquire()
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+def _simulate_chunk(problem: InverseProblem, path: Path, chunk: int, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    parameters = problem.sample_prior(chunk, generator).float()
+    with torch.no_grad():
+        data = problem.forward(parameters).float()
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, parameters=parameters.cpu().numpy(), data=data.cpu().numpy())
 
 
 @dataclass(frozen=True)
@@ -331,19 +360,22 @@ def proposal_network(problem: InverseProblem, n_pairs: int = 8192, config: Propo
                            "network": asdict(config)}, sort_keys=True, default=str)
     name = f"{problem_key(problem)}_{hashlib.sha256(settings.encode()).hexdigest()[:12]}.pt"
     path = folder / "networks" / name
+    cached = {"cached": True, "simulate_s": 0.0, "train_s": 0.0, "pairs": n_pairs, "path": str(path)}
     if path.exists():
-        return ProposalNetwork.load(path), {"cached": True, "simulate_s": 0.0, "train_s": 0.0, "pairs": n_pairs,
-                                            "path": str(path)}
+        return ProposalNetwork.load(path), cached
     started = time.perf_counter()
     parameters, data = simulate_pairs(problem, n_pairs, folder / "pairs", seed=seed, chunk=chunk, progress=progress)
     simulated = time.perf_counter()
-    network = ProposalNetwork(problem.n_data, problem.n_parameters, config).fit(parameters, data, noise, progress)
-    trained = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
-    from .._version import __version__
+    with FileLock(str(path) + ".lock"):  # one process trains; the others wait and load its network
+        if path.exists():
+            return ProposalNetwork.load(path), {**cached, "simulate_s": simulated - started}
+        network = ProposalNetwork(problem.n_data, problem.n_parameters, config).fit(parameters, data, noise, progress)
+        trained = time.perf_counter()
+        from .._version import __version__
 
-    network.save(path, {"problem_key": problem_key(problem), "settings": json.loads(settings),
-                        "geoinv_version": __version__, "torch_version": str(torch.__version__)})
+        network.save(path, {"problem_key": problem_key(problem), "settings": json.loads(settings),
+                            "geoinv_version": __version__, "torch_version": str(torch.__version__)})
     return network, {"cached": False, "simulate_s": simulated - started, "train_s": trained - simulated,
                      "pairs": len(parameters), "path": str(path)}
 
