@@ -17,7 +17,7 @@ from .errors import (
     SolverError,
     SurveyError,
 )
-from .forward import Eikonal, ForwardOperator, NumpyKernelOperator, StraightRay, forward
+from .forward import Eikonal, ForwardOperator, NumpyKernelOperator, StraightRay, SweepingEikonal, forward
 from .grid import Grid2D
 from .interop import GeoinvModelling, LatentModelling, solutions_to_mesh
 from .io import read_column_survey, read_survey, write_column_survey, write_survey
@@ -96,6 +96,7 @@ __all__ = [
     "StraightRay",
     "Survey",
     "SurveyError",
+    "SweepingEikonal",
     "VAEConfig",
     "__version__",
     "build_problem",

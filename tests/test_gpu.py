@@ -1,8 +1,9 @@
 """The torch paths on a GPU give the CPU's answers (skipped where no CUDA device is present).
 
 Every torch path takes a ``device``; these checks run the real pieces there: the straight-ray
-operator and its adjoint, the shipped decoder, a latent inversion that must reach the noise, the
-sampler on a closed-form Gaussian posterior, a proposal network, and VAE training that resumes.
+operator and its adjoint, the sweeping eikonal and its gradient, the shipped decoder, a latent
+inversion that must reach the noise, the sampler on a closed-form Gaussian posterior, a proposal
+network, and VAE training that resumes.
 ``GEOINV_TEST_DEVICE=cpu python -m pytest tests/test_gpu.py`` runs the same checks on the CPU (to
 check the checks); CI has no GPU, so they are skipped there.
 """
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 import geoinv
-from geoinv import FaciesVelocity, Grid2D, InverseProblem, LatentMCMC, StraightRay, Survey
+from geoinv import FaciesVelocity, Grid2D, InverseProblem, LatentMCMC, StraightRay, Survey, SweepingEikonal
 from geoinv.prior import default_vae
 from geoinv.prior.base import StandardNormalPrior
 
@@ -39,6 +40,23 @@ def test_straight_ray_on_the_device_equals_the_cpu_and_passes_the_dot_test():
     left = float((operator(model.detach()) * data).sum())
     right = float((model.detach() * model.grad).sum())
     assert abs(left - right) <= 1e-10 * abs(left)
+
+
+def test_the_sweeping_eikonal_on_the_device_equals_the_cpu_with_its_gradient():
+    """The torch-native eikonal: every sweep and both derivative solves run on the device."""
+    operator = SweepingEikonal(Grid2D.crosshole(), Survey.crosshole())
+    with torch.no_grad():
+        models = FaciesVelocity().slowness(default_vae().decode(torch.randn(2, 20, generator=torch.Generator()
+                                                                             .manual_seed(4))).double())
+    weights = torch.randn(2, operator.n_data, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    results = []
+    for device in ("cpu", DEVICE):
+        model = models.to(device).requires_grad_(True)
+        times = operator(model)
+        (times * weights.to(device)).sum().backward()
+        results.append((times.detach().cpu(), model.grad.cpu()))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-9, atol=0.0)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-6, atol=1e-6 * float(results[0][1].abs().max()))
 
 
 def test_the_shipped_decoder_on_the_device_equals_the_cpu():

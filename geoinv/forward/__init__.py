@@ -9,6 +9,7 @@ from .base import ForwardOperator
 from .eikonal import Eikonal
 from .numpy_kernel import NumpyKernelOperator
 from .straight_ray import StraightRay, ray_length_matrix
+from .sweeping import SweepingEikonal
 
 __all__ = [
     "FORWARDS",
@@ -17,6 +18,7 @@ __all__ = [
     "NumpyKernelOperator",
     "PyGimliShortestPath",
     "StraightRay",
+    "SweepingEikonal",
     "forward",
     "ray_length_matrix",
 ]
@@ -30,7 +32,7 @@ def forward(name: str, **kwargs: Any) -> ForwardOperator:
     Parameters
     ----------
     name : str
-        ``'straight-ray'``, ``'eikonal'``, ``'pygimli'`` or a plug-in registered
+        ``'straight-ray'``, ``'eikonal'``, ``'sweeping-eikonal'``, ``'pygimli'`` or a plug-in registered
         under the entry-point group ``geoinv.forwards``.
     **kwargs
         Passed to the operator (``grid=``, ``survey=`` and its options).

@@ -56,6 +56,22 @@ class _NodeGrid:
         return z, x
 
 
+def cells_touching(grid: Grid2D, points: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Flat indices ``(n_points, 4)`` of the cells whose closed extent holds each point
+    (one cell repeated for interior points, two on an edge, four on a corner)."""
+    def axis(coordinate, origin, spacing, count):
+        fraction = (coordinate - origin) / spacing
+        nearest = np.round(fraction)
+        on_edge = np.abs(fraction - nearest) < tol
+        low = np.where(on_edge, nearest - 1, np.floor(fraction))
+        high = np.where(on_edge, nearest, np.floor(fraction))
+        return np.clip(np.stack([low, high]), 0, count - 1).astype(int)
+
+    rows = axis(points[:, 1], grid.origin[0], grid.spacing[0], grid.nz)
+    cols = axis(points[:, 0], grid.origin[1], grid.spacing[1], grid.nx)
+    return np.stack([rows[i] * grid.nx + cols[j] for i in (0, 1) for j in (0, 1)], axis=1)
+
+
 def _bilinear_stencil(row: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Flat node indices ``(4, n)`` and weights ``(4, n)`` of bilinear interpolation at fractional indices."""
     n_rows, n_cols = shape
@@ -165,26 +181,11 @@ class Eikonal(NumpyKernelOperator):
         z, x = self.nodes.coordinates()
         self._distance = np.stack([np.hypot(x[None, :] - sx, z[:, None] - sz)
                                    for sx, sz in survey.sources])
-        self._source_neighbours = self._cells_touching(survey.sources)
+        self._source_neighbours = cells_touching(grid, survey.sources)
         self._receiver_index = self.nodes.fractional_index(survey.receiver_positions)
         cells = (self._node_rows[:, None] * grid.nx + self._node_cols[None, :]).ravel()
         self._node_to_cell = sp.csr_matrix((np.ones(cells.size), (np.arange(cells.size), cells)),
                                            shape=(cells.size, grid.n_cells))
-
-    def _cells_touching(self, points: np.ndarray, tol: float = 1e-6) -> np.ndarray:
-        """Flat indices ``(n_points, 4)`` of the cells whose closed extent holds each point
-        (one cell repeated for interior points, two on an edge, four on a corner)."""
-        def axis(coordinate, origin, spacing, count):
-            fraction = (coordinate - origin) / spacing
-            nearest = np.round(fraction)
-            on_edge = np.abs(fraction - nearest) < tol
-            low = np.where(on_edge, nearest - 1, np.floor(fraction))
-            high = np.where(on_edge, nearest, np.floor(fraction))
-            return np.clip(np.stack([low, high]), 0, count - 1).astype(int)
-
-        rows = axis(points[:, 1], self.grid.origin[0], self.grid.spacing[0], self.grid.nz)
-        cols = axis(points[:, 0], self.grid.origin[1], self.grid.spacing[1], self.grid.nx)
-        return np.stack([rows[i] * self.grid.nx + cols[j] for i in (0, 1) for j in (0, 1)], axis=1)
 
     def _source_cells(self, slowness: np.ndarray) -> np.ndarray:
         """The cell whose slowness each source's analytic start uses: the fastest cell touching it."""
