@@ -16,7 +16,8 @@ velocities:
    across the switch of first arrivals: how far each temperature (up to its bound)
    moves the times and how much it softens the derivative's jump at the switch.
 
-Run: ``python -m benchmarks sweeping_eikonal [--models 3] [--batch 10] [--quick]``.
+Run: ``python -m benchmarks sweeping_eikonal [--models 3] [--batch 10] [--quick]``; on a GPU machine
+``--device cuda --speed-only`` times the sweeping there beside the CPU.
 """
 
 from __future__ import annotations
@@ -68,22 +69,39 @@ def derivatives(seed: int) -> list[dict]:
 
 def _seconds(operator, models: torch.Tensor, backward: bool) -> float:
     model = models.clone().requires_grad_(backward)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
     began = time.perf_counter()
     times = operator(model)
     if backward:
         times.sum().backward()
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)  # queued kernels count once they are done
     return time.perf_counter() - began
 
 
-def speed(models: torch.Tensor, grid: Grid2D, survey: Survey, batch: int) -> list[dict]:
+def speed(models: torch.Tensor, grid: Grid2D, survey: Survey, batch: int, device: str) -> list[dict]:
+    """Seconds of fast marching (CPU; skipped where scikit-fmm is not installed) and of sweeping on the
+    CPU and, with a device, there (its first call warms the device up and is not counted)."""
     marching, sweeping = Eikonal(grid, survey), SweepingEikonal(grid, survey)
+    try:
+        import skfmm  # noqa: F401
+    except ImportError:
+        marching = None
+    if device != "cpu":
+        _seconds(sweeping, models[:1].to(device), True)
     rows = []
     for size in sorted({1, batch}):
         chosen = models[:size]
         for backward in (False, True):
-            pair = [_seconds(operator, chosen, backward) for operator in (marching, sweeping)]
-            rows.append({"models": size, "pass": "forward + backward" if backward else "forward",
-                         "marching_s": pair[0], "sweeping_s": pair[1], "ratio": pair[1] / pair[0]})
+            row = {"models": size, "pass": "forward + backward" if backward else "forward",
+                   "marching_s": None if marching is None else _seconds(marching, chosen, backward),
+                   "sweeping_s": _seconds(sweeping, chosen, backward)}
+            row["ratio"] = None if marching is None else row["sweeping_s"] / row["marching_s"]
+            if device != "cpu":
+                row["sweeping_device_s"] = _seconds(sweeping, chosen.to(device), backward)
+                row["device_speedup"] = row["sweeping_s"] / row["sweeping_device_s"]
+            rows.append(row)
     return rows
 
 
@@ -120,6 +138,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=31, help="slowness steps across the switch of arrivals")
     parser.add_argument("--quick", action="store_true", help="a small panel, 1 model, 5 steps: checks the script")
     parser.add_argument("--name", default="sweeping_eikonal")
+    parser.add_argument("--device", default="cpu", help="also time the sweeping there (e.g. cuda)")
+    parser.add_argument("--speed-only", action="store_true", help="only the timing (a GPU machine without "
+                        "scikit-fmm)")
     args = parser.parse_args()
     if args.quick:
         args.models, args.batch, args.steps = 1, 1, 5
@@ -130,18 +151,25 @@ def main() -> None:
         grid, survey = Grid2D.crosshole(), Survey.crosshole()
         models = _models(max(args.models, args.batch), 5000 + args.seed)
     payload = {"args": vars(args), "threads": torch.get_num_threads()}
-    payload["accuracy"] = accuracy(models[:args.models], grid, survey)
-    print("traveltime errors against scikit-fmm on 4 × 4 nodes per cell (relative):")
-    print_table(payload["accuracy"], [("operator", "operator", ""), ("median", "median", ".5f"),
-                                      ("p95", "95 %", ".5f"), ("max", "max", ".5f")])
-    payload["derivatives"] = derivatives(args.seed)
-    print("\nexact derivative against central finite differences (check_forward):")
-    print_table(payload["derivatives"], [("operator", "operator", ""), ("fd_error", "FD gap", ".2e"),
-                                         ("dot_test", "dot test", ".1e")])
-    payload["speed"] = speed(models, grid, survey, args.batch)
-    print(f"\nseconds on {torch.get_num_threads()} thread(s), side by side:")
-    print_table(payload["speed"], [("models", "models", "d"), ("pass", "pass", ""), ("marching_s", "marching", ".2f"),
-                                   ("sweeping_s", "sweeping", ".2f"), ("ratio", "ratio", ".1f")])
+    if not args.speed_only:
+        payload["accuracy"] = accuracy(models[:args.models], grid, survey)
+        print("traveltime errors against scikit-fmm on 4 × 4 nodes per cell (relative):")
+        print_table(payload["accuracy"], [("operator", "operator", ""), ("median", "median", ".5f"),
+                                          ("p95", "95 %", ".5f"), ("max", "max", ".5f")])
+        payload["derivatives"] = derivatives(args.seed)
+        print("\nexact derivative against central finite differences (check_forward):")
+        print_table(payload["derivatives"], [("operator", "operator", ""), ("fd_error", "FD gap", ".2e"),
+                                             ("dot_test", "dot test", ".1e")])
+    payload["speed"] = speed(models, grid, survey, args.batch, args.device)
+    print(f"\nseconds on {torch.get_num_threads()} CPU thread(s), side by side:")
+    columns = [("models", "models", "d"), ("pass", "pass", ""), ("marching_s", "marching", ".2f"),
+               ("sweeping_s", "sweeping", ".2f"), ("ratio", "ratio", ".1f")]
+    if args.device != "cpu":
+        columns += [("sweeping_device_s", f"sweeping on {args.device}", ".3f"), ("device_speedup", "speed-up", ".1f")]
+    print_table(payload["speed"], columns)
+    if args.speed_only:
+        write_json(args.name, payload)
+        return
     payload["temperature"] = temperature(args.steps)
     print("\ntemperature on a two-path model (switch of first arrivals):")
     print_table(payload["temperature"], [("temperature_ns", "τ (ns)", ".3f"),
