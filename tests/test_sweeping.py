@@ -107,5 +107,7 @@ def test_settings_are_validated_and_non_convergence_is_said(geometry):
         SweepingEikonal(grid, survey, order=3)
     with pytest.raises(ConfigError, match="temperature must be a finite time"):
         SweepingEikonal(grid, survey, temperature=-1e-10)
+    with pytest.raises(ConfigError, match="tolerance must lie in"):
+        SweepingEikonal(grid, survey, tolerance=2.0)
     with pytest.warns(GeoinvWarning, match="did not converge in 1 rounds"):
         SweepingEikonal(grid, survey, max_rounds=1)(_two_facies(grid))

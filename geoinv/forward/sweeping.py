@@ -103,12 +103,16 @@ class SweepingEikonal(ForwardOperator):
                  source_radius: float = 3.0, tolerance: float = 1e-6, max_rounds: int = 50) -> None:
         super().__init__(grid, survey)
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-            raise ConfigError(f"temperature must be a finite time >= 0 in s (e.g. 0.5e-9), got {temperature!r}")
+            raise ConfigError(f"temperature must be a finite time >= 0 in s (e.g. 0.2e-9), got {temperature!r}")
         if temperature > 1e-6:
-            raise ConfigError(f"temperature is a time in s (e.g. 0.5e-9 for 0.5 ns), got {temperature!r}: "
+            raise ConfigError(f"temperature is a time in s (e.g. 0.2e-9 for 0.2 ns), got {temperature!r}: "
                               "pass seconds")
-        if not source_radius > 0 or not 0 < tolerance < 1 or int(max_rounds) < 1:
-            raise ConfigError("source_radius > 0 (node spacings), 0 < tolerance < 1 and max_rounds >= 1 are needed")
+        if not source_radius > 0:
+            raise ConfigError(f"source_radius must be > 0 (node spacings), got {source_radius!r}")
+        if not 0 < tolerance < 1:
+            raise ConfigError(f"tolerance must lie in (0, 1) (a fraction of the largest time), got {tolerance!r}")
+        if int(max_rounds) < 1:
+            raise ConfigError(f"max_rounds must be >= 1, got {max_rounds!r}")
         if order not in (1, 2):
             raise ConfigError(f"order must be 1 or 2, got {order!r}")
         self.temperature, self.order = float(temperature), int(order)
