@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
 import torch
 from _common import RESULTS, print_table, write_json
 
-from geoinv import FaciesVelocity, FieldUnknowns, Survey, default_vae, forward, invert, make_solver
+from geoinv import FaciesVelocity, FieldUnknowns, Survey, build_problem, default_vae, forward, invert, make_solver
 from geoinv.canvas import place_on_canvas
+from geoinv.sampling.engine import laplace_covariance
 
 START = FaciesVelocity()  # the reference velocities: the "given" start, 10-20 % off every truth
 ARMS = ("given", "data")
@@ -120,9 +122,14 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="JSON name (default field_unknowns_<forward>)")
     parser.add_argument("--only", type=int, nargs="+", help="run only these truths (one process per part)")
     parser.add_argument("--combine", nargs="+", metavar="PART", help="merge these runs' JSON (names) into --name")
+    parser.add_argument("--resolution", action="store_true",
+                        help="no inversions: how precisely each truth's picks determine the velocities and time "
+                        "zero (Laplace standard deviations at the truth, the structure estimated with them)")
     args = parser.parse_args()
     if args.combine:
         return combine(args.combine, args.name or "field_unknowns_combined")
+    if args.resolution:
+        return resolution(args)
     if args.quick:
         args.truths, args.starts = 1, 2
     name = args.name or f"field_unknowns_{args.forward.replace('-', '_')}" + ("_quick" if args.quick else "")
@@ -173,6 +180,40 @@ def report(rows: list[dict], args: dict, name: str) -> None:
         print(f"goals, {arm} start:", ", ".join(f"{key} {'met' if value else 'NOT met'}" for key, value in met.items()))
     write_json(name, {"rows": rows, "goals": goals, "start": [START.channel_velocity, START.matrix_velocity],
                       "args": args})
+
+
+def resolution(args) -> None:
+    """Laplace (Gauss-Newton) posterior standard deviations of the unknowns at each truth's exact
+    parameters, the latent structure estimated with them: what the picks can determine at best, whatever
+    the search. The same truths, cases and noise as the inversions of ``--truth-seed``."""
+    vae = default_vae().frozen()
+    survey = field_geometry()
+    operator = forward(args.forward, grid=place_on_canvas(survey, vae.model_shape), survey=survey)
+    latents = vae.sample_latent(args.truths, torch.Generator().manual_seed(args.truth_seed))
+    rng = np.random.default_rng(args.truth_seed)
+    unknowns = FieldUnknowns()
+    rows = []
+    for k, latent in enumerate(latents):
+        case = draw_case(rng)
+        with torch.no_grad():
+            truth_velocities = FaciesVelocity(case["channel_velocity"], case["matrix_velocity"], unit="m/s")
+            clean = operator(truth_velocities.slowness(vae.decode(latent[None]).double()))[0].numpy()
+        picks = clean + case["time_zero"] + rng.normal(0.0, case["error"], clean.shape)
+        problem = build_problem(survey.with_data(picks, case["error"]), vae, operator, START, unknowns=unknowns)
+        extra = torch.tensor([[math.log(case["channel_velocity"] / START.channel_velocity) / unknowns.velocity_log_std,
+                               math.log(case["matrix_velocity"] / START.matrix_velocity) / unknowns.velocity_log_std,
+                               case["time_zero"] / unknowns.time_zero_std]])
+        covariance = laplace_covariance(problem, torch.cat([latent[None], extra.to(latent.dtype)], dim=1))[0]
+        std = covariance.diagonal().sqrt()[-3:]
+        rows.append({"truth": k, "error_ns": 1e9 * case["error"],
+                     "channel_velocity_std_pct": 100 * unknowns.velocity_log_std * float(std[0]),
+                     "matrix_velocity_std_pct": 100 * unknowns.velocity_log_std * float(std[1]),
+                     "time_zero_std_ns": 1e9 * unknowns.time_zero_std * float(std[2])})
+    print_table(rows, [("truth", "truth", "d"), ("error_ns", "pick error ns", ".2f"),
+                       ("channel_velocity_std_pct", "σ(v_ch) %", ".2f"), ("matrix_velocity_std_pct", "σ(v_m) %", ".2f"),
+                       ("time_zero_std_ns", "σ(t0) ns", ".3f")])
+    write_json(args.name or f"field_unknowns_resolution_{args.forward.replace('-', '_')}",
+               {"rows": rows, "args": vars(args)})
 
 
 def combine(parts: list[str], name: str) -> None:
