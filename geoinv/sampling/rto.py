@@ -4,7 +4,7 @@ For a latent posterior with a standard-normal prior, ``p(z) ∝ exp(−½‖r(z)
 residual ``r(z) = [(F(z) − d)/σ ; z]``. Fix ``Q̄``, orthonormal columns spanning the residual's
 Jacobian ``J_r(z̄)`` at a point ``z̄`` near the mode (a thin QR). For ``ξ ~ N(0, I_n)`` the solution
 ``z`` of the ``n`` equations ``Q̄ᵀ r(z) = ξ`` has the density
-``q(z) ∝ |det(Q̄ᵀ J_r(z))| exp(−½‖Q̄ᵀ r(z)‖²)``, so the weight
+``q(z) ∝ |det(Q̄ᵀ J_r(z))| exp(−½‖Q̄ᵀ r(z)‖²)``, so the weight::
 
     w(z) = p(z) / q(z) ∝ |det(Q̄ᵀ J_r(z))|⁻¹ exp(−½‖r(z)‖² + ½‖Q̄ᵀ r(z)‖²)
 
