@@ -42,6 +42,7 @@ from _common import RESULTS, figure_path, print_table, write_json
 import geoinv
 from geoinv import Grid2D, Survey, make_solver, ns_to_s
 from geoinv.prior import PatchSampler, default_training_image, default_vae
+from geoinv.solvers.proposals import ProposalConfig
 from geoinv.workflows import representative_crop
 
 NOISE_NS = 0.25
@@ -57,7 +58,7 @@ def make_truths(kind: str, grid: Grid2D, count: int, seed: int, vae) -> list[tor
 
 
 def run_one(method: str, forward_name: str, truth: torch.Tensor, noise_seed: int, starts: int, vae,
-            smooth_iterations: int, search_rounds: int | None = None) -> dict:
+            smooth_iterations: int, search_rounds: int | None = None, small_network: bool = False) -> dict:
     grid, survey = Grid2D.crosshole(), Survey.crosshole()
     petrophysics = geoinv.FaciesVelocity()
     operator = geoinv.forward(forward_name, grid=grid, survey=survey)
@@ -68,6 +69,11 @@ def run_one(method: str, forward_name: str, truth: torch.Tensor, noise_seed: int
         solver.config.max_iterations = smooth_iterations
     if search_rounds is not None and solver.name == "refill":  # the bent-ray default's searches
         solver.config = replace(solver.config, rounds=search_rounds)
+    if small_network and solver.name == "refill" and solver.search_solver.name == "proposals":
+        # --quick checks the path: a network of 128 pairs, not the default's 8192 (minutes of eikonal solves)
+        proposals = solver.search_solver
+        proposals.config = replace(proposals.config, n_pairs=128,
+                                   network_config=ProposalConfig(hidden=(32,), epochs=2, members=1))
     started = time.perf_counter()
     solutions = geoinv.invert(data, vae, operator, solver, petrophysics, n_candidates=starts,
                               refine="default" if method == "latent-sgd" else None)
@@ -123,7 +129,8 @@ def main() -> None:
     parser.add_argument("--search-rounds", type=int, default=None,
                         help="searches of the eikonal default for a crop with nothing accepted (default: its own)")
     parser.add_argument("--quick", action="store_true",
-                        help="1 truth, 1 start, 1 search round, every method on eikonal data, 1 smoothness iteration")
+                        help="1 truth, 1 start, 1 search round, a 128-pair proposal network, every method on eikonal "
+                        "data, 1 smoothness iteration")
     args = parser.parse_args()
     if args.quick:
         args.truths, args.starts, args.eikonal_starts, args.forwards = 1, 1, 1, ["eikonal"]
@@ -146,7 +153,7 @@ def main() -> None:
                 if (method, forward_name, index) in done:
                     continue
                 row = run_one(method, forward_name, truth, args.seed + 100 + index, starts, vae,
-                              args.smooth_iterations, args.search_rounds)
+                              args.smooth_iterations, args.search_rounds, small_network=args.quick)
                 row["truth"] = index
                 rows.append(row)
                 RESULTS.mkdir(parents=True, exist_ok=True)
