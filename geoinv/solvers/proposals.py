@@ -124,11 +124,16 @@ def simulate_pairs(problem: InverseProblem, n: int, cache: str | Path, *, seed: 
     bar = tqdm(total=len(todo) * chunk, desc="simulating proposal training pairs", unit="pair",
                disable=not progress or not todo)
     # first the chunks no other process is simulating; then wait for those that were taken
+    counted: set[int] = set()
     for wait in (False, True):
         for k in todo:
+            if k in counted:
+                continue
             with _chunk_lock(paths[k], wait) as held:
                 if held and not paths[k].exists():
                     _simulate_chunk(problem, paths[k], chunk, seed * 1_000_003 + k)
+                if held:  # simulated here, or by the process that held it
+                    counted.add(k)
                     bar.update(chunk)
     bar.close()
     if not all(path.exists() for path in paths):
