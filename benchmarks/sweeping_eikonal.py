@@ -102,7 +102,14 @@ def speed(models: torch.Tensor, grid: Grid2D, survey: Survey, batch: int, device
                 row["sweeping_device_s"] = _seconds(sweeping, chosen.to(device), backward)
                 row["device_speedup"] = row["sweeping_s"] / row["sweeping_device_s"]
             rows.append(row)
-    return rows
+    jacobian = {"models": 1, "pass": "jacobian (one model, sparse)"}
+    for key, operator in (("marching_s", marching), ("sweeping_s", sweeping)):
+        if operator is not None:
+            began = time.perf_counter()
+            operator.jacobian(models[0])
+            jacobian[key] = time.perf_counter() - began
+    jacobian["ratio"] = jacobian["sweeping_s"] / jacobian["marching_s"] if marching is not None else None
+    return [*rows, jacobian]
 
 
 def temperature(steps: int) -> list[dict]:

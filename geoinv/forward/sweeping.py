@@ -24,8 +24,10 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..errors import ConfigError, GeoinvWarning
@@ -42,6 +44,8 @@ _UNREACHED = 1e9
 _NS = 1e9
 #: the largest temperature, as a fraction of the fastest cell's crossing time ``s · h``
 MAX_TEMPERATURE_FRACTION = 0.25
+#: data whose adjoint fields are swept together when a Jacobian is formed (memory: 8 × nodes × this × 8 B)
+JACOBIAN_CHUNK = 128
 #: the second-order stencil is used in full where ``T₁ − T₂`` exceeds this fraction of ``s h`` (a wave
 #: within 60° of the axis), and blended towards first order below it
 SECOND_ORDER_RAMP = 0.5
@@ -328,18 +332,7 @@ class SweepingEikonal(ForwardOperator):
         seed = torch.zeros(n_fields, n_nodes + 1, dtype=dtype, device=device)
         seed.index_put_((rows[..., None].expand_as(weights), self._receiver_nodes[plan.index].to(device)[None]
                          .expand_as(weights)), weights, accumulate=True)
-        # adjoint of the update equations: λ_j = seed_j + Σ_k ∂U_k/∂T_j λ_k over the nodes k next to j
-        neighbours = self._neighbours.to(device)
-        opposite = torch.tensor([1, 0, 3, 2, 5, 4, 7, 6], device=device)
-        padded = torch.cat([by_neighbour, by_neighbour.new_zeros(n_fields, 1, 8)], dim=1)
-        incoming = padded[:, neighbours, opposite]  # (F, N, 8): what neighbour d passes back to the node
-        adjoint = seed.clone()
-
-        def step(diagonal: torch.Tensor) -> torch.Tensor:
-            return seed[:, diagonal] + (incoming[:, diagonal] * adjoint[:, neighbours[diagonal]]).sum(-1)
-
-        self._sweep(adjoint, step)
-        adjoint = adjoint[:, :n_nodes]
+        adjoint = self._adjoint(seed, self._incoming(by_neighbour))[:, :n_nodes]
         node_gradient = (by_slowness * adjoint).reshape(n_models, n_sources, n_nodes).sum(dim=1)
         gradient = torch.zeros(n_models, self.grid.n_cells, dtype=dtype, device=device)
         gradient.index_add_(1, self._node_cell.to(device), node_gradient)
@@ -347,6 +340,51 @@ class SweepingEikonal(ForwardOperator):
         source_term = (adjoint * distance * fixed).sum(dim=1).reshape(n_models, n_sources)
         gradient.scatter_add_(1, source_cell.reshape(n_models, n_sources), source_term)
         return (gradient * _NS).reshape(n_models, *self.grid.shape)
+
+    def _incoming(self, by_neighbour: torch.Tensor) -> torch.Tensor:
+        """``(F, N, 8)``: what each neighbour's update passes back to a node, ``∂U_k/∂T_j`` for k next to j."""
+        neighbours = self._neighbours.to(by_neighbour.device)
+        opposite = torch.tensor([1, 0, 3, 2, 5, 4, 7, 6], device=by_neighbour.device)
+        padded = torch.cat([by_neighbour, by_neighbour.new_zeros(by_neighbour.shape[0], 1, 8)], dim=1)
+        return padded[:, neighbours, opposite]
+
+    def _adjoint(self, seed: torch.Tensor, incoming: torch.Tensor) -> torch.Tensor:
+        """The adjoint of the update equations, ``λ_j = seed_j + Σ_k ∂U_k/∂T_j λ_k``, by the same sweeps."""
+        neighbours = self._neighbours.to(seed.device)
+        adjoint = seed.clone()
+
+        def step(diagonal: torch.Tensor) -> torch.Tensor:
+            return seed[:, diagonal] + (incoming[:, diagonal] * adjoint[:, neighbours[diagonal]]).sum(-1)
+
+        self._sweep(adjoint, step)
+        return adjoint
+
+    def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any = None) -> sp.csr_matrix:
+        """∂t/∂s (m) of one model: one adjoint field per datum, the data swept together in chunks (one
+        VJP per datum would sweep every source's field for each)."""
+        model = torch.as_tensor(slowness, dtype=torch.float64)[None]
+        with torch.no_grad():
+            if state is None:
+                _, state = self._simulate(model, data_index)
+            plan, fields, node_slowness, fixed, source_cell = state
+            by_neighbour, by_slowness = self._partials(fields, node_slowness, fixed)
+            incoming, n_nodes = self._incoming(by_neighbour), node_slowness.shape[1]
+            distance = self._distance[plan.sources].to(fields.dtype)
+            blocks = []
+            for first in range(0, len(plan.index), JACOBIAN_CHUNK):
+                data = np.arange(first, min(first + JACOBIAN_CHUNK, len(plan.index)))
+                field = plan.field_of_datum[data]
+                weights = self._receiver_weights[plan.index[data]].to(fields.dtype) / _NS
+                seed = fields.new_zeros(len(data), n_nodes + 1)
+                seed.index_put_((torch.arange(len(data))[:, None].expand_as(weights),
+                                 self._receiver_nodes[plan.index[data]]), weights, accumulate=True)
+                adjoint = self._adjoint(seed, incoming[field])[:, :n_nodes]
+                rows = fields.new_zeros(len(data), self.grid.n_cells)
+                rows.index_add_(1, self._node_cell, by_slowness[field] * adjoint)
+                rows.scatter_add_(1, source_cell[field][:, None],
+                                  (adjoint * distance[field] * fixed[field]).sum(dim=1, keepdim=True))
+                blocks.append(rows * _NS)
+        return sp.csr_matrix(torch.cat(blocks).numpy())
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, order={self.order}, temperature={self.temperature:g}"
