@@ -159,10 +159,10 @@ class SweepingEikonal(ForwardOperator):
         sources, field = np.unique(source_of_datum, return_inverse=True)
         return _Plan(index, sources, torch.as_tensor(field))
 
-    def _setup(self, slowness: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                   torch.Tensor]:
-        """Node slowness (ns/m) per field, the fixed nodes near each source, their times (ns) and the cell
-        whose slowness each field's source uses. Fields are ordered model-major: ``b · n_sources + k``."""
+    def _setup(self, slowness: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, ...]:
+        """Node slowness (ns/m) per field, the nodes' distances to the field's source (m), the fixed nodes
+        near it, their times (ns) and the cell whose slowness the source uses. Fields are ordered
+        model-major: ``b · n_sources + k``."""
         device, dtype = slowness.device, slowness.dtype
         n_models, n_sources = slowness.shape[0], len(plan.sources)
         flat = slowness.reshape(n_models, -1) * _NS
@@ -174,7 +174,7 @@ class SweepingEikonal(ForwardOperator):
         distance = self._distance[plan.sources].to(device, dtype).repeat(n_models, 1)
         fixed = distance <= self.source_radius
         self._check_temperature(flat)
-        return node_slowness, fixed, source_slowness * distance, source_cell.reshape(-1)
+        return node_slowness, distance, fixed, source_slowness * distance, source_cell.reshape(-1)
 
     def _check_temperature(self, slowness_ns: torch.Tensor) -> None:
         """The blend also weighs the downwind side, by about ``exp(−2 s h / τ)``; beyond a quarter of the
@@ -273,10 +273,10 @@ class SweepingEikonal(ForwardOperator):
     def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> tuple[torch.Tensor, tuple]:
         plan = self._plan(data_index)
         with torch.no_grad():
-            node_slowness, fixed, fixed_times, source_cell = self._setup(slowness.detach(), plan)
+            node_slowness, distance, fixed, fixed_times, source_cell = self._setup(slowness.detach(), plan)
             fields = self._solve(node_slowness, fixed, fixed_times)
             times = self._receiver_times(fields, plan, slowness.shape[0]) / _NS
-        return times, (plan, fields, node_slowness, fixed, source_cell)
+        return times, (plan, fields, node_slowness, distance, fixed, source_cell)
 
     def traveltime_fields(self, slowness: torch.Tensor) -> torch.Tensor:
         """First-arrival time fields (s) of every source on the node grid, ``(n_sources, *nodes.shape)``."""
@@ -300,46 +300,34 @@ class SweepingEikonal(ForwardOperator):
 
     def _jvp(self, slowness: torch.Tensor, data_index: np.ndarray | None, state: tuple,
              tangent: torch.Tensor) -> torch.Tensor:
-        plan, fields, node_slowness, fixed, source_cell = state
+        plan, fields, node_slowness, distance, fixed, source_cell = state
         by_neighbour, by_slowness = self._partials(fields, node_slowness, fixed)
         n_models, n_sources = slowness.shape[0], len(plan.sources)
         flat = tangent.reshape(n_models, -1) * _NS
         node_tangent = flat[:, self._node_cell.to(flat.device)].repeat_interleave(n_sources, dim=0)
         source_tangent = flat.reshape(-1)[source_cell + torch.arange(n_models, device=flat.device)
                                          .repeat_interleave(n_sources) * flat.shape[1]]
-        distance = self._distance[plan.sources].to(flat.device, flat.dtype).repeat(n_models, 1)
         forcing = torch.where(fixed, source_tangent[:, None] * distance, by_slowness * node_tangent)
-        change = torch.zeros_like(fields)
-        neighbours = self._neighbours.to(flat.device)
-
-        def step(diagonal: torch.Tensor) -> torch.Tensor:
-            return forcing[:, diagonal] + (by_neighbour[:, diagonal] * change[:, neighbours[diagonal]]).sum(-1)
-
-        self._sweep(change, step)
+        # tangent-linear update equations: δT_k = forcing_k + Σ_j ∂U_k/∂T_j δT_j over the nodes j next to k
+        change = self._linear_sweep(torch.nn.functional.pad(forcing, (0, 1)), by_neighbour)
         return self._receiver_times(change, plan, n_models) / _NS
 
     def _vjp(self, slowness: torch.Tensor | None, data_index: np.ndarray | None, state: tuple,
              cotangent: torch.Tensor) -> torch.Tensor:
         assert slowness is not None  # a nonlinear operator differentiates at a model
-        plan, fields, node_slowness, fixed, source_cell = state
+        plan, fields, node_slowness, distance, fixed, source_cell = state
         by_neighbour, by_slowness = self._partials(fields, node_slowness, fixed)
         device, dtype = fields.device, fields.dtype
         n_models, n_sources = slowness.shape[0], len(plan.sources)
-        n_fields, n_nodes = node_slowness.shape
         # the receivers' interpolation, transposed: the data's weights on the nodes of their fields
         rows = (torch.arange(n_models, device=device)[:, None] * n_sources + plan.field_of_datum.to(device)[None])
         weights = self._receiver_weights[plan.index].to(device, dtype)[None] * cotangent.to(dtype)[..., None] / _NS
-        seed = torch.zeros(n_fields, n_nodes + 1, dtype=dtype, device=device)
+        seed = torch.zeros_like(fields)
         seed.index_put_((rows[..., None].expand_as(weights), self._receiver_nodes[plan.index].to(device)[None]
                          .expand_as(weights)), weights, accumulate=True)
-        adjoint = self._adjoint(seed, self._incoming(by_neighbour))[:, :n_nodes]
-        node_gradient = (by_slowness * adjoint).reshape(n_models, n_sources, n_nodes).sum(dim=1)
-        gradient = torch.zeros(n_models, self.grid.n_cells, dtype=dtype, device=device)
-        gradient.index_add_(1, self._node_cell.to(device), node_gradient)
-        distance = self._distance[plan.sources].to(device, dtype).repeat(n_models, 1)
-        source_term = (adjoint * distance * fixed).sum(dim=1).reshape(n_models, n_sources)
-        gradient.scatter_add_(1, source_cell.reshape(n_models, n_sources), source_term)
-        return (gradient * _NS).reshape(n_models, *self.grid.shape)
+        adjoint = self._linear_sweep(seed, self._incoming(by_neighbour))
+        per_field = self._cell_gradient(adjoint, by_slowness, distance, fixed, source_cell)
+        return per_field.reshape(n_models, n_sources, -1).sum(dim=1).reshape(n_models, *self.grid.shape)
 
     def _incoming(self, by_neighbour: torch.Tensor) -> torch.Tensor:
         """``(F, N, 8)``: what each neighbour's update passes back to a node, ``∂U_k/∂T_j`` for k next to j."""
@@ -348,16 +336,28 @@ class SweepingEikonal(ForwardOperator):
         padded = torch.cat([by_neighbour, by_neighbour.new_zeros(by_neighbour.shape[0], 1, 8)], dim=1)
         return padded[:, neighbours, opposite]
 
-    def _adjoint(self, seed: torch.Tensor, incoming: torch.Tensor) -> torch.Tensor:
-        """The adjoint of the update equations, ``λ_j = seed_j + Σ_k ∂U_k/∂T_j λ_k``, by the same sweeps."""
-        neighbours = self._neighbours.to(seed.device)
-        adjoint = seed.clone()
+    def _linear_sweep(self, forcing: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``x = forcing + Σ_d weights[..., d] x[neighbour d]`` by the solver's sweeps: the tangent-linear
+        system with the update's partials as weights, the adjoint one with :meth:`_incoming`'s.
+        ``forcing`` is ``(F, N + 1)``, its last column (no neighbour) zero."""
+        neighbours = self._neighbours.to(forcing.device)
+        solution = forcing.clone()
 
         def step(diagonal: torch.Tensor) -> torch.Tensor:
-            return seed[:, diagonal] + (incoming[:, diagonal] * adjoint[:, neighbours[diagonal]]).sum(-1)
+            return forcing[:, diagonal] + (weights[:, diagonal] * solution[:, neighbours[diagonal]]).sum(-1)
 
-        self._sweep(adjoint, step)
-        return adjoint
+        self._sweep(solution, step)
+        return solution
+
+    def _cell_gradient(self, adjoint: torch.Tensor, by_slowness: torch.Tensor, distance: torch.Tensor,
+                       fixed: torch.Tensor, source_cell: torch.Tensor) -> torch.Tensor:
+        """Adjoint fields ``(F, N + 1)`` pulled back to the cells, ``(F, n_cells)`` in m: through each
+        free node's own slowness and through the source's analytic start (``s · distance``)."""
+        adjoint = adjoint[:, :-1]
+        gradient = adjoint.new_zeros(adjoint.shape[0], self.grid.n_cells)
+        gradient.index_add_(1, self._node_cell.to(adjoint.device), by_slowness * adjoint)
+        gradient.scatter_add_(1, source_cell[:, None], (adjoint * distance * fixed).sum(dim=1, keepdim=True))
+        return gradient * _NS
 
     def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any = None) -> sp.csr_matrix:
         """∂t/∂s (m) of one model: one adjoint field per datum, the data swept together in chunks (one
@@ -366,24 +366,20 @@ class SweepingEikonal(ForwardOperator):
         with torch.no_grad():
             if state is None:
                 _, state = self._simulate(model, data_index)
-            plan, fields, node_slowness, fixed, source_cell = state
+            plan, fields, node_slowness, distance, fixed, source_cell = state
             by_neighbour, by_slowness = self._partials(fields, node_slowness, fixed)
-            incoming, n_nodes = self._incoming(by_neighbour), node_slowness.shape[1]
-            distance = self._distance[plan.sources].to(fields.dtype)
+            incoming = self._incoming(by_neighbour)
             blocks = []
             for first in range(0, len(plan.index), JACOBIAN_CHUNK):
                 data = np.arange(first, min(first + JACOBIAN_CHUNK, len(plan.index)))
                 field = plan.field_of_datum[data]
                 weights = self._receiver_weights[plan.index[data]].to(fields.dtype) / _NS
-                seed = fields.new_zeros(len(data), n_nodes + 1)
+                seed = fields.new_zeros(len(data), fields.shape[1])
                 seed.index_put_((torch.arange(len(data))[:, None].expand_as(weights),
                                  self._receiver_nodes[plan.index[data]]), weights, accumulate=True)
-                adjoint = self._adjoint(seed, incoming[field])[:, :n_nodes]
-                rows = fields.new_zeros(len(data), self.grid.n_cells)
-                rows.index_add_(1, self._node_cell, by_slowness[field] * adjoint)
-                rows.scatter_add_(1, source_cell[field][:, None],
-                                  (adjoint * distance[field] * fixed[field]).sum(dim=1, keepdim=True))
-                blocks.append(rows * _NS)
+                adjoint = self._linear_sweep(seed, incoming[field])
+                blocks.append(self._cell_gradient(adjoint, by_slowness[field], distance[field], fixed[field],
+                                                  source_cell[field]))
         return sp.csr_matrix(torch.cat(blocks).numpy())
 
     def extra_repr(self) -> str:
