@@ -55,7 +55,8 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
     sampler = LatentMCMC(n_chains=args.chains, n_temperatures=args.temperatures, n_warmup=args.warmup,
                          n_draws=args.draws, n_samples=args.samples, seed=args.seed, approach_steps=0,
                          progress=args.progress, independence=args.independence,
-                         delayed_acceptance=args.surrogate_steps > 0, surrogate_steps=max(args.surrogate_steps, 1))
+                         delayed_acceptance=args.surrogate_steps > 0, surrogate_steps=max(args.surrogate_steps, 1),
+                         leapfrog_steps=getattr(args, "leapfrog_steps", 1))
     if args.start == "laplace":
         starts = laplace_starts(problem, optima.parameters[0, 0], args.chains, 1.5,
                                 torch.Generator().manual_seed(args.seed))[None]
@@ -203,6 +204,8 @@ def main() -> None:
     parser.add_argument("--surrogate-steps", type=int, default=0, help="delayed acceptance with this many MALA "
                         "moves on the linearised surrogate per exact accept (LatentMCMCConfig.surrogate_steps; "
                         "0: plain MALA)")
+    parser.add_argument("--leapfrog-steps", type=int, default=1, help="HMC moves of this many leapfrog steps "
+                        "(LatentMCMCConfig.leapfrog_steps; 1: MALA). --warmup and --draws count moves")
     parser.add_argument("--progress", action="store_true", help="the sampler's progress bar")
     parser.add_argument("--resummarise", metavar="JSON", help="re-make the tables, figure and summary of a "
                         "saved run (its per-truth results and reliability curves) without sampling")

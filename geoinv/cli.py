@@ -290,15 +290,15 @@ def _cmd_invert(args: argparse.Namespace) -> None:
 
 
 def _sampler_settings(args: argparse.Namespace) -> dict:
-    """``--samples`` and ``--chains`` as settings of a sampling solver (refused for optimisers)."""
+    """The sampler's options (``--samples``, ``--chains``, ...) as its settings (refused for optimisers)."""
     pairs = (("n_samples", args.samples), ("n_chains", args.chains), ("n_draws", args.draws),
-             ("n_warmup", args.draws), ("starts", args.chain_starts))
+             ("n_warmup", args.draws), ("starts", args.chain_starts), ("leapfrog_steps", args.leapfrog_steps))
     settings = {name: value for name, value in pairs if value is not None}
     from .solvers import SOLVERS
 
     if settings and not SOLVERS.get(args.solver).samples:
-        raise ConfigError(f"--samples, --chains, --draws and --chain-starts set a sampler (--solver latent-mcmc), not "
-                          f"{args.solver!r}")
+        raise ConfigError(f"--samples, --chains, --draws, --chain-starts and --leapfrog-steps set a sampler "
+                          f"(--solver latent-mcmc), not {args.solver!r}")
     return settings
 
 
@@ -468,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--chain-starts", choices=("candidates", "laplace"),
                         help="latent-mcmc: a chain at each of the optimiser's best candidates, or every chain "
                              "around its best one, dispersed by its Laplace covariance")
+    invert.add_argument("--leapfrog-steps", type=_integer(1, 1000),
+                        help="latent-mcmc: Hamiltonian (HMC) moves of this many leapfrog steps, each a forward "
+                        "and backward pass (default 1: Langevin moves, MALA); --draws counts moves")
     invert.add_argument("--search-rounds", **SEARCH_ROUNDS)
     invert.add_argument("--seed", type=SEED, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")

@@ -147,8 +147,8 @@ def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
     write_survey(tmp_path / "field.h5", survey.with_data(times, 0.25e-9), grid, time_unit="ns")
     output = tmp_path / "samples.h5"
     arguments = ["invert", str(tmp_path / "field.h5"), "--solver", "latent-mcmc", "--starts", "3", "--epochs", "1",
-                 "--chains", "2", "--draws", "12", "--samples", "16", "--no-refine", "--quiet",
-                 "--output", str(output)]
+                 "--chains", "2", "--draws", "12", "--samples", "16", "--leapfrog-steps", "2", "--no-refine",
+                 "--quiet", "--output", str(output)]
     optimiser = ["latent-sgd" if word == "latent-mcmc" else word for word in arguments]
     assert main(optimiser) == 2  # sampler options are refused for an optimiser
     assert "--solver latent-mcmc" in capsys.readouterr().err
@@ -157,7 +157,7 @@ def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
     solutions = Solutions.from_hdf5(output)
     assert solutions.from_sampler and solutions.n_candidates == 16
     assert solutions.history["chain_latent"].shape == (12, 1, 2, 20)
-    assert solutions.config["starter"]["solver"] == "latent-sgd"
+    assert solutions.config["starter"]["solver"] == "latent-sgd" and solutions.config["leapfrog_steps"] == 2
     with h5py.File(output) as handle:
         assert bool(handle["solutions/posterior/from_sampler"][0])
     assert main([*optimiser, "--chain-starts", "laplace"]) == 2  # a sampler option (run in test_sampling)

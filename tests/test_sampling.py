@@ -299,3 +299,75 @@ def test_independence_moves_keep_the_chain_exact_and_decorrelate_it():
     assert "independence_rate" not in plain.history
     with pytest.raises(ConfigError, match="independence"):
         LatentMCMCConfig(independence=-1.0)
+
+
+def test_one_leapfrog_step_without_jitter_is_the_mala_move():
+    """HMC with a single leapfrog step proposes z + (ε²/2) Σ∇log π + ε L ξ and accepts by the same ratio."""
+    from geoinv.sampling import LatentPosterior, hamiltonian_step, mala_step
+
+    problem, _, observed, _, _, _ = gaussian_posterior()
+    posterior = LatentPosterior(problem, torch.as_tensor(observed)[None])
+    state = posterior.evaluate(torch.randn(1, 2, 4, 3, generator=torch.Generator().manual_seed(5)))
+    beta, log_step = torch.tensor([1.0, 0.5]), torch.full((1, 2), -0.7)
+    chol = torch.linalg.cholesky(0.3 * torch.eye(3) + 0.1).expand(1, 2, 4, 3, 3)
+    langevin, langevin_rate = mala_step(posterior, state, beta, log_step, chol, torch.Generator().manual_seed(9))
+    hamiltonian, hamiltonian_rate = hamiltonian_step(posterior, state, beta, log_step, chol,
+                                                     torch.Generator().manual_seed(9), 1, step_jitter=0.0)
+    torch.testing.assert_close(hamiltonian.latent, langevin.latent)
+    torch.testing.assert_close(hamiltonian_rate, langevin_rate)
+    assert 0 < float(langevin_rate.mean()) < 1  # some moves refused: the ratios were compared, not just ones
+
+
+def test_hamiltonian_moves_sample_a_skewed_posterior_exactly():
+    """Several leapfrog steps per move on a non-Gaussian target: the quadrature's mean and variance."""
+    mean, variance = skewed_moments()
+    start = torch.tensor([[0.7, 0.0], [0.9, 0.3], [0.6, -0.3], [0.8, 0.1]])
+    solutions = LatentMCMC(n_temperatures=1, n_draws=800, n_warmup=200, approach_steps=0, n_samples=400, seed=6,
+                           leapfrog_steps=4).solve(skewed_problem(), initial=start)
+    draws = torch.as_tensor(solutions.history["chain_latent"][:, 0, :, 0]).double().flatten()
+    report = mixing(solutions, warn=False)
+    standard_error = (variance / report.ess_bulk[0, 0]) ** 0.5
+    assert abs(float(draws.mean()) - mean) < 4 * standard_error
+    assert float(draws.var()) == pytest.approx(variance, rel=0.15)
+    assert report.rhat.max() < 1.02
+    assert abs(report.acceptance[0] - LatentMCMCConfig(leapfrog_steps=4).acceptance_goal) < 0.1
+    assert solutions.history["evaluations"] == 4 * (4 * (200 + 800)) + 4  # 4 chains, every leapfrog step, starts
+
+
+def test_hamiltonian_settings_are_checked():
+    assert LatentMCMCConfig().acceptance_goal == pytest.approx(0.574)
+    assert LatentMCMCConfig(leapfrog_steps=5).acceptance_goal == pytest.approx(0.651)
+    assert LatentMCMCConfig(leapfrog_steps=5, target_acceptance=0.8).acceptance_goal == 0.8
+    with pytest.raises(ConfigError, match="leapfrog_steps"):
+        LatentMCMCConfig(leapfrog_steps=0)
+    with pytest.raises(ConfigError, match="leapfrog_steps=3"):
+        LatentMCMCConfig(leapfrog_steps=3, delayed_acceptance=True)
+    with pytest.raises(ConfigError, match="target_acceptance"):
+        LatentMCMCConfig(target_acceptance=1.5)
+
+
+def test_leapfrog_is_reversible_and_conserves_energy_to_second_order():
+    """From the end point with reversed momenta the integrator returns to the start (what makes HMC exact),
+    and the energy error shrinks fourfold when ε halves."""
+    from geoinv.sampling import LatentPosterior
+    from geoinv.sampling.moves import leapfrog
+
+    problem = skewed_problem()
+    posterior = LatentPosterior(problem, torch.tensor([[1.0, 0.0]]))
+    generator = torch.Generator().manual_seed(3)
+    start = posterior.evaluate(torch.randn(1, 1, 4, 2, generator=generator, dtype=torch.float64))
+    momentum = torch.randn(1, 1, 4, 2, generator=generator, dtype=torch.float64)
+    beta, chol = torch.ones(1, dtype=torch.float64), torch.diag(torch.tensor([0.5, 0.8])).double().expand(1, 1, 4, 2, 2)
+
+    def energy(state, moving):
+        return -state.log_target(beta) + 0.5 * moving.pow(2).sum(dim=-1)
+
+    errors = []
+    for step in (0.1, 0.05):
+        epsilon = torch.full((1, 1, 4, 1), step, dtype=torch.float64)
+        end, moved = leapfrog(posterior, start, momentum, beta, epsilon, chol, round(0.6 / step))
+        back, returned = leapfrog(posterior, end, -moved, beta, epsilon, chol, round(0.6 / step))
+        torch.testing.assert_close(back.latent.double(), start.latent.double(), rtol=0, atol=2e-5)
+        torch.testing.assert_close(-returned, momentum, rtol=0, atol=2e-4)
+        errors.append((energy(end, moved) - energy(start, momentum)).abs().max())
+    assert errors[1] < 0.4 * errors[0] and errors[0] > 0

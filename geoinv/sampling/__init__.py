@@ -1,4 +1,4 @@
-"""Posterior sampling in a latent space: the tempered target, MALA and swap moves, the engine, diagnostics.
+"""Posterior sampling in a latent space: the tempered target, MALA, HMC and swap moves, the engine, diagnostics.
 
 The solver users call is :class:`geoinv.solvers.LatentMCMC` (``latent-mcmc``); this package holds its
 parts, and the checks a user runs on its output (:func:`mixing`, :func:`inference_data`,
@@ -17,7 +17,7 @@ from .engine import (
     run_replica_exchange,
     temperature_ladder,
 )
-from .moves import independence_step, langevin_proposal, mala_step, swap_step
+from .moves import hamiltonian_step, independence_step, langevin_proposal, mala_step, swap_step
 from .rto import RTOConfig, RTODraws, independence_chains, rto_draws
 from .target import ChainState, LatentPosterior
 
@@ -32,6 +32,7 @@ __all__ = [
     "RTODraws",
     "adaptation_windows",
     "approach",
+    "hamiltonian_step",
     "independence_chains",
     "independence_proposal",
     "independence_step",

@@ -1,4 +1,4 @@
-"""Replica-exchange MALA: approach, adaptive warm-up, then a fixed (exact) Markov chain.
+"""Replica-exchange MALA or HMC: approach, adaptive warm-up, then a fixed (exact) Markov chain.
 
 Warm-up (Stan's windowed scheme, simplified): the step size ε of every data set and
 temperature is tuned towards a target acceptance by Robbins–Monro on log ε; the
@@ -20,11 +20,16 @@ import torch
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .delayed import delayed_mala_step
-from .moves import independence_step, mala_step, swap_step
+from .moves import hamiltonian_step, independence_step, mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
-__all__ = ["PRECONDITIONERS", "ChainRecord", "adaptation_windows", "approach", "independence_proposal",
-           "laplace_covariance", "laplace_starts", "run_replica_exchange", "temperature_ladder"]
+__all__ = ["HMC_TARGET_ACCEPTANCE", "MALA_TARGET_ACCEPTANCE", "PRECONDITIONERS", "ChainRecord", "adaptation_windows",
+           "approach", "independence_proposal", "laplace_covariance", "laplace_starts", "run_replica_exchange",
+           "temperature_ladder"]
+
+#: the acceptance rate that is optimal for MALA (Roberts & Rosenthal 1998) and for HMC (Beskos et al. 2013)
+MALA_TARGET_ACCEPTANCE = 0.574
+HMC_TARGET_ACCEPTANCE = 0.651
 
 #: where covariance windows start and end, as fractions of the warm-up
 _WINDOWS = ((0.15, 0.35), (0.35, 0.6), (0.6, 0.9))
@@ -222,10 +227,11 @@ def _rescaled_step(log_step: torch.Tensor, old: torch.Tensor, new: torch.Tensor)
 
 def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, n_warmup: int,
                          n_draws: int, thin: int, generator: torch.Generator, monitor: Any = None,
-                         target_acceptance: float = 0.574, initial_step: float = 0.1,
+                         target_acceptance: float = MALA_TARGET_ACCEPTANCE, initial_step: float = 0.1,
                          adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton",
                          surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None,
-                         independence: float = 0.0, surrogate_steps: int = 1) -> ChainRecord:
+                         independence: float = 0.0, surrogate_steps: int = 1,
+                         leapfrog_steps: int = 1) -> ChainRecord:
     """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
 
     Parameters
@@ -243,7 +249,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     monitor : Monitor, optional
         Told of every step (acceptance and swap rates, ℓ of the best chain).
     target_acceptance : float
-        MALA's optimal acceptance is 0.574 (Roberts & Rosenthal 1998).
+        MALA's optimal acceptance is 0.574 (Roberts & Rosenthal 1998), HMC's 0.651 (Beskos et al.
+        2013; :data:`HMC_TARGET_ACCEPTANCE`).
     initial_step : float
         ε at β = 1 before adaptation (hotter replicas start at ε/√β, at most 1).
     adaptation_rate : float
@@ -265,7 +272,13 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         (:func:`~geoinv.sampling.moves.independence_step`) from the Laplace approximation at
         the mean of the last warm-up window's draws, its standard deviations times
         ``independence``; fixed for the recorded steps, so the chain stays exact. 0: off.
+    leapfrog_steps : int
+        1: each step is a MALA move; more: a Hamiltonian move of that many leapfrog steps
+        (:func:`~geoinv.sampling.moves.hamiltonian_step`), each a forward and backward pass. Not
+        with ``surrogate``.
     """
+    if surrogate is not None and leapfrog_steps > 1:
+        raise ConfigError("delayed acceptance screens Langevin proposals: use leapfrog_steps=1 with a surrogate")
     n_surveys, n_temperatures, n_chains, n_parameters = start.shape
     beta = beta.to(start)
     state = posterior.evaluate(start)
@@ -297,6 +310,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                                                                  chol, generator, surrogate_steps)
             acceptance = accepted.float()
             passed += first[:, 0].float().mean(dim=1).cpu()
+        elif leapfrog_steps > 1:
+            state, acceptance = hamiltonian_step(posterior, state, beta, log_step, chol, generator, leapfrog_steps)
         else:
             state, acceptance = mala_step(posterior, state, beta, log_step, chol, generator)
         if fixed is not None:

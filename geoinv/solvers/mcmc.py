@@ -13,7 +13,15 @@ import torch
 from .._typing import TensorLike
 from ..errors import ConfigError
 from ..problem import InverseProblem
-from ..sampling.engine import PRECONDITIONERS, approach, laplace_starts, run_replica_exchange, temperature_ladder
+from ..sampling.engine import (
+    HMC_TARGET_ACCEPTANCE,
+    MALA_TARGET_ACCEPTANCE,
+    PRECONDITIONERS,
+    approach,
+    laplace_starts,
+    run_replica_exchange,
+    temperature_ladder,
+)
 from ..sampling.target import LatentPosterior
 from .base import Search, Solutions, Solver, check_n_starts
 
@@ -44,8 +52,14 @@ class LatentMCMCConfig:
     n_samples : int
         Posterior draws returned as candidates per data set (thinned evenly from
         ``n_chains × n_draws``); ``solve(n_candidates=...)`` overrides it.
-    target_acceptance : float
-        MALA acceptance the warm-up aims at (0.574 is optimal for smooth targets).
+    target_acceptance : float, optional
+        Acceptance the warm-up's step-size adaptation aims at; None: the optimum for smooth targets,
+        0.574 for MALA and 0.651 for HMC (``leapfrog_steps`` > 1).
+    leapfrog_steps : int
+        1: every step is a Langevin (MALA) move. More: a Hamiltonian (HMC) move of that many leapfrog
+        steps, each one forward and backward pass: a step costs ``leapfrog_steps`` times as much and
+        travels about as many times as far, without a random walk's back-tracking, which pays where
+        MALA's draws stay correlated for hundreds of steps (curved, eikonal posteriors).
     initial_step : float
         Step size ε at β = 1 before adaptation.
     preconditioner : {'gauss-newton', 'covariance'}
@@ -97,7 +111,8 @@ class LatentMCMCConfig:
     max_temperature: float = 3.0
     approach_steps: int = 100
     n_samples: int = 1000
-    target_acceptance: float = 0.574
+    target_acceptance: float | None = None
+    leapfrog_steps: int = 1
     initial_step: float = 0.1
     preconditioner: str = "gauss-newton"
     delayed_acceptance: bool = False
@@ -112,15 +127,20 @@ class LatentMCMCConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("n_chains", 2), ("n_draws", 1), ("n_warmup", 0), ("n_temperatures", 1),
-                          ("approach_steps", 0), ("n_samples", 1), ("chunk", 1), ("surrogate_steps", 1)):
+                          ("approach_steps", 0), ("n_samples", 1), ("chunk", 1), ("surrogate_steps", 1),
+                          ("leapfrog_steps", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         check_n_starts(self.n_samples, "n_samples")
         if not (math.isfinite(self.max_temperature) and self.max_temperature >= 1):
             raise ConfigError(f"max_temperature must be finite and >= 1, got {self.max_temperature!r}")
-        if not 0 < self.target_acceptance < 1:
-            raise ConfigError(f"target_acceptance must lie in (0, 1), got {self.target_acceptance!r}")
+        if self.target_acceptance is not None and not 0 < self.target_acceptance < 1:
+            raise ConfigError(f"target_acceptance must lie in (0, 1) (or None: the optimum of the move), "
+                              f"got {self.target_acceptance!r}")
+        if self.leapfrog_steps > 1 and self.delayed_acceptance:
+            raise ConfigError("delayed_acceptance screens Langevin proposals; it does not combine with "
+                              f"leapfrog_steps={self.leapfrog_steps}: use one or the other")
         if self.surrogate_steps > 1 and not self.delayed_acceptance:
             raise ConfigError(f"surrogate_steps={self.surrogate_steps} are moves on delayed acceptance's surrogate; "
                               "set delayed_acceptance=True as well (or surrogate_steps=1)")
@@ -138,15 +158,23 @@ class LatentMCMCConfig:
             raise ConfigError(f"independence must be finite and >= 0 (a factor on the Laplace standard deviations; "
                               f"0 switches the move off), got {self.independence!r}")
 
+    @property
+    def acceptance_goal(self) -> float:
+        """``target_acceptance``, or the optimum of the move when it is None."""
+        if self.target_acceptance is not None:
+            return self.target_acceptance
+        return HMC_TARGET_ACCEPTANCE if self.leapfrog_steps > 1 else MALA_TARGET_ACCEPTANCE
+
 
 class LatentMCMC(Solver):
-    """Posterior sampling in a prior's latent space: replica-exchange, preconditioned MALA.
+    """Posterior sampling in a prior's latent space: replica-exchange, preconditioned MALA or HMC.
 
     Targets log π(z | d) = log p(z) − ½ Σᵢ ((F(z)ᵢ − dᵢ)/σᵢ)² for every data set, with
     ``n_chains`` chains on each of ``n_temperatures`` rungs of a likelihood-tempering
     ladder; all chains of all rungs and data sets move in one batched forward and
     backward call per step. Each step is a Metropolis-adjusted Langevin move
-    (z' = z + (ε²/2) Σ ∇log π + ε L ξ) followed by swaps between neighbouring rungs
+    (z' = z + (ε²/2) Σ ∇log π + ε L ξ), or with ``leapfrog_steps`` > 1 a Hamiltonian move
+    of that many leapfrog steps (mass matrix Σ⁻¹), followed by swaps between neighbouring rungs
     (even and odd pairs in turn), which carry states between basins. Warm-up adapts
     ε per rung towards ``target_acceptance`` and estimates the preconditioner Σ from
     the chains' draws; the recorded steps then run a fixed, exact chain.
@@ -162,7 +190,7 @@ class LatentMCMC(Solver):
     Adam steps towards their rung's posterior; ``initial=`` gives them instead
     (``n_chains`` of them: one per chain, shared by the rungs; otherwise up to
     ``n_temperatures·n_chains``, taken in turn by the chains, rung after rung).
-    Cost: ``n_temperatures × n_chains × (approach_steps + n_warmup + n_draws)``
+    Cost: ``n_temperatures × n_chains × (approach_steps + leapfrog_steps × (n_warmup + n_draws))``
     forward and backward evaluations per data set. Needs a noise level and a
     prior with a log-density (``problem.prior``).
     """
@@ -251,11 +279,12 @@ class LatentMCMC(Solver):
             start = approach(posterior, start, beta, config.approach_steps)
         with self.monitor("latent MCMC", config.n_warmup + config.n_draws) as monitor:
             record = run_replica_exchange(posterior, start, beta, config.n_warmup, config.n_draws, thin, generator,
-                                          monitor, config.target_acceptance, config.initial_step,
+                                          monitor, config.acceptance_goal, config.initial_step,
                                           preconditioner=config.preconditioner,
                                           surrogate=self._screen(problem, target),
                                           surrogate_steps=config.surrogate_steps,
-                                          independence=config.independence)
+                                          independence=config.independence,
+                                          leapfrog_steps=config.leapfrog_steps)
         kept = _evenly(record.kept_latent.shape[1], n_samples)
         history = {"chain_latent": record.latent, "chain_log_likelihood": record.log_likelihood,
                    "chain_log_posterior": record.log_posterior, "chain_acceptance": record.acceptance,
