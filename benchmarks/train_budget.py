@@ -54,6 +54,9 @@ SETTINGS: dict[str, tuple[dict, str]] = {
     "beta250-compiled": ({"beta": 250.0, "compile": True}, "β 250 with torch.compile (1.08–1.09× the steps, s41)"),
     "beta250-adversarial": ({"beta": 250.0, "adversarial": 1.0},
                             "β 250 with the adversarial term from the start (2.6× the cost per crop)"),
+    "beta250-adversarial-variogram": ({"beta": 250.0, "adversarial": 1.0, "variogram_weight": 1.0},
+                                      "β 250, the adversarial term and its pull of the prior's variograms "
+                                      "(x and z) to the training image's"),
     "beta250-latent64": ({"beta": 250.0, "latent_dim": 64},
                          "β 250 with 64 latent dimensions instead of 20 (room for images with many thin channels)"),
 }

@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 import torch
 
 from geoinv import CheckpointError, ConfigError, GeoinvWarning
+from geoinv.metrics import variogram
 from geoinv.prior import (
     VAE,
     ChannelConfig,
@@ -19,6 +21,8 @@ from geoinv.prior.adversarial import (
     adaptive_weight,
     discriminator_loss,
     generator_loss,
+    indicator_variogram,
+    variogram_penalty,
 )
 from geoinv.prior.vae import read_checkpoint, vae_loss
 
@@ -195,9 +199,11 @@ def test_bad_inputs():
 
 
 
-def test_adversarial_training_resumes_exactly(tmp_path, image):
+@pytest.mark.parametrize("variogram_weight", [0.0, 1.0])
+def test_adversarial_training_resumes_exactly(tmp_path, image, variogram_weight):
     settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 5,
-                "eval_patches": 16, "seed": 4, "adversarial": 0.5, "adversarial_batch": 4}
+                "eval_patches": 16, "seed": 4, "adversarial": 0.5, "adversarial_batch": 4,
+                "variogram_weight": variogram_weight}
     resumed = _assert_resume_is_exact(tmp_path, image, settings, steps=8, stop_at=4)
     history = resumed.metadata["history"]
     assert len(history["prior_binary_like"]) == len(history["step"]) == 3  # steps 4, 5 and 8
@@ -248,6 +254,47 @@ def test_generator_loss_pulls_towards_the_target_proportion():
     assert pulled.item() == pytest.approx(plain.item() + 25.0, rel=1e-4)  # ((0.2 - 0.3) / 0.02)² = 25
     (gradient,) = torch.autograd.grad(pulled - plain, soft)
     assert (gradient < 0).all()  # raising the channel values lowers the loss
+
+
+def test_indicator_variogram_is_the_metric_s_variogram_at_every_lag():
+    models = torch.rand(3, 17, 11, dtype=torch.float64)
+    for dim, max_lag in ((1, 16), (2, 10), (1, 5)):
+        assert np.allclose(indicator_variogram(models, max_lag, dim).numpy(), variogram(models.numpy(), max_lag, dim),
+                           rtol=0, atol=1e-12)
+
+
+def test_variogram_penalty_measures_the_binary_draws_and_pulls_the_soft_ones():
+    binary = (torch.rand(6, 32, 32, generator=torch.Generator().manual_seed(1)) > 0.7).double()
+    target_x, target_z = indicator_variogram(binary, 16, 2), indicator_variogram(binary, 16, 1)
+    # soft values on the right side of 0.5 threshold to the same binary models: no gap
+    soft = (0.2 + 0.6 * binary).requires_grad_()
+    assert variogram_penalty(soft, target_x, target_z).item() == pytest.approx(0.0, abs=1e-20)
+    # a 10 % larger target at every lag is a gap of 0.1 / 1.1 of the target, in units of scale 0.05
+    penalty = variogram_penalty(soft, 1.1 * target_x, 1.1 * target_z, scale=0.05)
+    assert penalty.item() == pytest.approx((0.1 / 1.1 / 0.05) ** 2, rel=1e-9)
+    (gradient,) = torch.autograd.grad(penalty, soft)
+    assert gradient.abs().sum() > 0  # straight-through: the soft values get the binary models' gradient
+    critic = PatchDiscriminator(widths=(8, 16))
+    plain = generator_loss(critic, soft.float())
+    pulled = generator_loss(critic, soft.float(), target_variograms=(1.1 * target_x.float(), 1.1 * target_z.float()),
+                            variogram_weight=2.0)
+    assert (pulled - plain).item() == pytest.approx(2.0 * penalty.item(), rel=1e-4)
+
+
+def test_train_variograms_are_the_crops_variograms(image):
+    sampler = PatchSampler(image, (32, 32), 0.25)
+    target_x, target_z = sampler.train_variograms
+    assert target_x.shape == target_z.shape == (16,)
+    crops = sampler.train_batch(5000, torch.Generator().manual_seed(0)).numpy()
+    assert np.allclose(target_x.numpy(), variogram(crops, 16, 2), rtol=0.02)
+    assert np.allclose(target_z.numpy(), variogram(crops, 16, 1), rtol=0.02)
+
+
+def test_variogram_weight_needs_the_adversarial_term():
+    with pytest.raises(ConfigError, match="adversarial > 0"):
+        TrainConfig(variogram_weight=1.0)
+    with pytest.raises(ConfigError, match="variogram_weight >= 0"):
+        TrainConfig(adversarial=1.0, variogram_weight=-1.0)
 
 
 def test_train_proportion_is_the_expected_crop_mean(image):

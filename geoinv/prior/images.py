@@ -96,6 +96,31 @@ class PatchSampler:
         weighted = row_weight @ self.image.double() @ col_weight
         return float(weighted / (row_weight.sum() * col_weight.sum()))
 
+    @cached_property  # read every step of a variogram-matched training; the image does not change
+    def train_variograms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expected indicator variograms of a random training crop along x (lags 1…nx // 2) and z
+        (lags 1…nz // 2), the lags the prior report compares.
+
+        Exact, not sampled: each pair of cells is weighted by the number of crop
+        positions that hold both (as :attr:`train_proportion` weights cells).
+        """
+        nz, nx = self.patch_shape
+        image = self.image[self.train_rows[0]:self.train_rows[1]].double()
+        return (self._crop_variogram(image.T, nx, nz, nx // 2), self._crop_variogram(image, nz, nx, nz // 2))
+
+    @classmethod
+    def _crop_variogram(cls, image: torch.Tensor, size: int, across: int, max_lag: int) -> torch.Tensor:
+        """γ(h) along the rows of ``image`` (crops ``size`` long that way and ``across`` the other way)."""
+        rows, cols = image.shape
+        col_weight = cls._coverage(cols, (0, cols), across)
+        gamma = torch.empty(max_lag, dtype=torch.float64)
+        for lag in range(1, max_lag + 1):  # loop over lags; every cell at once
+            # a pair (r, r + lag) lies in the crops whose first row is in [r + lag − size + 1, r]
+            row_weight = cls._coverage(rows - lag, (0, rows - lag), size - lag)
+            squares = (image[lag:] - image[:-lag]).square()
+            gamma[lag - 1] = 0.5 * (row_weight @ squares @ col_weight) / (row_weight.sum() * col_weight.sum())
+        return gamma.float()
+
     @staticmethod
     def _coverage(length: int, index_range: tuple[int, int], size: int) -> torch.Tensor:
         """How many crop positions inside ``index_range`` cover each index."""

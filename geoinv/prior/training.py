@@ -66,6 +66,11 @@ class TrainConfig:
     proportion_weight : float
         Weight of the pull of the prior draws' mean towards the training
         image's channel proportion, inside the adversarial term (0: off).
+    variogram_weight : float
+        Weight of the pull of the prior draws' indicator variograms (along x
+        and z, to half the model's size) towards the training image's, inside
+        the adversarial term (0: off; see
+        :func:`geoinv.prior.adversarial.variogram_penalty`).
     compile : bool
         Run the VAE's training pass through ``torch.compile`` (faster steps
         after a one-off compile of seconds to a minute; see the results page).
@@ -91,6 +96,7 @@ class TrainConfig:
     adversarial_batch: int = 50
     discriminator_lr: float = 2e-4
     proportion_weight: float = 1.0
+    variogram_weight: float = 0.0
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -101,9 +107,12 @@ class TrainConfig:
         if self.beta_warmup_steps < 0:
             raise ConfigError(f"beta_warmup_steps must be >= 0, got {self.beta_warmup_steps}")
         if self.adversarial < 0 or self.adversarial_batch < 1 or self.discriminator_lr <= 0 \
-                or self.proportion_weight < 0:
-            raise ConfigError("adversarial >= 0, adversarial_batch >= 1, discriminator_lr > 0 and "
-                              "proportion_weight >= 0 are required")
+                or self.proportion_weight < 0 or self.variogram_weight < 0:
+            raise ConfigError("adversarial >= 0, adversarial_batch >= 1, discriminator_lr > 0, "
+                              "proportion_weight >= 0 and variogram_weight >= 0 are required")
+        if self.variogram_weight > 0 and self.adversarial == 0:
+            raise ConfigError("variogram_weight acts inside the adversarial term: set adversarial > 0 too "
+                              "(e.g. adversarial=1.0)")
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
         if self.reconstruction not in ("bce", "mse"):
@@ -250,8 +259,12 @@ class _Trainer:
         if self.critic is not None:
             latent = torch.randn(config.adversarial_batch, self.vae.latent_dim, generator=self.generator)
             fake = self.vae.decode(latent.to(self.device))
+            variograms = self.sampler.train_variograms if config.variogram_weight > 0 else None
             adversarial = generator_loss(self.critic, fake, self.sampler.train_proportion,
-                                         config.proportion_weight)
+                                         config.proportion_weight,
+                                         target_variograms=None if variograms is None
+                                         else (variograms[0].to(self.device), variograms[1].to(self.device)),
+                                         variogram_weight=config.variogram_weight)
             last_layer = self.vae.decoder_conv[-1].weight
             assert isinstance(last_layer, torch.Tensor)
             loss = loss + adaptive_weight(recon, adversarial, last_layer, config.adversarial) * adversarial

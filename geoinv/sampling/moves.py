@@ -107,7 +107,7 @@ def hamiltonian_step(posterior: LatentPosterior, state: ChainState, beta: torch.
 
     The mass matrix is Σ⁻¹ (momenta r in Σ's whitened coordinates, r ~ N(0, I)): each leapfrog step
     is r ← r + (ε/2) Lᵀ∇log π_β(z), z ← z + ε L r, r ← r + (ε/2) Lᵀ∇log π_β(z), and the end point is
-    accepted with min(1, exp(−ΔH)), H = −log π_β(z) + |r|²/2. A trajectory of ``n_leapfrog`` steps
+    accepted with min(1, exp(−ΔH)), H = −log π_β(z) + ‖r‖²/2. A trajectory of ``n_leapfrog`` steps
     travels about ``n_leapfrog`` times as far as a Langevin step for as many forward and backward
     passes, without the random walk's back-tracking. With one leapfrog step and no jitter it is MALA
     (:func:`mala_step`). ε is jittered per chain and move (log ε ± ``step_jitter``, independent of
@@ -147,7 +147,7 @@ def hamiltonian_step(posterior: LatentPosterior, state: ChainState, beta: torch.
 
 def leapfrog(posterior: LatentPosterior, state: ChainState, momentum: torch.Tensor, beta: torch.Tensor,
              step: torch.Tensor, chol: torch.Tensor, n_steps: int) -> tuple[ChainState, torch.Tensor]:
-    """``n_steps`` leapfrog steps of Hamilton's equations for H = −log π_β(z) + |r|²/2, z = L·(whitened).
+    """``n_steps`` leapfrog steps of Hamilton's equations for H = −log π_β(z) + ‖r‖²/2, z = L·(whitened).
 
     Reversible (from the end with −r it returns to the start) and volume-preserving, for any
     gradient that depends on z alone: what makes :func:`hamiltonian_step` exact.
