@@ -113,7 +113,7 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                          beta_warmup_steps=args.beta_warmup,
                          reconstruction=args.loss, seed=args.seed, max_minutes=args.minutes,
                          checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial,
-                         compile=args.compile)
+                         variogram_weight=args.variogram_weight, compile=args.compile)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
                     image_source=image_path.name, image_channels=args.channels or "default", keep=args.keep)
     history = vae.metadata["history"]
@@ -565,6 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", choices=("bce", "mse"), default=train_defaults.reconstruction)
     train.add_argument("--adversarial", type=_number(0.0, low_open=False), default=train_defaults.adversarial,
                        help="weight factor of the discriminator term on prior draws (0: plain VAE)")
+    train.add_argument("--variogram-weight", type=_number(0.0, low_open=False),
+                       default=train_defaults.variogram_weight,
+                       help="with --adversarial: pull of the prior draws' variograms (x and z) towards the "
+                            "training image's (0: off)")
     train.add_argument("--seed", type=SEED, default=train_defaults.seed)
     train.add_argument("--device", default="cpu")
     train.add_argument("--threads", type=_integer(1, 1024), help="torch CPU threads")

@@ -1,0 +1,92 @@
+"""MALA against HMC in latent-mcmc at the same gradient budget per chain (issue 27).
+
+The truths, noise draws and σ of ``sampling_study`` (decoder samples drawn with ``--truth-seed``,
+noise seed ``truth_seed + 1 + k``, σ = 0.25 ns). Per truth: a centre in the basin by Gauss-Newton
+from the true latent vector (``rto_study --center truth``: this measures the moves apart from the
+search), Laplace starts around it (``--spread`` of the Laplace covariance), then each ``--moves``
+entry ``L:WARMUP:DRAWS`` (L leapfrog steps per iteration; L = 1 is MALA) runs the same chains
+from the same starts with one temperature. Equal budgets mean equal ``L · (WARMUP + DRAWS)``.
+Reported per move: split R-hat, bulk and tail ESS (ArviZ, over the latent coordinates),
+acceptance, the adapted step, CPU seconds and bulk ESS per CPU minute.
+
+Run: ``python -m benchmarks chain_moves [--truths 3] [--only K] [--moves 1:500:750 5:100:150]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from _common import print_table, write_json
+from latent_sgd_study import NOISE_NS
+from rto_study import centre
+
+from geoinv import FaciesVelocity, Grid2D, LatentMCMC, Survey, build_problem, forward, ns_to_s
+from geoinv.prior import default_vae
+from geoinv.sampling import laplace_starts, mixing
+
+
+def run_move(problem, starts: torch.Tensor, move: str, args) -> dict:
+    leapfrog, warmup, draws = (int(part) for part in move.split(":"))
+    started = time.process_time()
+    solution = LatentMCMC(n_chains=args.chains, n_temperatures=1, n_warmup=warmup, n_draws=draws,
+                          n_samples=args.chains * draws, seed=args.seed, approach_steps=0,
+                          leapfrog_steps=leapfrog, progress=args.progress).solve(problem, initial=starts)
+    cpu = time.process_time() - started
+    report = mixing(solution, warn=False)
+    return {"move": "MALA" if leapfrog == 1 else f"HMC L={leapfrog}", "leapfrog_steps": leapfrog,
+            "warmup": warmup, "draws": draws, "gradients_per_chain": leapfrog * (warmup + draws),
+            "cpu_s": cpu, "rhat_max": float(report.rhat.max()), "ess_bulk_min": float(report.ess_bulk.min()),
+            "ess_bulk_median": float(np.median(report.ess_bulk)), "ess_tail_min": float(report.ess_tail.min()),
+            "acceptance": float(report.acceptance[0]),
+            "step": float(np.asarray(solution.history["step_size"]).ravel()[0]),
+            "ess_bulk_min_per_cpu_min": float(report.ess_bulk.min()) / (cpu / 60)}
+
+
+def run_truth(operator, vae, latent_truth: torch.Tensor, noise_seed: int, args) -> list[dict]:
+    petrophysics = FaciesVelocity()
+    truth = vae.decode(latent_truth[None])[0].detach()
+    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
+                                         torch.Generator().manual_seed(noise_seed))
+    problem = build_problem(field, vae, operator, petrophysics)
+    args.center = "truth"
+    point, _ = centre(problem, latent_truth, args)
+    starts = laplace_starts(problem, point, args.chains, args.spread, torch.Generator().manual_seed(args.seed))[None]
+    return [run_move(problem, starts, move, args) for move in args.moves]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 truth, straight ray, short chains: checks the script")
+    parser.add_argument("--forward", default="eikonal")
+    parser.add_argument("--truths", type=int, default=3)
+    parser.add_argument("--truth-seed", type=int, default=6047, help="sampling_study's s34 truths by default")
+    parser.add_argument("--moves", nargs="+", default=["1:500:750", "5:100:150"],
+                        help="L:WARMUP:DRAWS per move (L = 1: MALA)")
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--spread", type=float, default=1.5, help="Laplace starts' scale of the covariance")
+    parser.add_argument("--only", type=int, nargs="+", help="run only these truths")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--name", default="chain_moves")
+    args = parser.parse_args()
+    if args.quick:
+        args.truths, args.forward, args.moves = 1, "straight-ray", ["1:20:30", "2:10:15"]
+    torch.set_num_threads(1)
+    vae = default_vae().frozen()
+    operator = forward(args.forward, grid=Grid2D.crosshole(), survey=Survey.crosshole())
+    rows = []
+    for k, latent in enumerate(vae.sample_latent(args.truths, torch.Generator().manual_seed(args.truth_seed))):
+        if args.only is None or k in args.only:
+            rows += [{"truth": k, **row} for row in run_truth(operator, vae, latent, args.truth_seed + 1 + k, args)]
+    print_table(rows, [("truth", "truth", "d"), ("move", "move", "s"), ("gradients_per_chain", "gradients", "d"),
+                       ("acceptance", "acceptance", ".2f"), ("step", "step", ".3f"), ("rhat_max", "R-hat max", ".3f"),
+                       ("ess_bulk_min", "ESS bulk", ".0f"), ("ess_tail_min", "ESS tail", ".0f"),
+                       ("cpu_s", "CPU s", ".0f"), ("ess_bulk_min_per_cpu_min", "ESS/CPU min", ".2f")])
+    write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args)})
+
+
+if __name__ == "__main__":
+    main()
