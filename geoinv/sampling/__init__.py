@@ -17,7 +17,15 @@ from .engine import (
     run_replica_exchange,
     temperature_ladder,
 )
-from .moves import hamiltonian_step, independence_step, langevin_proposal, mala_step, swap_step
+from .moves import (
+    hamiltonian_step,
+    independence_step,
+    langevin_proposal,
+    local_metric_factor,
+    mala_step,
+    manifold_mala_step,
+    swap_step,
+)
 from .rto import RTOConfig, RTODraws, independence_chains, rto_draws
 from .target import ChainState, LatentPosterior
 
@@ -41,7 +49,9 @@ __all__ = [
     "langevin_proposal",
     "laplace_covariance",
     "laplace_starts",
+    "local_metric_factor",
     "mala_step",
+    "manifold_mala_step",
     "mixing",
     "reliability_curve",
     "rto_draws",

@@ -20,7 +20,7 @@ import torch
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .delayed import delayed_mala_step
-from .moves import hamiltonian_step, independence_step, mala_step, swap_step
+from .moves import hamiltonian_step, independence_step, mala_step, manifold_mala_step, swap_step
 from .target import ChainState, LatentPosterior
 
 __all__ = ["HMC_TARGET_ACCEPTANCE", "MALA_TARGET_ACCEPTANCE", "PRECONDITIONERS", "ChainRecord", "adaptation_windows",
@@ -123,7 +123,7 @@ def approach(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor
 
 
 #: how the warm-up estimates each chain's preconditioner Σ
-PRECONDITIONERS = ("gauss-newton", "covariance")
+PRECONDITIONERS = ("gauss-newton", "covariance", "local")
 
 
 def _covariance_factor(draws: torch.Tensor) -> torch.Tensor:
@@ -255,10 +255,12 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         ε at β = 1 before adaptation (hotter replicas start at ε/√β, at most 1).
     adaptation_rate : float
         Robbins–Monro gain on log ε per step.
-    preconditioner : {'gauss-newton', 'covariance'}
+    preconditioner : {'gauss-newton', 'covariance', 'local'}
         At the end of each warm-up window: each chain's Gauss-Newton posterior
         covariance at its current point, or the window's draws' covariance
-        pooled over the chains of a temperature (no Jacobians; suits one basin).
+        pooled over the chains of a temperature (no Jacobians; suits one basin);
+        or ``'local'``: at every step each point's own Gauss-Newton covariance
+        (:func:`~geoinv.sampling.moves.manifold_mala_step`, one Jacobian per chain and step).
     surrogate : callable, optional
         ``surrogate(anchors)`` with the chains' states ``(S, K, C, n)`` at the end of
         warm-up returns a cheap, fixed approximation of the target (a
@@ -279,9 +281,13 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     """
     if surrogate is not None and leapfrog_steps > 1:
         raise ConfigError("delayed acceptance screens Langevin proposals: use leapfrog_steps=1 with a surrogate")
+    local = preconditioner == "local"
+    if local and (surrogate is not None or leapfrog_steps > 1 or independence > 0):
+        raise ConfigError("preconditioner='local' moves by manifold MALA alone: not with a surrogate, "
+                          "leapfrog_steps > 1 or independence moves")
     n_surveys, n_temperatures, n_chains, n_parameters = start.shape
     beta = beta.to(start)
-    state = posterior.evaluate(start)
+    state = posterior.evaluate(start, metric=local)
     log_step = (math.log(initial_step) - 0.5 * beta.log()).clamp(max=0.0).expand(n_surveys, -1).clone()
     chol = torch.eye(n_parameters).to(start).expand(n_surveys, n_temperatures, n_chains, -1, -1).clone()
     windows = adaptation_windows(n_warmup)
@@ -310,6 +316,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                                                                  chol, generator, surrogate_steps)
             acceptance = accepted.float()
             passed += first[:, 0].float().mean(dim=1).cpu()
+        elif local:
+            state, acceptance = manifold_mala_step(posterior, state, beta, log_step, generator)
         elif leapfrog_steps > 1:
             state, acceptance = hamiltonian_step(posterior, state, beta, log_step, chol, generator, leapfrog_steps)
         else:
@@ -328,7 +336,7 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             for start_step, end_step in windows:
                 if start_step <= step < end_step:
                     window_draws.append(state.latent.clone())
-                if step == end_step - 1:
+                if step == end_step - 1 and not local:
                     center = torch.stack(window_draws).mean(dim=(0, 3))
                     new_chol = (_gauss_newton_factor(posterior, state, beta) if preconditioner == "gauss-newton"
                                 else _covariance_factor(torch.stack(window_draws)))

@@ -13,7 +13,8 @@ import torch
 
 from .target import ChainState, LatentPosterior
 
-__all__ = ["hamiltonian_step", "independence_step", "langevin_proposal", "leapfrog", "mala_step", "swap_step"]
+__all__ = ["hamiltonian_step", "independence_step", "langevin_proposal", "leapfrog", "local_metric_factor",
+           "mala_step", "manifold_mala_step", "swap_step"]
 
 #: relative spread of HMC's step size from move to move (uniform in log ε ± this), against periodic orbits
 STEP_JITTER = 0.2
@@ -97,6 +98,46 @@ def mala_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor,
         The acceptance probabilities min(1, α) (what step-size adaptation averages).
     """
     proposed, log_ratio = langevin_proposal(posterior.evaluate, state, beta, log_step, chol, generator)
+    return _metropolis(state, proposed, log_ratio, generator)
+
+
+def local_metric_factor(state: ChainState, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per chain, the Cholesky factor L of Σ(z) = (β JᵀΣ_d⁻¹J + I)⁻¹ at its own point, and log det L.
+
+    The identity is the curvature of an N(0, I) latent prior. Needs ``state.gram``.
+    """
+    if state.gram is None:
+        raise ValueError("a position-dependent metric needs states evaluated with metric=True")
+    n_parameters = state.latent.shape[-1]
+    identity = torch.eye(n_parameters, dtype=torch.float64, device=state.gram.device)
+    hessian = beta.double()[:, None, None, None] * state.gram.double() + identity
+    # L = chol(H)⁻ᵀ satisfies L Lᵀ = H⁻¹; from the flipped Cholesky factor, lower triangular as _times needs
+    flip = torch.linalg.cholesky(hessian.flip(-1, -2)).flip(-1, -2)  # upper U with U Uᵀ = H
+    factor = torch.linalg.solve_triangular(flip, identity.expand_as(hessian), upper=True).transpose(-1, -2)
+    log_det = factor.diagonal(dim1=-2, dim2=-1).log().sum(dim=-1)
+    return factor.to(state.latent), log_det.to(state.latent)
+
+
+def manifold_mala_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor, log_step: torch.Tensor,
+                       generator: torch.Generator) -> tuple[ChainState, torch.Tensor]:
+    """One simplified manifold MALA move of every chain: the preconditioner is each point's own metric.
+
+    z' = z + (ε²/2) Σ(z) ∇log π_β(z) + ε L(z) ξ with Σ(z) = L(z) L(z)ᵀ = (β JᵀΣ_d⁻¹J + I)⁻¹ at z
+    (Girolami & Calderhead 2011, without the metric's derivative terms), accepted with the ratio of
+    the two proposal densities, whose normalising constants differ by det L(z') / det L(z). A fixed
+    preconditioner fits a basin where it was measured; this one follows the curvature as it changes
+    within a step's reach, for one Jacobian per chain and step more. ``state`` needs ``gram``.
+    """
+    step = log_step.exp()
+    chol, log_det = local_metric_factor(state, beta)
+    noise = torch.randn(state.latent.shape, generator=generator).to(state.latent)
+    proposed = posterior.evaluate(_drift(state, beta, step, chol) + step[..., None, None] * _times(chol, noise),
+                                  metric=True)
+    proposed_chol, proposed_log_det = local_metric_factor(proposed, beta)
+    reverse = _whitened(proposed_chol, state.latent - _drift(proposed, beta, step, proposed_chol))
+    log_ratio = (proposed.log_target(beta) - state.log_target(beta)
+                 - 0.5 * (reverse / step[..., None, None]).pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1)
+                 - proposed_log_det + log_det)
     return _metropolis(state, proposed, log_ratio, generator)
 
 

@@ -7,6 +7,7 @@ log π_β(z) = log p(z) + β ℓ(z), with ℓ(z) = −½ Σᵢ ((F(z)ᵢ − d�
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -32,6 +33,9 @@ class ChainState:
         ``log p(z)`` (up to a constant) and its gradient.
     data : torch.Tensor, shape (S, K, C, n_data)
         Simulated data at ``latent`` (problem's data unit).
+    gram : torch.Tensor, shape (S, K, C, n, n), optional
+        JᵀΣ_d⁻¹J at ``latent`` (the Gauss-Newton curvature of −ℓ, independent of the
+        temperature), for moves with a position-dependent metric; None otherwise.
     """
 
     latent: torch.Tensor
@@ -40,6 +44,7 @@ class ChainState:
     log_prior: torch.Tensor
     grad_log_prior: torch.Tensor
     data: torch.Tensor
+    gram: torch.Tensor | None = None
 
     def log_target(self, beta: torch.Tensor) -> torch.Tensor:
         """log π_β per chain, ``beta`` of shape ``(K,)``."""
@@ -50,18 +55,26 @@ class ChainState:
 
     def where(self, mask: torch.Tensor, other: ChainState) -> ChainState:
         """``other`` where ``mask`` (S, K, C) is true, else this state."""
-        merged = {}
+        merged: dict[str, Any] = {}
         for item in fields(self):
             mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if mine is None or theirs is None:
+                if (mine is None) != (theirs is None):
+                    raise ValueError(f"cannot merge states with and without {item.name!r}")
+                merged[item.name] = None
+                continue
             shaped = mask.reshape(*mask.shape, *([1] * (mine.ndim - mask.ndim)))
             merged[item.name] = torch.where(shaped, theirs, mine)
         return ChainState(**merged)
 
     def gather(self, index: torch.Tensor) -> ChainState:
         """Reorder the temperature dimension by ``index`` (S, K, C): replica k takes state ``index[..., k, :]``."""
-        moved = {}
+        moved: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
+            if value is None:
+                moved[item.name] = None
+                continue
             shaped = index.reshape(*index.shape, *([1] * (value.ndim - index.ndim)))
             moved[item.name] = torch.gather(value, 1, shaped.expand_as(value))
         return ChainState(**moved)
@@ -96,19 +109,40 @@ class LatentPosterior:
         #: forward evaluations so far (one per chain and call)
         self.evaluations = 0
 
-    def evaluate(self, latent: torch.Tensor) -> ChainState:
-        """Log-likelihood, log-prior, their gradients and the data at ``latent`` ``(S, K, C, n)``."""
+    def evaluate(self, latent: torch.Tensor, metric: bool = False) -> ChainState:
+        """Log-likelihood, log-prior, their gradients and the data at ``latent`` ``(S, K, C, n)``;
+        with ``metric``, also each point's JᵀΣ_d⁻¹J, the likelihood's gradient then Jᵀ of the weighted
+        residuals (one Jacobian and a forward without adjoint per chain instead of forward and adjoint)."""
         n_parameters = latent.shape[-1]
         per_survey = latent[0].numel() // n_parameters
         flat = latent.detach().reshape(-1, n_parameters).to(self.problem.device, torch.float32)
         targets = self.target.repeat_interleave(per_survey, dim=0)
-        parts = [self._evaluate(part, goal) for part, goal in zip(flat.split(self.chunk), targets.split(self.chunk))]
+        evaluate = self._evaluate_with_metric if metric else self._evaluate
+        parts = [evaluate(part, goal) for part, goal in zip(flat.split(self.chunk), targets.split(self.chunk))]
         self.evaluations += flat.shape[0]
         values = [torch.cat(column) for column in zip(*parts)]
         shape = latent.shape[:-1]
+        gram = values[5].to(latent).reshape(*latent.shape, n_parameters) if metric else None
         return ChainState(latent.detach().clone(), values[0].reshape(shape), values[1].reshape(latent.shape),
                           values[2].reshape(shape), values[3].reshape(latent.shape),
-                          values[4].reshape(*shape, -1))
+                          values[4].reshape(*shape, -1), gram)
+
+    def _evaluate_with_metric(self, latent: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            data = self.problem.forward(latent)
+        log_likelihood = self._log_likelihood(data, target)
+        noise = self.noise_std.double().cpu().reshape(-1)
+        weighted = self.problem.jacobian(latent) / noise[None, :, None]  # (B, n_data, n), float64
+        residual = ((target - data).double().cpu() / noise).nan_to_num(nan=0.0)
+        grad_likelihood = torch.einsum("bdn,bd->bn", weighted, residual).to(latent)
+        gram = weighted.transpose(1, 2) @ weighted
+        with torch.enable_grad():
+            point = latent.clone().requires_grad_(True)
+            log_prior = self.problem.log_prior(point)
+            (grad_prior,) = torch.autograd.grad(log_prior.sum(), point)
+        failed = ~(torch.isfinite(log_likelihood) & torch.isfinite(grad_likelihood).all(dim=1))
+        return (log_likelihood.masked_fill(failed, -torch.inf), grad_likelihood.masked_fill(failed[:, None], 0.0),
+                log_prior.detach(), grad_prior, data, 0.5 * (gram + gram.transpose(1, 2)))
 
     def _log_likelihood(self, data: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """ℓ = −½ Σᵢ ((dataᵢ − targetᵢ)/σᵢ)² per row."""

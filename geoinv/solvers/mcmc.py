@@ -62,10 +62,13 @@ class LatentMCMCConfig:
         MALA's draws stay correlated for hundreds of steps (curved, eikonal posteriors).
     initial_step : float
         Step size ε at β = 1 before adaptation.
-    preconditioner : {'gauss-newton', 'covariance'}
+    preconditioner : {'gauss-newton', 'covariance', 'local'}
         Each chain's Gauss-Newton posterior covariance (β JᵀΣ_d⁻¹J + I)⁻¹ at
         the end of each warm-up window (3 Jacobians per chain), or the pooled
-        covariance of a window's draws.
+        covariance of a window's draws; or ``'local'``, that covariance at every
+        point a chain visits and proposes (simplified manifold MALA: one Jacobian
+        per chain and step, for posteriors whose curvature changes within a
+        step; see :func:`geoinv.sampling.manifold_mala_step`).
     delayed_acceptance : bool
         After warm-up, screen every proposal with a cheap surrogate fixed per
         chain (default: the forward linearised at the chain's state, exact
@@ -157,6 +160,10 @@ class LatentMCMCConfig:
         if isinstance(self.independence, bool) or not (math.isfinite(self.independence) and self.independence >= 0):
             raise ConfigError(f"independence must be finite and >= 0 (a factor on the Laplace standard deviations; "
                               f"0 switches the move off), got {self.independence!r}")
+        if self.preconditioner == "local" and (self.delayed_acceptance or self.leapfrog_steps > 1
+                                               or self.independence > 0):
+            raise ConfigError("preconditioner='local' moves by manifold MALA alone: it does not combine with "
+                              "delayed_acceptance, leapfrog_steps > 1 or independence")
 
     @property
     def acceptance_goal(self) -> float:
