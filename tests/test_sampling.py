@@ -9,6 +9,7 @@ import torch
 from geoinv import ConfigError, InverseProblem, LatentMCMC, LatentMCMCConfig, Solutions
 from geoinv.prior.base import StandardNormalPrior
 from geoinv.sampling import (
+    MixingReport,
     MixingWarning,
     inference_data,
     interval_coverage,
@@ -282,18 +283,27 @@ def skewed_moments() -> tuple[float, float]:
     return mean, float((weight * (grid - mean) ** 2).sum())
 
 
-def test_independence_moves_keep_the_chain_exact_and_decorrelate_it():
+SKEWED_START = torch.tensor([[0.7, 0.0], [0.9, 0.3], [0.6, -0.3], [0.8, 0.1]])
+
+
+def assert_samples_skewed_posterior(solutions: Solutions) -> MixingReport:
+    """The chains' z₀ draws have the quadrature's mean (within 4 standard errors) and variance."""
     mean, variance = skewed_moments()
-    start = torch.tensor([[0.7, 0.0], [0.9, 0.3], [0.6, -0.3], [0.8, 0.1]])
+    draws = torch.as_tensor(solutions.history["chain_latent"][:, 0, :, 0]).double().flatten()
+    report = mixing(solutions, warn=False)
+    standard_error = (variance / report.ess_bulk[0, 0]) ** 0.5
+    assert abs(float(draws.mean()) - mean) < 4 * standard_error
+    assert float(draws.var()) == pytest.approx(variance, rel=0.15)
+    return report
+
+
+def test_independence_moves_keep_the_chain_exact_and_decorrelate_it():
     settings = {"n_temperatures": 1, "n_draws": 1500, "n_warmup": 300, "approach_steps": 0, "n_samples": 500,
                 "seed": 4}
-    plain = LatentMCMC(**settings).solve(skewed_problem(), initial=start)
-    jumping = LatentMCMC(independence=1.5, **settings).solve(skewed_problem(), initial=start)
-    draws = torch.as_tensor(jumping.history["chain_latent"][:, 0, :, 0]).double().flatten()
-    report, before = mixing(jumping, warn=False), mixing(plain, warn=False)
-    standard_error = (variance / report.ess_bulk[0, 0]) ** 0.5
-    assert abs(float(draws.mean()) - mean) < 4 * standard_error  # the Laplace proposal is not the target
-    assert float(draws.var()) == pytest.approx(variance, rel=0.15)
+    plain = LatentMCMC(**settings).solve(skewed_problem(), initial=SKEWED_START)
+    jumping = LatentMCMC(independence=1.5, **settings).solve(skewed_problem(), initial=SKEWED_START)
+    report = assert_samples_skewed_posterior(jumping)  # exact although the Laplace proposal is not the target
+    before = mixing(plain, warn=False)
     assert 0.3 < float(jumping.history["independence_rate"][0]) <= 1.0
     assert report.ess_bulk[0].min() > 1.5 * before.ess_bulk[0].min()
     assert "independence_rate" not in plain.history
@@ -320,15 +330,9 @@ def test_one_leapfrog_step_without_jitter_is_the_mala_move():
 
 def test_hamiltonian_moves_sample_a_skewed_posterior_exactly():
     """Several leapfrog steps per move on a non-Gaussian target: the quadrature's mean and variance."""
-    mean, variance = skewed_moments()
-    start = torch.tensor([[0.7, 0.0], [0.9, 0.3], [0.6, -0.3], [0.8, 0.1]])
     solutions = LatentMCMC(n_temperatures=1, n_draws=800, n_warmup=200, approach_steps=0, n_samples=400, seed=6,
-                           leapfrog_steps=4).solve(skewed_problem(), initial=start)
-    draws = torch.as_tensor(solutions.history["chain_latent"][:, 0, :, 0]).double().flatten()
-    report = mixing(solutions, warn=False)
-    standard_error = (variance / report.ess_bulk[0, 0]) ** 0.5
-    assert abs(float(draws.mean()) - mean) < 4 * standard_error
-    assert float(draws.var()) == pytest.approx(variance, rel=0.15)
+                           leapfrog_steps=4).solve(skewed_problem(), initial=SKEWED_START)
+    report = assert_samples_skewed_posterior(solutions)
     assert report.rhat.max() < 1.02
     assert abs(report.acceptance[0] - LatentMCMCConfig(leapfrog_steps=4).acceptance_goal) < 0.1
     assert solutions.history["evaluations"] == 4 * (4 * (200 + 800)) + 4  # 4 chains, every leapfrog step, starts
@@ -391,15 +395,9 @@ def test_local_metric_factor_is_the_cholesky_factor_of_the_laplace_covariance():
 def test_manifold_mala_samples_a_skewed_posterior_exactly():
     """A position-dependent metric needs the proposal densities' normalising constants in the ratio:
     without the det L(z') / det L(z) term this posterior's mean is biased by several standard errors."""
-    mean, variance = skewed_moments()
-    start = torch.tensor([[0.7, 0.0], [0.9, 0.3], [0.6, -0.3], [0.8, 0.1]])
     solutions = LatentMCMC(n_temperatures=1, n_draws=1500, n_warmup=200, approach_steps=0, n_samples=400, seed=7,
-                           preconditioner="local").solve(skewed_problem(), initial=start)
-    draws = torch.as_tensor(solutions.history["chain_latent"][:, 0, :, 0]).double().flatten()
-    report = mixing(solutions, warn=False)
-    standard_error = (variance / report.ess_bulk[0, 0]) ** 0.5
-    assert abs(float(draws.mean()) - mean) < 4 * standard_error
-    assert float(draws.var()) == pytest.approx(variance, rel=0.15)
+                           preconditioner="local").solve(skewed_problem(), initial=SKEWED_START)
+    report = assert_samples_skewed_posterior(solutions)
     assert report.rhat.max() < 1.02
     assert abs(report.acceptance[0] - 0.574) < 0.1
 
