@@ -5,9 +5,12 @@ noise seed ``truth_seed + 1 + k``, σ = 0.25 ns). Per truth: a centre in the bas
 from the true latent vector (``rto_study --center truth``: this measures the moves apart from the
 search), Laplace starts around it (``--spread`` of the Laplace covariance), then each ``--moves``
 entry ``L:WARMUP:DRAWS`` (L leapfrog steps per iteration; L = 1 is MALA; L = ``local``: simplified
-manifold MALA, the Gauss-Newton metric at every point, ``preconditioner='local'``) runs the same
+manifold MALA, the Gauss-Newton metric at every point, ``preconditioner='local'``; L = ``cov``: MALA
+whose warm-up windows estimate Σ from the chains' pooled draws, ``preconditioner='covariance'``;
+``rw`` and ``rwcov``: random-walk Metropolis, forwards only, with either preconditioner) runs the same
 chains from the same starts with one temperature. Equal gradient budgets mean equal
-``L · (WARMUP + DRAWS)``; a manifold step costs a Jacobian per chain besides, so compare it by CPU time.
+``L · (WARMUP + DRAWS)``; a manifold step costs a Jacobian per chain besides and a random-walk step a
+forward without its adjoint, so compare those by CPU time.
 Reported per move: split R-hat, bulk and tail ESS (ArviZ, over the latent coordinates),
 acceptance, the adapted step, CPU seconds and bulk ESS per CPU minute.
 
@@ -29,21 +32,35 @@ from geoinv import FaciesVelocity, Grid2D, LatentMCMC, Survey, build_problem, fo
 from geoinv.prior import default_vae
 from geoinv.sampling import laplace_starts, mixing
 
+#: move kinds besides an integer L (MALA for 1, HMC of L leapfrog steps): (name, sampler settings)
+MOVE_KINDS = {
+    "local": ("manifold MALA", {"preconditioner": "local"}),
+    "cov": ("MALA, pooled covariance", {"preconditioner": "covariance"}),
+    "rw": ("random walk", {"random_walk": True}),
+    "rwcov": ("random walk, pooled covariance", {"random_walk": True, "preconditioner": "covariance"}),
+}
+
 
 def run_move(problem, starts: torch.Tensor, move: str, args) -> dict:
     kind, warmup, draws = (int(part) if part.isdigit() else part for part in move.split(":"))
-    local = kind == "local"
-    leapfrog = 1 if local else int(kind)
+    if kind in MOVE_KINDS:
+        name, settings = MOVE_KINDS[kind]
+        leapfrog = 1
+    else:
+        leapfrog = int(kind)
+        name, settings = ("MALA" if leapfrog == 1 else f"HMC L={leapfrog}"), {"leapfrog_steps": leapfrog}
     started = time.process_time()
     solution = LatentMCMC(n_chains=args.chains, n_temperatures=1, n_warmup=warmup, n_draws=draws,
                           n_samples=args.chains * draws, seed=args.seed, approach_steps=0,
-                          leapfrog_steps=leapfrog, preconditioner="local" if local else "gauss-newton",
-                          progress=args.progress).solve(problem, initial=starts)
+                          progress=args.progress, **settings).solve(problem, initial=starts)
     cpu = time.process_time() - started
     report = mixing(solution, warn=False)
-    name = "manifold MALA" if local else "MALA" if leapfrog == 1 else f"HMC L={leapfrog}"
-    return {"move": name, "leapfrog_steps": leapfrog, "jacobians_per_chain": warmup + draws if local else 3,
-            "warmup": warmup, "draws": draws, "gradients_per_chain": leapfrog * (warmup + draws),
+    preconditioner = settings.get("preconditioner", "gauss-newton")
+    jacobians = {"local": warmup + draws, "covariance": 0}.get(preconditioner, 3)
+    gradients = 0 if settings.get("random_walk") else leapfrog * (warmup + draws)
+    return {"move": name, "preconditioner": preconditioner, "leapfrog_steps": leapfrog,
+            "random_walk": bool(settings.get("random_walk")), "jacobians_per_chain": jacobians,
+            "warmup": warmup, "draws": draws, "gradients_per_chain": gradients,
             "cpu_s": cpu, "rhat_max": float(report.rhat.max()), "ess_bulk_min": float(report.ess_bulk.min()),
             "ess_bulk_median": float(np.median(report.ess_bulk)), "ess_tail_min": float(report.ess_tail.min()),
             "acceptance": float(report.acceptance[0]),
@@ -70,7 +87,8 @@ def main() -> None:
     parser.add_argument("--truths", type=int, default=3)
     parser.add_argument("--truth-seed", type=int, default=6047, help="sampling_study's s34 truths by default")
     parser.add_argument("--moves", nargs="+", default=["1:500:750", "5:100:150"],
-                        help="L:WARMUP:DRAWS per move (L = 1: MALA; L = local: manifold MALA)")
+                        help="L:WARMUP:DRAWS per move (L = 1: MALA; L = local: manifold MALA; L = cov: MALA, "
+                             "pooled-covariance preconditioner; L = rw, rwcov: random-walk Metropolis)")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--spread", type=float, default=1.5, help="Laplace starts' scale of the covariance")
     parser.add_argument("--only", type=int, nargs="+", help="run only these truths")
@@ -79,7 +97,8 @@ def main() -> None:
     parser.add_argument("--name", default="chain_moves")
     args = parser.parse_args()
     if args.quick:
-        args.truths, args.forward, args.moves = 1, "straight-ray", ["1:20:30", "2:10:15", "local:10:15"]
+        args.truths, args.forward, args.moves = 1, "straight-ray", ["1:20:30", "2:10:15", "local:10:15", "cov:20:30",
+                                                                  "rwcov:20:30"]
     torch.set_num_threads(1)
     vae = default_vae().frozen()
     operator = forward(args.forward, grid=Grid2D.crosshole(), survey=Survey.crosshole())

@@ -433,3 +433,45 @@ def test_states_with_a_metric_have_the_gradient_of_the_plain_evaluation():
     torch.testing.assert_close(with_metric.log_likelihood, plain.log_likelihood)
     jacobian_00 = 1 + 0.6 * latent[..., 0] ** 2  # ∂(z₀ + 0.2 z₀³)/∂z₀, σ = 0.5
     torch.testing.assert_close(with_metric.gram[..., 0, 0], (jacobian_00 / 0.5) ** 2)
+
+
+def test_random_walk_moves_sample_a_skewed_posterior_exactly_without_gradients():
+    """Forward-only moves (pooled-covariance preconditioner): the quadrature's moments, and no gradient taken."""
+    problem = skewed_problem()
+    differentiated = []
+    forward = problem.forward
+
+    def watched(latent):
+        differentiated.append(latent.requires_grad)
+        return forward(latent)
+
+    problem.forward = watched
+    solutions = LatentMCMC(n_temperatures=1, n_draws=3000, n_warmup=400, approach_steps=0, n_samples=400, seed=8,
+                           random_walk=True, preconditioner="covariance").solve(problem, initial=SKEWED_START)
+    report = assert_samples_skewed_posterior(solutions)
+    assert report.rhat.max() < 1.02
+    assert abs(report.acceptance[0] - 0.234) < 0.1
+    assert differentiated and not any(differentiated)
+    assert solutions.history["evaluations"] == 4 * (400 + 3000) + 4  # 4 chains, one forward per step, starts
+
+
+def test_random_walk_on_a_linear_forward_samples_the_closed_form_posterior_across_a_ladder():
+    problem, _, _, _, mean, covariance = gaussian_posterior()
+    solutions = LatentMCMC(n_temperatures=2, n_draws=3000, n_warmup=500, n_samples=1000, seed=3,
+                           random_walk=True).solve(problem)
+    samples = torch.as_tensor(solutions.history["chain_latent"][:, 0]).reshape(-1, 3).float()
+    report = mixing(solutions, warn=False)
+    standard_error = covariance.diagonal().sqrt() / torch.as_tensor(report.ess_bulk[0]).float().sqrt()
+    assert ((samples.mean(dim=0) - mean).abs() < 4 * standard_error).all()
+    assert torch.allclose(torch.cov(samples.T), covariance, atol=0.15 * covariance.diagonal().max())
+    assert report.rhat.max() < 1.02
+
+
+def test_random_walk_settings_are_checked():
+    assert LatentMCMCConfig(random_walk=True).acceptance_goal == pytest.approx(0.234)
+    for settings in ({"delayed_acceptance": True}, {"leapfrog_steps": 3}, {"independence": 1.0},
+                     {"preconditioner": "local"}):
+        with pytest.raises(ConfigError, match="random_walk"):
+            LatentMCMCConfig(random_walk=True, **settings)
+    with pytest.raises(ConfigError, match="random_walk must be True or False"):
+        LatentMCMCConfig(random_walk="yes")

@@ -24,6 +24,7 @@ from .moves import (
     local_metric_factor,
     mala_step,
     manifold_mala_step,
+    random_walk_step,
     swap_step,
 )
 from .rto import RTOConfig, RTODraws, independence_chains, rto_draws
@@ -53,6 +54,7 @@ __all__ = [
     "mala_step",
     "manifold_mala_step",
     "mixing",
+    "random_walk_step",
     "reliability_curve",
     "rto_draws",
     "run_replica_exchange",

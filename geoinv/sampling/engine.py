@@ -1,4 +1,4 @@
-"""Replica-exchange MALA or HMC: approach, adaptive warm-up, then a fixed (exact) Markov chain.
+"""Replica-exchange MALA, HMC or random-walk Metropolis: approach, adaptive warm-up, then a fixed (exact) Markov chain.
 
 Warm-up (Stan's windowed scheme, simplified): the step size ε of every data set and
 temperature is tuned towards a target acceptance by Robbins–Monro on log ε; the
@@ -20,16 +20,19 @@ import torch
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .delayed import delayed_mala_step
-from .moves import hamiltonian_step, independence_step, mala_step, manifold_mala_step, swap_step
+from .moves import hamiltonian_step, independence_step, mala_step, manifold_mala_step, random_walk_step, swap_step
 from .target import ChainState, LatentPosterior
 
-__all__ = ["HMC_TARGET_ACCEPTANCE", "MALA_TARGET_ACCEPTANCE", "PRECONDITIONERS", "ChainRecord", "adaptation_windows",
+__all__ = ["HMC_TARGET_ACCEPTANCE", "MALA_TARGET_ACCEPTANCE", "PRECONDITIONERS", "RANDOM_WALK_TARGET_ACCEPTANCE",
+           "ChainRecord", "adaptation_windows",
            "approach", "independence_proposal", "laplace_covariance", "laplace_starts", "run_replica_exchange",
            "temperature_ladder"]
 
-#: the acceptance rate that is optimal for MALA (Roberts & Rosenthal 1998) and for HMC (Beskos et al. 2013)
+#: the acceptance rate that is optimal for MALA (Roberts & Rosenthal 1998), HMC (Beskos et al. 2013)
+#: and random-walk Metropolis (Roberts, Gelman & Gilks 1997)
 MALA_TARGET_ACCEPTANCE = 0.574
 HMC_TARGET_ACCEPTANCE = 0.651
+RANDOM_WALK_TARGET_ACCEPTANCE = 0.234
 
 #: where covariance windows start and end, as fractions of the warm-up
 _WINDOWS = ((0.15, 0.35), (0.35, 0.6), (0.6, 0.9))
@@ -231,7 +234,7 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                          adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton",
                          surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None,
                          independence: float = 0.0, surrogate_steps: int = 1,
-                         leapfrog_steps: int = 1) -> ChainRecord:
+                         leapfrog_steps: int = 1, random_walk: bool = False) -> ChainRecord:
     """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
 
     Parameters
@@ -278,7 +281,16 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         1: each step is a MALA move; more: a Hamiltonian move of that many leapfrog steps
         (:func:`~geoinv.sampling.moves.hamiltonian_step`), each a forward and backward pass. Not
         with ``surrogate``.
+    random_walk : bool
+        Each step a random-walk Metropolis move (:func:`~geoinv.sampling.moves.random_walk_step`):
+        forwards only, no gradient (aim ``target_acceptance`` at
+        :data:`RANDOM_WALK_TARGET_ACCEPTANCE`). Not with a surrogate, independence moves,
+        ``leapfrog_steps`` > 1 or ``preconditioner='local'``.
     """
+    if random_walk and (surrogate is not None or leapfrog_steps > 1 or independence > 0
+                        or preconditioner == "local"):
+        raise ConfigError("random-walk moves take no gradient: not with a surrogate, leapfrog_steps > 1, "
+                          "independence moves or preconditioner='local'")
     if surrogate is not None and leapfrog_steps > 1:
         raise ConfigError("delayed acceptance screens Langevin proposals: use leapfrog_steps=1 with a surrogate")
     local = preconditioner == "local"
@@ -287,7 +299,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                           "leapfrog_steps > 1 or independence moves")
     n_surveys, n_temperatures, n_chains, n_parameters = start.shape
     beta = beta.to(start)
-    state = posterior.evaluate(start, metric=local)
+    everywhere = torch.ones(start.shape[:-1], dtype=torch.bool)
+    state = posterior.likelihood(start, everywhere) if random_walk else posterior.evaluate(start, metric=local)
     log_step = (math.log(initial_step) - 0.5 * beta.log()).clamp(max=0.0).expand(n_surveys, -1).clone()
     chol = torch.eye(n_parameters).to(start).expand(n_surveys, n_temperatures, n_chains, -1, -1).clone()
     windows = adaptation_windows(n_warmup)
@@ -318,6 +331,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             passed += first[:, 0].float().mean(dim=1).cpu()
         elif local:
             state, acceptance = manifold_mala_step(posterior, state, beta, log_step, generator)
+        elif random_walk:
+            state, acceptance = random_walk_step(posterior, state, beta, log_step, chol, generator)
         elif leapfrog_steps > 1:
             state, acceptance = hamiltonian_step(posterior, state, beta, log_step, chol, generator, leapfrog_steps)
         else:

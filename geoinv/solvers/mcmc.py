@@ -17,6 +17,7 @@ from ..sampling.engine import (
     HMC_TARGET_ACCEPTANCE,
     MALA_TARGET_ACCEPTANCE,
     PRECONDITIONERS,
+    RANDOM_WALK_TARGET_ACCEPTANCE,
     approach,
     laplace_starts,
     run_replica_exchange,
@@ -60,6 +61,12 @@ class LatentMCMCConfig:
         steps, each one forward and backward pass: a step costs ``leapfrog_steps`` times as much and
         travels about as many times as far, without a random walk's back-tracking, which pays where
         MALA's draws stay correlated for hundreds of steps (curved, eikonal posteriors).
+    random_walk : bool
+        Every step a preconditioned random-walk Metropolis move z' = z + ε L ξ: forwards only, no
+        gradient, so a step costs less than half a Langevin step on the eikonal and a forward
+        without a derivative can be sampled (approach_steps=0 then, since the approach is by
+        gradient). Its optimal acceptance is 0.234. Pairs best with ``preconditioner='covariance'``,
+        which needs no Jacobian either.
     initial_step : float
         Step size ε at β = 1 before adaptation.
     preconditioner : {'gauss-newton', 'covariance', 'local'}
@@ -116,6 +123,7 @@ class LatentMCMCConfig:
     n_samples: int = 1000
     target_acceptance: float | None = None
     leapfrog_steps: int = 1
+    random_walk: bool = False
     initial_step: float = 0.1
     preconditioner: str = "gauss-newton"
     delayed_acceptance: bool = False
@@ -160,6 +168,12 @@ class LatentMCMCConfig:
         if isinstance(self.independence, bool) or not (math.isfinite(self.independence) and self.independence >= 0):
             raise ConfigError(f"independence must be finite and >= 0 (a factor on the Laplace standard deviations; "
                               f"0 switches the move off), got {self.independence!r}")
+        if not isinstance(self.random_walk, bool):
+            raise ConfigError(f"random_walk must be True or False, got {self.random_walk!r}")
+        if self.random_walk and (self.delayed_acceptance or self.leapfrog_steps > 1 or self.independence > 0
+                                 or self.preconditioner == "local"):
+            raise ConfigError("random_walk moves take no gradient: they do not combine with delayed_acceptance, "
+                              "leapfrog_steps > 1, independence or preconditioner='local'")
         if self.preconditioner == "local" and (self.delayed_acceptance or self.leapfrog_steps > 1
                                                or self.independence > 0):
             raise ConfigError("preconditioner='local' moves by manifold MALA alone: it does not combine with "
@@ -170,6 +184,8 @@ class LatentMCMCConfig:
         """``target_acceptance``, or the optimum of the move when it is None."""
         if self.target_acceptance is not None:
             return self.target_acceptance
+        if self.random_walk:
+            return RANDOM_WALK_TARGET_ACCEPTANCE
         return HMC_TARGET_ACCEPTANCE if self.leapfrog_steps > 1 else MALA_TARGET_ACCEPTANCE
 
 
@@ -291,7 +307,8 @@ class LatentMCMC(Solver):
                                           surrogate=self._screen(problem, target),
                                           surrogate_steps=config.surrogate_steps,
                                           independence=config.independence,
-                                          leapfrog_steps=config.leapfrog_steps)
+                                          leapfrog_steps=config.leapfrog_steps,
+                                          random_walk=config.random_walk)
         kept = _evenly(record.kept_latent.shape[1], n_samples)
         history = {"chain_latent": record.latent, "chain_log_likelihood": record.log_likelihood,
                    "chain_log_posterior": record.log_posterior, "chain_acceptance": record.acceptance,
