@@ -56,7 +56,9 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
                          n_draws=args.draws, n_samples=args.samples, seed=args.seed, approach_steps=0,
                          progress=args.progress, independence=args.independence,
                          delayed_acceptance=args.surrogate_steps > 0, surrogate_steps=max(args.surrogate_steps, 1),
-                         leapfrog_steps=getattr(args, "leapfrog_steps", 1))
+                         leapfrog_steps=getattr(args, "leapfrog_steps", 1),
+                         random_walk=getattr(args, "random_walk", False),
+                         preconditioner=getattr(args, "preconditioner", "gauss-newton"))
     if args.start == "laplace":
         starts = laplace_starts(problem, optima.parameters[0, 0], args.chains, 1.5,
                                 torch.Generator().manual_seed(args.seed))[None]
@@ -206,6 +208,10 @@ def main() -> None:
                         "0: plain MALA)")
     parser.add_argument("--leapfrog-steps", type=int, default=1, help="HMC moves of this many leapfrog steps "
                         "(LatentMCMCConfig.leapfrog_steps; 1: MALA). --warmup and --draws count moves")
+    parser.add_argument("--random-walk", action="store_true", help="random-walk Metropolis moves, forwards only "
+                        "(LatentMCMCConfig.random_walk)")
+    parser.add_argument("--preconditioner", choices=("gauss-newton", "covariance"), default="gauss-newton",
+                        help="how warm-up sets the proposal's covariance (LatentMCMCConfig.preconditioner)")
     parser.add_argument("--progress", action="store_true", help="the sampler's progress bar")
     parser.add_argument("--resummarise", metavar="JSON", help="re-make the tables, figure and summary of a "
                         "saved run (its per-truth results and reliability curves) without sampling")
