@@ -52,7 +52,8 @@ def run_move(problem, starts: torch.Tensor, move: str, args) -> dict:
     started = time.process_time()
     solution = LatentMCMC(n_chains=args.chains, n_temperatures=1, n_warmup=warmup, n_draws=draws,
                           n_samples=args.chains * draws, seed=args.seed, approach_steps=0,
-                          progress=args.progress, **settings).solve(problem, initial=starts)
+                          reset_outliers=args.reset_outliers, progress=args.progress,
+                          **settings).solve(problem, initial=starts)
     cpu = time.process_time() - started
     report = mixing(solution, warn=False)
     preconditioner = settings.get("preconditioner", "gauss-newton")
@@ -63,7 +64,8 @@ def run_move(problem, starts: torch.Tensor, move: str, args) -> dict:
             "warmup": warmup, "draws": draws, "gradients_per_chain": gradients,
             "cpu_s": cpu, "rhat_max": float(report.rhat.max()), "ess_bulk_min": float(report.ess_bulk.min()),
             "ess_bulk_median": float(np.median(report.ess_bulk)), "ess_tail_min": float(report.ess_tail.min()),
-            "acceptance": float(report.acceptance[0]),
+            "acceptance": float(report.acceptance[0]), "reset_outliers": args.reset_outliers,
+            "reset_chains": int(solution.history.get("reset_chains", [0])[0]),
             "step": float(np.asarray(solution.history["step_size"]).ravel()[0]),
             "ess_bulk_min_per_cpu_min": float(report.ess_bulk.min()) / (cpu / 60)}
 
@@ -93,6 +95,8 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=1.5, help="Laplace starts' scale of the covariance")
     parser.add_argument("--only", type=int, nargs="+", help="run only these truths")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reset-outliers", action="store_true", help="every move with the warm-up's outlier "
+                        "rule (LatentMCMCConfig.reset_outliers)")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--name", default="chain_moves")
     args = parser.parse_args()

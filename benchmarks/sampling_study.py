@@ -58,7 +58,8 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
                          delayed_acceptance=args.surrogate_steps > 0, surrogate_steps=max(args.surrogate_steps, 1),
                          leapfrog_steps=getattr(args, "leapfrog_steps", 1),
                          random_walk=getattr(args, "random_walk", False),
-                         preconditioner=getattr(args, "preconditioner", "gauss-newton"))
+                         preconditioner=getattr(args, "preconditioner", "gauss-newton"),
+                         reset_outliers=getattr(args, "reset_outliers", False))
     if args.start == "laplace":
         starts = laplace_starts(problem, optima.parameters[0, 0], args.chains, 1.5,
                                 torch.Generator().manual_seed(args.seed))[None]
@@ -91,6 +92,9 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
         "independence_rate": float(samples.history.get("independence_rate", [float("nan")])[0]),
         "screen_rate": float(samples.history.get("screen_rate", [float("nan")])[0]),
         "evaluations": int(samples.history["evaluations"]),
+        "reset_chains": int(samples.history.get("reset_chains", [0])[0]),
+        # a chain far below the others in ℓ sits in a region of little mass (stuck), not merely unconverged
+        "chain_mean_log_likelihood": np.asarray(samples.history["chain_log_likelihood"])[:, 0].mean(axis=0).tolist(),
         "best_sigma_samples": float(samples.normalised_misfit[0, 0]),
         "median_sigma_samples": float(samples.normalised_misfit[0].median()),
         "covered_sampler": interval_coverage(chains, latent_truth, 0.9).tolist(),
@@ -212,6 +216,8 @@ def main() -> None:
                         "(LatentMCMCConfig.random_walk)")
     parser.add_argument("--preconditioner", choices=("gauss-newton", "covariance"), default="gauss-newton",
                         help="how warm-up sets the proposal's covariance (LatentMCMCConfig.preconditioner)")
+    parser.add_argument("--reset-outliers", action="store_true", help="warm-up moves chains stuck far below the "
+                        "others to the best one (LatentMCMCConfig.reset_outliers)")
     parser.add_argument("--progress", action="store_true", help="the sampler's progress bar")
     parser.add_argument("--resummarise", metavar="JSON", help="re-make the tables, figure and summary of a "
                         "saved run (its per-truth results and reliability curves) without sampling")

@@ -464,3 +464,48 @@ def test_random_walk_settings_are_checked():
             LatentMCMCConfig(random_walk=True, **settings)
     with pytest.raises(ConfigError, match="random_walk must be True or False"):
         LatentMCMCConfig(random_walk="yes")
+
+
+def test_outlier_chains_are_those_far_below_the_interquartile_range():
+    from geoinv.sampling import outlier_chains
+
+    generator = torch.Generator().manual_seed(0)
+    log_target = -10 + torch.randn(50, 1, 2, 8, generator=generator)  # (T, S, K, C)
+    log_target[:, 0, 0, 3] -= 50  # stuck far below its rung's other chains
+    log_target[:, 0, 1, 5] -= 1.5  # a little below: within the spread of the means
+    log_target[7, 0, 1, 6] = torch.nan  # a failed forward
+    outliers = outlier_chains(log_target)
+    assert outliers.shape == (1, 2, 8)
+    assert outliers[0, 0].nonzero().flatten().tolist() == [3]
+    assert outliers[0, 1].nonzero().flatten().tolist() == [6]
+
+
+def minor_mode_problem() -> InverseProblem:
+    """d = (z₀², z₀) = (4, 2), σ = (0.3, 1): the mode at z₀ = 2 fits; the one at −2 misses the second datum by
+    4σ (e⁻⁸ of the mass) behind the barrier of :func:`two_mode_problem`."""
+    return latent_problem(lambda z: torch.stack([z[:, 0] ** 2, z[:, 0]], dim=1), 2, [4.0, 2.0],
+                          torch.tensor([0.3, 1.0]))
+
+
+def test_warm_up_moves_a_chain_stuck_in_a_minor_mode_to_the_best_chain():
+    start = torch.tensor([[2.0, 0.0]] * 7 + [[-2.0, 0.0]])
+    settings = {"n_chains": 8, "n_temperatures": 1, "n_draws": 600, "n_warmup": 200, "approach_steps": 0,
+                "n_samples": 400, "seed": 5}
+    stuck = LatentMCMC(**settings).solve(minor_mode_problem(), initial=start)
+    reset = LatentMCMC(reset_outliers=True, **settings).solve(minor_mode_problem(), initial=start)
+    assert (stuck.history["chain_latent"][:, 0, 7, 0] < 0).all()  # without the rule it never leaves
+    assert mixing(stuck, warn=False).rhat.max() > 1.2
+    assert (reset.history["chain_latent"][:, 0, :, 0] > 0).all()
+    assert int(reset.history["reset_chains"][0]) >= 1
+    assert mixing(reset, warn=False).rhat.max() < 1.05
+    assert "reset_chains" not in stuck.history
+    with pytest.raises(ConfigError, match="reset_outliers must be True or False"):
+        LatentMCMCConfig(reset_outliers=1)
+
+
+def test_outlier_resets_leave_a_unimodal_posterior_exact():
+    problem, _, _, _, mean, covariance = gaussian_posterior()
+    solutions = LatentMCMC(n_chains=8, n_temperatures=2, n_draws=800, n_warmup=300, n_samples=1600, seed=6,
+                           reset_outliers=True).solve(problem)
+    report = assert_samples_gaussian_posterior(solutions, mean, covariance)
+    assert report.rhat.max() < 1.02

@@ -14,6 +14,7 @@ from .engine import (
     independence_proposal,
     laplace_covariance,
     laplace_starts,
+    outlier_chains,
     run_replica_exchange,
     temperature_ladder,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "mala_step",
     "manifold_mala_step",
     "mixing",
+    "outlier_chains",
     "random_walk_step",
     "reliability_curve",
     "rto_draws",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -23,10 +23,22 @@ from .delayed import delayed_mala_step
 from .moves import hamiltonian_step, independence_step, mala_step, manifold_mala_step, random_walk_step, swap_step
 from .target import ChainState, LatentPosterior
 
-__all__ = ["HMC_TARGET_ACCEPTANCE", "MALA_TARGET_ACCEPTANCE", "PRECONDITIONERS", "RANDOM_WALK_TARGET_ACCEPTANCE",
-           "ChainRecord", "adaptation_windows",
-           "approach", "independence_proposal", "laplace_covariance", "laplace_starts", "run_replica_exchange",
-           "temperature_ladder"]
+__all__ = [
+    "HMC_TARGET_ACCEPTANCE",
+    "MALA_TARGET_ACCEPTANCE",
+    "OUTLIER_IQR",
+    "PRECONDITIONERS",
+    "RANDOM_WALK_TARGET_ACCEPTANCE",
+    "ChainRecord",
+    "adaptation_windows",
+    "approach",
+    "independence_proposal",
+    "laplace_covariance",
+    "laplace_starts",
+    "outlier_chains",
+    "run_replica_exchange",
+    "temperature_ladder",
+]
 
 #: the acceptance rate that is optimal for MALA (Roberts & Rosenthal 1998), HMC (Beskos et al. 2013)
 #: and random-walk Metropolis (Roberts, Gelman & Gilks 1997)
@@ -76,6 +88,8 @@ class ChainRecord:
         With delayed acceptance: the fraction of β = 1 proposals that passed the surrogate.
     independence_rate : ndarray, shape (S,), optional
         With independence moves: their mean acceptance probability at β = 1 after warm-up.
+    reset_chains : ndarray, shape (S,), optional
+        With ``reset_outliers``: how many chains (all temperatures, all windows) warm-up moved.
     """
 
     latent: np.ndarray
@@ -90,6 +104,7 @@ class ChainRecord:
     evaluations: int = 0
     screen_rate: np.ndarray | None = None
     independence_rate: np.ndarray | None = None
+    reset_chains: np.ndarray | None = None
 
 
 def independence_proposal(posterior: LatentPosterior, center: torch.Tensor, beta: torch.Tensor,
@@ -228,13 +243,56 @@ def _rescaled_step(log_step: torch.Tensor, old: torch.Tensor, new: torch.Tensor)
     return log_step + 0.5 * (old_trace.log() - new_trace.log())
 
 
+#: DREAM's outlier rule (Vrugt et al. 2009): a chain whose mean log-target over a warm-up window lies
+#: below Q1 − OUTLIER_IQR · IQR of its rung's chains is stuck in a region of little mass
+OUTLIER_IQR = 2.0
+
+
+def outlier_chains(window_log_target: torch.Tensor) -> torch.Tensor:
+    """Chains stuck far below the others, from their log π_β over a warm-up window ``(T, S, K, C)``.
+
+    Returns a mask ``(S, K, C)``: the chain's mean log-target lies below Q1 − 2·IQR of the means of its
+    data set's and temperature's chains (the quartiles over chains). A non-finite mean is an outlier.
+    """
+    mean = window_log_target.mean(dim=0)
+    finite = torch.nan_to_num(mean.double(), nan=-torch.inf, neginf=-torch.inf)
+    quartiles = torch.quantile(finite.clamp(min=torch.finfo(torch.float64).min), torch.tensor(
+        [0.25, 0.75], dtype=torch.float64, device=mean.device), dim=-1, keepdim=True)
+    threshold = quartiles[0] - OUTLIER_IQR * (quartiles[1] - quartiles[0])
+    return ~(finite >= threshold)
+
+
+def _take_chains(state: ChainState, index: torch.Tensor) -> ChainState:
+    """Chain c of every (data set, temperature) takes the state of chain ``index[s, k, c]``."""
+    moved: dict[str, Any] = {}
+    for item in fields(state):
+        value = getattr(state, item.name)
+        if value is None:
+            moved[item.name] = None
+            continue
+        shaped = index.reshape(*index.shape, *([1] * (value.ndim - index.ndim)))
+        moved[item.name] = torch.gather(value, 2, shaped.expand_as(value).to(value.device))
+    return ChainState(**moved)
+
+
+def _reset_outliers(state: ChainState, window_log_target: torch.Tensor) -> tuple[ChainState, torch.Tensor]:
+    """Move every outlier chain (:func:`outlier_chains`) to the current state of its rung's best chain
+    (the highest mean log-target over the window); returns the states and the outliers' count per data set."""
+    outliers = outlier_chains(window_log_target).to(state.latent.device)
+    best = window_log_target.mean(dim=0).nan_to_num(nan=-torch.inf).argmax(dim=-1, keepdim=True)
+    own = torch.arange(outliers.shape[-1], device=outliers.device).expand_as(outliers)
+    index = torch.where(outliers, best.expand_as(outliers).to(outliers.device), own)
+    return _take_chains(state, index), outliers.sum(dim=(1, 2)).cpu()
+
+
 def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, n_warmup: int,
                          n_draws: int, thin: int, generator: torch.Generator, monitor: Any = None,
                          target_acceptance: float = MALA_TARGET_ACCEPTANCE, initial_step: float = 0.1,
                          adaptation_rate: float = 0.1, preconditioner: str = "gauss-newton",
                          surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None,
                          independence: float = 0.0, surrogate_steps: int = 1,
-                         leapfrog_steps: int = 1, random_walk: bool = False) -> ChainRecord:
+                         leapfrog_steps: int = 1, random_walk: bool = False,
+                         reset_outliers: bool = False) -> ChainRecord:
     """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
 
     Parameters
@@ -286,6 +344,10 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         forwards only, no gradient (aim ``target_acceptance`` at
         :data:`RANDOM_WALK_TARGET_ACCEPTANCE`). Not with a surrogate, independence moves,
         ``leapfrog_steps`` > 1 or ``preconditioner='local'``.
+    reset_outliers : bool
+        At the end of each warm-up window, move the chains stuck far below the others
+        (:func:`outlier_chains`, DREAM's rule) to their rung's best chain. Warm-up only: the recorded
+        steps stay an exact chain, but R-hat no longer sees a chain stuck in a region of little mass.
     """
     if random_walk and (surrogate is not None or leapfrog_steps > 1 or independence > 0
                         or preconditioner == "local"):
@@ -318,6 +380,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     fixed: tuple[torch.Tensor, torch.Tensor] | None = None
     center = state.latent.mean(dim=2)  # the last warm-up window's mean replaces it
     independent = torch.zeros(n_surveys)
+    window_log_target: list[torch.Tensor] = []
+    reset = torch.zeros(n_surveys, dtype=torch.long)
     for step in range(n_warmup + n_draws):
         if surrogate is not None and step == n_warmup:
             screen = surrogate(state.latent)
@@ -351,6 +415,12 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             for start_step, end_step in windows:
                 if start_step <= step < end_step:
                     window_draws.append(state.latent.clone())
+                    window_log_target.append(state.log_target(beta))
+                if step == end_step - 1 and reset_outliers:
+                    state, count = _reset_outliers(state, torch.stack(window_log_target))
+                    reset += count
+                if step == end_step - 1:
+                    window_log_target = []
                 if step == end_step - 1 and not local:
                     center = torch.stack(window_draws).mean(dim=(0, 3))
                     new_chol = (_gauss_newton_factor(posterior, state, beta) if preconditioner == "gauss-newton"
@@ -380,7 +450,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                        kept_latent=_chain_major(kept_latent, n_surveys, n_parameters),
                        kept_data=_chain_major(kept_data, n_surveys, -1), evaluations=posterior.evaluations,
                        screen_rate=(passed / max(draws_done, 1)).numpy() if screen is not None else None,
-                       independence_rate=(independent / max(draws_done, 1)).numpy() if fixed is not None else None)
+                       independence_rate=(independent / max(draws_done, 1)).numpy() if fixed is not None else None,
+                       reset_chains=reset.numpy() if reset_outliers else None)
 
 
 def _chain_major(kept: list[torch.Tensor], n_surveys: int, width: int) -> torch.Tensor:

@@ -67,6 +67,12 @@ class LatentMCMCConfig:
         without a derivative can be sampled (approach_steps=0 then, since the approach is by
         gradient). Its optimal acceptance is 0.234. Pairs best with ``preconditioner='covariance'``,
         which needs no Jacobian either.
+    reset_outliers : bool
+        At the end of each warm-up window, move every chain whose mean log-posterior over the window
+        lies below Q1 − 2·IQR of its rung's chains to the state of the rung's best chain (DREAM's
+        outlier rule, Vrugt et al. 2009). A chain stuck in a region of little mass then no longer holds
+        R-hat above its limit; the recorded steps stay an exact chain. How many chains moved is in
+        ``history["reset_chains"]``.
     initial_step : float
         Step size ε at β = 1 before adaptation.
     preconditioner : {'gauss-newton', 'covariance', 'local'}
@@ -124,6 +130,7 @@ class LatentMCMCConfig:
     target_acceptance: float | None = None
     leapfrog_steps: int = 1
     random_walk: bool = False
+    reset_outliers: bool = False
     initial_step: float = 0.1
     preconditioner: str = "gauss-newton"
     delayed_acceptance: bool = False
@@ -168,8 +175,9 @@ class LatentMCMCConfig:
         if isinstance(self.independence, bool) or not (math.isfinite(self.independence) and self.independence >= 0):
             raise ConfigError(f"independence must be finite and >= 0 (a factor on the Laplace standard deviations; "
                               f"0 switches the move off), got {self.independence!r}")
-        if not isinstance(self.random_walk, bool):
-            raise ConfigError(f"random_walk must be True or False, got {self.random_walk!r}")
+        for name in ("random_walk", "reset_outliers"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.random_walk and (self.delayed_acceptance or self.leapfrog_steps > 1 or self.independence > 0
                                  or self.preconditioner == "local"):
             raise ConfigError("random_walk moves take no gradient: they do not combine with delayed_acceptance, "
@@ -308,7 +316,8 @@ class LatentMCMC(Solver):
                                           surrogate_steps=config.surrogate_steps,
                                           independence=config.independence,
                                           leapfrog_steps=config.leapfrog_steps,
-                                          random_walk=config.random_walk)
+                                          random_walk=config.random_walk,
+                                          reset_outliers=config.reset_outliers)
         kept = _evenly(record.kept_latent.shape[1], n_samples)
         history = {"chain_latent": record.latent, "chain_log_likelihood": record.log_likelihood,
                    "chain_log_posterior": record.log_posterior, "chain_acceptance": record.acceptance,
@@ -319,6 +328,8 @@ class LatentMCMC(Solver):
             history["screen_rate"] = record.screen_rate
         if record.independence_rate is not None:
             history["independence_rate"] = record.independence_rate
+        if record.reset_chains is not None:
+            history["reset_chains"] = record.reset_chains
         if record.latent.shape[0] < config.n_draws:
             warnings.warn(f"sampling stopped after {record.latent.shape[0]} of {config.n_draws} draws",
                           RuntimeWarning, stacklevel=3)
