@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -262,19 +262,6 @@ def outlier_chains(window_log_target: torch.Tensor) -> torch.Tensor:
     return ~(finite >= threshold)
 
 
-def _take_chains(state: ChainState, index: torch.Tensor) -> ChainState:
-    """Chain c of every (data set, temperature) takes the state of chain ``index[s, k, c]``."""
-    moved: dict[str, Any] = {}
-    for item in fields(state):
-        value = getattr(state, item.name)
-        if value is None:
-            moved[item.name] = None
-            continue
-        shaped = index.reshape(*index.shape, *([1] * (value.ndim - index.ndim)))
-        moved[item.name] = torch.gather(value, 2, shaped.expand_as(value).to(value.device))
-    return ChainState(**moved)
-
-
 def _reset_outliers(state: ChainState, window_log_target: torch.Tensor) -> tuple[ChainState, torch.Tensor]:
     """Move every outlier chain (:func:`outlier_chains`) to the current state of its rung's best chain
     (the highest mean log-target over the window); returns the states and the outliers' count per data set."""
@@ -282,7 +269,7 @@ def _reset_outliers(state: ChainState, window_log_target: torch.Tensor) -> tuple
     best = window_log_target.mean(dim=0).nan_to_num(nan=-torch.inf).argmax(dim=-1, keepdim=True)
     own = torch.arange(outliers.shape[-1], device=outliers.device).expand_as(outliers)
     index = torch.where(outliers, best.expand_as(outliers).to(outliers.device), own)
-    return _take_chains(state, index), outliers.sum(dim=(1, 2)).cpu()
+    return state.gather(index, dim=2), outliers.sum(dim=(1, 2)).cpu()
 
 
 def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, n_warmup: int,

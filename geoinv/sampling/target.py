@@ -67,8 +67,12 @@ class ChainState:
             merged[item.name] = torch.where(shaped, theirs, mine)
         return ChainState(**merged)
 
-    def gather(self, index: torch.Tensor) -> ChainState:
-        """Reorder the temperature dimension by ``index`` (S, K, C): replica k takes state ``index[..., k, :]``."""
+    def gather(self, index: torch.Tensor, dim: int = 1) -> ChainState:
+        """Reorder the temperatures (``dim=1``) or the chains (``dim=2``) by ``index`` (S, K, C).
+
+        With ``dim=1`` replica k of chain c takes the state ``index[s, k, c]`` of that chain's
+        replicas; with ``dim=2`` chain c of rung k takes the state of chain ``index[s, k, c]``.
+        """
         moved: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
@@ -76,7 +80,7 @@ class ChainState:
                 moved[item.name] = None
                 continue
             shaped = index.reshape(*index.shape, *([1] * (value.ndim - index.ndim)))
-            moved[item.name] = torch.gather(value, 1, shaped.expand_as(value))
+            moved[item.name] = torch.gather(value, dim, shaped.expand_as(value).to(value.device))
         return ChainState(**moved)
 
 
