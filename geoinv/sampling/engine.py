@@ -402,12 +402,11 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             for start_step, end_step in windows:
                 if start_step <= step < end_step:
                     window_draws.append(state.latent.clone())
-                    window_log_target.append(state.log_target(beta))
+                    if reset_outliers:
+                        window_log_target.append(state.log_target(beta))
                 if step == end_step - 1 and reset_outliers:
                     state, count = _reset_outliers(state, torch.stack(window_log_target))
-                    reset += count
-                if step == end_step - 1:
-                    window_log_target = []
+                    reset, window_log_target = reset + count, []
                 if step == end_step - 1 and not local:
                     center = torch.stack(window_draws).mean(dim=(0, 3))
                     new_chol = (_gauss_newton_factor(posterior, state, beta) if preconditioner == "gauss-newton"
