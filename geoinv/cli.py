@@ -274,7 +274,7 @@ def _cmd_invert(args: argparse.Namespace) -> None:
                             solver_settings={**_sampler_settings(args), **_search_settings(args)},
                             columns=args.columns,
                             time_unit=args.time_unit, velocity_range=_velocity_range(args),
-                            unknowns=_unknowns(args), cell_size=args.cell_size)
+                            unknowns=_unknowns(args), cell_size=args.cell_size, workers=args.workers)
     print(f"on the prior's canvas: {solutions.config['canvas']}")
     print(solutions.summary())
     if solutions.from_sampler:
@@ -472,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latent-mcmc: Hamiltonian (HMC) moves of this many leapfrog steps, each a forward "
                         "and backward pass (default 1: Langevin moves, MALA); --draws counts moves")
     invert.add_argument("--search-rounds", **SEARCH_ROUNDS)
+    invert.add_argument("--workers", type=_integer(1, 1024), default=1,
+                        help="eikonal forward: processes solving the starts' (or chains') models in parallel, "
+                             "at most one per free core (default 1)")
     invert.add_argument("--seed", type=SEED, default=0)
     invert.add_argument("--vae", type=Path, help="VAE checkpoint (default: the shipped one)")
     invert.add_argument("--epochs", type=EPOCHS, help="epochs of every stage of the schedule (for quick checks)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Sequence
@@ -250,7 +251,8 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
                 overwrite: bool | None = None, solver_settings: dict | None = None, *,
                 columns: str | Sequence[str] | None = None, time_unit: str | None = None,
                 velocity_range: VelocityRange = RADAR_VELOCITY_RANGE,
-                unknowns: FieldUnknowns | None = None, cell_size: float = DEFAULT_CELL_SIZE) -> Solutions:
+                unknowns: FieldUnknowns | None = None, cell_size: float = DEFAULT_CELL_SIZE,
+                workers: int = 1) -> Solutions:
     """Invert the traveltimes of a survey file (``.h5``, pyGIMLi ``.sgt`` or a column file); write results
     (``.h5``) and a figure (``.png``).
 
@@ -263,7 +265,8 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
     estimates facies velocities and a time zero (``petrophysics`` is then their start);
     ``overwrite`` False refuses an existing results file (None replaces it). ``solver_settings``
     replace single fields of the solver's config (e.g. ``{"n_samples": 2000}`` for ``latent-mcmc``,
-    ``{"rounds": 1}`` for the bent-ray default's searches).
+    ``{"rounds": 1}`` for the bent-ray default's searches). ``workers`` > 1 solves the eikonal's models
+    (starts, chains) in that many processes.
     """
     from .io import read_survey, write_result
     from .plot import inversion_figure
@@ -275,19 +278,39 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
                                velocity_range=velocity_range, columns=columns, time_unit=time_unit)
     prior = load_prior(prior_path).frozen()
     canvas = place_on_canvas(survey, prior.model_shape, cell_size, grid, label=Path(path).name)
-    operator = build_forward(forward_name, grid=canvas, survey=survey)
+    operator = build_forward(forward_name, grid=canvas, survey=survey, **_worker_option(forward_name, workers))
     method = make_solver(solver_name, operator, n_starts=n_starts, seed=seed, progress=progress,
                          epochs=epochs, preset=preset)
     if solver_settings:
         method.config = configured(method, solver_settings)
-    solutions = invert(survey, prior, operator, method, petrophysics,
-                       n_candidates=method.candidates_for(n_starts),
-                       refine="default" if refine else None, unknowns=unknowns)
+    try:
+        solutions = invert(survey, prior, operator, method, petrophysics,
+                           n_candidates=method.candidates_for(n_starts),
+                           refine="default" if refine else None, unknowns=unknowns)
+    finally:
+        if workers > 1:
+            operator.close()
     solutions.config["canvas"] = describe_placement(canvas)
     write_result(output, solutions, survey, canvas)
     inversion_figure(canvas, solutions, output.with_suffix(".png"), survey=survey,
                      title=f"{solver_name}, {forward_name} forward")
     return solutions
+
+
+def _worker_option(forward_name: str, workers: int) -> dict:
+    """``{"workers": workers}`` for a forward whose models are solved in processes; refused for the others."""
+    from .forward import FORWARDS
+    from .forward.numpy_kernel import NumpyKernelOperator
+
+    if workers == 1:
+        return {}
+    operator_class = FORWARDS.get(forward_name)
+    if not (isinstance(operator_class, type) and issubclass(operator_class, NumpyKernelOperator)
+            and "workers" in inspect.signature(operator_class).parameters):
+        raise ConfigError(f"--workers solves the eikonal forward's models in parallel processes; the "
+                          f"{forward_name!r} forward does not take it (its batches are torch operations: "
+                          f"set torch threads instead), so leave --workers out")
+    return {"workers": workers}
 
 
 def configured(method: Solver, settings: dict) -> Any:

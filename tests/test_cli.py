@@ -162,3 +162,21 @@ def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
         assert bool(handle["solutions/posterior/from_sampler"][0])
     assert main([*optimiser, "--chain-starts", "laplace"]) == 2  # a sampler option (run in test_sampling)
     assert "--chain-starts" in capsys.readouterr().err
+
+
+def test_invert_with_eikonal_workers_matches_one_process(tmp_path, capsys):
+    grid, survey = Grid2D.crosshole(), Survey.crosshole(0.0, 6.4, np.arange(1.0, 12.5, 1.5))
+    with torch.no_grad():
+        truth = default_vae().decode(torch.randn(1, 20, generator=torch.Generator().manual_seed(8)))
+        times = StraightRay(grid, survey)(FaciesVelocity().slowness(truth.double()))[0].numpy()
+    write_survey(tmp_path / "field.h5", survey.with_data(times, 0.5e-9), grid, time_unit="ns")
+    arguments = ["invert", str(tmp_path / "field.h5"), "--forward", "eikonal", "--starts", "2", "--epochs", "1",
+                 "--no-refine", "--quiet"]
+    assert main([*arguments, "--workers", "2", "--output", str(tmp_path / "two.h5")]) == 0
+    assert main([*arguments, "--output", str(tmp_path / "one.h5")]) == 0
+    one, two = (Solutions.from_hdf5(tmp_path / name) for name in ("one.h5", "two.h5"))
+    assert torch.equal(one.parameters, two.parameters)
+    capsys.readouterr()
+    refused = ["invert", str(tmp_path / "field.h5"), "--workers", "2", "--output", str(tmp_path / "sr.h5")]
+    assert main(refused) == 2
+    assert "--workers" in capsys.readouterr().err and not (tmp_path / "sr.h5").exists()

@@ -1,3 +1,7 @@
+import os
+import pickle
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +208,51 @@ def test_sensors_on_an_interface_take_the_fast_side_whichever_it_is(depth):
     # the delay is the bilinear mean of the fast and the slow node rows: it halves with refine=2
     finer = Eikonal(grid, survey, refine=2).simulate_numpy(_two_layers(grid, row, True))[0] - along_fast
     assert np.all(finer < 0.6 * delay)
+
+
+def test_worker_processes_give_bit_for_bit_the_results_of_one_process(small_grid, small_survey, rng):
+    serial, parallel = Eikonal(small_grid, small_survey), Eikonal(small_grid, small_survey, workers=2)
+    slowness = torch.as_tensor(1 / rng.uniform(0.06e9, 0.08e9, (3, *small_grid.shape)))
+    weights = torch.as_tensor(rng.normal(size=(3, 9)))
+    tangent = torch.as_tensor(rng.normal(size=slowness.shape)) * slowness
+    subset = np.array([7, 3, 12, 3, 20, 0, 1, 2, 24])
+    try:
+        results = []
+        for op in (serial, parallel):
+            models = slowness.clone().requires_grad_(True)
+            times = op(models, subset)
+            (times * weights).sum().backward()
+            results.append((times.detach(), models.grad, op.jvp(slowness, tangent, subset)))
+        assert parallel._model_pool is not None  # the batch did go to the workers
+        for one_process, two_processes in zip(*results):
+            assert torch.equal(one_process, two_processes)
+        clone = pickle.loads(pickle.dumps(parallel))  # a copy (Dask's, a worker's) carries no pool
+        assert clone._model_pool is None and clone.workers == 2
+        assert torch.equal(clone(slowness[:2]), serial(slowness[:2]))
+        clone.close()
+    finally:
+        parallel.close()
+    assert parallel._model_pool is None
+
+
+@pytest.mark.parametrize("workers", [0, 1.5, True, "2"])
+def test_rejects_bad_worker_counts(small_grid, small_survey, workers):
+    with pytest.raises(ConfigError, match="workers must be an integer >= 1"):
+        Eikonal(small_grid, small_survey, workers=workers)
+
+
+def test_a_killed_worker_fails_one_batch_and_the_next_starts_fresh(small_grid, small_survey):
+    from concurrent.futures.process import BrokenProcessPool
+
+    op = Eikonal(small_grid, small_survey, workers=2)
+    slowness = torch.full((2, *small_grid.shape), 1 / 0.07e9, dtype=torch.float64)
+    try:
+        expected = op(slowness)
+        for process in list(op._model_pool._executor._processes.values()):
+            os.kill(process.pid, signal.SIGKILL)
+            process.join()
+        with pytest.raises(BrokenProcessPool):
+            op(slowness)
+        assert torch.equal(op(slowness), expected)
+    finally:
+        op.close()

@@ -187,6 +187,9 @@ class ForwardOperator(nn.Module):
         with torch.no_grad():
             return self._vjp(None, None, None, residuals)
 
+    def close(self) -> None:
+        """Release what the operator holds beyond memory (worker processes); a no-op for most operators."""
+
     def linearization_kernel(self, slowness: np.ndarray) -> sp.csr_matrix:
         """Sparse kernel ``K`` (m) of a local linear model ``t(s') ≈ t(s) + K (s' − s)`` for search stages.
 

@@ -9,7 +9,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..errors import ConfigError
+from ..grid import Grid2D
+from ..survey import Survey
 from .base import ForwardOperator
+from .parallel import ModelPool
 
 __all__ = ["NumpyKernelOperator"]
 
@@ -29,7 +33,41 @@ class NumpyKernelOperator(ForwardOperator):
     into the batched primitives of :class:`ForwardOperator`, which derives
     backward, :meth:`~ForwardOperator.vjp`, :meth:`~ForwardOperator.jvp` and
     :meth:`~ForwardOperator.jacobian` from them.
+
+    With ``workers > 1`` the models of a batch are solved by that many worker
+    processes (:class:`~geoinv.forward.parallel.ModelPool`), for solvers that
+    move several models at once (chains, starts, candidates); the results are
+    bit-for-bit those of one process. The operator must then be picklable.
     """
+
+    def __init__(self, grid: Grid2D, survey: Survey, workers: int = 1) -> None:
+        super().__init__(grid, survey)
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise ConfigError(f"workers must be an integer >= 1 (worker processes solving the models of a "
+                              f"batch; 1: this process), got {workers!r}")
+        self.workers = int(workers)
+        self._model_pool: ModelPool | None = None
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_model_pool"] = None  # a copy (a worker's, a Dask task's) starts its own pool if it needs one
+        return state
+
+    def close(self) -> None:
+        """Stop the worker processes of ``workers > 1`` (the next batch starts them again)."""
+        if self._model_pool is not None:
+            self._model_pool.close()
+            self._model_pool = None
+
+    def _per_model(self, method: str, per_model: list[tuple], data_index: np.ndarray | None) -> list:
+        """``method(model, data_index, *rest)`` for every ``(model, *rest)``, in the worker processes
+        when there are several models and workers."""
+        if self.workers > 1 and len(per_model) > 1:
+            if self._model_pool is None:
+                self._model_pool = ModelPool(self, self.workers)
+            return self._model_pool.map(method, per_model, (data_index,))
+        call = getattr(self, method)
+        return [call(arguments[0], data_index, *arguments[1:]) for arguments in per_model]
 
     @abstractmethod
     def simulate_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None = None
@@ -52,20 +90,18 @@ class NumpyKernelOperator(ForwardOperator):
 
     def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> tuple[torch.Tensor, Any]:
         models = slowness.detach().cpu().double().numpy()
-        times, states = zip(*(self.simulate_numpy(model, data_index) for model in models))
+        times, states = zip(*self._per_model("simulate_numpy", [(model,) for model in models], data_index))
         return torch.as_tensor(np.stack(times), dtype=slowness.dtype, device=slowness.device), (models, states)
 
     def _vjp(self, slowness, data_index, state, cotangent: torch.Tensor) -> torch.Tensor:
         models, states = state
         weights = cotangent.detach().cpu().double().numpy()
-        grads = [self.vjp_numpy(model, data_index, model_state, w)
-                 for model, model_state, w in zip(models, states, weights)]
+        grads = self._per_model("vjp_numpy", list(zip(models, states, weights)), data_index)
         return torch.as_tensor(np.stack(grads), dtype=cotangent.dtype,
                                device=cotangent.device).reshape(-1, *self.grid.shape)
 
     def _jvp(self, slowness, data_index, state, tangent: torch.Tensor) -> torch.Tensor:
         models, states = state
         directions = tangent.detach().cpu().double().numpy().reshape(len(models), -1)
-        results = [self.jvp_numpy(model, data_index, model_state, v)
-                   for model, model_state, v in zip(models, states, directions)]
+        results = self._per_model("jvp_numpy", list(zip(models, states, directions)), data_index)
         return torch.as_tensor(np.stack(results), dtype=tangent.dtype, device=tangent.device)
