@@ -215,14 +215,18 @@ class Eikonal(NumpyKernelOperator):
 
         sources = np.arange(len(self.survey.sources)) if sources is None else np.asarray(sources)
         speed = 1.0 / self._node_slowness(slowness)
-        source_slowness = slowness.ravel()[self._source_cells(slowness)]
-        fields = np.empty((len(sources), *self.nodes.shape))
-        raws = np.empty_like(fields)
+        raws = np.empty((len(sources), *self.nodes.shape))
         for k, source in enumerate(sources):  # one C call per source: scikit-fmm is not batched
             phi = self._distance[source] - self.source_radius
             raws[k] = np.asarray(skfmm.travel_time(phi, speed, dx=list(self.nodes.spacing), order=self.order))
-            fields[k] = self.source_radius * source_slowness[source] + np.sign(phi) * raws[k]
-        return fields, raws
+        return self._fields(slowness, raws, sources), raws
+
+    def _fields(self, slowness: np.ndarray, raws: np.ndarray, sources: np.ndarray) -> np.ndarray:
+        """Time fields (s) from scikit-fmm's raw times: the analytic start ``r0·s_source`` added,
+        the times inside the start circle negated."""
+        source_slowness = slowness.ravel()[self._source_cells(slowness)][sources]
+        inside = np.sign(self._distance[sources] - self.source_radius)
+        return self.source_radius * source_slowness[:, None, None] + inside * raws
 
     def _node_slowness(self, slowness: np.ndarray) -> np.ndarray:
         return slowness[self._node_rows[:, None], self._node_cols[None, :]]
@@ -235,22 +239,26 @@ class Eikonal(NumpyKernelOperator):
         field_row[sources] = np.arange(len(sources))
         return index, sources, field_row
 
-    def simulate_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None = None) -> tuple[np.ndarray, tuple]:
-        """Traveltimes (s) and the kernel's state (time fields, raw scikit-fmm times) of one slowness array.
+    def simulate_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Traveltimes (s) and the kernel's state (scikit-fmm's raw times per solved source) of one
+        slowness array.
 
-        Only the sources of the requested data are solved for.
+        Only the sources of the requested data are solved for. The state holds the raw times alone (the
+        time fields follow from them in one pass), which halves what a batch keeps, and what worker
+        processes send back, per model.
         """
         index, sources, field_row = self._plan(data_index)
         fields, raws = self._solve(slowness, sources)
         row, col = self._receiver_index
         times = _bilinear(fields, field_row[self.survey.pairs[index, 0]], row[index], col[index])
-        return times, (fields, raws)
+        return times, raws
 
     def _jacobian(self, slowness: np.ndarray, data_index: np.ndarray | None, state=None) -> sp.csr_matrix:
         """∂t/∂s (m) by the configured ``gradient``; ``state`` as returned by :meth:`simulate_numpy`."""
-        fields, raws = self.simulate_numpy(slowness, data_index)[1] if state is None else state
+        raws = self.simulate_numpy(slowness, data_index)[1] if state is None else state
         if self.gradient == "rays":
-            return self._trace_rays(fields, data_index)
+            return self._trace_rays(self._fields(slowness, raws, self._plan(data_index)[1]), data_index)
         blocks, order = [], []
         source_cells = self._source_cells(slowness)
         for source, data, weights, adjoint in self._source_adjoints(slowness, data_index, raws):
@@ -267,21 +275,21 @@ class Eikonal(NumpyKernelOperator):
         if self.linearization == "gradient":
             return self.jacobian(slowness)
         model = self._check_slowness(slowness).detach().cpu().double().numpy()
-        return self._trace_rays(self.simulate_numpy(model)[1][0])
+        return self._trace_rays(self.traveltime_fields(model))
 
-    def vjp_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: tuple,
+    def vjp_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: np.ndarray,
                   weights: np.ndarray) -> np.ndarray:
         """``Jᵀ w`` with one adjoint solve per source (no Jacobian formed) for ``gradient='adjoint'``."""
         if self.gradient == "rays":
             return super().vjp_numpy(slowness, data_index, state, weights)
         gradient = np.zeros(self.grid.n_cells)
         source_cells = self._source_cells(slowness)
-        for source, data, interpolation, adjoint in self._source_adjoints(slowness, data_index, state[1]):
+        for source, data, interpolation, adjoint in self._source_adjoints(slowness, data_index, state):
             gradient += self._node_to_cell.T @ adjoint.vjp(interpolation.T @ weights[data])
             gradient[source_cells[source]] += self.source_radius * weights[data].sum()
         return gradient
 
-    def jvp_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: tuple,
+    def jvp_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: np.ndarray,
                   tangent: np.ndarray) -> np.ndarray:
         """``J v`` with one tangent-linear solve per source (no Jacobian formed) for ``gradient='adjoint'``."""
         if self.gradient == "rays":
@@ -290,7 +298,7 @@ class Eikonal(NumpyKernelOperator):
         result = np.zeros(len(index))
         node_tangent = self._node_to_cell @ tangent
         source_cells = self._source_cells(slowness)
-        for source, data, interpolation, adjoint in self._source_adjoints(slowness, data_index, state[1]):
+        for source, data, interpolation, adjoint in self._source_adjoints(slowness, data_index, state):
             result[data] = interpolation @ adjoint.jvp(node_tangent) + self.source_radius * tangent[
                 source_cells[source]]
         return result
