@@ -8,6 +8,7 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from geoinv import ConfigError, Eikonal, Grid2D, StraightRay, Survey
+from geoinv.forward.parallel import KEPT_BATCHES, RemoteState
 from geoinv.prior.channels import channelized_image
 
 V_SLOW, V_FAST = 0.06e9, 0.08e9
@@ -248,11 +249,39 @@ def test_a_killed_worker_fails_one_batch_and_the_next_starts_fresh(small_grid, s
     slowness = torch.full((2, *small_grid.shape), 1 / 0.07e9, dtype=torch.float64)
     try:
         expected = op(slowness)
-        for process in list(op._model_pool._executor._processes.values()):
+        for process in op._model_pool._processes:
             os.kill(process.pid, signal.SIGKILL)
             process.join()
         with pytest.raises(BrokenProcessPool):
             op(slowness)
         assert torch.equal(op(slowness), expected)
+    finally:
+        op.close()
+
+
+class _FailingEikonal(Eikonal):
+    """Refuses models slower than a threshold, to see a worker's error reach the caller."""
+
+    def simulate_numpy(self, slowness, data_index=None):
+        if slowness.max() > 1 / 0.065e9:
+            raise ValueError("too slow a model")
+        return super().simulate_numpy(slowness, data_index)
+
+
+def test_worker_errors_reach_the_caller_and_old_states_are_solved_again(small_grid, small_survey, rng):
+    op = _FailingEikonal(small_grid, small_survey, workers=2)
+    serial = Eikonal(small_grid, small_survey)
+    slowness = torch.as_tensor(1 / rng.uniform(0.066e9, 0.08e9, (3, *small_grid.shape)))
+    weights = torch.as_tensor(rng.normal(size=(3, small_survey.n_data)))
+    try:
+        times, state = op._simulate(slowness, None)
+        assert all(isinstance(handle, RemoteState) for handle in state[1])  # the time fields stayed there
+        for _ in range(KEPT_BATCHES):  # later batches push this one's states out of the workers
+            op(slowness)
+        expected = serial.vjp(slowness, weights)
+        assert torch.equal(op._vjp(slowness, None, state, weights).reshape(expected.shape), expected)
+        with pytest.raises(ValueError, match="too slow"):
+            op(torch.full((2, *small_grid.shape), 1 / 0.06e9, dtype=torch.float64))
+        assert torch.equal(op(slowness), times)  # the pool still serves
     finally:
         op.close()

@@ -59,16 +59,6 @@ class NumpyKernelOperator(ForwardOperator):
             self._model_pool.close()
             self._model_pool = None
 
-    def _per_model(self, method: str, per_model: list[tuple], data_index: np.ndarray | None) -> list:
-        """``method(model, data_index, *rest)`` for every ``(model, *rest)``, in the worker processes
-        when there are several models and workers."""
-        if self.workers > 1 and len(per_model) > 1:
-            if self._model_pool is None:
-                self._model_pool = ModelPool(self, self.workers)
-            return self._model_pool.map(method, per_model, (data_index,))
-        call = getattr(self, method)
-        return [call(arguments[0], data_index, *arguments[1:]) for arguments in per_model]
-
     @abstractmethod
     def simulate_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None = None
                        ) -> tuple[np.ndarray, Any]:
@@ -88,20 +78,38 @@ class NumpyKernelOperator(ForwardOperator):
         """``J v`` (data) for a flat model-space direction ``v``; override when cheaper than forming ``J``."""
         return self._jacobian(slowness, data_index, state) @ tangent
 
+    def _pool(self) -> ModelPool | None:
+        """The worker processes, when there are several (started on the first batch)."""
+        if self.workers > 1 and self._model_pool is None:
+            self._model_pool = ModelPool(self, self.workers)
+        return self._model_pool if self.workers > 1 else None
+
     def _simulate(self, slowness: torch.Tensor, data_index: np.ndarray | None) -> tuple[torch.Tensor, Any]:
         models = slowness.detach().cpu().double().numpy()
-        times, states = zip(*self._per_model("simulate_numpy", [(model,) for model in models], data_index))
+        pool = self._pool() if len(models) > 1 else None
+        times: list | tuple
+        states: list | tuple
+        if pool is not None:
+            times, states = pool.simulate(list(models), (data_index,))
+        else:
+            times, states = zip(*(self.simulate_numpy(model, data_index) for model in models))
         return torch.as_tensor(np.stack(times), dtype=slowness.dtype, device=slowness.device), (models, states)
 
-    def _vjp(self, slowness, data_index, state, cotangent: torch.Tensor) -> torch.Tensor:
+    def _derive(self, method: str, state: tuple, vectors: np.ndarray, data_index: np.ndarray | None) -> np.ndarray:
+        """``method(model, data_index, model_state, vector)`` per model, where the states are."""
         models, states = state
-        weights = cotangent.detach().cpu().double().numpy()
-        grads = self._per_model("vjp_numpy", list(zip(models, states, weights)), data_index)
-        return torch.as_tensor(np.stack(grads), dtype=cotangent.dtype,
-                               device=cotangent.device).reshape(-1, *self.grid.shape)
+        pool = self._pool() if len(models) > 1 else None
+        if pool is not None:
+            return np.stack(pool.derive(method, list(zip(models, states, vectors)), (data_index,)))
+        call = getattr(self, method)
+        return np.stack([call(model, data_index, model_state, vector)
+                         for model, model_state, vector in zip(models, states, vectors)])
+
+    def _vjp(self, slowness, data_index, state, cotangent: torch.Tensor) -> torch.Tensor:
+        grads = self._derive("vjp_numpy", state, cotangent.detach().cpu().double().numpy(), data_index)
+        return torch.as_tensor(grads, dtype=cotangent.dtype, device=cotangent.device).reshape(-1, *self.grid.shape)
 
     def _jvp(self, slowness, data_index, state, tangent: torch.Tensor) -> torch.Tensor:
-        models, states = state
-        directions = tangent.detach().cpu().double().numpy().reshape(len(models), -1)
-        results = self._per_model("jvp_numpy", list(zip(models, states, directions)), data_index)
-        return torch.as_tensor(np.stack(results), dtype=tangent.dtype, device=tangent.device)
+        directions = tangent.detach().cpu().double().numpy().reshape(len(state[0]), -1)
+        results = self._derive("jvp_numpy", state, directions, data_index)
+        return torch.as_tensor(results, dtype=tangent.dtype, device=tangent.device)

@@ -5,44 +5,98 @@ A batch of ``B`` models is cut into ``workers`` contiguous chunks, each solved
 by one process holding its own copy of the operator. The per-model arithmetic
 is the same as in one process, so the results are bit-for-bit those of
 ``workers=1``.
+
+The states the derivatives reuse (the eikonal's time fields: megabytes per
+model) stay in the worker that computed them; the parent holds a small handle
+and sends the backward pass of each model to that worker. Sending the states
+back and forth cost a third of the forward's time on the reference problem.
+A worker keeps the states of its last two batches; a derivative whose state is
+gone (an older batch, a restarted worker) solves the forward again, which
+gives the same state.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import pickle
+import signal
 import weakref
-from concurrent.futures import ProcessPoolExecutor
+from collections import OrderedDict
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ModelPool"]
+from ..errors import ConfigError
 
-_WORKER_OPERATOR: Any = None
+__all__ = ["ModelPool", "RemoteState"]
 
-
-def _install(operator_bytes: bytes) -> None:
-    """Worker initializer: unpickle the operator once."""
-    global _WORKER_OPERATOR
-    _WORKER_OPERATOR = pickle.loads(operator_bytes)
-    _WORKER_OPERATOR.workers = 1  # a worker solves its chunk itself
+#: batches whose states a worker keeps (a forward and the backward of the batch before it)
+KEPT_BATCHES = 2
 
 
-def _run_chunk(method: str, shared: tuple, per_model: list[tuple]) -> list:
-    call = getattr(_WORKER_OPERATOR, method)
-    return [call(*arguments[:1], *shared, *arguments[1:]) for arguments in per_model]
+@dataclass(frozen=True)
+class RemoteState:
+    """Where a model's derivative state lives: a worker of one pool start, a batch, a position in it."""
+
+    start: int
+    worker: int
+    batch: int
+    position: int
+
+
+def _serve(connection: Any, operator_bytes: bytes) -> None:
+    """A worker's loop: simulate chunks (keeping their states) and apply derivatives to them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
+    operator = pickle.loads(operator_bytes)
+    operator.workers = 1
+    batches: OrderedDict[int, list] = OrderedDict()
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        try:
+            reply = _answer(operator, batches, request)
+        except Exception as error:  # handed to the parent, which raises it
+            connection.send(("error", error))
+        else:
+            connection.send(("ok", reply))
+
+
+def _answer(operator: Any, batches: OrderedDict, request: tuple) -> list:
+    kind, shared, payload = request[0], request[1], request[2:]
+    if kind == "simulate":
+        batch, models = payload
+        results = [operator.simulate_numpy(model, *shared) for model in models]
+        batches[batch] = [state for _, state in results]
+        while len(batches) > KEPT_BATCHES:
+            batches.popitem(last=False)
+        return [times for times, _ in results]
+    method, items = payload
+    answers = []
+    for model, place, vector in items:
+        if place[0] == "given":
+            state = place[1]
+        else:  # kept here, unless its batch is gone: then the same forward again gives the same state
+            kept = batches.get(place[1]) if place[0] == "kept" else None
+            state = kept[place[2]] if kept is not None else operator.simulate_numpy(model, *shared)[1]
+        answers.append(getattr(operator, method)(model, *shared, state, vector))
+    return answers
 
 
 class ModelPool:
-    """A pool of ``workers`` processes, each with a copy of one operator.
+    """``workers`` processes, each with a copy of one operator, solving the models of a batch.
 
     Parameters
     ----------
     operator : NumpyKernelOperator
-        The operator whose per-model methods the workers call; pickled once per worker
-        (its own pool is not carried).
+        The operator whose per-model methods the workers call; pickled once (its own pool is
+        not carried).
     workers : int
         Number of processes (>= 2).
 
@@ -56,40 +110,120 @@ class ModelPool:
     or at interpreter exit.
     """
 
+    _starts = itertools.count()
+
     def __init__(self, operator: Any, workers: int) -> None:
         self.workers = int(workers)
         self._operator_bytes = pickle.dumps(operator)
-        self._executor: ProcessPoolExecutor | None = None
+        self._connections: list = []
+        self._processes: list = []
+        self._start = -1
+        self._batches = itertools.count()
         self._finalizer: weakref.finalize | None = None
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(),
-                                                 initializer=_install, initargs=(self._operator_bytes,))
-            self._finalizer = weakref.finalize(self, self._executor.shutdown, wait=False, cancel_futures=True)
-        return self._executor
-
-    def map(self, method: str, per_model: list[tuple], shared: tuple = ()) -> list:
-        """``[operator.method(first, *shared, *rest) for (first, *rest) in per_model]``, in parallel.
-
-        ``per_model`` holds one tuple of arguments per model (the model first); ``shared``
-        arguments (e.g. the data index) are inserted after the model's first argument.
-        """
-        chunks = np.array_split(np.arange(len(per_model)), min(self.workers, len(per_model)))
+    def _ensure_started(self) -> None:
+        if self._connections:
+            return
+        context = multiprocessing.get_context()
+        connections, processes = [], []
         try:
-            futures = [self._pool().submit(_run_chunk, method, shared, [per_model[i] for i in chunk])
-                       for chunk in chunks]
-            return [result for future in futures for result in future.result()]
-        except BrokenProcessPool:
-            self.close()  # a worker died (killed, out of memory): the next batch starts a fresh pool
-            raise
+            for _ in range(self.workers):
+                parent_end, child_end = context.Pipe()
+                process = context.Process(target=_serve, args=(child_end, self._operator_bytes), daemon=True)
+                process.start()
+                child_end.close()
+                connections.append(parent_end)
+                processes.append(process)
+        except AssertionError as error:  # "daemonic processes are not allowed to have children"
+            _stop(connections, processes)
+            raise ConfigError("workers > 1 cannot start worker processes inside a daemonic process (a Dask "
+                              "or multiprocessing worker); leave workers at 1 there, the pool already runs "
+                              "one survey per process") from error
+        self._connections, self._processes, self._start = connections, processes, next(self._starts)
+        self._finalizer = weakref.finalize(self, _stop, connections, processes)
+
+    def simulate(self, models: list[np.ndarray], shared: tuple) -> tuple[list, list[RemoteState]]:
+        """Traveltimes of every model (``simulate_numpy(model, *shared)``) and handles of their states."""
+        self._ensure_started()
+        batch = next(self._batches)
+        chunks = np.array_split(np.arange(len(models)), min(self.workers, len(models)))
+        for worker, chunk in enumerate(chunks):
+            self._send(worker, ("simulate", shared, batch, [models[i] for i in chunk]))
+        times = [result for reply in self._receive(range(len(chunks))) for result in reply]
+        handles = [RemoteState(self._start, worker, batch, position)
+                   for worker, chunk in enumerate(chunks) for position in range(len(chunk))]
+        return times, handles
+
+    def derive(self, method: str, items: list[tuple], shared: tuple) -> list:
+        """``method(model, *shared, state, vector)`` for every ``(model, state, vector)``, each in the
+        worker that holds its state (states from another pool start are solved again)."""
+        self._ensure_started()
+        chunks = np.array_split(np.arange(len(items)), min(self.workers, len(items)))
+        home = {index: worker for worker, chunk in enumerate(chunks) for index in chunk}
+        routed: list[list[int]] = [[] for _ in range(self.workers)]
+        for index, (_, state, _) in enumerate(items):
+            here = isinstance(state, RemoteState) and state.start == self._start
+            routed[state.worker if here else home[index]].append(index)
+        for worker, indices in enumerate(routed):
+            if indices:
+                self._send(worker, ("derive", shared, method, [_item(items[i], self._start) for i in indices]))
+        busy = [worker for worker, indices in enumerate(routed) if indices]
+        results: list[Any] = [None] * len(items)
+        for worker, reply in zip(busy, self._receive(busy)):
+            for index, result in zip(routed[worker], reply):
+                results[index] = result
+        return results
+
+    def _send(self, worker: int, request: tuple) -> None:
+        try:
+            self._connections[worker].send(request)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError) as error:
+            self._broken(error)
+
+    def _receive(self, workers) -> list[list]:
+        """Every worker's reply (all read before an error is raised, so none is left in a pipe)."""
+        replies = []
+        for worker in workers:
+            try:
+                replies.append(self._connections[worker].recv())
+            except (BrokenPipeError, ConnectionResetError, EOFError, OSError) as error:
+                self._broken(error)
+        for status, reply in replies:
+            if status == "error":
+                raise reply
+        return [reply for _, reply in replies]
+
+    def _broken(self, error: BaseException) -> None:
+        self.close()
+        raise BrokenProcessPool("a worker process of the forward operator ended (killed, or out of memory); "
+                                "the next batch starts new ones") from error
 
     def close(self) -> None:
         """Stop the worker processes and wait for them (a later call starts them again)."""
         if self._finalizer is not None:
-            self._finalizer.detach()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-        self._executor = None
+            self._finalizer()
         self._finalizer = None
+        self._connections, self._processes = [], []
 
+
+def _item(item: tuple, start: int) -> tuple:
+    """``(model, place, vector)``: the state kept in the worker, given with the request, or to solve again."""
+    model, state, vector = item
+    if not isinstance(state, RemoteState):
+        return model, ("given", state), vector
+    return model, (("kept", state.batch, state.position) if state.start == start else ("solve",)), vector
+
+
+def _stop(connections: list, processes: list) -> None:
+    for connection in connections:
+        try:
+            connection.send(None)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+            pass
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+    for connection in connections:
+        connection.close()
