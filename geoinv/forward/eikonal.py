@@ -356,6 +356,5 @@ class Eikonal(NumpyKernelOperator):
         return short_segment_lengths(self.grid, starts, ends, rays, n_rays)
 
     def extra_repr(self) -> str:
-        workers = f", workers={self.workers}" if self.workers > 1 else ""
-        return (f"{super().extra_repr()}, refine={self.nodes.refine}, order={self.order}, "
-                f"gradient={self.gradient!r}{workers}")
+        # the physics only: workers change where models are solved, not what (caches key on this)
+        return f"{super().extra_repr()}, refine={self.nodes.refine}, order={self.order}, gradient={self.gradient!r}"
