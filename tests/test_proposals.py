@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from geoinv import ConfigError, FaciesVelocity, LatentSGD, LatentSGDConfig, StraightRay, Survey, build_problem
+from geoinv import ConfigError, Eikonal, FaciesVelocity, LatentSGD, LatentSGDConfig, StraightRay, Survey, build_problem
 from geoinv.solvers import Stage
 from geoinv.solvers.proposals import ProposalConfig, ProposalNetwork, Proposals, problem_key, simulate_pairs
 
@@ -176,3 +176,10 @@ def test_screening_keeps_the_proposals_with_the_lowest_misfit(tiny_latent_proble
     torch.testing.assert_close(kept[0], proposals[0][misfit.argsort()[:4]])
     with pytest.raises(ConfigError, match="screen"):
         Proposals(LatentSGD(), ProposalNetwork(problem.n_data, 3), screen=0)
+
+
+def test_eikonal_workers_do_not_enter_the_cache_key(tiny_latent_problem, small_grid):
+    survey = tiny_latent_problem.operator.survey.with_data(np.full(tiny_latent_problem.n_data, 5e-8))
+    keys = {problem_key(build_problem(survey, tiny_latent_problem.prior, Eikonal(small_grid, survey, workers=workers),
+                                      FaciesVelocity(), noise_std=0.05e-9)) for workers in (1, 2)}
+    assert len(keys) == 1  # same pairs, solved in one process or two
