@@ -288,8 +288,7 @@ def invert_file(path: Path, output: Path, forward_name: str = "straight-ray", so
                            n_candidates=method.candidates_for(n_starts),
                            refine="default" if refine else None, unknowns=unknowns)
     finally:
-        if workers > 1:
-            operator.close()
+        operator.close()
     solutions.config["canvas"] = describe_placement(canvas)
     write_result(output, solutions, survey, canvas)
     inversion_figure(canvas, solutions, output.with_suffix(".png"), survey=survey,
@@ -308,8 +307,7 @@ def _worker_option(forward_name: str, workers: int) -> dict:
     if not (isinstance(operator_class, type) and issubclass(operator_class, NumpyKernelOperator)
             and "workers" in inspect.signature(operator_class).parameters):
         raise ConfigError(f"--workers solves the eikonal forward's models in parallel processes; the "
-                          f"{forward_name!r} forward does not take it (its batches are torch operations: "
-                          f"set torch threads instead), so leave --workers out")
+                          f"{forward_name!r} forward does not take it, so leave --workers out")
     return {"workers": workers}
 
 

@@ -90,6 +90,18 @@ def test_forward_passes_check_forward(name, operators):
         assert errors["linear dot test"] < 1e-10
 
 
+def test_eikonal_with_workers_passes_check_forward(geometry):
+    from geoinv import Eikonal
+
+    operator = Eikonal(*geometry, workers=2)
+    try:
+        errors = check_forward(operator, generator=torch.Generator().manual_seed(1))
+        assert operator._model_pool is not None  # its batches went to the workers
+    finally:
+        operator.close()
+    assert errors["derivative dot test"] < 1e-8 and errors["backward == vjp"] < 1e-8
+
+
 @pytest.mark.parametrize("name", [n for n in FORWARD_NAMES if FORWARDS.get(n).linear])
 def test_linear_forward_gradcheck(name, operators, geometry):
     grid, _ = geometry
