@@ -63,7 +63,10 @@ def _serve(connection: Any, operator_bytes: bytes) -> None:
         try:
             reply = _answer(operator, batches, request)
         except Exception as error:  # handed to the parent, which raises it
-            connection.send(("error", error))
+            try:
+                connection.send(("error", error))
+            except Exception:  # an error that does not pickle: its type and message do
+                connection.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
         else:
             connection.send(("ok", reply))
 
