@@ -35,7 +35,7 @@ from scipy.stats import chi2
 from geoinv import FaciesVelocity, Grid2D, LatentMCMC, LatentSGD, Survey, build_problem, forward, ns_to_s
 from geoinv.plot import reliability_figure
 from geoinv.prior import default_vae
-from geoinv.sampling import interval_coverage, laplace_starts, mixing, reliability_curve
+from geoinv.sampling import inference_data, interval_coverage, laplace_starts, mixing, reliability_curve
 
 #: bins with fewer cells than this are too noisy to judge calibration on
 MIN_BIN_CELLS = 20
@@ -72,6 +72,8 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
     sampler_cpu = time.process_time() - sampler_cpu
     worker_cpu = _worker_cpu(operator) - worker_cpu
     report = mixing(samples, warn=False)
+    if args.save_draws:  # the chains themselves, for a look at why they did (not) mix
+        inference_data(samples).to_netcdf(case_path(args.name, args.only).with_suffix(".nc"))
     channels = (truth > 0.5).numpy()
     used = optima.accepted[0] if optima.accepted[0].any() else torch.ones(optima.n_candidates, dtype=torch.bool)
     chains = np.asarray(samples.history["chain_latent"])[:, 0].reshape(-1, latent_truth.numel())
@@ -237,6 +239,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes solving the chains' (and starts') "
                         "models in parallel (the eikonal's workers option)")
     parser.add_argument("--progress", action="store_true", help="the sampler's progress bar")
+    parser.add_argument("--save-draws", action="store_true", help="with --only K: the chains as ArviZ NetCDF "
+                        "beside the case (NAME.truthK.nc)")
     parser.add_argument("--resummarise", metavar="JSON", help="re-make the tables, figure and summary of a "
                         "saved run (its per-truth results and reliability curves) without sampling")
     args = parser.parse_args()
@@ -252,6 +256,8 @@ def main() -> None:
             raise SystemExit(f"no cases kept under the name {args.name!r}: run with --only K first")
         report_cases([case for case, _ in kept], args, kept[0][1])
         return
+    if args.save_draws and args.only is None:
+        parser.error("--save-draws keeps one truth's chains: give --only K")
     if args.quick:
         args.truths, args.starts, args.warmup, args.draws, args.samples = 1, 4, 20, 40, 40
     torch.set_num_threads(1)

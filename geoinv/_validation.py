@@ -67,6 +67,18 @@ def require_positive(value: float, name: str, error: type[GeoinvError] = GeoinvE
     return number
 
 
+def require_count(value: object, name: str, low: int = 1, *, meaning: str = "",
+                  error: type[GeoinvError] = GeoinvError) -> int:
+    """Return ``int(value)`` if it is an integer (not a bool) >= ``low``, else raise ``error``.
+
+    ``meaning`` (what the count counts) goes into the message in parentheses.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        what = f" ({meaning})" if meaning else ""
+        raise error(f"{name} must be an integer >= {low}{what}, got {value!r}")
+    return int(value)
+
+
 def require_file(path: str | os.PathLike, what: str, error: type[GeoinvError] = GeoinvError) -> None:
     """Raise ``error`` naming ``what`` unless ``path`` is an existing file (not a folder)."""
     from pathlib import Path

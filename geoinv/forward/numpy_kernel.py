@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._validation import require_count
 from ..errors import ConfigError
 from ..grid import Grid2D
 from ..survey import Survey
@@ -42,10 +43,8 @@ class NumpyKernelOperator(ForwardOperator):
 
     def __init__(self, grid: Grid2D, survey: Survey, workers: int = 1) -> None:
         super().__init__(grid, survey)
-        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-            raise ConfigError(f"workers must be an integer >= 1 (worker processes solving the models of a "
-                              f"batch; 1: this process), got {workers!r}")
-        self.workers = int(workers)
+        self.workers = require_count(workers, "workers", error=ConfigError,
+                                     meaning="worker processes solving the models of a batch; 1: this process")
         self._model_pool: ModelPool | None = None
 
     def __getstate__(self) -> dict:

@@ -12,6 +12,7 @@ import numpy.typing as npt
 import torch
 
 from .._typing import TensorLike
+from .._validation import require_count
 from ..errors import ConfigError
 
 __all__ = ["interval_coverage", "reliability_curve"]
@@ -66,8 +67,7 @@ def reliability_curve(probability: npt.ArrayLike, outcome: npt.ArrayLike, bins: 
     if predicted.shape != observed.shape:
         raise ConfigError(f"probability and outcome must have the same number of cells, got {predicted.size} "
                           f"and {observed.size}")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ConfigError(f"bins must be an integer >= 1, got {bins!r}")
+    require_count(bins, "bins", error=ConfigError)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.searchsorted(edges, predicted, side="right") - 1, 0, bins - 1)
     count = np.bincount(which, minlength=bins).astype(float)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validation import require_count
 from ..errors import ConfigError
 from ..problem import InverseProblem
 
@@ -49,9 +50,8 @@ class RTOConfig:
     tolerance: float = 1e-3
 
     def __post_init__(self) -> None:
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
-            raise ConfigError(f"iterations must be an integer >= 1 (Newton iterations per draw), "
-                              f"got {self.iterations!r}")
+        object.__setattr__(self, "iterations", require_count(self.iterations, "iterations", error=ConfigError,
+                                                             meaning="Newton iterations per draw"))
         if not 0 < self.tolerance < 1:
             raise ConfigError(f"tolerance must be in (0, 1) (whitened units), got {self.tolerance!r}")
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._typing import TensorLike
+from .._validation import require_count
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from ..sampling.engine import (
@@ -147,9 +148,7 @@ class LatentMCMCConfig:
         for name, low in (("n_chains", 2), ("n_draws", 1), ("n_warmup", 0), ("n_temperatures", 1),
                           ("approach_steps", 0), ("n_samples", 1), ("chunk", 1), ("surrogate_steps", 1),
                           ("leapfrog_steps", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, require_count(getattr(self, name), name, low, error=ConfigError))
         check_n_starts(self.n_samples, "n_samples")
         if not (math.isfinite(self.max_temperature) and self.max_temperature >= 1):
             raise ConfigError(f"max_temperature must be finite and >= 1, got {self.max_temperature!r}")

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._typing import TensorLike
+from .._validation import require_count
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Solutions, Solver
@@ -73,11 +74,10 @@ class RefillConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
-            raise ConfigError(f"iterations must be an integer >= 1 (Gauss-Newton iterations per RML candidate), "
-                              f"got {self.iterations!r}")
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigError(f"rounds must be an integer >= 1 (searches per data set at most), got {self.rounds!r}")
+        object.__setattr__(self, "iterations", require_count(
+            self.iterations, "iterations", meaning="Gauss-Newton iterations per RML candidate", error=ConfigError))
+        object.__setattr__(self, "rounds", require_count(self.rounds, "rounds", error=ConfigError,
+                                                         meaning="searches per data set at most"))
         if self.min_round_gain is not None and not 0 <= self.min_round_gain < 1:
             raise ConfigError(f"min_round_gain must be a fraction in [0, 1) (the least relative improvement of a "
                               f"round's best misfit that earns another round) or None, got {self.min_round_gain!r}")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from .._validation import require_count
 from ..errors import ConfigError
 from ..forward.linearized import KERNELS
 from ..prior.base import REGULARIZATIONS
@@ -225,8 +226,8 @@ class LatentSGDConfig(Stage):
             raise ConfigError("then must hold Stage objects (or dicts of their fields)")
         object.__setattr__(self, "then", tuple(stage.as_stage() for stage in stages))
         check_n_starts(self.n_starts)
-        if isinstance(self.explore, bool) or not isinstance(self.explore, int) or self.explore < 1:
-            raise ConfigError(f"explore must be an integer >= 1 (prior draws per kept start), got {self.explore!r}")
+        object.__setattr__(self, "explore", require_count(self.explore, "explore", error=ConfigError,
+                                                          meaning="prior draws per kept start"))
         n_stages = 1 + len(self.then)
         if self.explore_stages is not None and (
                 isinstance(self.explore_stages, bool) or not isinstance(self.explore_stages, int)

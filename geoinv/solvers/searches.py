@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .._typing import TensorLike
+from .._validation import require_count
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .base import Solutions, Solver, _gather, check_n_starts
@@ -115,10 +116,8 @@ class ExploreConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.draws_per_start, bool) or not isinstance(self.draws_per_start, int) \
-                or self.draws_per_start < 1:
-            raise ConfigError(f"draws_per_start must be an integer >= 1 (prior draws per kept start), got "
-                              f"{self.draws_per_start!r}")
+        object.__setattr__(self, "draws_per_start", require_count(
+            self.draws_per_start, "draws_per_start", meaning="prior draws per kept start", error=ConfigError))
         check_n_starts(self.n_starts)
 
 
