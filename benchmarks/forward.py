@@ -85,7 +85,7 @@ def main() -> None:
                  "ratio": step_seconds["rays"] / step_seconds["adjoint"]})
 
     # several models at once (chains, starts): one process against worker processes, same batch
-    batch_seconds = {}
+    batch_seconds: dict[tuple[str, int], float] = {}
     for workers in (1, 2):
         eikonal = Eikonal(grid, survey, workers=workers)
         models = slowness[:8].clone().requires_grad_(True)
@@ -93,13 +93,18 @@ def main() -> None:
         def batch_step(eikonal=eikonal, models=models):
             eikonal(models).sum().backward()
 
+        def jacobians(eikonal=eikonal, models=models):  # Gauss-Newton's kernels of 8 candidates
+            eikonal.jacobians(models.detach())
+
         batch_step()  # starts the workers outside the timing
-        batch_seconds[workers] = median_time(batch_step, repeats)
+        for operation, step in (("forward+gradient", batch_step), ("Jacobians", jacobians)):
+            seconds = batch_seconds[operation, workers] = median_time(step, repeats)
+            rows.append({"operation": f"eikonal {operation} B=8, workers={workers}", "seconds": seconds,
+                         "per_model_ms": 1e3 * seconds / 8})
         eikonal.close()
-        rows.append({"operation": f"eikonal forward+gradient B=8, workers={workers}",
-                     "seconds": batch_seconds[workers], "per_model_ms": 1e3 * batch_seconds[workers] / 8})
-    rows.append({"operation": "speed-up workers=2 / workers=1, B=8 forward+gradient",
-                 "ratio": batch_seconds[1] / batch_seconds[2]})
+    for operation in ("forward+gradient", "Jacobians"):
+        rows.append({"operation": f"speed-up workers=2 / workers=1, B=8 {operation}",
+                     "ratio": batch_seconds[operation, 1] / batch_seconds[operation, 2]})
 
     if not args.skip_pygimli:
         from geoinv.forward.pygimli import PyGimliShortestPath

@@ -157,11 +157,19 @@ class LatentTomography(InverseProblem):
 
     def facies_jacobian(self, model: torch.Tensor) -> sp.csr_matrix:
         """∂data/∂facies at one model (data unit per facies unit), sparse ``(n_data, nz·nx)``."""
+        return self.facies_jacobians(model[None])[0]
+
+    def facies_jacobians(self, models: torch.Tensor) -> list[sp.csr_matrix]:
+        """:meth:`facies_jacobian` at each model of a batch ``(B, nz, nx)``, formed by the operator together
+        (in its worker processes when it has them)."""
         # ∂t/∂m = J(s) · diag(ds/dm); the map is cell-wise, so one jvp with ones gives the diagonal
-        pushed = torch.func.jvp(self.petrophysics.slowness, (model,), (torch.ones_like(model),))
-        slowness, derivative = pushed[0], pushed[1]
-        kernel = self.operator.jacobian(slowness.detach().double().cpu().numpy())
-        return self._scale * (kernel @ sp.diags(derivative.detach().double().cpu().numpy().ravel()))
+        pushed = torch.func.jvp(self.petrophysics.slowness, (models,), (torch.ones_like(models),))
+        slowness, derivative = pushed[0], pushed[1].detach().double().cpu().numpy()
+        kernels = self.operator.jacobians(slowness.detach().double().cpu().numpy())
+        return [self._scale * (kernel @ sp.diags(scale.ravel())) for kernel, scale in zip(kernels, derivative)]
+
+    def _model_jacobians(self, models: torch.Tensor) -> list:
+        return self.facies_jacobians(models)
 
     def jacobian(self, parameters: torch.Tensor) -> torch.Tensor:
         """∂data/∂parameters at each of a batch of parameter vectors, ``(B, n_data, n_parameters)`` float64.
@@ -174,18 +182,22 @@ class LatentTomography(InverseProblem):
         if self.unknowns is None:
             return super().jacobian(parameters)
         parameters = torch.as_tensor(parameters).reshape(-1, self.n_parameters).to(self.device)
-        return torch.stack([self._unknowns_jacobian(point) for point in parameters])
+        tangents, slownesses = zip(*(self._slowness_tangent(point) for point in parameters))
+        kernels = self.operator.jacobians(np.stack(slownesses))
+        return torch.stack([self._unknowns_jacobian(kernel, tangent) for kernel, tangent in zip(kernels, tangents)])
 
-    def _unknowns_jacobian(self, point: torch.Tensor) -> torch.Tensor:
-        unknowns = self.unknowns
-        assert unknowns is not None
+    def _slowness_tangent(self, point: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """∂slowness/∂parameters (flat cells × parameters) by forward mode, and the slowness (s/m)."""
         def slowness(vector):
             value = self._slowness(vector[None])[0]
             return value, value.detach()
 
         tangent, value = torch.func.jacfwd(slowness, has_aux=True)(point)
-        tangent = tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy()
-        kernel = self.operator.jacobian(value.double().cpu().numpy())
+        return tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy(), value.double().cpu().numpy()
+
+    def _unknowns_jacobian(self, kernel: sp.csr_matrix, tangent: np.ndarray) -> torch.Tensor:
+        unknowns = self.unknowns
+        assert unknowns is not None
         jacobian = self._scale * np.asarray(kernel @ tangent)
         if unknowns.time_zero:
             shifts = unknowns.shift_jacobian(self.n_data)

@@ -233,7 +233,10 @@ class InverseProblem:
         """
         parameters = torch.as_tensor(parameters).reshape(-1, self.n_parameters).to(self.device)
         if self.model_jacobian is not None and self.has_model:
-            return torch.stack([self._chained_jacobian(point) for point in parameters])
+            tangents, models = zip(*(self._model_tangent(point) for point in parameters))
+            kernels = self._model_jacobians(torch.stack(models))
+            return torch.stack([torch.from_numpy(np.asarray(kernel @ tangent))
+                                for kernel, tangent in zip(kernels, tangents)])
 
         def data(point):
             return self.forward(point[None])[0]
@@ -241,15 +244,19 @@ class InverseProblem:
         return torch.stack([torch.autograd.functional.jacobian(data, point).double().cpu()
                             for point in parameters])
 
-    def _chained_jacobian(self, point: torch.Tensor) -> torch.Tensor:
+    def _model_tangent(self, point: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """∂model/∂parameters (flat cells × parameters, float64) by forward mode, and the model."""
         def model(latent):
             decoded = self.model(latent[None])[0]
             return decoded, decoded.detach()
 
         tangent, decoded = torch.func.jacfwd(model, has_aux=True)(point)  # (*model_shape, n_parameters)
-        tangent = tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy()
+        return tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy(), decoded
+
+    def _model_jacobians(self, models: torch.Tensor) -> list:
+        """:attr:`model_jacobian` at each model of a batch (a subclass may form them together)."""
         assert self.model_jacobian is not None  # jacobian() chains only with a model Jacobian
-        return torch.from_numpy(np.asarray(self.model_jacobian(decoded) @ tangent))
+        return [self.model_jacobian(model) for model in models]
 
     def model(self, parameters: torch.Tensor) -> torch.Tensor:
         """The model(s) the parameters stand for (the parameters themselves by default)."""

@@ -285,3 +285,32 @@ def test_worker_errors_reach_the_caller_and_old_states_are_solved_again(small_gr
         assert torch.equal(op(slowness), times)  # the pool still serves
     finally:
         op.close()
+
+
+def test_kernels_formed_in_the_workers_are_those_of_one_process(small_grid, small_survey, rng):
+    from geoinv import FaciesVelocity, FieldUnknowns, build_problem
+
+    from .helpers import TinyDecoder
+
+    serial, parallel = Eikonal(small_grid, small_survey), Eikonal(small_grid, small_survey, workers=2)
+    slowness = 1 / rng.uniform(0.06e9, 0.08e9, (3, *small_grid.shape))
+    subset = np.array([7, 3, 12, 20])
+    prior, latent = TinyDecoder(small_grid.shape), torch.as_tensor(rng.normal(size=(3, 3)), dtype=torch.float32)
+    field = serial.make_synthetic_data(slowness[0], 0.5e-9, torch.Generator().manual_seed(0))
+    try:
+        for batch, single in ((parallel.jacobians(slowness), serial.jacobian),
+                              (parallel.jacobians(slowness, subset), lambda model: serial.jacobian(model, subset)),
+                              (parallel.linearization_kernels(slowness), serial.linearization_kernel)):
+            assert parallel._model_pool is not None and len(batch) == 3
+            for kernel, model in zip(batch, slowness):
+                assert (kernel != single(model)).nnz == 0
+        for unknowns in (None, FieldUnknowns()):
+            problems = [build_problem(field, prior, op, FaciesVelocity(), unknowns=unknowns)
+                        for op in (serial, parallel)]
+            parameters = problems[0].sample_prior(3, torch.Generator().manual_seed(1)) if unknowns else latent
+            expected = problems[0].jacobian(parameters)
+            assert torch.equal(problems[1].jacobian(parameters), expected)
+            one_by_one = [problems[0].jacobian(point[None])[0] for point in parameters]
+            assert torch.equal(torch.stack(one_by_one), expected)
+    finally:
+        parallel.close()

@@ -169,6 +169,28 @@ class ForwardOperator(nn.Module):
             return self._jacobian(array, None)[index]
         return self._jacobian(array, index)
 
+    def jacobians(self, slowness: TensorLike, data_index: DataIndex = None) -> list[sp.csr_matrix]:
+        """:meth:`jacobian` at each model of a batch.
+
+        Parameters
+        ----------
+        slowness : array_like, shape (B, nz, nx)
+            Slowness in s/m.
+        data_index : array_like of int, optional
+            Rows to return (default all data).
+
+        Returns
+        -------
+        list of scipy.sparse.csr_matrix, each of shape (n, nz·nx)
+            Ray lengths in m, one kernel per model. An operator with worker
+            processes forms them in parallel.
+        """
+        models = self._check_slowness(slowness)
+        if models.ndim != 3:
+            raise GridError(f"jacobians takes a batch of models (B, {self.grid.nz}, {self.grid.nx}), "
+                            f"got {tuple(models.shape)}")
+        return [self.jacobian(model, data_index) for model in models]
+
     def matvec(self, vectors: torch.Tensor) -> torch.Tensor:
         """``A v`` of a linear operator for any model-space vectors ``(B, nz, nx)``, signs allowed.
 
@@ -200,6 +222,10 @@ class ForwardOperator(nn.Module):
         model stays exact at ``s`` whatever ``K`` is.
         """
         return self.jacobian(slowness)
+
+    def linearization_kernels(self, slowness: np.ndarray) -> list[sp.csr_matrix]:
+        """:meth:`linearization_kernel` at each model of a batch ``(B, nz, nx)`` (s/m)."""
+        return [self.linearization_kernel(model) for model in np.asarray(slowness)]
 
     def make_synthetic_data(self, slowness: TensorLike, noise_std: NoiseStd = None,
                             generator: torch.Generator | None = None) -> Survey:

@@ -68,17 +68,17 @@ class LinearizedBatch(ForwardOperator):
             raise ConfigError(f"linearise at a batch of models (B, nz, nx), got {tuple(points.shape)}")
         self.batch_size = points.shape[0]
         flat = points.reshape(self.batch_size, -1).numpy()
-        matrix = sp.block_diag([self._kernel_at(operator, point, kernel) for point in points], format="csr")
+        matrix = sp.block_diag(self._kernels_at(operator, points, kernel), format="csr")
         exact = operator(points).numpy()
         self._offset = torch.as_tensor(exact - (matrix @ flat.ravel()).reshape(self.batch_size, -1))
         self._kernel = TorchSparse(matrix)
 
     @staticmethod
-    def _kernel_at(operator: ForwardOperator, point: torch.Tensor, kernel: str) -> sp.csr_matrix:
+    def _kernels_at(operator: ForwardOperator, points: torch.Tensor, kernel: str) -> list[sp.csr_matrix]:
         if kernel == "operator":
-            return operator.linearization_kernel(point.numpy())
+            return operator.linearization_kernels(points.numpy())
         if kernel == "straight-ray":
-            return straight_ray_matrix(operator)
+            return [straight_ray_matrix(operator)] * len(points)
         raise ConfigError(f"kernel must be one of {KERNELS}, got {kernel!r}")
 
     def _check_batch(self, batch: torch.Tensor) -> None:

@@ -77,6 +77,38 @@ class NumpyKernelOperator(ForwardOperator):
         """``J v`` (data) for a flat model-space direction ``v``; override when cheaper than forming ``J``."""
         return self._jacobian(slowness, data_index, state) @ tangent
 
+    def jacobians(self, slowness, data_index=None) -> list[sp.csr_matrix]:
+        """:meth:`~ForwardOperator.jacobian` at each model of a batch, in the worker processes
+        when there are several."""
+        models = self._check_slowness(slowness)
+        pool = self._pool() if models.ndim == 3 and len(models) > 1 else None
+        if pool is None:
+            return super().jacobians(slowness, data_index)
+        index = self._index_or_none(data_index)
+        subset = index is not None and not self.computes_subsets
+        kernels = self._kernels(pool, "jacobian", models.detach().cpu().double().numpy(),
+                                None if subset else index)
+        return [kernel[index] for kernel in kernels] if subset else kernels
+
+    def linearization_kernels(self, slowness: np.ndarray) -> list[sp.csr_matrix]:
+        """:meth:`~ForwardOperator.linearization_kernel` at each model of a batch, in the worker
+        processes when there are several."""
+        models = np.asarray(slowness, dtype=np.float64)
+        pool = self._pool() if models.ndim == 3 and len(models) > 1 else None
+        if pool is None:
+            return super().linearization_kernels(models)
+        return self._kernels(pool, "linearization", models, None)
+
+    def _kernels(self, pool: ModelPool, kind: str, models: np.ndarray, data_index: np.ndarray | None) -> list:
+        return pool.derive("kernel_numpy", [(model, None, kind) for model in models], (data_index,))
+
+    def kernel_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any, kind: str
+                     ) -> sp.csr_matrix:
+        """One model's Fréchet kernel (``kind='jacobian'``) or linearisation kernel (a worker's entry)."""
+        if kind == "jacobian":
+            return self._jacobian(slowness, data_index, state)
+        return self.linearization_kernel(slowness)
+
     def _pool(self) -> ModelPool | None:
         """The worker processes, when there are several (started on the first batch)."""
         if self.workers > 1 and self._model_pool is None:
