@@ -509,3 +509,37 @@ def test_outlier_resets_leave_a_unimodal_posterior_exact():
                            reset_outliers=True).solve(problem)
     report = assert_samples_gaussian_posterior(solutions, mean, covariance)
     assert report.rhat.max() < 1.02
+
+
+def test_differential_evolution_keeps_the_chain_exact_on_a_skewed_posterior_and_a_ladder():
+    solutions = LatentMCMC(n_temperatures=1, n_draws=1500, n_warmup=300, approach_steps=0, n_samples=500, seed=4,
+                           differential_evolution=1).solve(skewed_problem(), initial=SKEWED_START)
+    assert_samples_skewed_posterior(solutions)  # exact although the moves follow the archive's shape
+    assert 0.05 < float(solutions.history["evolution_rate"][0]) < 1.0
+    problem, _, _, _, mean, covariance = gaussian_posterior()
+    laddered = LatentMCMC(n_temperatures=2, n_draws=1000, n_warmup=200, n_samples=1000, seed=3,
+                          differential_evolution=2).solve(problem)
+    assert_samples_gaussian_posterior(laddered, mean, covariance)
+
+
+def test_differential_evolution_carries_chains_between_the_modes_they_visited():
+    start = torch.tensor([[2.0, 0.0], [2.0, 0.0], [-2.0, 0.0], [-2.0, 0.0]])
+    settings = {"n_temperatures": 1, "n_draws": 1500, "n_warmup": 200, "approach_steps": 0, "n_samples": 500,
+                "seed": 2}
+    stuck = LatentMCMC(**settings).solve(two_mode_problem(), initial=start)
+    evolved = LatentMCMC(differential_evolution=1, **settings).solve(two_mode_problem(), initial=start)
+    assert mixing(stuck, warn=False).rhat.max() > 1.5  # MALA alone never crosses the barrier
+    negative = (evolved.history["chain_latent"][:, 0, :, 0] < 0).mean(axis=0)
+    assert ((negative > 0.15) & (negative < 0.85)).all()  # every chain crosses, both ways, again and again
+    assert mixing(evolved, warn=False).rhat.max() < 1.1
+
+
+def test_differential_evolution_settings_are_checked():
+    for settings in ({"delayed_acceptance": True}, {"random_walk": True}, {"preconditioner": "local"}):
+        with pytest.raises(ConfigError, match="differential_evolution"):
+            LatentMCMCConfig(differential_evolution=1, **settings)
+    with pytest.raises(ConfigError, match="differential_evolution must be an integer >= 0"):
+        LatentMCMCConfig(differential_evolution=-1)
+    with pytest.raises(ConfigError, match="at least 10 warm-up steps"):
+        LatentMCMC(n_warmup=0, n_draws=5, n_samples=5, approach_steps=0,
+                   differential_evolution=1).solve(skewed_problem(), initial=SKEWED_START)

@@ -19,6 +19,7 @@ from .engine import (
     temperature_ladder,
 )
 from .moves import (
+    differential_evolution_step,
     hamiltonian_step,
     independence_step,
     langevin_proposal,
@@ -42,6 +43,7 @@ __all__ = [
     "RTODraws",
     "adaptation_windows",
     "approach",
+    "differential_evolution_step",
     "hamiltonian_step",
     "independence_chains",
     "independence_proposal",

@@ -20,7 +20,15 @@ import torch
 from ..errors import ConfigError
 from ..problem import InverseProblem
 from .delayed import delayed_mala_step
-from .moves import hamiltonian_step, independence_step, mala_step, manifold_mala_step, random_walk_step, swap_step
+from .moves import (
+    differential_evolution_step,
+    hamiltonian_step,
+    independence_step,
+    mala_step,
+    manifold_mala_step,
+    random_walk_step,
+    swap_step,
+)
 from .target import ChainState, LatentPosterior
 
 __all__ = [
@@ -90,6 +98,8 @@ class ChainRecord:
         With independence moves: their mean acceptance probability at β = 1 after warm-up.
     reset_chains : ndarray, shape (S,), optional
         With ``reset_outliers``: how many chains (all temperatures, all windows) warm-up moved.
+    evolution_rate : ndarray, shape (S,), optional
+        With differential-evolution moves: their mean acceptance probability at β = 1 after warm-up.
     """
 
     latent: np.ndarray
@@ -105,6 +115,7 @@ class ChainRecord:
     screen_rate: np.ndarray | None = None
     independence_rate: np.ndarray | None = None
     reset_chains: np.ndarray | None = None
+    evolution_rate: np.ndarray | None = None
 
 
 def independence_proposal(posterior: LatentPosterior, center: torch.Tensor, beta: torch.Tensor,
@@ -279,7 +290,7 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                          surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None,
                          independence: float = 0.0, surrogate_steps: int = 1,
                          leapfrog_steps: int = 1, random_walk: bool = False,
-                         reset_outliers: bool = False) -> ChainRecord:
+                         reset_outliers: bool = False, differential_evolution: int = 0) -> ChainRecord:
     """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
 
     Parameters
@@ -335,6 +346,11 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         At the end of each warm-up window, move the chains stuck far below the others
         (:func:`outlier_chains`, DREAM's rule) to their rung's best chain. Warm-up only: the recorded
         steps stay an exact chain, but R-hat no longer sees a chain stuck in a region of little mass.
+    differential_evolution : int
+        k > 0: after every k-th step (from the first warm-up window on), a
+        differential-evolution move (:func:`~geoinv.sampling.moves.differential_evolution_step`)
+        along differences of the archive: every chain's states in the warm-up windows, fixed at
+        the end of warm-up, so the recorded chain stays exact. 0: off. With MALA or HMC moves only.
     """
     if random_walk and (surrogate is not None or leapfrog_steps > 1 or independence > 0
                         or preconditioner == "local"):
@@ -343,6 +359,9 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     if surrogate is not None and leapfrog_steps > 1:
         raise ConfigError("delayed acceptance screens Langevin proposals: use leapfrog_steps=1 with a surrogate")
     local = preconditioner == "local"
+    if differential_evolution and (surrogate is not None or random_walk or local):
+        raise ConfigError("differential-evolution moves join MALA or HMC moves: not with a surrogate, random-walk "
+                          "moves or preconditioner='local'")
     if local and (surrogate is not None or leapfrog_steps > 1 or independence > 0):
         raise ConfigError("preconditioner='local' moves by manifold MALA alone: not with a surrogate, "
                           "leapfrog_steps > 1 or independence moves")
@@ -353,6 +372,13 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     log_step = (math.log(initial_step) - 0.5 * beta.log()).clamp(max=0.0).expand(n_surveys, -1).clone()
     chol = torch.eye(n_parameters).to(start).expand(n_surveys, n_temperatures, n_chains, -1, -1).clone()
     windows = adaptation_windows(n_warmup)
+    if differential_evolution and not windows:
+        raise ConfigError(f"differential-evolution moves draw on the warm-up's states: n_warmup={n_warmup} keeps "
+                          "none; give at least 10 warm-up steps")
+    archive: list[torch.Tensor] = []  # warm-up window states (S, K, C, n), the differences' source
+    pooled: torch.Tensor | None = None
+    evolved = torch.zeros(n_surveys)
+    evolution_moves = 0
     window_draws: list[torch.Tensor] = []
     warmup_likelihood = np.empty((n_warmup, n_surveys, n_chains))
     shape = (n_draws, n_surveys, n_chains)
@@ -393,6 +419,13 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             independent += jumped[:, 0].mean(dim=1).cpu()
             if screen is not None:
                 screened = screen.evaluate(state.latent)
+        if differential_evolution and archive and step % differential_evolution == differential_evolution - 1:
+            if pooled is None or step < n_warmup:  # growing in warm-up, fixed after it
+                pooled = torch.cat(archive, dim=2)
+            state, evolution = differential_evolution_step(posterior, state, beta, pooled, generator)
+            if step >= n_warmup:
+                evolved += evolution[:, 0].mean(dim=1).cpu()
+                evolution_moves += 1
         state, swapped = swap_step(state, beta, step % 2, generator)
         if screen is not None and bool((swapped == 1).any()):
             screened = screen.evaluate(state.latent)  # each chain slot has its own surrogate
@@ -402,6 +435,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             for start_step, end_step in windows:
                 if start_step <= step < end_step:
                     window_draws.append(state.latent.clone())
+                    if differential_evolution:
+                        archive.append(window_draws[-1])
                     if reset_outliers:
                         window_log_target.append(state.log_target(beta))
                 if step == end_step - 1 and reset_outliers:
@@ -437,7 +472,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                        kept_data=_chain_major(kept_data, n_surveys, -1), evaluations=posterior.evaluations,
                        screen_rate=(passed / max(draws_done, 1)).numpy() if screen is not None else None,
                        independence_rate=(independent / max(draws_done, 1)).numpy() if fixed is not None else None,
-                       reset_chains=reset.numpy() if reset_outliers else None)
+                       reset_chains=reset.numpy() if reset_outliers else None,
+                       evolution_rate=(evolved / max(evolution_moves, 1)).numpy() if differential_evolution else None)
 
 
 def _chain_major(kept: list[torch.Tensor], n_surveys: int, width: int) -> torch.Tensor:

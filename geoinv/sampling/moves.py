@@ -1,5 +1,6 @@
 """The moves of the sampler: a preconditioned MALA, Hamiltonian (HMC) or random-walk step per
-replica, an independence step from a fixed Gaussian, and replica-exchange swaps.
+replica, an independence step from a fixed Gaussian, a differential-evolution step along
+differences of past states, and replica-exchange swaps.
 
 Each is an exact Metropolis–Hastings move for the tempered targets of :mod:`geoinv.sampling.target`;
 all data sets, temperatures and chains move in one batched call.
@@ -13,8 +14,14 @@ import torch
 
 from .target import ChainState, LatentPosterior
 
-__all__ = ["hamiltonian_step", "independence_step", "langevin_proposal", "leapfrog", "local_metric_factor",
-           "mala_step", "manifold_mala_step", "random_walk_step", "swap_step"]
+__all__ = ["differential_evolution_step", "hamiltonian_step", "independence_step", "langevin_proposal", "leapfrog",
+           "local_metric_factor", "mala_step", "manifold_mala_step", "random_walk_step", "swap_step"]
+
+#: fraction of differential-evolution moves that take a whole archive difference (γ = 1): the jumps
+#: that carry a chain to the region of another (ter Braak & Vrugt 2008)
+DE_JUMP_RATE = 0.2
+#: crossover probabilities of differential-evolution moves (DREAM's three, drawn uniformly)
+DE_CROSSOVER = (1 / 3, 2 / 3, 1.0)
 
 #: relative spread of HMC's step size from move to move (uniform in log ε ± this), against periodic orbits
 STEP_JITTER = 0.2
@@ -280,6 +287,57 @@ def independence_step(posterior: LatentPosterior, state: ChainState, beta: torch
     log_ratio = (proposed.log_target(beta) - state.log_target(beta)
                  - 0.5 * current.pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1))
     return _metropolis(state, proposed, log_ratio, generator)
+
+
+def differential_evolution_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor,
+                                archive: torch.Tensor, generator: torch.Generator
+                                ) -> tuple[ChainState, torch.Tensor]:
+    """One differential-evolution Metropolis move of every chain along a difference of archived states.
+
+    DREAM(ZS)'s proposal (ter Braak & Vrugt 2008; the sampler Laloy et al. 2018 ran in a GAN's
+    latent space): z' = z + γ m ⊙ (a − b), with a ≠ b two states drawn from the archive of
+    past states (all chains of the data set and temperature), m a random crossover mask
+    (each coordinate with probability 1/3, 2/3 or 1, at least one) and γ = 2.38/√(2 d′) for
+    d′ moved coordinates, or γ = 1 and every coordinate in :data:`DE_JUMP_RATE` of the moves. The
+    differences follow the shape of the posterior the archive has seen, and a jump (γ = 1)
+    carries a chain from one region the chains visited to another. The mask, γ and the pair are
+    drawn independently of z, and (a, b) is as likely as (b, a), so the proposal is symmetric and
+    accepted with min(1, π_β(z') / π_β(z)): exact for a fixed archive.
+
+    Parameters
+    ----------
+    posterior : LatentPosterior
+    state : ChainState
+        Current states ``(S, K, C, ...)``.
+    beta : torch.Tensor, shape (K,)
+    archive : torch.Tensor, shape (S, K, M, n)
+        Past states per data set and temperature, M >= 2.
+    generator : torch.Generator
+
+    Returns
+    -------
+    state : ChainState
+    acceptance : torch.Tensor, shape (S, K, C)
+        The acceptance probabilities min(1, α).
+    """
+    n_surveys, n_temperatures, n_chains, n_parameters = state.latent.shape
+    shape = (n_surveys, n_temperatures, n_chains)
+    size = archive.shape[2]
+    first = torch.randint(size, shape, generator=generator)
+    second = (first + torch.randint(1, size, shape, generator=generator)) % size  # a state other than the first
+
+    def archived(index: torch.Tensor) -> torch.Tensor:
+        return archive.gather(2, index.to(archive.device)[..., None].expand(*shape, n_parameters))
+
+    crossover = torch.tensor(DE_CROSSOVER)[torch.randint(len(DE_CROSSOVER), shape, generator=generator)]
+    mask = torch.rand((*shape, n_parameters), generator=generator) < crossover[..., None]
+    mask.scatter_(-1, torch.randint(n_parameters, shape, generator=generator)[..., None], True)
+    jump = torch.rand(shape, generator=generator) < DE_JUMP_RATE
+    mask |= jump[..., None]
+    gamma = torch.where(jump, 1.0, 2.38 / (2 * mask.sum(dim=-1)).sqrt())
+    step = (gamma[..., None] * mask).to(state.latent) * (archived(first) - archived(second))
+    proposed = posterior.evaluate(state.latent + step)
+    return _metropolis(state, proposed, proposed.log_target(beta) - state.log_target(beta), generator)
 
 
 def swap_step(state: ChainState, beta: torch.Tensor, parity: int,

@@ -115,6 +115,12 @@ class LatentMCMCConfig:
         Langevin steps random-walk (:func:`geoinv.sampling.moves.independence_step`). In 20 latent
         dimensions a wide proposal is rarely accepted (1.5 on eikonal data: 0.1–1.5 %, s36);
         keep it near 1. 0: off.
+    differential_evolution : int
+        k > 0: after every k-th step, a differential-evolution move (DREAM(ZS)'s proposal, ter
+        Braak & Vrugt 2008): each chain moves along the difference of two states that the
+        chains visited in warm-up, a fifth of the moves by the whole difference, which can carry a
+        chain to where another chain went. One more forward and backward pass per move; exact
+        (the archive is fixed after warm-up). With MALA or HMC moves. 0: off.
     seed : int
         Seed of the starts, proposals and accept draws.
     progress : bool
@@ -141,13 +147,14 @@ class LatentMCMCConfig:
     starts: str = "candidates"
     laplace_spread: float = 1.5
     independence: float = 0.0
+    differential_evolution: int = 0
     seed: int = 0
     progress: bool = False
 
     def __post_init__(self) -> None:
         for name, low in (("n_chains", 2), ("n_draws", 1), ("n_warmup", 0), ("n_temperatures", 1),
                           ("approach_steps", 0), ("n_samples", 1), ("chunk", 1), ("surrogate_steps", 1),
-                          ("leapfrog_steps", 1)):
+                          ("leapfrog_steps", 1), ("differential_evolution", 0)):
             object.__setattr__(self, name, require_count(getattr(self, name), name, low, error=ConfigError))
         check_n_starts(self.n_samples, "n_samples")
         if not (math.isfinite(self.max_temperature) and self.max_temperature >= 1):
@@ -181,6 +188,10 @@ class LatentMCMCConfig:
                                  or self.preconditioner == "local"):
             raise ConfigError("random_walk moves take no gradient: they do not combine with delayed_acceptance, "
                               "leapfrog_steps > 1, independence or preconditioner='local'")
+        if self.differential_evolution and (self.delayed_acceptance or self.random_walk
+                                            or self.preconditioner == "local"):
+            raise ConfigError("differential_evolution moves join MALA or HMC moves: they do not combine with "
+                              "delayed_acceptance, random_walk or preconditioner='local'")
         if self.preconditioner == "local" and (self.delayed_acceptance or self.leapfrog_steps > 1
                                                or self.independence > 0):
             raise ConfigError("preconditioner='local' moves by manifold MALA alone: it does not combine with "
@@ -316,7 +327,8 @@ class LatentMCMC(Solver):
                                           independence=config.independence,
                                           leapfrog_steps=config.leapfrog_steps,
                                           random_walk=config.random_walk,
-                                          reset_outliers=config.reset_outliers)
+                                          reset_outliers=config.reset_outliers,
+                                          differential_evolution=config.differential_evolution)
         kept = _evenly(record.kept_latent.shape[1], n_samples)
         history = {"chain_latent": record.latent, "chain_log_likelihood": record.log_likelihood,
                    "chain_log_posterior": record.log_posterior, "chain_acceptance": record.acceptance,
@@ -329,6 +341,8 @@ class LatentMCMC(Solver):
             history["independence_rate"] = record.independence_rate
         if record.reset_chains is not None:
             history["reset_chains"] = record.reset_chains
+        if record.evolution_rate is not None:
+            history["evolution_rate"] = record.evolution_rate
         if record.latent.shape[0] < config.n_draws:
             warnings.warn(f"sampling stopped after {record.latent.shape[0]} of {config.n_draws} draws",
                           RuntimeWarning, stacklevel=3)
