@@ -292,12 +292,14 @@ def _cmd_invert(args: argparse.Namespace) -> None:
 def _sampler_settings(args: argparse.Namespace) -> dict:
     """The sampler's options (``--samples``, ``--chains``, ...) as its settings (refused for optimisers)."""
     pairs = (("n_samples", args.samples), ("n_chains", args.chains), ("n_draws", args.draws),
-             ("n_warmup", args.draws), ("starts", args.chain_starts), ("leapfrog_steps", args.leapfrog_steps))
+             ("n_warmup", args.draws), ("starts", args.chain_starts), ("leapfrog_steps", args.leapfrog_steps),
+             ("differential_evolution", args.differential_evolution))
     settings = {name: value for name, value in pairs if value is not None}
     from .solvers import SOLVERS
 
     if settings and not SOLVERS.get(args.solver).samples:
-        raise ConfigError(f"--samples, --chains, --draws, --chain-starts and --leapfrog-steps set a sampler "
+        raise ConfigError(f"--samples, --chains, --draws, --chain-starts, --leapfrog-steps and "
+                          f"--differential-evolution set a sampler "
                           f"(--solver latent-mcmc), not {args.solver!r}")
     return settings
 
@@ -471,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--leapfrog-steps", type=_integer(1, 1000),
                         help="latent-mcmc: Hamiltonian (HMC) moves of this many leapfrog steps, each a forward "
                         "and backward pass (default 1: Langevin moves, MALA); --draws counts moves")
+    invert.add_argument("--differential-evolution", type=_integer(0, 1000), metavar="K",
+                        help="latent-mcmc: a differential-evolution move after every K-th step, along differences "
+                        "of the states the chains visited in warm-up (one more forward and backward pass per "
+                        "move; default 0: off)")
     invert.add_argument("--search-rounds", **SEARCH_ROUNDS)
     invert.add_argument("--workers", type=_integer(1, 1024), default=1,
                         help="eikonal forward: processes solving the starts' (or chains') models in parallel, "
