@@ -419,10 +419,11 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             independent += jumped[:, 0].mean(dim=1).cpu()
             if screen is not None:
                 screened = screen.evaluate(state.latent)
+        if differential_evolution and step == n_warmup:
+            pooled = torch.cat(archive, dim=2)  # fixed from here on: the recorded chain stays exact
         if differential_evolution and archive and step % differential_evolution == differential_evolution - 1:
-            if pooled is None or step < n_warmup:  # growing in warm-up, fixed after it
-                pooled = torch.cat(archive, dim=2)
-            state, evolution = differential_evolution_step(posterior, state, beta, pooled, generator)
+            source = pooled if pooled is not None else torch.cat(archive, dim=2)  # growing in warm-up
+            state, evolution = differential_evolution_step(posterior, state, beta, source, generator)
             if step >= n_warmup:
                 evolved += evolution[:, 0].mean(dim=1).cpu()
                 evolution_moves += 1
