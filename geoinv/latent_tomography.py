@@ -15,7 +15,7 @@ from .forward.linearized import LinearizedBatch
 from .nuisance import FieldUnknowns
 from .petrophysics import FaciesVelocity
 from .prior.base import Prior
-from .problem import InverseProblem
+from .problem import InverseProblem, forward_tangent
 from .units import time_factor
 
 __all__ = ["LatentTomography"]
@@ -188,12 +188,8 @@ class LatentTomography(InverseProblem):
 
     def _slowness_tangent(self, point: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """∂slowness/∂parameters (flat cells × parameters) by forward mode, and the slowness (s/m)."""
-        def slowness(vector):
-            value = self._slowness(vector[None])[0]
-            return value, value.detach()
-
-        tangent, value = torch.func.jacfwd(slowness, has_aux=True)(point)
-        return tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy(), value.double().cpu().numpy()
+        tangent, value = forward_tangent(self._slowness, point)
+        return tangent, value.double().cpu().numpy()
 
     def _unknowns_jacobian(self, kernel: sp.csr_matrix, tangent: np.ndarray) -> torch.Tensor:
         unknowns = self.unknowns

@@ -23,6 +23,18 @@ __all__ = ["InverseProblem"]
 _PRIOR_RANGE_SAMPLES = 10_000  # prior draws for a range estimate, when a problem gives none
 
 
+def forward_tangent(batch_map: Callable[[torch.Tensor], torch.Tensor], point: torch.Tensor
+                    ) -> tuple[np.ndarray, torch.Tensor]:
+    """∂f/∂x at one point of a batched map ``f`` by forward-mode AD, as a float64 ``(f.numel(), x.numel())``
+    array, and ``f(point)``."""
+    def value(vector):
+        result = batch_map(vector[None])[0]
+        return result, result.detach()
+
+    tangent, result = torch.func.jacfwd(value, has_aux=True)(point)  # (*result_shape, n_parameters)
+    return tangent.detach().reshape(-1, point.numel()).double().cpu().numpy(), result
+
+
 class InverseProblem:
     """What every solver sees of an inverse problem.
 
@@ -246,12 +258,7 @@ class InverseProblem:
 
     def _model_tangent(self, point: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
         """∂model/∂parameters (flat cells × parameters, float64) by forward mode, and the model."""
-        def model(latent):
-            decoded = self.model(latent[None])[0]
-            return decoded, decoded.detach()
-
-        tangent, decoded = torch.func.jacfwd(model, has_aux=True)(point)  # (*model_shape, n_parameters)
-        return tangent.detach().reshape(-1, self.n_parameters).double().cpu().numpy(), decoded
+        return forward_tangent(self.model, point)
 
     def _model_jacobians(self, models: torch.Tensor) -> list:
         """:attr:`model_jacobian` at each model of a batch (a subclass may form them together)."""

@@ -81,12 +81,11 @@ class NumpyKernelOperator(ForwardOperator):
         """:meth:`~ForwardOperator.jacobian` at each model of a batch, in the worker processes
         when there are several."""
         models = self._check_slowness(slowness)
-        pool = self._pool() if models.ndim == 3 and len(models) > 1 else None
-        if pool is None:
+        if models.ndim != 3 or len(models) < 2 or self._pool() is None:
             return super().jacobians(slowness, data_index)
         index = self._index_or_none(data_index)
         subset = index is not None and not self.computes_subsets
-        kernels = self._kernels(pool, "jacobian", models.detach().cpu().double().numpy(),
+        kernels = self._kernels("jacobian", models.detach().cpu().double().numpy(),
                                 None if subset else index)
         return [kernel[index] for kernel in kernels] if subset else kernels
 
@@ -94,12 +93,13 @@ class NumpyKernelOperator(ForwardOperator):
         """:meth:`~ForwardOperator.linearization_kernel` at each model of a batch, in the worker
         processes when there are several."""
         models = np.asarray(slowness, dtype=np.float64)
-        pool = self._pool() if models.ndim == 3 and len(models) > 1 else None
-        if pool is None:
+        if models.ndim != 3 or len(models) < 2 or self._pool() is None:
             return super().linearization_kernels(models)
-        return self._kernels(pool, "linearization", models, None)
+        return self._kernels("linearization", models, None)
 
-    def _kernels(self, pool: ModelPool, kind: str, models: np.ndarray, data_index: np.ndarray | None) -> list:
+    def _kernels(self, kind: str, models: np.ndarray, data_index: np.ndarray | None) -> list:
+        pool = self._pool()
+        assert pool is not None  # callers send kernels to the workers only when there are several
         return pool.derive("kernel_numpy", [(model, None, kind) for model in models], (data_index,))
 
     def kernel_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any, kind: str
