@@ -86,6 +86,7 @@ def main() -> None:
 
     # several models at once (chains, starts): one process against worker processes, same batch
     batch_seconds: dict[tuple[str, int], float] = {}
+    latent_tangents = np.random.default_rng(0).normal(size=(8, grid.n_cells, 20))
     for workers in (1, 2):
         eikonal = Eikonal(grid, survey, workers=workers)
         models = slowness[:8].clone().requires_grad_(True)
@@ -96,13 +97,17 @@ def main() -> None:
         def jacobians(eikonal=eikonal, models=models):  # Gauss-Newton's kernels of 8 candidates
             eikonal.jacobians(models.detach())
 
+        def jacobian_products(eikonal=eikonal, models=models):  # the same, times 20 latent tangents each
+            eikonal.jacobian_products(models.detach(), latent_tangents)
+
         batch_step()  # starts the workers outside the timing
-        for operation, step in (("forward+gradient", batch_step), ("Jacobians", jacobians)):
+        for operation, step in (("forward+gradient", batch_step), ("Jacobians", jacobians),
+                                ("Jacobian products (k=20)", jacobian_products)):
             seconds = batch_seconds[operation, workers] = median_time(step, repeats)
             rows.append({"operation": f"eikonal {operation} B=8, workers={workers}", "seconds": seconds,
                          "per_model_ms": 1e3 * seconds / 8})
         eikonal.close()
-    for operation in ("forward+gradient", "Jacobians"):
+    for operation in ("forward+gradient", "Jacobians", "Jacobian products (k=20)"):
         rows.append({"operation": f"speed-up workers=2 / workers=1, B=8 {operation}",
                      "ratio": batch_seconds[operation, 1] / batch_seconds[operation, 2]})
 

@@ -162,14 +162,20 @@ class LatentTomography(InverseProblem):
     def facies_jacobians(self, models: torch.Tensor) -> list[sp.csr_matrix]:
         """:meth:`facies_jacobian` at each model of a batch ``(B, nz, nx)``, formed by the operator together
         (in its worker processes when it has them)."""
-        # ∂t/∂m = J(s) · diag(ds/dm); the map is cell-wise, so one jvp with ones gives the diagonal
-        pushed = torch.func.jvp(self.petrophysics.slowness, (models,), (torch.ones_like(models),))
-        slowness, derivative = pushed[0], pushed[1].detach().double().cpu().numpy()
-        kernels = self.operator.jacobians(slowness.detach().double().cpu().numpy())
+        slowness, derivative = self._slowness_derivative(models)
+        kernels = self.operator.jacobians(slowness)
         return [self._scale * (kernel @ sp.diags(scale.ravel())) for kernel, scale in zip(kernels, derivative)]
 
-    def _model_jacobians(self, models: torch.Tensor) -> list:
-        return self.facies_jacobians(models)
+    def _slowness_derivative(self, models: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Slowness (s/m) of facies models and ds/dm per cell: the map is cell-wise, so one jvp with ones
+        gives the diagonal of ∂s/∂m (∂t/∂m = J(s) · diag(ds/dm))."""
+        pushed = torch.func.jvp(self.petrophysics.slowness, (models,), (torch.ones_like(models),))
+        return pushed[0].detach().double().cpu().numpy(), pushed[1].detach().double().cpu().numpy()
+
+    def _model_jacobian_products(self, models: torch.Tensor, tangents: np.ndarray) -> np.ndarray:
+        slowness, derivative = self._slowness_derivative(models)
+        slowness_tangents = derivative.reshape(len(models), -1, 1) * tangents
+        return self._scale * self.operator.jacobian_products(slowness, slowness_tangents)
 
     def jacobian(self, parameters: torch.Tensor) -> torch.Tensor:
         """∂data/∂parameters at each of a batch of parameter vectors, ``(B, n_data, n_parameters)`` float64.
@@ -183,22 +189,16 @@ class LatentTomography(InverseProblem):
             return super().jacobian(parameters)
         parameters = torch.as_tensor(parameters).reshape(-1, self.n_parameters).to(self.device)
         tangents, slownesses = zip(*(self._slowness_tangent(point) for point in parameters))
-        kernels = self.operator.jacobians(np.stack(slownesses))
-        return torch.stack([self._unknowns_jacobian(kernel, tangent) for kernel, tangent in zip(kernels, tangents)])
+        jacobian = self._scale * self.operator.jacobian_products(np.stack(slownesses), np.stack(tangents))
+        if self.unknowns.time_zero:
+            shifts = self.unknowns.shift_jacobian(self.n_data)
+            jacobian[..., self.n_parameters - shifts.shape[1]:] += self._scale * shifts
+        return torch.from_numpy(jacobian)
 
     def _slowness_tangent(self, point: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """∂slowness/∂parameters (flat cells × parameters) by forward mode, and the slowness (s/m)."""
         tangent, value = forward_tangent(self._slowness, point)
         return tangent, value.double().cpu().numpy()
-
-    def _unknowns_jacobian(self, kernel: sp.csr_matrix, tangent: np.ndarray) -> torch.Tensor:
-        unknowns = self.unknowns
-        assert unknowns is not None
-        jacobian = self._scale * np.asarray(kernel @ tangent)
-        if unknowns.time_zero:
-            shifts = unknowns.shift_jacobian(self.n_data)
-            jacobian[:, self.n_parameters - shifts.shape[1]:] += self._scale * shifts
-        return torch.from_numpy(jacobian)
 
     def _simulate(self, parameters: torch.Tensor, data_index=None) -> torch.Tensor:
         data = self._scale * self.operator(self._slowness(parameters), data_index)

@@ -246,9 +246,7 @@ class InverseProblem:
         parameters = torch.as_tensor(parameters).reshape(-1, self.n_parameters).to(self.device)
         if self.model_jacobian is not None and self.has_model:
             tangents, models = zip(*(self._model_tangent(point) for point in parameters))
-            kernels = self._model_jacobians(torch.stack(models))
-            return torch.stack([torch.from_numpy(np.asarray(kernel @ tangent))
-                                for kernel, tangent in zip(kernels, tangents)])
+            return torch.from_numpy(self._model_jacobian_products(torch.stack(models), np.stack(tangents)))
 
         def data(point):
             return self.forward(point[None])[0]
@@ -260,10 +258,12 @@ class InverseProblem:
         """∂model/∂parameters (flat cells × parameters, float64) by forward mode, and the model."""
         return forward_tangent(self.model, point)
 
-    def _model_jacobians(self, models: torch.Tensor) -> list:
-        """:attr:`model_jacobian` at each model of a batch (a subclass may form them together)."""
+    def _model_jacobian_products(self, models: torch.Tensor, tangents: np.ndarray) -> np.ndarray:
+        """:attr:`model_jacobian` at each model of a batch times its tangent, ``(B, n_data, n_parameters)``
+        (a subclass may form them together)."""
         assert self.model_jacobian is not None  # jacobian() chains only with a model Jacobian
-        return [self.model_jacobian(model) for model in models]
+        return np.stack([np.asarray(self.model_jacobian(model) @ tangent)
+                         for model, tangent in zip(models, tangents)])
 
     def model(self, parameters: torch.Tensor) -> torch.Tensor:
         """The model(s) the parameters stand for (the parameters themselves by default)."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
-from geoinv import ConfigError, Eikonal, Grid2D, StraightRay, Survey
+from geoinv import ConfigError, Eikonal, Grid2D, GridError, StraightRay, Survey
 from geoinv.forward.parallel import KEPT_BATCHES, RemoteState
 from geoinv.prior.channels import channelized_image
 
@@ -304,6 +304,14 @@ def test_kernels_formed_in_the_workers_are_those_of_one_process(small_grid, smal
             assert parallel._model_pool is not None and len(batch) == 3
             for kernel, model in zip(batch, slowness):
                 assert (kernel != single(model)).nnz == 0
+        tangents = rng.normal(size=(3, small_grid.n_cells, 4))
+        for index in (None, subset):  # only the products travel back from the workers
+            products = parallel.jacobian_products(slowness, tangents, index)
+            assert products.shape == (3, small_survey.n_data if index is None else len(index), 4)
+            for product, model, tangent in zip(products, slowness, tangents):
+                assert np.array_equal(product, serial.jacobian(model, index) @ tangent)
+        with pytest.raises(GridError, match="tangents"):
+            parallel.jacobian_products(slowness, tangents[:2])
         for unknowns in (None, FieldUnknowns()):
             problems = [build_problem(field, prior, op, FaciesVelocity(), unknowns=unknowns)
                         for op in (serial, parallel)]

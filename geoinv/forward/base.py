@@ -191,6 +191,41 @@ class ForwardOperator(nn.Module):
                             f"got {tuple(models.shape)}")
         return [self.jacobian(model, data_index) for model in models]
 
+    def jacobian_products(self, slowness: TensorLike, tangents: np.ndarray, data_index: DataIndex = None
+                          ) -> np.ndarray:
+        """``J(s_b) T_b``: each model's Fréchet kernel times its own few model-space directions.
+
+        What a Gauss-Newton step or a latent Jacobian needs of the kernel
+        (``T_b`` = ∂slowness/∂parameters): an operator with worker processes
+        returns these small products instead of the kernels themselves.
+
+        Parameters
+        ----------
+        slowness : array_like, shape (B, nz, nx)
+            Slowness in s/m.
+        tangents : array_like, shape (B, nz·nx, k)
+            Directions in slowness per cell (s/m per unit of each direction).
+        data_index : array_like of int, optional
+            Rows to return (default all data).
+
+        Returns
+        -------
+        numpy.ndarray, shape (B, n, k), float64
+            Traveltime per unit of each direction (s).
+        """
+        models = self._check_slowness(slowness)
+        tangents = self._check_tangents(models, tangents)
+        kernels = self.jacobians(models, data_index)
+        return np.stack([np.asarray(kernel @ tangent) for kernel, tangent in zip(kernels, tangents)])
+
+    def _check_tangents(self, models: torch.Tensor, tangents: np.ndarray) -> np.ndarray:
+        tangents = np.asarray(tangents, dtype=np.float64)
+        if models.ndim != 3 or tangents.ndim != 3 or tangents.shape[:2] != (len(models), self.grid.n_cells):
+            raise GridError(f"jacobian_products takes models (B, {self.grid.nz}, {self.grid.nx}) and tangents "
+                            f"(B, {self.grid.n_cells}, k) for the same B; got {tuple(models.shape)} and "
+                            f"{tangents.shape}")
+        return tangents
+
     def matvec(self, vectors: torch.Tensor) -> torch.Tensor:
         """``A v`` of a linear operator for any model-space vectors ``(B, nz, nx)``, signs allowed.
 

@@ -89,6 +89,25 @@ class NumpyKernelOperator(ForwardOperator):
                                 None if subset else index)
         return [kernel[index] for kernel in kernels] if subset else kernels
 
+    def jacobian_products(self, slowness, tangents, data_index=None) -> np.ndarray:
+        """:meth:`~ForwardOperator.jacobian_products`, each in a worker process when there are several:
+        only the ``(n, k)`` products travel back, not the kernels (megabytes each on the eikonal)."""
+        models = self._check_slowness(slowness)
+        if models.ndim != 3 or len(models) < 2 or self._pool() is None:
+            return super().jacobian_products(models, tangents, data_index)
+        tangents = self._check_tangents(models, tangents)
+        pool = self._pool()
+        assert pool is not None
+        items = list(zip(models.detach().cpu().double().numpy(), [None] * len(models), tangents))
+        return np.stack(pool.derive("kernel_product_numpy", items, (self._index_or_none(data_index),)))
+
+    def kernel_product_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any,
+                             tangent: np.ndarray) -> np.ndarray:
+        """One model's Fréchet kernel times ``tangent`` (a worker's entry)."""
+        subset = data_index is not None and not self.computes_subsets
+        kernel = self._jacobian(slowness, None if subset else data_index, state)
+        return np.asarray((kernel[data_index] if subset else kernel) @ tangent)
+
     def linearization_kernels(self, slowness: np.ndarray) -> list[sp.csr_matrix]:
         """:meth:`~ForwardOperator.linearization_kernel` at each model of a batch, in the worker
         processes when there are several."""
