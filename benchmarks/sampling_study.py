@@ -35,7 +35,14 @@ from scipy.stats import chi2
 from geoinv import FaciesVelocity, Grid2D, LatentMCMC, LatentSGD, Survey, build_problem, forward, ns_to_s
 from geoinv.plot import reliability_figure
 from geoinv.prior import default_vae
-from geoinv.sampling import inference_data, interval_coverage, laplace_starts, mixing, reliability_curve
+from geoinv.sampling import (
+    LatentPosterior,
+    inference_data,
+    interval_coverage,
+    laplace_starts,
+    mixing,
+    reliability_curve,
+)
 
 #: bins with fewer cells than this are too noisy to judge calibration on
 MIN_BIN_CELLS = 20
@@ -83,6 +90,7 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
     mahalanobis = float(deviation @ torch.linalg.solve(torch.cov(draws.T), deviation))
     with torch.no_grad():
         truth_sigma = float(problem.misfits(problem.forward(latent_truth[None]), problem.targets()[0])[1][0])
+    hpd_level = truth_hpd_level(problem, latent_truth, np.asarray(samples.history["chain_log_posterior"])[:, 0])
     return {
         "optimiser_s": optima.wall_time, "sampler_s": samples.wall_time,
         "optimiser_cpu_s": optimiser_cpu, "sampler_cpu_s": sampler_cpu, "start": args.start,
@@ -92,6 +100,9 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
         # χ² with latent_dim degrees of freedom if the truth is a draw of the posterior
         "truth_mahalanobis": mahalanobis,
         "truth_in_mode_region": mahalanobis <= float(chi2.ppf(0.99, latent_truth.numel())),
+        # the same question without a Gaussian's ellipsoid: the fraction of draws whose log posterior
+        # exceeds the truth's (uniform over truths when the chains sample the posterior)
+        "truth_hpd_level": hpd_level,
         "accepted_optima": int(optima.accepted[0].sum()), "optima": optima.n_candidates,
         "rhat_max": float(report.rhat.max()), "ess_bulk_min": float(report.ess_bulk.min()),
         "ess_tail_min": float(report.ess_tail.min()), "acceptance": float(report.acceptance[0]),
@@ -113,6 +124,15 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
         "_maps": {"sampler": samples.posterior()["channel_probability"][0].numpy(),
                   "optima": optima.posterior()["channel_probability"][0].numpy(), "truth": channels},
     }
+
+
+def truth_hpd_level(problem, latent_truth: torch.Tensor, chain_log_posterior: np.ndarray) -> float:
+    """The smallest highest-posterior-density region of the draws that holds the truth, as the fraction
+    of the β = 1 draws (``(D, C)`` log posteriors) whose log posterior exceeds the truth's."""
+    posterior = LatentPosterior(problem, problem.targets()[:1])
+    point = latent_truth.reshape(1, 1, 1, -1)
+    truth = posterior.likelihood(point, torch.ones(1, 1, 1, dtype=torch.bool)).log_target(torch.ones(1))
+    return float((chain_log_posterior > float(truth.reshape(-1)[0])).mean())
 
 
 def _worker_cpu(operator) -> float:
@@ -175,7 +195,7 @@ def report(cases: list[dict], curves: dict, args, run_args: dict | None = None) 
                                 + c.get("worker_cpu_s", 0.0)) / 60,
                     "wall_min": (c["optimiser_s"] + c["sampler_s"]) / 60, "workers": c.get("workers", 1),
                     "best_optimum": c.get("best_sigma_optima", nan), "truth_sigma": c.get("truth_sigma", nan),
-                    "mahalanobis": c.get("truth_mahalanobis", nan),
+                    "mahalanobis": c.get("truth_mahalanobis", nan), "hpd": c.get("truth_hpd_level", nan),
                     "coverage": float(np.mean(c["covered_sampler"]))} for k, c in enumerate(cases)]
     print_table(mixing_rows, [("truth", "truth", "d"), ("rhat", "R-hat max", ".3f"), ("ess", "bulk ESS min", ".0f"),
                               ("ess_tail", "tail ESS min", ".0f"), ("acceptance", "acceptance", ".2f"),
@@ -186,7 +206,7 @@ def report(cases: list[dict], curves: dict, args, run_args: dict | None = None) 
                               ("wall_min", "wall min", ".1f"), ("workers", "workers", "d"),
                               ("best_optimum", "best optimum σ", ".2f"),
                               ("truth_sigma", "truth σ", ".2f"), ("mahalanobis", "truth Mahalanobis²", ".1f"),
-                              ("coverage", "90 % coverage", ".2f")])
+                              ("hpd", "truth's HPD level", ".3f"), ("coverage", "90 % coverage", ".2f")])
     labelled = {f"{row['maps']} (ECE {row['ece']:.4f}; max gap {row['max_gap']:.2f} = {row['max_gap_in_se']:.1f} SE)":
                 curves[row["maps"]] for row in rows}
     reliability_figure(labelled, figure_path(args.name), title=f"{args.forward}, {len(cases)} on-manifold truths")
