@@ -181,6 +181,14 @@ def _check_derivatives(operator, check, slowness, cotangent, tangent, rtol) -> N
           "jacobian() must be the matrix of jvp.")
     check("jacobian == vjp", _relative(jacobian.T @ cotangent[0].numpy(), reverse_mode[0].reshape(-1)), rtol,
           "jacobian() transposed must be the matrix of vjp.")
+    directions = torch.stack([tangent.double(), slowness.double()], dim=-1).reshape(slowness.shape[0], -1, 2).numpy()
+    kernels = operator.jacobians(slowness)
+    check("jacobians == jacobian", _relative(kernels[0].toarray(), jacobian.toarray()), rtol,
+          "jacobians(batch) must hold each model's jacobian().")
+    expected = np.stack([kernel @ model_directions for kernel, model_directions in zip(kernels, directions)])
+    check("jacobian_products == jacobians @ tangents",
+          _relative(operator.jacobian_products(slowness, directions), expected), rtol,
+          "jacobian_products(batch, tangents) must be each model's jacobian times its tangents.")
 
 
 def _check_finite_differences(operator, check, slowness, step, tolerance, kinks, generator) -> None:

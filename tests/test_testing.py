@@ -41,6 +41,14 @@ class WrongTangent(StraightRay):
         return times**2 / 5e-8, state
 
 
+class SlippedProducts(StraightRay):
+    """A batched shortcut that slips: the products of the first model's kernel for every model."""
+
+    def jacobian_products(self, slowness, tangents, data_index=None):
+        kernel = self.jacobian(slowness[0], data_index)
+        return np.stack([kernel @ tangent for tangent in np.asarray(tangents)]) * 1.5
+
+
 class TorchQuadratic(ForwardOperator):
     """A plug-in written in torch: t = A s², derivatives by the base class's autograd defaults."""
 
@@ -68,7 +76,8 @@ def test_a_torch_plugin_gets_its_derivatives_from_the_base_class(geometry):
 
 @pytest.mark.parametrize("broken, check", [(DoubledBackward, "derivative dot test"),
                                            (IgnoresIndex, "forward data_index"),
-                                           (WrongTangent, "jvp vs finite differences")])
+                                           (WrongTangent, "jvp vs finite differences"),
+                                           (SlippedProducts, "jacobian_products == jacobians @ tangents")])
 def test_check_forward_fails_a_broken_operator(geometry, broken, check):
     with pytest.raises(AssertionError, match=re.escape(f"check_forward({broken.__name__}): {check} failed")):
         check_forward(broken(*geometry))
