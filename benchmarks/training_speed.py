@@ -33,9 +33,11 @@ from geoinv.prior.vae import VAEConfig, vae_loss
 
 
 def trainer(folder: Path, batch_size: int, adversarial: float, channels_last: bool = False,
-            compiled: bool = False, device: str = "cpu") -> _Trainer:
-    config = TrainConfig(batch_size=batch_size, adversarial=adversarial, seed=0, compile=compiled)
-    run = _Trainer(default_training_image(), folder / f"speed-{batch_size}-{adversarial}-{compiled}.pt", VAEConfig(),
+            compiled: bool = False, device: str = "cpu", mixed_precision: str = "off") -> _Trainer:
+    config = TrainConfig(batch_size=batch_size, adversarial=adversarial, seed=0, compile=compiled,
+                         mixed_precision=mixed_precision)
+    name = f"speed-{batch_size}-{adversarial}-{compiled}-{mixed_precision}.pt"
+    run = _Trainer(default_training_image(), folder / name, VAEConfig(),
                    config, device, 0.1, "")
     if channels_last:
         run.vae.to(memory_format=torch.channels_last)
@@ -96,7 +98,7 @@ def throughput(run: _Trainer, seconds: float) -> float:
     return steps * run.config.batch_size / (time.perf_counter() - started)
 
 
-VARIANTS = {  # name: (threads, batch size, adversarial, channels-last, compiled); threads 0 = all cores
+VARIANTS = {  # name: (threads, batch size, adversarial, channels-last, compiled[, mixed precision]); threads 0 = all
     "1 thread, batch 100": (1, 100, 0.0, False, False),
     "all cores, batch 100": (0, 100, 0.0, False, False),
     "all cores, batch 200": (0, 200, 0.0, False, False),
@@ -106,6 +108,8 @@ VARIANTS = {  # name: (threads, batch size, adversarial, channels-last, compiled
     "all cores, batch 100, compiled": (0, 100, 0.0, False, True),
     "1 thread, batch 100, adversarial": (1, 100, 2.0, False, False),
     "all cores, batch 100, adversarial": (0, 100, 2.0, False, False),
+    "1 thread, batch 100, bf16": (1, 100, 0.0, False, False, "bf16"),
+    "all cores, batch 100, bf16": (0, 100, 0.0, False, False, "bf16"),
 }
 
 #: with --device cuda: the same fields (threads unused); "device, batch 100" is the baseline
@@ -115,6 +119,7 @@ DEVICE_VARIANTS = {
     "device, batch 100, channels-last": (0, 100, 0.0, True, False),
     "device, batch 100, compiled": (0, 100, 0.0, False, True),
     "device, batch 100, adversarial": (0, 100, 2.0, False, False),
+    "device, batch 100, bf16": (0, 100, 0.0, False, False, "bf16"),
 }
 
 
@@ -151,8 +156,8 @@ def main() -> None:
             parts.append({"adversarial": adversarial, "total_s": total,
                           **{f"{key}_s": value for key, value in times.items()},
                           **{f"{key}_pct": 100 * value / total for key, value in times.items()}})
-        runs = {name: trainer(Path(folder), batch, adversarial, layout, compiled, args.device)
-                for name, (_, batch, adversarial, layout, compiled) in variants.items()}
+        runs = {name: trainer(Path(folder), batch, adversarial, layout, compiled, args.device, *precision)
+                for name, (_, batch, adversarial, layout, compiled, *precision) in variants.items()}
         compile_s = {}
         for name, run in runs.items():  # the first step compiles: timed apart from the throughput
             torch.set_num_threads(variants[name][0] or cores)

@@ -113,7 +113,8 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                          beta_warmup_steps=args.beta_warmup,
                          reconstruction=args.loss, seed=args.seed, max_minutes=args.minutes,
                          checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial,
-                         variogram_weight=args.variogram_weight, compile=args.compile)
+                         variogram_weight=args.variogram_weight, compile=args.compile,
+                         mixed_precision=args.mixed_precision)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
                     image_source=image_path.name, image_channels=args.channels or "default", keep=args.keep)
     history = vae.metadata["history"]
@@ -399,7 +400,7 @@ def _registered(registry) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from .forward import FORWARDS
-    from .prior.training import TrainConfig
+    from .prior.training import MIXED_PRECISION, TrainConfig
     from .prior.vae import VAEConfig
     from .solvers import SOLVERS, LatentSGDConfig
 
@@ -584,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--compile", action="store_true",
                        help="compile the training pass with torch.compile (faster steps after a one-off compile; "
                             "uncompiled with a warning where compiling fails)")
+    train.add_argument("--mixed-precision", choices=MIXED_PRECISION, default=train_defaults.mixed_precision,
+                       help="bfloat16 forward passes, float32 weights: 'auto' on a CUDA device only (default), "
+                            "'bf16' on any device, 'off'")
     train.add_argument("--checkpoint-every", type=POSITIVE, default=train_defaults.checkpoint_every_s, help="seconds")
     train.add_argument("--report-samples", type=_integer(0, 100_000), default=300,
                        help="prior samples of the quality report written beside the checkpoint at the end "

@@ -103,6 +103,23 @@ def test_resumed_training_equals_uninterrupted(tmp_path, image):
     assert runs[1]["steps"] == 10 and runs[1]["beta"] == 1.0
 
 
+def test_mixed_precision_trains_in_bfloat16_resumes_exactly_and_is_off_on_the_cpu_by_default(tmp_path, image):
+    settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 3, "eval_patches": 16,
+                "seed": 2, "adversarial": 1.0, "adversarial_batch": 8, "variogram_weight": 0.3}
+    (tmp_path / "bf16").mkdir()
+    forced = _assert_resume_is_exact(tmp_path / "bf16", image, {**settings, "mixed_precision": "bf16"}, 6, 3)
+    assert [run["mixed_precision"] for run in forced.metadata["runs"]] == ["bf16", "bf16"]
+    assert all(value.dtype == torch.float32 for value in forced.state_dict().values())  # float32 weights
+    runs = {setting: train_vae(image, tmp_path / f"{setting}.pt", TINY,
+                               TrainConfig(steps=6, **settings, mixed_precision=setting), holdout_fraction=0.25,
+                               progress=False, keep="last").state_dict() for setting in ("auto", "off")}
+    for key, value in runs["off"].items():  # auto is float32 on the CPU
+        assert torch.equal(runs["auto"][key], value)
+    assert any(not torch.equal(forced.state_dict()[key], value) for key, value in runs["off"].items())
+    with pytest.raises(ConfigError, match="mixed_precision must be one of 'auto', 'bf16', 'off'"):
+        TrainConfig(mixed_precision="fp16")
+
+
 @pytest.mark.slow
 def test_compiled_training_resumes_exactly_and_falls_back_where_compiling_fails(tmp_path, image):
     settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 3,
