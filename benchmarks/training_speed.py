@@ -110,6 +110,7 @@ VARIANTS = {  # name: (threads, batch size, adversarial, channels-last, compiled
     "all cores, batch 100, adversarial": (0, 100, 2.0, False, False),
     "1 thread, batch 100, bf16": (1, 100, 0.0, False, False, "bf16"),
     "all cores, batch 100, bf16": (0, 100, 0.0, False, False, "bf16"),
+    "all cores, batch 100, adversarial, bf16": (0, 100, 2.0, False, False, "bf16"),
 }
 
 #: with --device cuda: the same fields (threads unused); "device, batch 100" is the baseline
