@@ -79,7 +79,9 @@ def indicator_variogram(models: torch.Tensor, max_lag: int, dim: int) -> torch.T
     Every lag at once: the cross terms Σ m(u)·m(u+h) are one zero-padded FFT
     autocorrelation, the squared terms two cumulative sums.
     """
-    values = models.movedim(dim, -1).float()  # FFTs take no half precision (mixed-precision training)
+    values = models.movedim(dim, -1)
+    if values.element_size() < 4:  # FFTs take no half precision (mixed-precision training)
+        values = values.float()
     length = values.shape[-1]
     spectrum = torch.fft.rfft(values, n=2 * length)
     cross = torch.fft.irfft(spectrum * spectrum.conj(), n=2 * length)[..., 1:max_lag + 1]
