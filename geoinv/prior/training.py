@@ -81,7 +81,8 @@ class TrainConfig:
         Forward passes and losses under ``torch.autocast`` in bfloat16 (no loss
         scaling needed), the weights and the optimiser in float32. ``'auto'``
         (default) uses it on a CUDA device and not on the CPU, where bfloat16
-        kernels are rarely faster; ``'bf16'`` forces it on any device. As with
+        steps were no faster (measured, see the results page); ``'bf16'`` forces
+        it on any device. As with
         ``compile``, a run resumes exactly only with the setting it started with.
     """
 
