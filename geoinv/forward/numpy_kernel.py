@@ -81,52 +81,51 @@ class NumpyKernelOperator(ForwardOperator):
         """:meth:`~ForwardOperator.jacobian` at each model of a batch, in the worker processes
         when there are several."""
         models = self._check_slowness(slowness)
-        if models.ndim != 3 or len(models) < 2 or self._pool() is None:
+        pool = self._batch_pool(models)
+        if pool is None:
             return super().jacobians(slowness, data_index)
-        index = self._index_or_none(data_index)
-        subset = index is not None and not self.computes_subsets
-        kernels = self._kernels("jacobian", models.detach().cpu().double().numpy(),
-                                None if subset else index)
-        return [kernel[index] for kernel in kernels] if subset else kernels
+        items = [(model, None, "jacobian") for model in models.detach().cpu().double().numpy()]
+        return pool.derive("kernel_numpy", items, (self._index_or_none(data_index),))
 
     def jacobian_products(self, slowness, tangents, data_index=None) -> np.ndarray:
         """:meth:`~ForwardOperator.jacobian_products`, each in a worker process when there are several:
         only the ``(n, k)`` products travel back, not the kernels (megabytes each on the eikonal)."""
         models = self._check_slowness(slowness)
-        if models.ndim != 3 or len(models) < 2 or self._pool() is None:
+        pool = self._batch_pool(models)
+        if pool is None:
             return super().jacobian_products(models, tangents, data_index)
         tangents = self._check_tangents(models, tangents)
-        pool = self._pool()
-        assert pool is not None
         items = list(zip(models.detach().cpu().double().numpy(), [None] * len(models), tangents))
         return np.stack(pool.derive("kernel_product_numpy", items, (self._index_or_none(data_index),)))
 
     def kernel_product_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any,
                              tangent: np.ndarray) -> np.ndarray:
         """One model's Fréchet kernel times ``tangent`` (a worker's entry)."""
-        subset = data_index is not None and not self.computes_subsets
-        kernel = self._jacobian(slowness, None if subset else data_index, state)
-        return np.asarray((kernel[data_index] if subset else kernel) @ tangent)
+        return np.asarray(self.kernel_numpy(slowness, data_index, state, "jacobian") @ tangent)
 
     def linearization_kernels(self, slowness: np.ndarray) -> list[sp.csr_matrix]:
         """:meth:`~ForwardOperator.linearization_kernel` at each model of a batch, in the worker
         processes when there are several."""
         models = np.asarray(slowness, dtype=np.float64)
-        if models.ndim != 3 or len(models) < 2 or self._pool() is None:
+        pool = self._batch_pool(models)
+        if pool is None:
             return super().linearization_kernels(models)
-        return self._kernels("linearization", models, None)
-
-    def _kernels(self, kind: str, models: np.ndarray, data_index: np.ndarray | None) -> list:
-        pool = self._pool()
-        assert pool is not None  # callers send kernels to the workers only when there are several
-        return pool.derive("kernel_numpy", [(model, None, kind) for model in models], (data_index,))
+        return pool.derive("kernel_numpy", [(model, None, "linearization") for model in models], (None,))
 
     def kernel_numpy(self, slowness: np.ndarray, data_index: np.ndarray | None, state: Any, kind: str
                      ) -> sp.csr_matrix:
-        """One model's Fréchet kernel (``kind='jacobian'``) or linearisation kernel (a worker's entry)."""
-        if kind == "jacobian":
-            return self._jacobian(slowness, data_index, state)
-        return self.linearization_kernel(slowness)
+        """One model's Fréchet kernel (``kind='jacobian'``, the rows of ``data_index``) or linearisation
+        kernel (a worker's entry)."""
+        if kind != "jacobian":
+            return self.linearization_kernel(slowness)
+        subset = data_index is not None and not self.computes_subsets
+        kernel = self._jacobian(slowness, None if subset else data_index, state)
+        return kernel[data_index] if subset else kernel
+
+    def _batch_pool(self, models) -> ModelPool | None:
+        """The worker processes for a batch ``(B, nz, nx)`` of two models or more; None where one process
+        does the work."""
+        return self._pool() if models.ndim == 3 and len(models) >= 2 else None
 
     def _pool(self) -> ModelPool | None:
         """The worker processes, when there are several (started on the first batch)."""
