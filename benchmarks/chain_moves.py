@@ -8,7 +8,8 @@ entry ``L:WARMUP:DRAWS`` (L leapfrog steps per iteration; L = 1 is MALA; L = ``l
 manifold MALA, the Gauss-Newton metric at every point, ``preconditioner='local'``; L = ``cov``: MALA
 whose warm-up windows estimate Σ from the chains' pooled draws, ``preconditioner='covariance'``;
 ``rw`` and ``rwcov``: random-walk Metropolis, forwards only, with either preconditioner; ``de``: MALA and a
-differential-evolution move each step, ``differential_evolution=1``) runs the same
+differential-evolution move each step, ``differential_evolution=1``; ``line``: MALA and a move along one of
+the 3 broadest directions each step, ``line_directions=3``) runs the same
 chains from the same starts with one temperature. Equal gradient budgets mean equal
 ``L · (WARMUP + DRAWS)``; a manifold step costs a Jacobian per chain besides and a random-walk step a
 forward without its adjoint, so compare those by CPU time.
@@ -40,6 +41,7 @@ MOVE_KINDS = {
     "rw": ("random walk", {"random_walk": True}),
     "rwcov": ("random walk, pooled covariance", {"random_walk": True, "preconditioner": "covariance"}),
     "de": ("MALA + differential evolution", {"differential_evolution": 1}),
+    "line": ("MALA + line moves (3 directions)", {"line_directions": 3}),
 }
 
 
@@ -63,6 +65,8 @@ def run_move(problem, starts: torch.Tensor, move: str, args) -> dict:
     gradients = 0 if settings.get("random_walk") else leapfrog * (warmup + draws)
     if settings.get("differential_evolution"):  # a forward and backward pass per move besides MALA's
         gradients += (warmup + draws) // settings["differential_evolution"]
+    if settings.get("line_directions"):  # one line move per step from the first warm-up window on
+        gradients += warmup + draws - int(0.35 * warmup)
     return {"move": name, "preconditioner": preconditioner, "leapfrog_steps": leapfrog,
             "random_walk": bool(settings.get("random_walk")), "jacobians_per_chain": jacobians,
             "warmup": warmup, "draws": draws, "gradients_per_chain": gradients,
@@ -72,6 +76,7 @@ def run_move(problem, starts: torch.Tensor, move: str, args) -> dict:
             "acceptance": float(report.acceptance[0]), "reset_outliers": args.reset_outliers,
             "reset_chains": int(solution.history.get("reset_chains", [0])[0]),
             "evolution_rate": float(solution.history.get("evolution_rate", [float("nan")])[0]),
+            "line_rate": float(solution.history.get("line_rate", [float("nan")])[0]),
             "step": float(np.asarray(solution.history["step_size"]).ravel()[0]),
             "ess_bulk_min_per_cpu_min": float(report.ess_bulk.min()) / (cpu / 60),
             "ess_bulk_min_per_wall_min": float(report.ess_bulk.min()) / (wall / 60)}
@@ -98,7 +103,7 @@ def main() -> None:
     parser.add_argument("--moves", nargs="+", default=["1:500:750", "5:100:150"],
                         help="L:WARMUP:DRAWS per move (L = 1: MALA; L = local: manifold MALA; L = cov: MALA, "
                              "pooled-covariance preconditioner; L = rw, rwcov: random-walk Metropolis; L = de: MALA "
-                             "and differential evolution)")
+                             "and differential evolution; L = line: MALA and line moves along 3 directions)")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--spread", type=float, default=1.5, help="Laplace starts' scale of the covariance")
     parser.add_argument("--only", type=int, nargs="+", help="run only these truths")
@@ -112,7 +117,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.truths, args.forward, args.moves = 1, "straight-ray", ["1:20:30", "2:10:15", "local:10:15", "cov:20:30",
-                                                                  "rwcov:20:30", "de:20:30"]
+                                                                  "rwcov:20:30", "de:20:30",
+                                                                  "line:20:30"]
     torch.set_num_threads(1)
     vae = default_vae().frozen()
     options = {"workers": args.workers} if args.workers > 1 else {}

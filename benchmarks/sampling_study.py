@@ -69,7 +69,8 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
                          random_walk=getattr(args, "random_walk", False),
                          preconditioner=getattr(args, "preconditioner", "gauss-newton"),
                          reset_outliers=getattr(args, "reset_outliers", False),
-                         differential_evolution=getattr(args, "differential_evolution", 0))
+                         differential_evolution=getattr(args, "differential_evolution", 0),
+                         line_directions=getattr(args, "line_directions", 0))
     if args.start == "laplace":
         starts = laplace_starts(problem, optima.parameters[0, 0], args.chains, 1.5,
                                 torch.Generator().manual_seed(args.seed))[None]
@@ -110,6 +111,7 @@ def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) 
         "independence_rate": float(samples.history.get("independence_rate", [float("nan")])[0]),
         "screen_rate": float(samples.history.get("screen_rate", [float("nan")])[0]),
         "evolution_rate": float(samples.history.get("evolution_rate", [float("nan")])[0]),
+        "line_rate": float(samples.history.get("line_rate", [float("nan")])[0]),
         "evaluations": int(samples.history["evaluations"]),
         "reset_chains": int(samples.history.get("reset_chains", [0])[0]),
         # a chain far below the others in ℓ sits in a region of little mass (stuck), not merely unconverged
@@ -260,6 +262,8 @@ def main() -> None:
                         "others to the best one (LatentMCMCConfig.reset_outliers)")
     parser.add_argument("--differential-evolution", type=int, default=0, metavar="K", help="a differential-"
                         "evolution move after every K-th step (LatentMCMCConfig.differential_evolution; 0: off)")
+    parser.add_argument("--line-directions", type=int, default=0, metavar="M", help="a random-walk move along one "
+                        "of the M broadest directions after every step (LatentMCMCConfig.line_directions; 0: off)")
     parser.add_argument("--workers", type=int, default=1, help="processes solving the chains' (and starts') "
                         "models in parallel (the eikonal's workers option)")
     parser.add_argument("--progress", action="store_true", help="the sampler's progress bar")

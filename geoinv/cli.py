@@ -294,13 +294,13 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
     """The sampler's options (``--samples``, ``--chains``, ...) as its settings (refused for optimisers)."""
     pairs = (("n_samples", args.samples), ("n_chains", args.chains), ("n_draws", args.draws),
              ("n_warmup", args.draws), ("starts", args.chain_starts), ("leapfrog_steps", args.leapfrog_steps),
-             ("differential_evolution", args.differential_evolution))
+             ("differential_evolution", args.differential_evolution), ("line_directions", args.line_directions))
     settings = {name: value for name, value in pairs if value is not None}
     from .solvers import SOLVERS
 
     if settings and not SOLVERS.get(args.solver).samples:
-        raise ConfigError(f"--samples, --chains, --draws, --chain-starts, --leapfrog-steps and "
-                          f"--differential-evolution set a sampler "
+        raise ConfigError(f"--samples, --chains, --draws, --chain-starts, --leapfrog-steps, "
+                          f"--differential-evolution and --line-directions set a sampler "
                           f"(--solver latent-mcmc), not {args.solver!r}")
     return settings
 
@@ -478,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latent-mcmc: a differential-evolution move after every K-th step, along differences "
                         "of the states the chains visited in warm-up (one more forward and backward pass per "
                         "move; default 0: off)")
+    invert.add_argument("--line-directions", type=_integer(0, 1000), metavar="M",
+                        help="latent-mcmc: after every step a random-walk move along one of the M directions in "
+                        "which the warm-up's draws spread most beyond the Laplace approximation, in turn (one "
+                        "more forward and backward pass per step; default 0: off)")
     invert.add_argument("--search-rounds", **SEARCH_ROUNDS)
     invert.add_argument("--workers", type=_integer(1, 1024), default=1,
                         help="eikonal forward: processes solving the starts' (or chains') models in parallel, "

@@ -24,6 +24,7 @@ from .moves import (
     differential_evolution_step,
     hamiltonian_step,
     independence_step,
+    line_step,
     mala_step,
     manifold_mala_step,
     random_walk_step,
@@ -33,6 +34,7 @@ from .target import ChainState, LatentPosterior
 
 __all__ = [
     "HMC_TARGET_ACCEPTANCE",
+    "LINE_TARGET_ACCEPTANCE",
     "MALA_TARGET_ACCEPTANCE",
     "OUTLIER_IQR",
     "PRECONDITIONERS",
@@ -40,6 +42,7 @@ __all__ = [
     "ChainRecord",
     "adaptation_windows",
     "approach",
+    "broad_directions",
     "independence_proposal",
     "laplace_covariance",
     "laplace_starts",
@@ -53,6 +56,9 @@ __all__ = [
 MALA_TARGET_ACCEPTANCE = 0.574
 HMC_TARGET_ACCEPTANCE = 0.651
 RANDOM_WALK_TARGET_ACCEPTANCE = 0.234
+#: the optimal acceptance of a one-dimensional random-walk move (Gelman, Roberts & Gilks 1996), what
+#: the scale of each line move is tuned towards
+LINE_TARGET_ACCEPTANCE = 0.44
 
 #: where covariance windows start and end, as fractions of the warm-up
 _WINDOWS = ((0.15, 0.35), (0.35, 0.6), (0.6, 0.9))
@@ -100,6 +106,10 @@ class ChainRecord:
         With ``reset_outliers``: how many chains (all temperatures, all windows) warm-up moved.
     evolution_rate : ndarray, shape (S,), optional
         With differential-evolution moves: their mean acceptance probability at β = 1 after warm-up.
+    line_rate : ndarray, shape (S,), optional
+        With line moves: their mean acceptance probability at β = 1 after warm-up.
+    line_scale : ndarray, shape (S, K, m), optional
+        With line moves: each direction's frozen scale, in the draws' standard deviations along it.
     """
 
     latent: np.ndarray
@@ -116,6 +126,8 @@ class ChainRecord:
     independence_rate: np.ndarray | None = None
     reset_chains: np.ndarray | None = None
     evolution_rate: np.ndarray | None = None
+    line_rate: np.ndarray | None = None
+    line_scale: np.ndarray | None = None
 
 
 def independence_proposal(posterior: LatentPosterior, center: torch.Tensor, beta: torch.Tensor,
@@ -131,6 +143,36 @@ def independence_proposal(posterior: LatentPosterior, center: torch.Tensor, beta
     covariance = laplace_covariance(posterior.problem, center.reshape(-1, n_parameters), betas)
     factor = torch.linalg.cholesky(covariance) * scale
     return factor.to(center).reshape(n_surveys, n_temperatures, n_parameters, n_parameters)
+
+
+def broad_directions(problem: InverseProblem, draws: torch.Tensor, beta: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` directions along which the draws spread most beyond the Laplace approximation.
+
+    The draws ``(T, S, K, C, n)`` are pooled over steps and chains per data set and temperature,
+    whitened by the Laplace (Gauss-Newton) covariance at their mean, and the eigenvectors of their
+    whitened covariance with the largest eigenvalues are mapped back: each direction's length is
+    the draws' standard deviation along it. An eigenvalue of 25 means the posterior is 5 × wider
+    there than the curvature that scales Langevin steps says.
+
+    Returns
+    -------
+    torch.Tensor, shape (S, K, count, n)
+        On the draws' device and dtype, widest first.
+    """
+    _, n_surveys, n_temperatures, _, n_parameters = draws.shape
+    pooled = draws.permute(1, 2, 0, 3, 4).reshape(n_surveys, n_temperatures, -1, n_parameters).double().cpu()
+    center = pooled.mean(dim=2)
+    centred = pooled - center[:, :, None]
+    covariance = centred.transpose(-1, -2) @ centred / max(pooled.shape[2] - 1, 1)
+    betas = beta.double().cpu()[None, :].expand(n_surveys, -1).reshape(-1)
+    laplace = laplace_covariance(problem, center.reshape(-1, n_parameters).to(draws), betas)
+    factor = torch.linalg.cholesky(laplace).reshape(n_surveys, n_temperatures, n_parameters, n_parameters)
+    identity = torch.eye(n_parameters, dtype=torch.float64).expand_as(factor)
+    inverse = torch.linalg.solve_triangular(factor, identity, upper=False)
+    values, vectors = torch.linalg.eigh(inverse @ covariance @ inverse.transpose(-1, -2))
+    values, vectors = values.flip(-1)[..., :count], vectors.flip(-1)[..., :count]
+    directions = factor @ (vectors * values.clamp(min=0).sqrt()[..., None, :])
+    return directions.transpose(-1, -2).to(draws)
 
 
 def approach(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor, steps: int,
@@ -290,7 +332,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                          surrogate: Callable[[torch.Tensor], LatentPosterior] | None = None,
                          independence: float = 0.0, surrogate_steps: int = 1,
                          leapfrog_steps: int = 1, random_walk: bool = False,
-                         reset_outliers: bool = False, differential_evolution: int = 0) -> ChainRecord:
+                         reset_outliers: bool = False, differential_evolution: int = 0,
+                         line_directions: int = 0) -> ChainRecord:
     """Run the chains: warm-up with adaptation, then ``n_draws`` exact steps.
 
     Parameters
@@ -351,6 +394,13 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         differential-evolution move (:func:`~geoinv.sampling.moves.differential_evolution_step`)
         along differences of the archive: every chain's states in the warm-up windows, fixed at
         the end of warm-up, so the recorded chain stays exact. 0: off. With MALA or HMC moves only.
+    line_directions : int
+        m > 0: after every step, a random-walk move along one of the m directions in which the
+        warm-up's draws spread most beyond the Laplace approximation (:func:`broad_directions`,
+        re-estimated at the end of each warm-up window), in turn (:func:`~geoinv.sampling.moves.line_step`);
+        each direction's scale is tuned towards :data:`LINE_TARGET_ACCEPTANCE` in warm-up. Directions
+        and scales are fixed for the recorded steps, so the chain stays exact. 0: off. With MALA or
+        HMC moves and the Gauss-Newton or covariance preconditioner.
     """
     if random_walk and (surrogate is not None or leapfrog_steps > 1 or independence > 0
                         or preconditioner == "local"):
@@ -362,6 +412,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     if differential_evolution and (surrogate is not None or random_walk or local):
         raise ConfigError("differential-evolution moves join MALA or HMC moves: not with a surrogate, random-walk "
                           "moves or preconditioner='local'")
+    if line_directions and (random_walk or local):
+        raise ConfigError("line moves join MALA or HMC moves: not with random-walk moves or preconditioner='local'")
     if local and (surrogate is not None or leapfrog_steps > 1 or independence > 0):
         raise ConfigError("preconditioner='local' moves by manifold MALA alone: not with a surrogate, "
                           "leapfrog_steps > 1 or independence moves")
@@ -372,6 +424,12 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     log_step = (math.log(initial_step) - 0.5 * beta.log()).clamp(max=0.0).expand(n_surveys, -1).clone()
     chol = torch.eye(n_parameters).to(start).expand(n_surveys, n_temperatures, n_chains, -1, -1).clone()
     windows = adaptation_windows(n_warmup)
+    if line_directions and not 0 < line_directions <= n_parameters:
+        raise ConfigError(f"line_directions={line_directions}: the latent space has {n_parameters} directions; give "
+                          f"1 to {n_parameters} (or 0: off)")
+    if line_directions and not windows:
+        raise ConfigError(f"line moves follow the warm-up's draws: n_warmup={n_warmup} keeps none; give at least "
+                          "10 warm-up steps")
     if differential_evolution and not windows:
         raise ConfigError(f"differential-evolution moves draw on the warm-up's states: n_warmup={n_warmup} keeps "
                           "none; give at least 10 warm-up steps")
@@ -395,6 +453,10 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
     independent = torch.zeros(n_surveys)
     window_log_target: list[torch.Tensor] = []
     reset = torch.zeros(n_surveys, dtype=torch.long)
+    directions: torch.Tensor | None = None  # (S, K, m, n) from the first warm-up window on
+    line_log_scale = torch.zeros(n_surveys, n_temperatures, max(line_directions, 1)).to(start)
+    lined = torch.zeros(n_surveys)
+    line_moves = 0
     for step in range(n_warmup + n_draws):
         if surrogate is not None and step == n_warmup:
             screen = surrogate(state.latent)
@@ -427,6 +489,17 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
             if step >= n_warmup:
                 evolved += evolution[:, 0].mean(dim=1).cpu()
                 evolution_moves += 1
+        if directions is not None:
+            along = step % line_directions
+            state, accepted = line_step(posterior, state, beta, directions[:, :, along], line_log_scale[..., along],
+                                        generator)
+            if step < n_warmup:
+                line_log_scale[..., along] += adaptation_rate * (accepted.mean(dim=2) - LINE_TARGET_ACCEPTANCE)
+            else:
+                lined += accepted[:, 0].mean(dim=1).cpu()
+                line_moves += 1
+            if screen is not None:
+                screened = screen.evaluate(state.latent)
         state, swapped = swap_step(state, beta, step % 2, generator)
         if screen is not None and bool((swapped == 1).any()):
             screened = screen.evaluate(state.latent)  # each chain slot has its own surrogate
@@ -444,6 +517,9 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                     state, count = _reset_outliers(state, torch.stack(window_log_target))
                     reset, window_log_target = reset + count, []
                 if step == end_step - 1 and not local:
+                    if line_directions:
+                        directions = broad_directions(posterior.problem, torch.stack(window_draws), beta,
+                                                      line_directions)
                     center = torch.stack(window_draws).mean(dim=(0, 3))
                     new_chol = (_gauss_newton_factor(posterior, state, beta) if preconditioner == "gauss-newton"
                                 else _covariance_factor(torch.stack(window_draws)))
@@ -474,7 +550,9 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                        screen_rate=(passed / max(draws_done, 1)).numpy() if screen is not None else None,
                        independence_rate=(independent / max(draws_done, 1)).numpy() if fixed is not None else None,
                        reset_chains=reset.numpy() if reset_outliers else None,
-                       evolution_rate=(evolved / max(evolution_moves, 1)).numpy() if differential_evolution else None)
+                       evolution_rate=(evolved / max(evolution_moves, 1)).numpy() if differential_evolution else None,
+                       line_rate=(lined / max(line_moves, 1)).numpy() if line_directions else None,
+                       line_scale=line_log_scale.exp().cpu().numpy() if line_directions else None)
 
 
 def _chain_major(kept: list[torch.Tensor], n_surveys: int, width: int) -> torch.Tensor:

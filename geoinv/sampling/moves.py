@@ -1,6 +1,7 @@
 """The moves of the sampler: a preconditioned MALA, Hamiltonian (HMC) or random-walk step per
-replica, an independence step from a fixed Gaussian, a differential-evolution step along
-differences of past states, and replica-exchange swaps.
+replica, an independence step from a fixed Gaussian, a random-walk step along one fixed
+direction, a differential-evolution step along differences of past states, and replica-exchange
+swaps.
 
 Each is an exact Metropolis–Hastings move for the tempered targets of :mod:`geoinv.sampling.target`;
 all data sets, temperatures and chains move in one batched call.
@@ -15,7 +16,7 @@ import torch
 from .target import ChainState, LatentPosterior
 
 __all__ = ["differential_evolution_step", "hamiltonian_step", "independence_step", "langevin_proposal", "leapfrog",
-           "local_metric_factor", "mala_step", "manifold_mala_step", "random_walk_step", "swap_step"]
+           "line_step", "local_metric_factor", "mala_step", "manifold_mala_step", "random_walk_step", "swap_step"]
 
 #: fraction of differential-evolution moves that take a whole archive difference (γ = 1): the jumps
 #: that carry a chain to the region of another (ter Braak & Vrugt 2008)
@@ -287,6 +288,42 @@ def independence_step(posterior: LatentPosterior, state: ChainState, beta: torch
     log_ratio = (proposed.log_target(beta) - state.log_target(beta)
                  - 0.5 * current.pow(2).sum(dim=-1) + 0.5 * noise.pow(2).sum(dim=-1))
     return _metropolis(state, proposed, log_ratio, generator)
+
+
+def line_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor, direction: torch.Tensor,
+              log_scale: torch.Tensor, generator: torch.Generator) -> tuple[ChainState, torch.Tensor]:
+    """One random-walk Metropolis move of every chain along a fixed direction: z' = z + s η d, η ~ N(0, 1).
+
+    Where the posterior is much wider along a few directions than the local curvature that scales
+    Langevin steps (the eikonal's broad basins, s48: 5 × in standard deviation along one direction),
+    a one-dimensional move scaled to that width crosses the basin in tens of steps where Langevin
+    steps random-walk for thousands. The proposal is symmetric, so it is accepted with
+    min(1, π_β(z') / π_β(z)): exact for a fixed ``direction`` and scale. The proposal is evaluated
+    with its gradient, so Langevin moves can follow.
+
+    Parameters
+    ----------
+    posterior : LatentPosterior
+    state : ChainState
+        Current states ``(S, K, C, ...)``.
+    beta : torch.Tensor, shape (K,)
+    direction : torch.Tensor, shape (S, K, n)
+        d per data set and temperature (its length sets the move's unit, e.g. the posterior's
+        standard deviation along it).
+    log_scale : torch.Tensor, shape (S, K)
+        log s per data set and temperature.
+    generator : torch.Generator
+
+    Returns
+    -------
+    state : ChainState
+    acceptance : torch.Tensor, shape (S, K, C)
+        The acceptance probabilities min(1, α).
+    """
+    noise = torch.randn(state.log_likelihood.shape, generator=generator).to(state.latent)
+    offset = (log_scale.exp()[..., None] * noise)[..., None] * direction[:, :, None]
+    proposed = posterior.evaluate(state.latent + offset)
+    return _metropolis(state, proposed, proposed.log_target(beta) - state.log_target(beta), generator)
 
 
 def differential_evolution_step(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor,
