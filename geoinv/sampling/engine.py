@@ -138,11 +138,25 @@ def independence_proposal(posterior: LatentPosterior, center: torch.Tensor, beta
     covariance (β JᵀΣ_d⁻¹J + I)⁻¹ of each temperature at the mean of its chains, widened by ``scale``
     (a little above 1 covers the target's tails; in 20 dimensions 1.5 is already rarely accepted).
     """
+    return (_laplace_factor(posterior.problem, center, beta) * scale).to(center)
+
+
+def _laplace_factor(problem: InverseProblem, center: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Cholesky factors ``(S, K, n, n)``, float64 on the CPU, of each temperature's Laplace covariance at
+    ``center`` ``(S, K, n)``."""
     n_surveys, n_temperatures, n_parameters = center.shape
     betas = beta.double().cpu()[None, :].expand(n_surveys, -1).reshape(-1)
-    covariance = laplace_covariance(posterior.problem, center.reshape(-1, n_parameters), betas)
-    factor = torch.linalg.cholesky(covariance) * scale
-    return factor.to(center).reshape(n_surveys, n_temperatures, n_parameters, n_parameters)
+    covariance = laplace_covariance(problem, center.reshape(-1, n_parameters), betas)
+    return torch.linalg.cholesky(covariance).reshape(n_surveys, n_temperatures, n_parameters, n_parameters)
+
+
+def _pooled_moments(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``(S, K, n)`` and covariance ``(S, K, n, n)`` of draws ``(T, S, K, C, n)`` pooled over steps and chains."""
+    _, n_surveys, n_temperatures, _, n_parameters = draws.shape
+    pooled = draws.permute(1, 2, 0, 3, 4).reshape(n_surveys, n_temperatures, -1, n_parameters)
+    mean = pooled.mean(dim=2)
+    centred = pooled - mean[:, :, None]
+    return mean, centred.transpose(-1, -2) @ centred / max(pooled.shape[2] - 1, 1)
 
 
 def broad_directions(problem: InverseProblem, draws: torch.Tensor, beta: torch.Tensor, count: int) -> torch.Tensor:
@@ -159,15 +173,9 @@ def broad_directions(problem: InverseProblem, draws: torch.Tensor, beta: torch.T
     torch.Tensor, shape (S, K, count, n)
         On the draws' device and dtype, widest first.
     """
-    _, n_surveys, n_temperatures, _, n_parameters = draws.shape
-    pooled = draws.permute(1, 2, 0, 3, 4).reshape(n_surveys, n_temperatures, -1, n_parameters).double().cpu()
-    center = pooled.mean(dim=2)
-    centred = pooled - center[:, :, None]
-    covariance = centred.transpose(-1, -2) @ centred / max(pooled.shape[2] - 1, 1)
-    betas = beta.double().cpu()[None, :].expand(n_surveys, -1).reshape(-1)
-    laplace = laplace_covariance(problem, center.reshape(-1, n_parameters).to(draws), betas)
-    factor = torch.linalg.cholesky(laplace).reshape(n_surveys, n_temperatures, n_parameters, n_parameters)
-    identity = torch.eye(n_parameters, dtype=torch.float64).expand_as(factor)
+    center, covariance = _pooled_moments(draws.double().cpu())
+    factor = _laplace_factor(problem, center.to(draws), beta)
+    identity = torch.eye(draws.shape[-1], dtype=torch.float64).expand_as(factor)
     inverse = torch.linalg.solve_triangular(factor, identity, upper=False)
     values, vectors = torch.linalg.eigh(inverse @ covariance @ inverse.transpose(-1, -2))
     values, vectors = values.flip(-1)[..., :count], vectors.flip(-1)[..., :count]
@@ -203,9 +211,7 @@ def _covariance_factor(draws: torch.Tensor) -> torch.Tensor:
     Shrunk towards 10⁻³ I like Stan's; returned per chain, ``(S, K, C, n, n)``.
     """
     n_draws = draws.shape[0] * draws.shape[3]
-    pooled = draws.permute(1, 2, 0, 3, 4).reshape(draws.shape[1], draws.shape[2], n_draws, draws.shape[-1])
-    centred = pooled - pooled.mean(dim=2, keepdim=True)
-    covariance = centred.transpose(-1, -2) @ centred / max(n_draws - 1, 1)
+    _, covariance = _pooled_moments(draws)
     weight = n_draws / (n_draws + 5.0)
     identity = torch.eye(draws.shape[-1], dtype=draws.dtype, device=draws.device)
     covariance = weight * covariance + (1 - weight) * 1e-3 * identity
@@ -517,12 +523,12 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                     state, count = _reset_outliers(state, torch.stack(window_log_target))
                     reset, window_log_target = reset + count, []
                 if step == end_step - 1 and not local:
+                    window = torch.stack(window_draws)
                     if line_directions:
-                        directions = broad_directions(posterior.problem, torch.stack(window_draws), beta,
-                                                      line_directions)
-                    center = torch.stack(window_draws).mean(dim=(0, 3))
+                        directions = broad_directions(posterior.problem, window, beta, line_directions)
+                    center = window.mean(dim=(0, 3))
                     new_chol = (_gauss_newton_factor(posterior, state, beta) if preconditioner == "gauss-newton"
-                                else _covariance_factor(torch.stack(window_draws)))
+                                else _covariance_factor(window))
                     log_step = _rescaled_step(log_step, chol, new_chol)
                     chol, window_draws = new_chol, []
         else:
