@@ -32,7 +32,7 @@ from rto_study import centre
 
 from geoinv import FaciesVelocity, Grid2D, LatentMCMC, Survey, build_problem, forward, ns_to_s
 from geoinv.prior import default_vae
-from geoinv.sampling import laplace_starts, mixing
+from geoinv.sampling import adaptation_windows, laplace_starts, mixing
 
 #: move kinds besides an integer L (MALA for 1, HMC of L leapfrog steps): (name, sampler settings)
 MOVE_KINDS = {
@@ -65,8 +65,8 @@ def run_move(problem, starts: torch.Tensor, move: str, args) -> dict:
     gradients = 0 if settings.get("random_walk") else leapfrog * (warmup + draws)
     if settings.get("differential_evolution"):  # a forward and backward pass per move besides MALA's
         gradients += (warmup + draws) // settings["differential_evolution"]
-    if settings.get("line_directions"):  # one line move per step from the first warm-up window on
-        gradients += warmup + draws - int(0.35 * warmup)
+    if settings.get("line_directions"):  # one line move per step once the first warm-up window has ended
+        gradients += warmup + draws - adaptation_windows(warmup)[0][1]
     return {"move": name, "preconditioner": preconditioner, "leapfrog_steps": leapfrog,
             "random_walk": bool(settings.get("random_walk")), "jacobians_per_chain": jacobians,
             "warmup": warmup, "draws": draws, "gradients_per_chain": gradients,
