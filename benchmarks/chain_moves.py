@@ -7,6 +7,8 @@ search), Laplace starts around it (``--spread`` of the Laplace covariance), then
 entry ``L:WARMUP:DRAWS`` (L leapfrog steps per iteration; L = 1 is MALA; L = ``local``: simplified
 manifold MALA, the Gauss-Newton metric at every point, ``preconditioner='local'``; L = ``cov``: MALA
 whose warm-up windows estimate Σ from the chains' pooled draws, ``preconditioner='covariance'``;
+``gnpool``: MALA whose warm-up windows give every chain the inverse of the chains' mean Gauss-Newton
+Hessian, ``preconditioner='pooled-gauss-newton'``;
 ``rw`` and ``rwcov``: random-walk Metropolis, forwards only, with either preconditioner; ``de``: MALA and a
 differential-evolution move each step, ``differential_evolution=1``; ``line``: MALA and a move along one of
 the 3 broadest directions each step, ``line_directions=3``) runs the same
@@ -38,6 +40,7 @@ from geoinv.sampling import adaptation_windows, laplace_starts, mixing
 MOVE_KINDS = {
     "local": ("manifold MALA", {"preconditioner": "local"}),
     "cov": ("MALA, pooled covariance", {"preconditioner": "covariance"}),
+    "gnpool": ("MALA, pooled Gauss-Newton", {"preconditioner": "pooled-gauss-newton"}),
     "rw": ("random walk", {"random_walk": True}),
     "rwcov": ("random walk, pooled covariance", {"random_walk": True, "preconditioner": "covariance"}),
     "de": ("MALA + differential evolution", {"differential_evolution": 1}),

@@ -294,13 +294,14 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
     """The sampler's options (``--samples``, ``--chains``, ...) as its settings (refused for optimisers)."""
     pairs = (("n_samples", args.samples), ("n_chains", args.chains), ("n_draws", args.draws),
              ("n_warmup", args.draws), ("starts", args.chain_starts), ("leapfrog_steps", args.leapfrog_steps),
-             ("differential_evolution", args.differential_evolution), ("line_directions", args.line_directions))
+             ("differential_evolution", args.differential_evolution), ("line_directions", args.line_directions),
+             ("preconditioner", args.preconditioner))
     settings = {name: value for name, value in pairs if value is not None}
     from .solvers import SOLVERS
 
     if settings and not SOLVERS.get(args.solver).samples:
         raise ConfigError(f"--samples, --chains, --draws, --chain-starts, --leapfrog-steps, "
-                          f"--differential-evolution and --line-directions set a sampler "
+                          f"--differential-evolution, --line-directions and --preconditioner set a sampler "
                           f"(--solver latent-mcmc), not {args.solver!r}")
     return settings
 
@@ -482,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latent-mcmc: after every step a random-walk move along one of the M directions in "
                         "which the warm-up's draws spread most beyond the Laplace approximation, in turn (one "
                         "more forward and backward pass per step; default 0: off)")
+    invert.add_argument("--preconditioner", choices=("gauss-newton", "pooled-gauss-newton", "covariance", "local"),
+                        help="latent-mcmc: the proposal's covariance, set at the end of each warm-up window: each "
+                        "chain's Gauss-Newton covariance (default), the inverse of the chains' mean Gauss-Newton "
+                        "Hessian (for curvature that changes from point to point, as the eikonal's), the draws' "
+                        "covariance, or each point's own ('local', a Jacobian per step)")
     invert.add_argument("--search-rounds", **SEARCH_ROUNDS)
     invert.add_argument("--workers", type=_integer(1, 1024), default=1,
                         help="eikonal forward: processes solving the starts' (or chains') models in parallel, "

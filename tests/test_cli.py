@@ -148,7 +148,8 @@ def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
     output = tmp_path / "samples.h5"
     arguments = ["invert", str(tmp_path / "field.h5"), "--solver", "latent-mcmc", "--starts", "3", "--epochs", "1",
                  "--chains", "2", "--draws", "12", "--samples", "16", "--leapfrog-steps", "2", "--no-refine",
-                 "--differential-evolution", "2", "--line-directions", "2", "--quiet", "--output", str(output)]
+                 "--differential-evolution", "2", "--line-directions", "2", "--preconditioner", "pooled-gauss-newton",
+                 "--quiet", "--output", str(output)]
     optimiser = ["latent-sgd" if word == "latent-mcmc" else word for word in arguments]
     assert main(optimiser) == 2  # sampler options are refused for an optimiser
     assert "--solver latent-mcmc" in capsys.readouterr().err
@@ -160,6 +161,7 @@ def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
     assert solutions.config["starter"]["solver"] == "latent-sgd" and solutions.config["leapfrog_steps"] == 2
     assert solutions.config["differential_evolution"] == 2 and "evolution_rate" in solutions.history
     assert solutions.config["line_directions"] == 2 and solutions.history["line_scale"].shape[-1] == 2
+    assert solutions.config["preconditioner"] == "pooled-gauss-newton"
     with h5py.File(output) as handle:
         assert bool(handle["solutions/posterior/from_sampler"][0])
     assert main([*optimiser, "--chain-starts", "laplace"]) == 2  # a sampler option (run in test_sampling)

@@ -603,3 +603,46 @@ def test_line_move_settings_are_checked():
     with pytest.raises(ConfigError, match="at least 10 warm-up steps"):
         LatentMCMC(n_warmup=0, n_draws=5, n_samples=5, approach_steps=0,
                    line_directions=1).solve(skewed_problem(), initial=SKEWED_START)
+
+
+def test_pooled_gauss_newton_factor_is_the_inverse_of_the_chains_mean_hessian():
+    from geoinv.sampling import LatentPosterior
+    from geoinv.sampling.engine import _gauss_newton_factor
+
+    problem = skewed_problem()
+    posterior = LatentPosterior(problem, torch.tensor([[1.0, 0.0]]))
+    latent = torch.tensor([[[[0.3, 0.1], [1.2, -0.4], [0.0, 0.2]], [[-0.8, 0.5], [2.0, 0.0], [0.5, 0.5]]]])
+    beta = torch.tensor([1.0, 0.25])
+    state = posterior.evaluate(latent)
+    own = _gauss_newton_factor(posterior, state, beta)
+    pooled = _gauss_newton_factor(posterior, state, beta, pooled=True)
+    for rung in range(2):
+        hessians = torch.linalg.inv((own[0, rung] @ own[0, rung].transpose(-1, -2)).double())
+        expected = torch.linalg.inv(hessians.mean(dim=0))
+        for chain in range(3):  # one Σ for every chain of a temperature
+            torch.testing.assert_close((pooled[0, rung, chain] @ pooled[0, rung, chain].T).double(), expected,
+                                       rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(own[0, 0, 0], own[0, 0, 1])  # the curvature differs from chain to chain
+
+
+def test_pooled_gauss_newton_keeps_the_chain_exact_on_a_skewed_posterior_and_a_ladder():
+    solutions = LatentMCMC(n_temperatures=1, n_draws=1500, n_warmup=300, approach_steps=0, n_samples=500, seed=4,
+                           preconditioner="pooled-gauss-newton").solve(skewed_problem(), initial=SKEWED_START)
+    assert_samples_skewed_posterior(solutions)
+    problem, _, _, _, mean, covariance = gaussian_posterior()
+    laddered = LatentMCMC(n_temperatures=2, n_draws=1000, n_warmup=200, n_samples=1000, seed=3,
+                          preconditioner="pooled-gauss-newton").solve(problem)
+    assert_samples_gaussian_posterior(laddered, mean, covariance)
+
+
+def test_pooled_gauss_newton_mixes_where_the_curvature_swings_from_point_to_point():
+    """One chain's curvature at one point is a poor guide where it goes next: pooled over the chains, the
+    proposal suits the whole basin (bulk ESS 2.1–2.3 × the per-chain factor's on seeds 5, 7 and 8, 1.07 × on 6)."""
+    settings = {"n_temperatures": 1, "n_draws": 1000, "n_warmup": 300, "approach_steps": 0, "n_samples": 500,
+                "seed": 5}
+    start = torch.tensor([[0.4, 0.0], [0.5, 0.2], [0.3, -0.2], [0.45, 0.1]])
+    own = mixing(LatentMCMC(**settings).solve(wiggly_problem(), initial=start), warn=False)
+    pooled = mixing(LatentMCMC(preconditioner="pooled-gauss-newton", **settings).solve(wiggly_problem(),
+                                                                                       initial=start), warn=False)
+    assert pooled.ess_bulk[0, 0] > 1.8 * own.ess_bulk[0, 0]
+    assert pooled.rhat.max() < own.rhat.max()

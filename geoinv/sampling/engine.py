@@ -202,7 +202,7 @@ def approach(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor
 
 
 #: how the warm-up estimates each chain's preconditioner Σ
-PRECONDITIONERS = ("gauss-newton", "covariance", "local")
+PRECONDITIONERS = ("gauss-newton", "pooled-gauss-newton", "covariance", "local")
 
 
 def _covariance_factor(draws: torch.Tensor) -> torch.Tensor:
@@ -280,19 +280,26 @@ def laplace_starts(problem: InverseProblem, mode: torch.Tensor, n_chains: int, s
     return starts.to(mode)
 
 
-def _gauss_newton_factor(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor) -> torch.Tensor:
+def _gauss_newton_factor(posterior: LatentPosterior, state: ChainState, beta: torch.Tensor,
+                         pooled: bool = False) -> torch.Tensor:
     """Per chain, the Cholesky factor of (β JᵀΣ_d⁻¹J + I)⁻¹ at its current point, ``(S, K, C, n, n)``.
 
     The Gauss-Newton Hessian of −log π_β with the prior's curvature taken as the
     identity (exact for an N(0, I) latent prior): it scales the proposal to the
     local width of each chain's basin, which a pooled covariance cannot when
-    chains sit in different basins.
+    chains sit in different basins. With ``pooled``, every chain of a data set and
+    temperature gets the inverse of their Hessians' mean instead: where the curvature
+    changes from point to point, one chain's is a poor guide for where it goes next.
     """
     latent = state.latent
     n_parameters = latent.shape[-1]
     scale = beta.double().cpu()[None, :, None].expand(latent.shape[:3]).reshape(-1)
     covariance = laplace_covariance(posterior.problem, latent.reshape(-1, n_parameters), scale)
-    return torch.linalg.cholesky(covariance).to(latent).reshape(*latent.shape, n_parameters)
+    covariance = covariance.reshape(*latent.shape, n_parameters)
+    if pooled:
+        hessian = torch.linalg.inv(covariance).mean(dim=2, keepdim=True)
+        covariance = torch.linalg.inv(hessian).expand_as(covariance)
+    return torch.linalg.cholesky(covariance).to(latent)
 
 
 def _rescaled_step(log_step: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
@@ -363,9 +370,10 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         ε at β = 1 before adaptation (hotter replicas start at ε/√β, at most 1).
     adaptation_rate : float
         Robbins–Monro gain on log ε per step.
-    preconditioner : {'gauss-newton', 'covariance', 'local'}
+    preconditioner : {'gauss-newton', 'pooled-gauss-newton', 'covariance', 'local'}
         At the end of each warm-up window: each chain's Gauss-Newton posterior
-        covariance at its current point, or the window's draws' covariance
+        covariance at its current point, the inverse of the mean of the chains'
+        Gauss-Newton Hessians (one Σ per data set and temperature), or the window's draws' covariance
         pooled over the chains of a temperature (no Jacobians; suits one basin);
         or ``'local'``: at every step each point's own Gauss-Newton covariance
         (:func:`~geoinv.sampling.moves.manifold_mala_step`, one Jacobian per chain and step).
@@ -527,8 +535,8 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                     if line_directions:
                         directions = broad_directions(posterior.problem, window, beta, line_directions)
                     center = window.mean(dim=(0, 3))
-                    new_chol = (_gauss_newton_factor(posterior, state, beta) if preconditioner == "gauss-newton"
-                                else _covariance_factor(window))
+                    new_chol = (_covariance_factor(window) if preconditioner == "covariance" else
+                                _gauss_newton_factor(posterior, state, beta, preconditioner == "pooled-gauss-newton"))
                     log_step = _rescaled_step(log_step, chol, new_chol)
                     chol, window_draws = new_chol, []
         else:
