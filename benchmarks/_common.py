@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: timing, tables, JSON output."""
+"""Shared helpers of the benchmark scripts: synthetic cases, timing, tables, JSON output."""
 
 from __future__ import annotations
 
@@ -15,9 +15,30 @@ from pathlib import Path
 import torch
 
 import geoinv
+from geoinv import build_problem, ns_to_s
 
 #: where benchmarks write their JSON and figures ($GEOINV_BENCHMARK_RESULTS for smoke runs)
 RESULTS = Path(os.environ.get("GEOINV_BENCHMARK_RESULTS", Path(__file__).resolve().parent / "results"))
+
+#: the synthetic cases' pick error (ns): every study's σ unit
+NOISE_NS = 0.25
+
+
+def synthetic_data(operator, petrophysics, model: torch.Tensor, noise_seed: int,
+                   noise_ns: float = NOISE_NS) -> geoinv.Survey:
+    """``model``'s traveltimes (facies fractions through ``petrophysics``) with seeded Gaussian noise."""
+    return operator.make_synthetic_data(petrophysics.slowness(model.double()), ns_to_s(noise_ns),
+                                        torch.Generator().manual_seed(noise_seed))
+
+
+def synthetic_problem(operator, prior, petrophysics, model: torch.Tensor, noise_seed: int,
+                      noise_ns: float = NOISE_NS):
+    """The inverse problem of ``model``'s noisy synthetic data (:func:`synthetic_data`) under ``prior``.
+
+    One recipe for every study, so that a truth and a noise seed mean the same case in all of them.
+    """
+    data = synthetic_data(operator, petrophysics, model, noise_seed, noise_ns)
+    return build_problem(data, prior, operator, petrophysics)
 
 
 def median_time(function, repeats: int = 5, warmup: int = 1) -> float:

@@ -17,13 +17,12 @@ import argparse
 import time
 
 import torch
-from _common import print_table, write_json
+from _common import NOISE_NS, print_table, synthetic_problem, write_json
 
-from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward, ns_to_s
+from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, forward
 from geoinv.prior import default_vae
 from geoinv.solvers import Stage
 
-NOISE_NS = 0.25
 RADII = (0.5, 1.0, 2.0, 3.0)
 DIRECTIONS = 4
 
@@ -56,9 +55,7 @@ def main() -> None:
         operator = forward(name, grid=grid, survey=survey)
         for k in args.truths:
             truth = prior.decode(latents[k][None])[0]
-            field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                                 torch.Generator().manual_seed(args.seed + 7 + k))
-            problem = build_problem(field, prior, operator, petrophysics)
+            problem = synthetic_problem(operator, prior, petrophysics, truth, args.seed + 7 + k)
             for max_step in (None, args.max_step):
                 row = {"forward": name, "truth": k, "steps": "full" if max_step is None else f"≤ {max_step}"}
                 begin = time.perf_counter()

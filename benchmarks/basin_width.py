@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import print_table, write_json
+from _common import NOISE_NS, print_table, synthetic_problem, write_json
 
-from geoinv import FaciesVelocity, Grid2D, Survey, build_problem, forward, ns_to_s
+from geoinv import FaciesVelocity, Grid2D, Survey, forward
 from geoinv.prior import default_vae
 from geoinv.solvers.gauss_newton import LatentGaussNewton
 
-NOISE_NS = 0.25
 EPSILONS = (0.02, 0.05, 0.1, 0.2)
 
 
@@ -43,9 +42,7 @@ def main() -> None:
         operator = forward(name, grid=grid, survey=survey)
         for k, latent in enumerate(latents):
             truth = prior.decode(latent[None])[0]
-            field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                                 torch.Generator().manual_seed(args.seed + 7 + k))
-            problem = build_problem(field, prior, operator, petrophysics)
+            problem = synthetic_problem(operator, prior, petrophysics, truth, args.seed + 7 + k)
             row = {"forward": name, "truth": k}
             with torch.no_grad():
                 for epsilon in EPSILONS:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import print_table, write_json
+from _common import print_table, synthetic_data, write_json
 
 import geoinv
 from geoinv.batch import BatchSettings, run_batch
@@ -36,8 +36,7 @@ def synthetic_campaign(path: Path, count: int, forward_name: str, seed: int) -> 
     truths = prior.sample(count, torch.Generator().manual_seed(seed))
     panels = []
     for index, truth in enumerate(truths):
-        data = operator.make_synthetic_data(petrophysics.slowness(truth.double()), 0.25e-9,
-                                            torch.Generator().manual_seed(seed + index))
+        data = synthetic_data(operator, petrophysics, truth, seed + index)
         panels.append(CampaignSurvey(f"panel{index:04d}", data, grid, petrophysics, {"truth_seed": seed}))
     return write_campaign(path, panels)
 

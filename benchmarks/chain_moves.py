@@ -28,11 +28,10 @@ import time
 
 import numpy as np
 import torch
-from _common import print_table, write_json
-from latent_sgd_study import NOISE_NS
+from _common import NOISE_NS, print_table, synthetic_problem, write_json
 from rto_study import centre
 
-from geoinv import FaciesVelocity, Grid2D, LatentMCMC, Survey, build_problem, forward, ns_to_s
+from geoinv import FaciesVelocity, Grid2D, LatentMCMC, Survey, forward
 from geoinv.prior import default_vae
 from geoinv.sampling import adaptation_windows, laplace_starts, mixing
 
@@ -88,9 +87,7 @@ def run_move(problem, starts: torch.Tensor, move: str, args) -> dict:
 def run_truth(operator, vae, latent_truth: torch.Tensor, noise_seed: int, args) -> list[dict]:
     petrophysics = FaciesVelocity()
     truth = vae.decode(latent_truth[None])[0].detach()
-    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                         torch.Generator().manual_seed(noise_seed))
-    problem = build_problem(field, vae, operator, petrophysics)
+    problem = synthetic_problem(operator, vae, petrophysics, truth, noise_seed)
     args.center = "truth"
     point, _ = centre(problem, latent_truth, args)
     starts = laplace_starts(problem, point, args.chains, args.spread, torch.Generator().manual_seed(args.seed))[None]

@@ -21,21 +21,17 @@ import time
 
 import numpy as np
 import torch
-from _common import print_table, write_json
+from _common import NOISE_NS, print_table, synthetic_problem, write_json
 
-from geoinv import FaciesVelocity, Grid2D, Survey, build_problem, forward, solver
+from geoinv import FaciesVelocity, Grid2D, Survey, forward, solver
 from geoinv.prior import default_vae
-from geoinv.units import ns_to_s
 
-NOISE_NS = 0.25
 ENGINES = ("geoinv", "pygimli")
 
 
 def run_truth(operator, vae, petrophysics, truth, starts: torch.Tensor, iterations: int, noise_seed: int) -> dict:
     """Both engines from the same ``starts`` on one truth's data."""
-    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                         torch.Generator().manual_seed(noise_seed))
-    problem = build_problem(field, vae, operator, petrophysics)
+    problem = synthetic_problem(operator, vae, petrophysics, truth, noise_seed)
     result, ends = {}, {}
     for engine in ENGINES:
         method = solver("latent-gauss-newton", max_iterations=iterations, engine=engine)

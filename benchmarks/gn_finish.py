@@ -22,14 +22,12 @@ import argparse
 import time
 from dataclasses import replace
 
-import torch
-from _common import print_table, write_json
-from latent_sgd_study import NOISE_NS, truths
+from _common import NOISE_NS, print_table, synthetic_problem, write_json
+from latent_sgd_study import truths
 
-from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward
+from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, forward
 from geoinv.prior import default_vae
 from geoinv.solvers import Stage
-from geoinv.units import ns_to_s
 
 FINISHES = {
     "gn10": (Stage.gauss_newton(10),),
@@ -66,9 +64,7 @@ def main() -> None:
         search = tuple(replace(stage, epochs=1) for stage in search)
     rows = []
     for index, truth in enumerate(models):
-        field = operator.make_synthetic_data(petro.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                             torch.Generator().manual_seed(7 + index))
-        problem = build_problem(field, vae, operator, petro)
+        problem = synthetic_problem(operator, vae, petro, truth, 7 + index)
         searched = run(problem, search, args.starts, None).parameters[0]
         for name in args.finishes:
             started = time.perf_counter()

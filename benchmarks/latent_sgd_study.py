@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from _common import figure_path, print_table, write_json
+from _common import NOISE_NS, figure_path, print_table, synthetic_problem, write_json
 
 from geoinv import (
     ACCEPTANCE,
@@ -34,16 +34,12 @@ from geoinv import (
     LatentSGD,
     LatentSGDConfig,
     Survey,
-    build_problem,
     forward,
-    ns_to_s,
 )
 from geoinv.prior import PatchSampler, default_training_image, default_vae
 from geoinv.solvers import RefineConfig, Stage, refine_models
 from geoinv.solvers.gauss_newton import LatentGaussNewton
 from geoinv.workflows import representative_crop
-
-NOISE_NS = 0.25
 
 
 def _polish(epochs: int, temperature: float = 1.0, minibatch: str = "random") -> Stage:
@@ -155,9 +151,7 @@ def still_improving(solutions) -> float:
 
 
 def run_case(operator, vae, petrophysics, truth, noise_seed: int, config: LatentSGDConfig) -> dict:
-    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                         torch.Generator().manual_seed(noise_seed))
-    problem = build_problem(field, vae, operator, petrophysics)
+    problem = synthetic_problem(operator, vae, petrophysics, truth, noise_seed)
     start = time.perf_counter()
     if isinstance(config, GaussNewtonPolish):
         searched = LatentSGD(config.sgd).solve(problem)

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-from _common import print_table, write_json
-from pygimli_comparison import NOISE_NS, make_truths
+from _common import NOISE_NS, print_table, synthetic_problem, write_json
+from pygimli_comparison import make_truths
 
-from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward, ns_to_s
+from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, forward
 from geoinv.prior import default_vae, load_vae
 from geoinv.solvers import Stage
 
@@ -61,10 +61,9 @@ def main() -> None:
     rows = []
     for index, truth in enumerate(make_truths("held-out", grid, args.truths, args.seed, vae)):
         began = time.perf_counter()
-        data = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                            torch.Generator().manual_seed(args.seed + 100 + index))
-        row = {"truth": index, **fit_near_truth(build_problem(data, vae, operator, petrophysics), vae, truth,
-                                                args.iterations), "seconds": time.perf_counter() - began}
+        problem = synthetic_problem(operator, vae, petrophysics, truth, args.seed + 100 + index)
+        row = {"truth": index, **fit_near_truth(problem, vae, truth, args.iterations),
+               "seconds": time.perf_counter() - began}
         rows.append(row)
         print(row, flush=True)
     print()

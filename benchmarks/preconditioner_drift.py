@@ -22,10 +22,9 @@ import argparse
 
 import numpy as np
 import torch
-from _common import print_table, write_json
-from latent_sgd_study import NOISE_NS
+from _common import NOISE_NS, print_table, synthetic_problem, write_json
 
-from geoinv import FaciesVelocity, Grid2D, LatentMCMC, Survey, build_problem, forward, ns_to_s
+from geoinv import FaciesVelocity, Grid2D, LatentMCMC, Survey, forward
 from geoinv.prior import default_vae
 from geoinv.sampling import LatentPosterior
 from geoinv.sampling.engine import MALA_TARGET_ACCEPTANCE, _gauss_newton_factor
@@ -112,9 +111,7 @@ def main() -> None:
     operator = forward(args.forward, grid=Grid2D.crosshole(), survey=Survey.crosshole(), **options)
     latent = vae.sample_latent(args.truths, torch.Generator().manual_seed(args.truth_seed))[args.truth]
     truth = vae.decode(latent[None])[0].detach()
-    field = operator.make_synthetic_data(FaciesVelocity().slowness(truth.double()), ns_to_s(NOISE_NS),
-                                         torch.Generator().manual_seed(args.truth_seed + 1 + args.truth))
-    problem = build_problem(field, vae, operator, FaciesVelocity())
+    problem = synthetic_problem(operator, vae, FaciesVelocity(), truth, args.truth_seed + 1 + args.truth)
     if args.quick:
         spread = 0.1 * torch.randn(4, latent.numel(), generator=torch.Generator().manual_seed(args.seed))
         run = LatentMCMC(n_chains=4, n_temperatures=1, n_warmup=30, n_draws=60, n_samples=60, approach_steps=0,

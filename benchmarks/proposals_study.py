@@ -37,10 +37,10 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
-from _common import RESULTS, print_table, write_json
-from latent_sgd_study import NOISE_NS, still_improving
+from _common import NOISE_NS, RESULTS, print_table, synthetic_problem, write_json
+from latent_sgd_study import still_improving
 
-from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, build_problem, forward, ns_to_s
+from geoinv import FaciesVelocity, Grid2D, LatentSGD, LatentSGDConfig, Survey, forward
 from geoinv.prior import PatchSampler, default_training_image, default_vae
 from geoinv.solvers import Refill, RefineConfig, Stage, refine_models
 from geoinv.solvers.proposals import ProposalConfig, Proposals
@@ -88,9 +88,7 @@ def lever_solver(lever: str, starts: int, seed: int, pairs: int, quick: bool):
 
 
 def run_case(solver, operator, vae, petrophysics, truth, noise_seed: int) -> dict:
-    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                         torch.Generator().manual_seed(noise_seed))
-    problem = build_problem(field, vae, operator, petrophysics)
+    problem = synthetic_problem(operator, vae, petrophysics, truth, noise_seed)
     one_off = {}
     if not solver.is_fitted or isinstance(solver, (Proposals, Refill)):
         started = time.perf_counter()

@@ -37,15 +37,14 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from _common import RESULTS, figure_path, print_table, write_json
+from _common import NOISE_NS, RESULTS, figure_path, print_table, synthetic_data, write_json
 
 import geoinv
-from geoinv import Grid2D, Survey, make_solver, ns_to_s
+from geoinv import Grid2D, Survey, make_solver
 from geoinv.prior import PatchSampler, default_training_image, default_vae
 from geoinv.solvers.proposals import ProposalConfig
 from geoinv.workflows import representative_crop
 
-NOISE_NS = 0.25
 METHODS = ("pygimli-smooth", "latent-gauss-newton", "latent-sgd")
 
 
@@ -62,8 +61,7 @@ def run_one(method: str, forward_name: str, truth: torch.Tensor, noise_seed: int
     grid, survey = Grid2D.crosshole(), Survey.crosshole()
     petrophysics = geoinv.FaciesVelocity()
     operator = geoinv.forward(forward_name, grid=grid, survey=survey)
-    data = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                        torch.Generator().manual_seed(noise_seed))
+    data = synthetic_data(operator, petrophysics, truth, noise_seed)
     solver = make_solver(method, operator, n_starts=starts, seed=noise_seed)
     if method == "pygimli-smooth":
         solver.config.max_iterations = smooth_iterations

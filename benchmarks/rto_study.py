@@ -20,12 +20,11 @@ import time
 
 import numpy as np
 import torch
-from _common import print_table, write_json
-from latent_sgd_study import NOISE_NS
+from _common import NOISE_NS, print_table, synthetic_problem, write_json
 from scipy.stats import chi2
 from tqdm.auto import tqdm
 
-from geoinv import FaciesVelocity, Grid2D, LatentSGD, Survey, build_problem, forward, ns_to_s
+from geoinv import FaciesVelocity, Grid2D, LatentSGD, Survey, forward
 from geoinv.prior import default_vae
 from geoinv.sampling import RTODraws, independence_chains, interval_coverage, rto_draws
 from geoinv.solvers.gauss_newton_step import GaussNewtonStep
@@ -52,9 +51,7 @@ def centre(problem, latent_truth: torch.Tensor, args) -> tuple[torch.Tensor, flo
 def run_truth(operator, vae, latent_truth: torch.Tensor, noise_seed: int, args) -> dict:
     petrophysics = FaciesVelocity()
     truth = vae.decode(latent_truth[None])[0].detach()
-    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                         torch.Generator().manual_seed(noise_seed))
-    problem = build_problem(field, vae, operator, petrophysics)
+    problem = synthetic_problem(operator, vae, petrophysics, truth, noise_seed)
     point, centre_cpu = centre(problem, latent_truth, args)
     generator = torch.Generator().manual_seed(args.seed)
     started = time.process_time()

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import figure_path, print_table, write_json
-from latent_sgd_study import NOISE_NS
+from _common import NOISE_NS, figure_path, print_table, synthetic_problem, write_json
 from scipy.stats import chi2
 
-from geoinv import FaciesVelocity, Grid2D, LatentMCMC, LatentSGD, Survey, build_problem, forward, ns_to_s
+from geoinv import FaciesVelocity, Grid2D, LatentMCMC, LatentSGD, Survey, forward
 from geoinv.plot import reliability_figure
 from geoinv.prior import default_vae
 from geoinv.sampling import (
@@ -50,9 +49,7 @@ MIN_BIN_CELLS = 20
 
 def run_truth(operator, vae, petrophysics, latent_truth, noise_seed: int, args) -> dict:
     truth = vae.decode(latent_truth[None])[0].detach()
-    field = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(NOISE_NS),
-                                         torch.Generator().manual_seed(noise_seed))
-    problem = build_problem(field, vae, operator, petrophysics)
+    problem = synthetic_problem(operator, vae, petrophysics, truth, noise_seed)
     optimiser = LatentSGD.for_operator(operator, n_starts=args.starts, seed=args.seed,
                                        epochs=2 if args.quick else None)
     if not optimiser.is_fitted:  # amortized proposals (nonlinear default): the cached network, one-off
