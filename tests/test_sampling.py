@@ -16,6 +16,7 @@ from geoinv.sampling import (
     laplace_covariance,
     laplace_starts,
     mixing,
+    principal_mixing,
     reliability_curve,
     swap_step,
     temperature_ladder,
@@ -167,6 +168,25 @@ def test_chains_stuck_in_different_modes_raise_a_mixing_warning():
         report = mixing(solutions)
     assert report.rhat.max() > 1.5 and not report.mixed[0]
     assert "not mixed" in report.summary()
+
+
+def test_principal_mixing_finds_the_direction_the_chains_disagree_along(gaussian_case):
+    """Chains stuck in the two modes z₀ = ±2 disagree along z₀ alone: it is the widest and slowest
+    direction, and the other mixes; on the Gaussian posterior the directions are its covariance's."""
+    start = torch.tensor([[2.0, 0.0], [2.0, 0.0], [-2.0, 0.0], [-2.0, 0.0]])
+    stuck = LatentMCMC(n_temperatures=1, n_draws=300, n_warmup=100, approach_steps=0,
+                       n_samples=100).solve(two_mode_problem(), initial=start)
+    report = principal_mixing(stuck)
+    assert abs(report.directions[0, 0, 0]) > 0.99 and report.variance[0, 0] > 3.0
+    assert report.rhat[0, 0] > 1.5 and report.rhat[0, 1] < 1.1 and report.slowest.tolist() == [0]
+    solutions, _, covariance = gaussian_case
+    report = principal_mixing(solutions)
+    variance, vectors = np.linalg.eigh(covariance.double().numpy())
+    np.testing.assert_allclose(report.variance[0], variance[::-1], rtol=0.15)
+    assert (np.abs(np.sum(report.directions[0] * vectors[:, ::-1].T, axis=1)) > 0.95).all()
+    np.testing.assert_allclose(report.directions[0] @ report.directions[0].T, np.eye(3), atol=1e-12)
+    assert (report.rhat[0] < 1.01).all() and (report.ess_bulk[0] > 1000).all()
+    assert "widest directions" in report.summary()
 
 
 def test_swap_between_equal_temperatures_always_exchanges_the_states():

@@ -6,7 +6,15 @@ parts, and the checks a user runs on its output (:func:`mixing`, :func:`inferenc
 """
 
 from .calibration import interval_coverage, reliability_curve
-from .diagnostics import RHAT_LIMIT, MixingReport, MixingWarning, inference_data, mixing
+from .diagnostics import (
+    RHAT_LIMIT,
+    MixingReport,
+    MixingWarning,
+    PrincipalMixing,
+    inference_data,
+    mixing,
+    principal_mixing,
+)
 from .engine import (
     ChainRecord,
     adaptation_windows,
@@ -41,6 +49,7 @@ __all__ = [
     "LatentPosterior",
     "MixingReport",
     "MixingWarning",
+    "PrincipalMixing",
     "RTOConfig",
     "RTODraws",
     "adaptation_windows",
@@ -62,6 +71,7 @@ __all__ = [
     "manifold_mala_step",
     "mixing",
     "outlier_chains",
+    "principal_mixing",
     "random_walk_step",
     "reliability_curve",
     "rto_draws",

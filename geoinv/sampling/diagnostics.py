@@ -20,7 +20,8 @@ from ..errors import ConfigError, GeoinvWarning
 if TYPE_CHECKING:
     from ..solvers.base import Solutions
 
-__all__ = ["RHAT_LIMIT", "MixingReport", "MixingWarning", "inference_data", "mixing"]
+__all__ = ["RHAT_LIMIT", "MixingReport", "MixingWarning", "PrincipalMixing", "inference_data", "mixing",
+           "principal_mixing"]
 
 #: split R-hat above this on any coordinate means the chains disagree (Vehtari et al. 2021 advise 1.01
 #: for final results; 1.05 is the issue's bar for a 10-minute run)
@@ -139,3 +140,79 @@ def mixing(solutions: Solutions, warn: bool = True) -> MixingReport:
                       f"{ESS_LIMIT}): run longer (n_draws, n_warmup), add chains or temperatures, or start from "
                       "an optimiser's candidates (initial=)", MixingWarning, stacklevel=2)
     return report
+
+
+@dataclass
+class PrincipalMixing:
+    """How well the chains mixed along the posterior's principal directions, widest first.
+
+    Attributes
+    ----------
+    variance : ndarray, shape (S, n)
+        The pooled draws' variance along each direction (latent units squared), descending.
+    directions : ndarray, shape (S, n, n)
+        ``directions[s, k]``: the unit latent vector of the k-th widest direction of data set s.
+    mean : ndarray, shape (S, n)
+        The pooled draws' mean (the directions pass through it).
+    rhat, ess_bulk : ndarray, shape (S, n)
+        Split R-hat and bulk ESS of the draws' coordinate along each direction.
+    """
+
+    variance: np.ndarray
+    directions: np.ndarray
+    mean: np.ndarray
+    rhat: np.ndarray
+    ess_bulk: np.ndarray
+
+    @property
+    def slowest(self) -> np.ndarray:
+        """Per data set, the index of the direction with the lowest bulk ESS, shape (S,)."""
+        return self.ess_bulk.argmin(axis=1)
+
+    def summary(self, n_directions: int = 5) -> str:
+        lines = []
+        for survey in range(self.variance.shape[0]):
+            cells = ", ".join(f"{self.variance[survey, k]:.3g} ({self.ess_bulk[survey, k]:.0f})"
+                              for k in range(min(n_directions, self.variance.shape[1])))
+            lines.append(f"survey {survey}: variance (bulk ESS) along the widest directions: {cells}")
+        return "\n".join(lines)
+
+
+def principal_mixing(solutions: Solutions) -> PrincipalMixing:
+    """Split R-hat and bulk ESS along the eigenvectors of the pooled draws' covariance.
+
+    Mixing per latent coordinate says *that* chains are slow; along the principal
+    directions it says *where*. When the low ESS sits on the widest one or two
+    directions, the posterior is broad along a ridge that local (Langevin) moves
+    random-walk along, and more draws or moves along that ridge help; when it is
+    spread over many directions, the step size or preconditioner is the limit.
+    Decode ``mean + t · sqrt(variance[k]) · directions[k]`` for a few ``t`` to see
+    which cells the slow direction moves.
+
+    Parameters
+    ----------
+    solutions : Solutions
+        From a sampling solver, with at least 2 chains.
+
+    Returns
+    -------
+    PrincipalMixing
+    """
+    az = _arviz()
+    draws = np.asarray(inference_data(solutions).posterior["latent"].values, dtype=np.float64)  # (C, D, S, n)
+    if draws.shape[0] < 2:
+        raise ConfigError("R-hat compares chains: sample with n_chains >= 2")
+    n_surveys, n_latent = draws.shape[2], draws.shape[3]
+    result = {name: np.empty((n_surveys, n_latent)) for name in ("variance", "mean", "rhat", "ess_bulk")}
+    directions = np.empty((n_surveys, n_latent, n_latent))
+    for survey in range(n_surveys):  # a loop over data sets: each has its own eigenbasis
+        pooled = draws[:, :, survey].reshape(-1, n_latent)
+        mean = pooled.mean(axis=0)
+        variance, vectors = np.linalg.eigh(np.cov(pooled, rowvar=False).reshape(n_latent, n_latent))
+        order = np.argsort(variance)[::-1]
+        projected = az.convert_to_dataset((draws[:, :, survey] - mean) @ vectors[:, order])
+        result["variance"][survey], result["mean"][survey] = variance[order], mean
+        directions[survey] = vectors[:, order].T
+        result["rhat"][survey] = az.rhat(projected)["x"].values
+        result["ess_bulk"][survey] = az.ess(projected, method="bulk")["x"].values
+    return PrincipalMixing(directions=directions, **result)
