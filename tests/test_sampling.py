@@ -179,6 +179,8 @@ def test_principal_mixing_finds_the_direction_the_chains_disagree_along(gaussian
     report = principal_mixing(stuck)
     assert abs(report.directions[0, 0, 0]) > 0.99 and report.variance[0, 0] > 3.0
     assert report.rhat[0, 0] > 1.5 and report.rhat[0, 1] < 1.1 and report.slowest.tolist() == [0]
+    again = principal_mixing(inference_data(stuck))  # chains read back from NetCDF give the same
+    np.testing.assert_allclose(again.ess_bulk, report.ess_bulk)
     solutions, _, covariance = gaussian_case
     report = principal_mixing(solutions)
     variance, vectors = np.linalg.eigh(covariance.double().numpy())

@@ -178,7 +178,7 @@ class PrincipalMixing:
         return "\n".join(lines)
 
 
-def principal_mixing(solutions: Solutions) -> PrincipalMixing:
+def principal_mixing(solutions: Solutions | Any) -> PrincipalMixing:
     """Split R-hat and bulk ESS along the eigenvectors of the pooled draws' covariance.
 
     Mixing per latent coordinate says *that* chains are slow; along the principal
@@ -191,15 +191,17 @@ def principal_mixing(solutions: Solutions) -> PrincipalMixing:
 
     Parameters
     ----------
-    solutions : Solutions
-        From a sampling solver, with at least 2 chains.
+    solutions : Solutions or arviz.InferenceData
+        From a sampling solver with at least 2 chains, or its chains as :func:`inference_data`
+        made them (e.g. read back with ``arviz.from_netcdf``).
 
     Returns
     -------
     PrincipalMixing
     """
     az = _arviz()
-    draws = np.asarray(inference_data(solutions).posterior["latent"].values, dtype=np.float64)  # (C, D, S, n)
+    data = solutions if isinstance(solutions, az.InferenceData) else inference_data(solutions)
+    draws = np.asarray(data.posterior["latent"].values, dtype=np.float64)  # (C, D, S, n)
     if draws.shape[0] < 2:
         raise ConfigError("R-hat compares chains: sample with n_chains >= 2")
     n_surveys, n_latent = draws.shape[2], draws.shape[3]
