@@ -627,6 +627,18 @@ def test_line_move_settings_are_checked():
                    line_directions=1).solve(skewed_problem(), initial=SKEWED_START)
 
 
+def test_gauss_newton_hessian_of_a_linear_forward_is_the_closed_form_precision():
+    from geoinv.sampling import gauss_newton_hessian
+
+    problem, matrix, _, sigma, _, covariance = gaussian_posterior()
+    latent = torch.randn(2, 3, generator=torch.Generator().manual_seed(3))
+    hessian = gauss_newton_hessian(problem, latent, torch.tensor([1.0, 0.25]))
+    precision = matrix.T.double() @ matrix.double() / sigma**2
+    torch.testing.assert_close(hessian[0], precision + torch.eye(3, dtype=torch.float64))
+    torch.testing.assert_close(hessian[1], 0.25 * precision + torch.eye(3, dtype=torch.float64))
+    torch.testing.assert_close(laplace_covariance(problem, latent)[0], covariance.double(), rtol=1e-5, atol=1e-6)
+
+
 def test_pooled_gauss_newton_factor_is_the_inverse_of_the_chains_mean_hessian():
     from geoinv.sampling import LatentPosterior
     from geoinv.sampling.engine import _gauss_newton_factor

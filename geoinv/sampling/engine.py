@@ -43,6 +43,7 @@ __all__ = [
     "adaptation_windows",
     "approach",
     "broad_directions",
+    "gauss_newton_hessian",
     "independence_proposal",
     "laplace_covariance",
     "laplace_starts",
@@ -219,14 +220,16 @@ def _covariance_factor(draws: torch.Tensor) -> torch.Tensor:
     return factor[:, :, None].expand(-1, -1, draws.shape[3], -1, -1).clone()
 
 
-def laplace_covariance(problem: InverseProblem, latent: torch.Tensor, beta: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """(β JᵀΣ_d⁻¹J + I)⁻¹ at each latent point: the Gauss-Newton (Laplace) posterior covariance.
+def gauss_newton_hessian(problem: InverseProblem, latent: torch.Tensor,
+                         beta: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """β JᵀΣ_d⁻¹J + I at each latent point: the Gauss-Newton Hessian of −log π_β.
+
+    The prior's curvature is taken as the identity (exact for an N(0, I) latent prior).
 
     Parameters
     ----------
     problem : InverseProblem
-        With a noise level; its prior's curvature is taken as the identity (exact for an
-        N(0, I) latent prior).
+        With a noise level.
     latent : torch.Tensor, shape (B, n)
     beta : torch.Tensor of shape (B,), or float
         Likelihood temperature(s).
@@ -242,8 +245,19 @@ def laplace_covariance(problem: InverseProblem, latent: torch.Tensor, beta: torc
     jacobian = problem.jacobian(latent.reshape(-1, n_parameters))  # (B, n_data, n), float64
     weighted = jacobian / problem.noise_std.double().cpu().reshape(-1)[None, :, None]
     scale = torch.as_tensor(beta, dtype=torch.float64).reshape(-1, 1, 1)
-    hessian = scale * (weighted.transpose(1, 2) @ weighted) + torch.eye(n_parameters, dtype=torch.float64)
-    covariance = torch.linalg.inv(hessian)
+    return scale * (weighted.transpose(1, 2) @ weighted) + torch.eye(n_parameters, dtype=torch.float64)
+
+
+def laplace_covariance(problem: InverseProblem, latent: torch.Tensor, beta: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """(β JᵀΣ_d⁻¹J + I)⁻¹ at each latent point: the Gauss-Newton (Laplace) posterior covariance.
+
+    The inverse of :func:`gauss_newton_hessian`, with the same parameters.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, n, n), float64 on the CPU
+    """
+    covariance = torch.linalg.inv(gauss_newton_hessian(problem, latent, beta))
     return 0.5 * (covariance + covariance.transpose(1, 2))
 
 
@@ -294,12 +308,14 @@ def _gauss_newton_factor(posterior: LatentPosterior, state: ChainState, beta: to
     latent = state.latent
     n_parameters = latent.shape[-1]
     scale = beta.double().cpu()[None, :, None].expand(latent.shape[:3]).reshape(-1)
-    covariance = laplace_covariance(posterior.problem, latent.reshape(-1, n_parameters), scale)
-    covariance = covariance.reshape(*latent.shape, n_parameters)
-    if pooled:
-        hessian = torch.linalg.inv(covariance).mean(dim=2, keepdim=True)
-        covariance = torch.linalg.inv(hessian).expand_as(covariance)
-    return torch.linalg.cholesky(covariance).to(latent)
+    if not pooled:
+        covariance = laplace_covariance(posterior.problem, latent.reshape(-1, n_parameters), scale)
+        return torch.linalg.cholesky(covariance.reshape(*latent.shape, n_parameters)).to(latent)
+    hessian = gauss_newton_hessian(posterior.problem, latent.reshape(-1, n_parameters), scale)
+    mean = hessian.reshape(*latent.shape, n_parameters).mean(dim=2, keepdim=True)
+    covariance = torch.linalg.inv(mean)
+    covariance = 0.5 * (covariance + covariance.transpose(-1, -2))
+    return torch.linalg.cholesky(covariance.expand(*latent.shape, n_parameters)).to(latent)
 
 
 def _rescaled_step(log_step: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
