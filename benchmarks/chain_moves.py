@@ -8,7 +8,8 @@ entry ``L:WARMUP:DRAWS`` (L leapfrog steps per iteration; L = 1 is MALA; L = ``l
 manifold MALA, the Gauss-Newton metric at every point, ``preconditioner='local'``; L = ``cov``: MALA
 whose warm-up windows estimate Σ from the chains' pooled draws, ``preconditioner='covariance'``;
 ``gnpool``: MALA whose warm-up windows give every chain the inverse of the chains' mean Gauss-Newton
-Hessian, ``preconditioner='pooled-gauss-newton'``;
+Hessian, ``preconditioner='pooled-gauss-newton'``; ``gnwide``: that widened to the window's draws where
+they spread further, ``preconditioner='widened-gauss-newton'``;
 ``rw`` and ``rwcov``: random-walk Metropolis, forwards only, with either preconditioner; ``de``: MALA and a
 differential-evolution move each step, ``differential_evolution=1``; ``line``: MALA and a move along one of
 the 3 broadest directions each step, ``line_directions=3``) runs the same
@@ -40,6 +41,7 @@ MOVE_KINDS = {
     "local": ("manifold MALA", {"preconditioner": "local"}),
     "cov": ("MALA, pooled covariance", {"preconditioner": "covariance"}),
     "gnpool": ("MALA, pooled Gauss-Newton", {"preconditioner": "pooled-gauss-newton"}),
+    "gnwide": ("MALA, widened pooled Gauss-Newton", {"preconditioner": "widened-gauss-newton"}),
     "rw": ("random walk", {"random_walk": True}),
     "rwcov": ("random walk, pooled covariance", {"random_walk": True, "preconditioner": "covariance"}),
     "de": ("MALA + differential evolution", {"differential_evolution": 1}),

@@ -4,11 +4,15 @@ Offline, from a run's saved chains (``sampling_study --save-draws``: ArviZ NetCD
 preconditioner is set at its first recorded draw, as warm-up leaves it, and the step size ε is tuned
 there (bisection on the chains' mean acceptance towards MALA's 0.574). Then, at later draws of the
 same chains, MALA's acceptance probability and expected squared jump distance (ESJD, α·|z′ − z|² in
-the units of the draws' covariance) are estimated from ``--proposals`` proposals per chain. Three
+the units of the draws' covariance) are estimated from ``--proposals`` proposals per chain. Four
 preconditioners: each chain's own Gauss-Newton covariance (``preconditioner='gauss-newton'``, the
-default), the inverse of the chains' mean Gauss-Newton Hessian (``'pooled-gauss-newton'``) and the
+default), the inverse of the chains' mean Gauss-Newton Hessian (``'pooled-gauss-newton'``), the
 covariance of all the draws (what a long run would learn; ``'covariance'`` estimates it from a
-warm-up window). Only forwards and gradients at given points: minutes, not a run.
+warm-up window), and the pooled Gauss-Newton covariance widened to the draws' where they spread more
+(:func:`geoinv.sampling.widened_factor`; ``'widened-gauss-newton'`` takes a warm-up window's draws).
+Besides the ESJD over all directions, ``esjd_widest`` is α·((z′ − z)·v₀)²/λ₀ along the draws' widest
+principal direction v₀ (variance λ₀), where long runs mix slowest.
+Only forwards and gradients at given points: minutes, not a run.
 
 The truth and noise are rebuilt as ``sampling_study`` made them (decoder sample ``--truth`` of
 ``--truths`` drawn with ``--truth-seed``, noise seed ``truth_seed + 1 + truth``, σ = 0.25 ns).
@@ -26,24 +30,30 @@ from _common import NOISE_NS, print_table, synthetic_problem, write_json
 
 from geoinv import FaciesVelocity, Grid2D, LatentMCMC, Survey, forward
 from geoinv.prior import default_vae
-from geoinv.sampling import LatentPosterior
+from geoinv.sampling import LatentPosterior, widened_factor
 from geoinv.sampling.engine import MALA_TARGET_ACCEPTANCE, _gauss_newton_factor
 from geoinv.sampling.moves import langevin_proposal
 
-PRECONDITIONERS = ("gauss-newton", "pooled-gauss-newton", "draws' covariance")
+PRECONDITIONERS = ("gauss-newton", "pooled-gauss-newton", "draws' covariance", "widened pooled-gauss-newton")
 
 
-def estimate(posterior, state, log_step, chol, precision, generator, proposals: int):
-    """Per chain: mean acceptance probability and ESJD over ``proposals`` MALA proposals from ``state``."""
+
+def estimate(posterior, state, log_step, chol, precision, generator, proposals: int, widest=None):
+    """Per chain: mean acceptance probability and ESJD over ``proposals`` MALA proposals from ``state``.
+
+    With ``widest`` = v₀/√λ₀ also the ESJD along it (in its standard deviations).
+    """
     beta = torch.ones(1)
-    acceptance, jump = [], []
+    acceptance, jump, along = [], [], []
     for _ in range(proposals):
         proposed, log_ratio = langevin_proposal(posterior.evaluate, state, beta, log_step, chol, generator)
         alpha = torch.nan_to_num(log_ratio.exp().clamp(max=1), nan=0.0)[0, 0].double()
         moved = (proposed.latent - state.latent)[0, 0].double()
         acceptance.append(alpha)
         jump.append(alpha * torch.einsum("ci,ij,cj->c", moved, precision, moved))
-    return torch.stack(acceptance).mean(0).numpy(), torch.stack(jump).mean(0).numpy()
+        along.append(alpha * (moved @ widest).pow(2) if widest is not None else alpha)
+    return (torch.stack(acceptance).mean(0).numpy(), torch.stack(jump).mean(0).numpy(),
+            torch.stack(along).mean(0).numpy())
 
 
 def tune(posterior, state, chol, precision, generator, proposals: int) -> torch.Tensor:
@@ -51,7 +61,7 @@ def tune(posterior, state, chol, precision, generator, proposals: int) -> torch.
     low, high = -4.0, 1.5
     for _ in range(8):
         middle = (low + high) / 2
-        acceptance, _ = estimate(posterior, state, torch.full((1, 1), middle), chol, precision, generator, proposals)
+        acceptance, *_ = estimate(posterior, state, torch.full((1, 1), middle), chol, precision, generator, proposals)
         low, high = (middle, high) if acceptance.mean() >= MALA_TARGET_ACCEPTANCE else (low, middle)
     return torch.full((1, 1), (low + high) / 2)
 
@@ -64,26 +74,31 @@ def drift(problem, draws: np.ndarray, n_times: int, proposals: int, seed: int) -
     covariance = torch.as_tensor(np.cov(draws.reshape(-1, n).T))
     covariance += 1e-6 * covariance.diagonal().mean() * torch.eye(n, dtype=covariance.dtype)  # short quick runs
     precision = torch.linalg.inv(covariance)
+    variance, vectors = torch.linalg.eigh(covariance)
+    widest = vectors[:, -1] / variance[-1].sqrt()
 
     def state_at(index: int):
         return posterior.evaluate(torch.as_tensor(draws[:, index], dtype=torch.float32)[None, None])
 
     first = state_at(0)
     beta = torch.ones(1)
+    pooled = _gauss_newton_factor(posterior, first, beta, pooled=True)
     factors = {"gauss-newton": _gauss_newton_factor(posterior, first, beta),
-               "pooled-gauss-newton": _gauss_newton_factor(posterior, first, beta, pooled=True),
-               "draws' covariance": torch.linalg.cholesky(covariance).float().expand(1, 1, n_chains, n, n)}
+               "pooled-gauss-newton": pooled,
+               "draws' covariance": torch.linalg.cholesky(covariance).float().expand(1, 1, n_chains, n, n),
+               "widened pooled-gauss-newton": widened_factor(pooled, covariance)}
     times = np.unique(np.linspace(0, n_draws - 1, n_times).astype(int))
     states = {int(index): state_at(int(index)) for index in times}
     rows = []
     for name in PRECONDITIONERS:
         log_step = tune(posterior, first, factors[name], precision, generator, max(proposals // 2, 1))
         for index, state in states.items():
-            acceptance, jump = estimate(posterior, state, log_step, factors[name], precision, generator, proposals)
+            acceptance, jump, along = estimate(posterior, state, log_step, factors[name], precision, generator,
+                                               proposals, widest)
             rows.append({"preconditioner": name, "draw": index, "step": float(log_step.exp()),
                          "acceptance": float(acceptance.mean()), "acceptance_min": float(acceptance.min()),
                          "acceptance_max": float(acceptance.max()), "acceptance_per_chain": acceptance.tolist(),
-                         "esjd": float(jump.mean())})
+                         "esjd": float(jump.mean()), "esjd_widest": float(along.mean())})
     return rows
 
 
@@ -124,7 +139,8 @@ def main() -> None:
     rows = drift(problem, draws, args.times, args.proposals, args.seed)
     print_table(rows, [("preconditioner", "preconditioner", "s"), ("draw", "draw", "d"), ("step", "step", ".3f"),
                        ("acceptance", "acceptance", ".2f"), ("acceptance_min", "min", ".2f"),
-                       ("acceptance_max", "max", ".2f"), ("esjd", "ESJD", ".3f")])
+                       ("acceptance_max", "max", ".2f"), ("esjd", "ESJD", ".3f"),
+                       ("esjd_widest", "along v₀", ".4f")])
     write_json(args.name, {"noise_ns": NOISE_NS, "rows": rows, "args": vars(args)})
 
 

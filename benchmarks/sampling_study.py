@@ -253,7 +253,8 @@ def main() -> None:
                         "(LatentMCMCConfig.leapfrog_steps; 1: MALA). --warmup and --draws count moves")
     parser.add_argument("--random-walk", action="store_true", help="random-walk Metropolis moves, forwards only "
                         "(LatentMCMCConfig.random_walk)")
-    parser.add_argument("--preconditioner", choices=("gauss-newton", "pooled-gauss-newton", "covariance"),
+    parser.add_argument("--preconditioner", choices=("gauss-newton", "pooled-gauss-newton", "widened-gauss-newton",
+                                                       "covariance"),
                         default="gauss-newton",
                         help="how warm-up sets the proposal's covariance (LatentMCMCConfig.preconditioner)")
     parser.add_argument("--reset-outliers", action="store_true", help="warm-up moves chains stuck far below the "

@@ -483,10 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latent-mcmc: after every step a random-walk move along one of the M directions in "
                         "which the warm-up's draws spread most beyond the Laplace approximation, in turn (one "
                         "more forward and backward pass per step; default 0: off)")
-    invert.add_argument("--preconditioner", choices=("gauss-newton", "pooled-gauss-newton", "covariance", "local"),
+    invert.add_argument("--preconditioner", choices=("gauss-newton", "pooled-gauss-newton", "widened-gauss-newton",
+                                                     "covariance", "local"),
                         help="latent-mcmc: the proposal's covariance, set at the end of each warm-up window: each "
                         "chain's Gauss-Newton covariance (default), the inverse of the chains' mean Gauss-Newton "
-                        "Hessian (for curvature that changes from point to point, as the eikonal's), the draws' "
+                        "Hessian (for curvature that changes from point to point, as the eikonal's), that widened "
+                        "to the draws' spread where they reach further ('widened-gauss-newton'), the draws' "
                         "covariance, or each point's own ('local', a Jacobian per step)")
     invert.add_argument("--search-rounds", **SEARCH_ROUNDS)
     invert.add_argument("--workers", type=_integer(1, 1024), default=1,

@@ -139,6 +139,14 @@ def test_invert_a_pygimli_file_with_the_latent_gauss_newton_solver(tmp_path, cap
     assert solutions.config["solver"] == "latent-gauss-newton" and solutions.n_candidates == 1
 
 
+def test_the_preconditioner_option_offers_every_preconditioner_the_sampler_has():
+    from geoinv.cli import build_parser
+    from geoinv.sampling.engine import PRECONDITIONERS
+
+    for name in PRECONDITIONERS:  # the option's literal choices (the CLI imports no torch) keep up with the engine
+        assert build_parser().parse_args(["invert", "field.h5", "--preconditioner", name]).preconditioner == name
+
+
 def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
     grid, survey = Grid2D.crosshole(), Survey.crosshole()
     with torch.no_grad():
@@ -148,7 +156,7 @@ def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
     output = tmp_path / "samples.h5"
     arguments = ["invert", str(tmp_path / "field.h5"), "--solver", "latent-mcmc", "--starts", "3", "--epochs", "1",
                  "--chains", "2", "--draws", "12", "--samples", "16", "--leapfrog-steps", "2", "--no-refine",
-                 "--differential-evolution", "2", "--line-directions", "2", "--preconditioner", "pooled-gauss-newton",
+                 "--differential-evolution", "2", "--line-directions", "2", "--preconditioner", "widened-gauss-newton",
                  "--quiet", "--output", str(output)]
     optimiser = ["latent-sgd" if word == "latent-mcmc" else word for word in arguments]
     assert main(optimiser) == 2  # sampler options are refused for an optimiser
@@ -161,7 +169,7 @@ def test_invert_with_the_sampler_reports_mixing(tmp_path, capsys):
     assert solutions.config["starter"]["solver"] == "latent-sgd" and solutions.config["leapfrog_steps"] == 2
     assert solutions.config["differential_evolution"] == 2 and "evolution_rate" in solutions.history
     assert solutions.config["line_directions"] == 2 and solutions.history["line_scale"].shape[-1] == 2
-    assert solutions.config["preconditioner"] == "pooled-gauss-newton"
+    assert solutions.config["preconditioner"] == "widened-gauss-newton"
     with h5py.File(output) as handle:
         assert bool(handle["solutions/posterior/from_sampler"][0])
     assert main([*optimiser, "--chain-starts", "laplace"]) == 2  # a sampler option (run in test_sampling)

@@ -27,6 +27,7 @@ from .engine import (
     outlier_chains,
     run_replica_exchange,
     temperature_ladder,
+    widened_factor,
 )
 from .moves import (
     differential_evolution_step,
@@ -80,4 +81,5 @@ __all__ = [
     "run_replica_exchange",
     "swap_step",
     "temperature_ladder",
+    "widened_factor",
 ]

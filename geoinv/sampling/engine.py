@@ -50,6 +50,7 @@ __all__ = [
     "outlier_chains",
     "run_replica_exchange",
     "temperature_ladder",
+    "widened_factor",
 ]
 
 #: the acceptance rate that is optimal for MALA (Roberts & Rosenthal 1998), HMC (Beskos et al. 2013)
@@ -203,7 +204,7 @@ def approach(posterior: LatentPosterior, start: torch.Tensor, beta: torch.Tensor
 
 
 #: how the warm-up estimates each chain's preconditioner Σ
-PRECONDITIONERS = ("gauss-newton", "pooled-gauss-newton", "covariance", "local")
+PRECONDITIONERS = ("gauss-newton", "pooled-gauss-newton", "widened-gauss-newton", "covariance", "local")
 
 
 def _covariance_factor(draws: torch.Tensor) -> torch.Tensor:
@@ -318,6 +319,37 @@ def _gauss_newton_factor(posterior: LatentPosterior, state: ChainState, beta: to
     return torch.linalg.cholesky(covariance.expand(*latent.shape, n_parameters)).to(latent)
 
 
+def widened_factor(factor: torch.Tensor, covariance: torch.Tensor) -> torch.Tensor:
+    """The Cholesky factor of Σ = L U max(R, 1) Uᵀ Lᵀ: ``factor``'s covariance widened to ``covariance``.
+
+    With L = ``factor`` and U R Uᵀ the eigendecomposition of L⁻¹ C L⁻ᵀ (C = ``covariance``), Σ
+    equals L Lᵀ along the directions where C is narrower and C where it is wider: the smallest
+    covariance that contains both ellipsoids' axes in L's frame. For a Gauss-Newton Σ whose local
+    curvature underestimates how far the posterior reaches along a few directions (the eikonal's
+    broad basins), Langevin steps along those directions grow to the draws' width while the stiff
+    directions keep the local curvature's scale.
+
+    Parameters
+    ----------
+    factor : torch.Tensor, shape (..., n, n)
+        Lower Cholesky factor L.
+    covariance : torch.Tensor, shape (..., n, n)
+        C, broadcast against ``factor``.
+
+    Returns
+    -------
+    torch.Tensor, shape of ``factor``'s and ``covariance``'s broadcast, ``factor``'s dtype and device
+    """
+    lower = factor.double().cpu()
+    target = covariance.double().cpu().expand(*lower.shape[:-2], -1, -1)
+    whitened = torch.linalg.solve_triangular(lower, target, upper=False)
+    whitened = torch.linalg.solve_triangular(lower, whitened.transpose(-1, -2), upper=False)
+    ratio, vectors = torch.linalg.eigh(0.5 * (whitened + whitened.transpose(-1, -2)))
+    inner = vectors @ torch.diag_embed(ratio.clamp(min=1.0)) @ vectors.transpose(-1, -2)
+    widened = lower @ inner @ lower.transpose(-1, -2)
+    return torch.linalg.cholesky(0.5 * (widened + widened.transpose(-1, -2))).to(factor)
+
+
 def _rescaled_step(log_step: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     """Keep the proposal's size when Σ changes: ε ← ε·(tr Σ_old / tr Σ_new)^½ (traces averaged over chains)."""
     old_trace = old.pow(2).sum(dim=(-1, -2)).mean(dim=2)
@@ -386,10 +418,12 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
         ε at β = 1 before adaptation (hotter replicas start at ε/√β, at most 1).
     adaptation_rate : float
         Robbins–Monro gain on log ε per step.
-    preconditioner : {'gauss-newton', 'pooled-gauss-newton', 'covariance', 'local'}
+    preconditioner : {'gauss-newton', 'pooled-gauss-newton', 'widened-gauss-newton', 'covariance', 'local'}
         At the end of each warm-up window: each chain's Gauss-Newton posterior
         covariance at its current point, the inverse of the mean of the chains'
-        Gauss-Newton Hessians (one Σ per data set and temperature), or the window's draws' covariance
+        Gauss-Newton Hessians (one Σ per data set and temperature), that Σ widened to the window's
+        draws' covariance along the directions where the draws spread more (:func:`widened_factor`),
+        or the window's draws' covariance
         pooled over the chains of a temperature (no Jacobians; suits one basin);
         or ``'local'``: at every step each point's own Gauss-Newton covariance
         (:func:`~geoinv.sampling.moves.manifold_mala_step`, one Jacobian per chain and step).
@@ -552,7 +586,9 @@ def run_replica_exchange(posterior: LatentPosterior, start: torch.Tensor, beta: 
                         directions = broad_directions(posterior.problem, window, beta, line_directions)
                     center = window.mean(dim=(0, 3))
                     new_chol = (_covariance_factor(window) if preconditioner == "covariance" else
-                                _gauss_newton_factor(posterior, state, beta, preconditioner == "pooled-gauss-newton"))
+                                _gauss_newton_factor(posterior, state, beta, preconditioner != "gauss-newton"))
+                    if preconditioner == "widened-gauss-newton":
+                        new_chol = widened_factor(new_chol, _pooled_moments(window)[1][:, :, None])
                     log_step = _rescaled_step(log_step, chol, new_chol)
                     chol, window_draws = new_chol, []
         else:

@@ -76,12 +76,15 @@ class LatentMCMCConfig:
         ``history["reset_chains"]``.
     initial_step : float
         Step size ε at β = 1 before adaptation.
-    preconditioner : {'gauss-newton', 'pooled-gauss-newton', 'covariance', 'local'}
+    preconditioner : {'gauss-newton', 'pooled-gauss-newton', 'widened-gauss-newton', 'covariance', 'local'}
         Each chain's Gauss-Newton posterior covariance (β JᵀΣ_d⁻¹J + I)⁻¹ at
         the end of each warm-up window (3 Jacobians per chain); ``'pooled-gauss-newton'``,
         the inverse of the mean of the chains' Gauss-Newton Hessians there, one Σ for
         every chain of a temperature (for posteriors whose curvature changes from
-        point to point, as the eikonal's); the pooled
+        point to point, as the eikonal's); ``'widened-gauss-newton'``, that Σ widened to
+        the window's draws' covariance along the directions where the draws spread more
+        (:func:`geoinv.sampling.widened_factor`; for posteriors broader than their local
+        curvature along a few directions); the pooled
         covariance of a window's draws; or ``'local'``, that covariance at every
         point a chain visits and proposes (simplified manifold MALA: one Jacobian
         per chain and step, for posteriors whose curvature changes within a
