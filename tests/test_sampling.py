@@ -715,7 +715,7 @@ def test_pooled_gauss_newton_mixes_where_the_curvature_swings_from_point_to_poin
 
 def test_widened_gauss_newton_mixes_where_the_posterior_is_broader_than_its_local_curvature():
     """Along z₀ the wiggles make the local curvature up to 49 × the posterior's: widened to the warm-up
-    draws' spread, the steps cross the basin (bulk ESS 1.8–7.9 × the pooled factor's on seeds 5–8)."""
+    draws' spread, the steps cross the basin (bulk ESS 2.0–7.9 × the pooled factor's on seeds 5–8)."""
     settings = {"n_temperatures": 1, "n_draws": 1000, "n_warmup": 300, "approach_steps": 0, "n_samples": 500,
                 "seed": 5}
     start = torch.tensor([[0.4, 0.0], [0.5, 0.2], [0.3, -0.2], [0.45, 0.1]])
