@@ -659,13 +659,14 @@ def test_pooled_gauss_newton_factor_is_the_inverse_of_the_chains_mean_hessian():
     assert not torch.allclose(own[0, 0, 0], own[0, 0, 1])  # the curvature differs from chain to chain
 
 
-def test_pooled_gauss_newton_keeps_the_chain_exact_on_a_skewed_posterior_and_a_ladder():
+@pytest.mark.parametrize("preconditioner", ["pooled-gauss-newton", "widened-gauss-newton"])
+def test_pooled_preconditioners_keep_the_chain_exact_on_a_skewed_posterior_and_a_ladder(preconditioner):
     solutions = LatentMCMC(n_temperatures=1, n_draws=1500, n_warmup=300, approach_steps=0, n_samples=500, seed=4,
-                           preconditioner="pooled-gauss-newton").solve(skewed_problem(), initial=SKEWED_START)
+                           preconditioner=preconditioner).solve(skewed_problem(), initial=SKEWED_START)
     assert_samples_skewed_posterior(solutions)
     problem, _, _, _, mean, covariance = gaussian_posterior()
     laddered = LatentMCMC(n_temperatures=2, n_draws=1000, n_warmup=200, n_samples=1000, seed=3,
-                          preconditioner="pooled-gauss-newton").solve(problem)
+                          preconditioner=preconditioner).solve(problem)
     assert_samples_gaussian_posterior(laddered, mean, covariance)
 
 
@@ -688,16 +689,6 @@ def test_widened_factor_covers_both_covariances_and_is_each_where_it_contains_th
     torch.testing.assert_close(widened_factor(factor, wider) @ widened_factor(factor, wider).T, wider)
     batched = widened_factor(factor.expand(2, 3, 4, 4), draws[None, None])  # broadcast over (S, K, C)
     assert batched.shape == (2, 3, 4, 4) and torch.allclose(batched[1, 2], widened)
-
-
-def test_widened_gauss_newton_keeps_the_chain_exact_on_a_skewed_posterior_and_a_ladder():
-    solutions = LatentMCMC(n_temperatures=1, n_draws=1500, n_warmup=300, approach_steps=0, n_samples=500, seed=4,
-                           preconditioner="widened-gauss-newton").solve(skewed_problem(), initial=SKEWED_START)
-    assert_samples_skewed_posterior(solutions)
-    problem, _, _, _, mean, covariance = gaussian_posterior()
-    laddered = LatentMCMC(n_temperatures=2, n_draws=1000, n_warmup=200, n_samples=1000, seed=3,
-                          preconditioner="widened-gauss-newton").solve(problem)
-    assert_samples_gaussian_posterior(laddered, mean, covariance)
 
 
 def test_pooled_gauss_newton_mixes_where_the_curvature_swings_from_point_to_point():
