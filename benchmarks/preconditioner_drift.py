@@ -38,11 +38,9 @@ PRECONDITIONERS = ("gauss-newton", "pooled-gauss-newton", "draws' covariance", "
 
 
 
-def estimate(posterior, state, log_step, chol, precision, generator, proposals: int, widest=None):
-    """Per chain: mean acceptance probability and ESJD over ``proposals`` MALA proposals from ``state``.
-
-    With ``widest`` = v₀/√λ₀ also the ESJD along it (in its standard deviations).
-    """
+def estimate(posterior, state, log_step, chol, precision, widest, generator, proposals: int):
+    """Per chain: mean acceptance probability, ESJD and ESJD along ``widest`` = v₀/√λ₀ (in λ₀) over
+    ``proposals`` MALA proposals from ``state``."""
     beta = torch.ones(1)
     acceptance, jump, along = [], [], []
     for _ in range(proposals):
@@ -51,17 +49,18 @@ def estimate(posterior, state, log_step, chol, precision, generator, proposals: 
         moved = (proposed.latent - state.latent)[0, 0].double()
         acceptance.append(alpha)
         jump.append(alpha * torch.einsum("ci,ij,cj->c", moved, precision, moved))
-        along.append(alpha * (moved @ widest).pow(2) if widest is not None else alpha)
+        along.append(alpha * (moved @ widest).pow(2))
     return (torch.stack(acceptance).mean(0).numpy(), torch.stack(jump).mean(0).numpy(),
             torch.stack(along).mean(0).numpy())
 
 
-def tune(posterior, state, chol, precision, generator, proposals: int) -> torch.Tensor:
+def tune(posterior, state, chol, precision, widest, generator, proposals: int) -> torch.Tensor:
     """log ε with the chains' mean acceptance at ``state`` near MALA's target (bisection)."""
     low, high = -4.0, 1.5
     for _ in range(8):
         middle = (low + high) / 2
-        acceptance, *_ = estimate(posterior, state, torch.full((1, 1), middle), chol, precision, generator, proposals)
+        acceptance, *_ = estimate(posterior, state, torch.full((1, 1), middle), chol, precision, widest, generator,
+                                  proposals)
         low, high = (middle, high) if acceptance.mean() >= MALA_TARGET_ACCEPTANCE else (low, middle)
     return torch.full((1, 1), (low + high) / 2)
 
@@ -91,10 +90,10 @@ def drift(problem, draws: np.ndarray, n_times: int, proposals: int, seed: int) -
     states = {int(index): state_at(int(index)) for index in times}
     rows = []
     for name in PRECONDITIONERS:
-        log_step = tune(posterior, first, factors[name], precision, generator, max(proposals // 2, 1))
+        log_step = tune(posterior, first, factors[name], precision, widest, generator, max(proposals // 2, 1))
         for index, state in states.items():
-            acceptance, jump, along = estimate(posterior, state, log_step, factors[name], precision, generator,
-                                               proposals, widest)
+            acceptance, jump, along = estimate(posterior, state, log_step, factors[name], precision, widest,
+                                               generator, proposals)
             rows.append({"preconditioner": name, "draw": index, "step": float(log_step.exp()),
                          "acceptance": float(acceptance.mean()), "acceptance_min": float(acceptance.min()),
                          "acceptance_max": float(acceptance.max()), "acceptance_per_chain": acceptance.tolist(),

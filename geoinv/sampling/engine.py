@@ -177,9 +177,7 @@ def broad_directions(problem: InverseProblem, draws: torch.Tensor, beta: torch.T
     """
     center, covariance = _pooled_moments(draws.double().cpu())
     factor = _laplace_factor(problem, center.to(draws), beta)
-    identity = torch.eye(draws.shape[-1], dtype=torch.float64).expand_as(factor)
-    inverse = torch.linalg.solve_triangular(factor, identity, upper=False)
-    values, vectors = torch.linalg.eigh(inverse @ covariance @ inverse.transpose(-1, -2))
+    values, vectors = torch.linalg.eigh(_whitened_covariance(factor, covariance))
     values, vectors = values.flip(-1)[..., :count], vectors.flip(-1)[..., :count]
     directions = factor @ (vectors * values.clamp(min=0).sqrt()[..., None, :])
     return directions.transpose(-1, -2).to(draws)
@@ -258,8 +256,20 @@ def laplace_covariance(problem: InverseProblem, latent: torch.Tensor, beta: torc
     -------
     torch.Tensor, shape (B, n, n), float64 on the CPU
     """
-    covariance = torch.linalg.inv(gauss_newton_hessian(problem, latent, beta))
-    return 0.5 * (covariance + covariance.transpose(1, 2))
+    return _symmetric_inverse(gauss_newton_hessian(problem, latent, beta))
+
+
+def _symmetric_inverse(hessian: torch.Tensor) -> torch.Tensor:
+    """H⁻¹ for a batch of symmetric H, symmetrised against round-off (Cholesky needs it exactly)."""
+    covariance = torch.linalg.inv(hessian)
+    return 0.5 * (covariance + covariance.transpose(-1, -2))
+
+
+def _whitened_covariance(factor: torch.Tensor, covariance: torch.Tensor) -> torch.Tensor:
+    """L⁻¹ C L⁻ᵀ for lower Cholesky factors L and covariances C of the same batch shape, symmetrised."""
+    whitened = torch.linalg.solve_triangular(factor, covariance, upper=False)
+    whitened = torch.linalg.solve_triangular(factor, whitened.transpose(-1, -2), upper=False)
+    return 0.5 * (whitened + whitened.transpose(-1, -2))
 
 
 def laplace_starts(problem: InverseProblem, mode: torch.Tensor, n_chains: int, spread: float = 1.5,
@@ -313,9 +323,7 @@ def _gauss_newton_factor(posterior: LatentPosterior, state: ChainState, beta: to
         covariance = laplace_covariance(posterior.problem, latent.reshape(-1, n_parameters), scale)
         return torch.linalg.cholesky(covariance.reshape(*latent.shape, n_parameters)).to(latent)
     hessian = gauss_newton_hessian(posterior.problem, latent.reshape(-1, n_parameters), scale)
-    mean = hessian.reshape(*latent.shape, n_parameters).mean(dim=2, keepdim=True)
-    covariance = torch.linalg.inv(mean)
-    covariance = 0.5 * (covariance + covariance.transpose(-1, -2))
+    covariance = _symmetric_inverse(hessian.reshape(*latent.shape, n_parameters).mean(dim=2, keepdim=True))
     return torch.linalg.cholesky(covariance.expand(*latent.shape, n_parameters)).to(latent)
 
 
@@ -333,18 +341,15 @@ def widened_factor(factor: torch.Tensor, covariance: torch.Tensor) -> torch.Tens
     ----------
     factor : torch.Tensor, shape (..., n, n)
         Lower Cholesky factor L.
-    covariance : torch.Tensor, shape (..., n, n)
-        C, broadcast against ``factor``.
+    covariance : torch.Tensor, shape (n, n) or one that broadcasts to ``factor``'s
+        C.
 
     Returns
     -------
-    torch.Tensor, shape of ``factor``'s and ``covariance``'s broadcast, ``factor``'s dtype and device
+    torch.Tensor, ``factor``'s shape, dtype and device
     """
     lower = factor.double().cpu()
-    target = covariance.double().cpu().expand(*lower.shape[:-2], -1, -1)
-    whitened = torch.linalg.solve_triangular(lower, target, upper=False)
-    whitened = torch.linalg.solve_triangular(lower, whitened.transpose(-1, -2), upper=False)
-    ratio, vectors = torch.linalg.eigh(0.5 * (whitened + whitened.transpose(-1, -2)))
+    ratio, vectors = torch.linalg.eigh(_whitened_covariance(lower, covariance.double().cpu().expand_as(lower)))
     inner = vectors @ torch.diag_embed(ratio.clamp(min=1.0)) @ vectors.transpose(-1, -2)
     widened = lower @ inner @ lower.transpose(-1, -2)
     return torch.linalg.cholesky(0.5 * (widened + widened.transpose(-1, -2))).to(factor)
