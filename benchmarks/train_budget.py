@@ -59,6 +59,8 @@ SETTINGS: dict[str, tuple[dict, str]] = {
                                       "(x and z) to the training image's"),
     "beta250-adversarial-variogram0.3": ({"beta": 250.0, "adversarial": 1.0, "variogram_weight": 0.3},
                                          "as above with a weaker pull (0.3): s46's weight 1 cost binary-likeness"),
+    "beta250-adversarial-spread": ({"beta": 250.0, "adversarial": 1.0, "proportion_spread_weight": 1.0},
+                                   "β 250 + adversarial, the draws' proportion spread pulled to the crops' (weight 1)"),
     "beta250-latent64": ({"beta": 250.0, "latent_dim": 64},
                          "β 250 with 64 latent dimensions instead of 20 (room for images with many thin channels)"),
 }

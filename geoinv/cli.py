@@ -113,7 +113,8 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                          beta_warmup_steps=args.beta_warmup,
                          reconstruction=args.loss, seed=args.seed, max_minutes=args.minutes,
                          checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial,
-                         variogram_weight=args.variogram_weight, compile=args.compile,
+                         variogram_weight=args.variogram_weight,
+                         proportion_spread_weight=args.proportion_spread_weight, compile=args.compile,
                          mixed_precision=args.mixed_precision)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
                     image_source=image_path.name, image_channels=args.channels or "default", keep=args.keep)
@@ -591,6 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default=train_defaults.variogram_weight,
                        help="with --adversarial: pull of the prior draws' variograms (x and z) towards the "
                             "training image's (0: off)")
+    train.add_argument("--proportion-spread-weight", type=_number(0.0, low_open=False),
+                       default=train_defaults.proportion_spread_weight,
+                       help="with --adversarial: pull of the spread of the prior draws' channel proportions "
+                            "towards the training crops' (0: off; for images whose proportion drifts)")
     train.add_argument("--seed", type=SEED, default=train_defaults.seed)
     train.add_argument("--device", default="cpu")
     train.add_argument("--threads", type=_integer(1, 1024), help="torch CPU threads")

@@ -984,6 +984,13 @@ def _(tmp):
             "--variogram-weight", "1", "--checkpoint", str(tmp / "ck.pt")], []
 
 
+@cli_case("train-vae --proportion-spread-weight without --adversarial", r"proportion_spread_weight.*adversarial > 0")
+def _(tmp):
+    np.save(tmp / "ti.npy", _channels((300, 300)))
+    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "32", "--nx", "32",
+            "--proportion-spread-weight", "1", "--checkpoint", str(tmp / "ck.pt")], []
+
+
 @cli_case("export-vae onto its own checkpoint", r"is the input file")
 def _(tmp):
     vae = vae_checkpoint(tmp)

@@ -22,6 +22,7 @@ from geoinv.prior.adversarial import (
     discriminator_loss,
     generator_loss,
     indicator_variogram,
+    proportion_spread_penalty,
     variogram_penalty,
 )
 from geoinv.prior.vae import read_checkpoint, vae_loss
@@ -216,11 +217,10 @@ def test_bad_inputs():
 
 
 
-@pytest.mark.parametrize("variogram_weight", [0.0, 1.0])
-def test_adversarial_training_resumes_exactly(tmp_path, image, variogram_weight):
+@pytest.mark.parametrize("pulls", [{}, {"variogram_weight": 1.0}, {"proportion_spread_weight": 1.0}])
+def test_adversarial_training_resumes_exactly(tmp_path, image, pulls):
     settings = {"batch_size": 8, "lr": 1e-3, "beta": 1.0, "beta_warmup_steps": 0, "eval_every": 5,
-                "eval_patches": 16, "seed": 4, "adversarial": 0.5, "adversarial_batch": 4,
-                "variogram_weight": variogram_weight}
+                "eval_patches": 16, "seed": 4, "adversarial": 0.5, "adversarial_batch": 4, **pulls}
     resumed = _assert_resume_is_exact(tmp_path, image, settings, steps=8, stop_at=4)
     history = resumed.metadata["history"]
     assert len(history["prior_binary_like"]) == len(history["step"]) == 3  # steps 4, 5 and 8
@@ -307,11 +307,39 @@ def test_train_variograms_are_the_crops_variograms(image):
     assert np.allclose(target_z.numpy(), variogram(crops, 16, 1), rtol=0.02)
 
 
-def test_variogram_weight_needs_the_adversarial_term():
-    with pytest.raises(ConfigError, match="adversarial > 0"):
-        TrainConfig(variogram_weight=1.0)
-    with pytest.raises(ConfigError, match="variogram_weight >= 0"):
-        TrainConfig(adversarial=1.0, variogram_weight=-1.0)
+@pytest.mark.parametrize("name", ["variogram_weight", "proportion_spread_weight"])
+def test_pulls_inside_the_adversarial_term_need_it(name):
+    with pytest.raises(ConfigError, match=f"{name} acts inside the adversarial term"):
+        TrainConfig(**{name: 1.0})
+    with pytest.raises(ConfigError, match=f"{name} >= 0"):
+        TrainConfig(adversarial=1.0, **{name: -1.0})
+
+
+def test_train_proportion_quantiles_are_those_of_every_crop_position():
+    image = (np.random.default_rng(3).random((40, 30)) < np.linspace(0.1, 0.6, 30)).astype(float)
+    sampler = PatchSampler(image, (8, 5), 0.25)  # training rows 0–29
+    proportions = [image[top:top + 8, left:left + 5].mean() for top in range(30 - 8 + 1) for left in range(30 - 5 + 1)]
+    levels = (np.arange(7) + 0.5) / 7
+    assert np.allclose(sampler.train_proportion_quantiles(7).numpy(), np.quantile(proportions, levels), atol=1e-6)
+    assert sampler.train_proportion_quantiles(7) is sampler.train_proportion_quantiles(7)  # computed once
+
+
+def test_proportion_spread_penalty_is_zero_on_the_quantiles_and_widens_collapsed_draws():
+    quantiles = torch.linspace(0.1, 0.5, 6)
+    spread = quantiles[torch.tensor([3, 0, 5, 1, 4, 2])][:, None, None] * torch.ones(6, 4, 4)  # any order
+    assert proportion_spread_penalty(spread, quantiles).item() == pytest.approx(0.0, abs=1e-12)
+    collapsed = torch.full((6, 4, 4), 0.3, requires_grad=True)  # the quantiles' mean, no spread
+    penalty = proportion_spread_penalty(collapsed, quantiles)
+    assert penalty.item() == pytest.approx(((quantiles - 0.3) / quantiles.std()).square().mean().item(), rel=1e-6)
+    (gradient,) = torch.autograd.grad(penalty, collapsed)
+    per_draw = gradient.sum(dim=(1, 2))  # ties sort in index order: draw i is matched to quantile i
+    assert (per_draw[:3] > 0).all() and (per_draw[3:] < 0).all()  # the low draws lowered, the high ones raised
+    critic = PatchDiscriminator(widths=(8, 16))
+    plain = generator_loss(critic, collapsed)
+    pulled = generator_loss(critic, collapsed, target_proportion_quantiles=quantiles, proportion_spread_weight=2.0)
+    assert (pulled - plain).item() == pytest.approx(2.0 * penalty.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="5 quantiles for 6 draws"):
+        proportion_spread_penalty(collapsed, quantiles[:5])
 
 
 def test_train_proportion_is_the_expected_crop_mean(image):

@@ -83,6 +83,7 @@ class PatchSampler:
                 f"patch_shape {self.patch_shape} does not fit the image {tuple(self.image.shape)} "
                 f"with holdout_fraction={holdout_fraction}"
             )
+        self._quantile_cache: dict[int, torch.Tensor] = {}
         self._row_offsets = torch.arange(nz)
         self._col_offsets = torch.arange(nx)
 
@@ -107,6 +108,21 @@ class PatchSampler:
         nz, nx = self.patch_shape
         image = self.image[self.train_rows[0]:self.train_rows[1]].double()
         return (self._crop_variogram(image.T, nx, nz, nx // 2), self._crop_variogram(image, nz, nx, nz // 2))
+
+    def train_proportion_quantiles(self, n: int) -> torch.Tensor:
+        """Quantiles at ``(i + ½) / n``, i = 0 … n − 1, of the channel proportion of a random training crop.
+
+        Exact, not sampled: the proportions of every crop position, from one integral image.
+        """
+        if n not in self._quantile_cache:
+            nz, nx = self.patch_shape
+            image = self.image[self.train_rows[0]:self.train_rows[1]].double().numpy()
+            integral = np.zeros((image.shape[0] + 1, image.shape[1] + 1))
+            integral[1:, 1:] = image.cumsum(axis=0).cumsum(axis=1)
+            sums = integral[nz:, nx:] - integral[:-nz, nx:] - integral[nz:, :-nx] + integral[:-nz, :-nx]
+            levels = (np.arange(n) + 0.5) / n
+            self._quantile_cache[n] = torch.as_tensor(np.quantile(sums / (nz * nx), levels), dtype=torch.float32)
+        return self._quantile_cache[n]
 
     @classmethod
     def _crop_variogram(cls, image: torch.Tensor, size: int, across: int, max_lag: int) -> torch.Tensor:

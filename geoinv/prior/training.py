@@ -71,6 +71,13 @@ class TrainConfig:
         and z, to half the model's size) towards the training image's, inside
         the adversarial term (0: off; see
         :func:`geoinv.prior.adversarial.variogram_penalty`).
+    proportion_spread_weight : float
+        Weight of the pull of the spread of the prior draws' channel proportions
+        (one per draw) towards that of the training crops, inside the
+        adversarial term (0: off; see
+        :func:`geoinv.prior.adversarial.proportion_spread_penalty`). For images
+        whose proportion drifts from place to place, where every draw otherwise
+        takes the typical proportion.
     compile : bool
         Run the VAE's training pass through ``torch.compile`` (faster steps
         after a one-off compile of seconds to a minute; see the results page).
@@ -104,6 +111,7 @@ class TrainConfig:
     discriminator_lr: float = 2e-4
     proportion_weight: float = 1.0
     variogram_weight: float = 0.0
+    proportion_spread_weight: float = 0.0
     compile: bool = False
     mixed_precision: str = "auto"
 
@@ -118,12 +126,13 @@ class TrainConfig:
         if self.beta_warmup_steps < 0:
             raise ConfigError(f"beta_warmup_steps must be >= 0, got {self.beta_warmup_steps}")
         if self.adversarial < 0 or self.adversarial_batch < 1 or self.discriminator_lr <= 0 \
-                or self.proportion_weight < 0 or self.variogram_weight < 0:
-            raise ConfigError("adversarial >= 0, adversarial_batch >= 1, discriminator_lr > 0, "
-                              "proportion_weight >= 0 and variogram_weight >= 0 are required")
-        if self.variogram_weight > 0 and self.adversarial == 0:
-            raise ConfigError("variogram_weight acts inside the adversarial term: set adversarial > 0 too "
-                              "(e.g. adversarial=1.0)")
+                or self.proportion_weight < 0 or self.variogram_weight < 0 or self.proportion_spread_weight < 0:
+            raise ConfigError("adversarial >= 0, adversarial_batch >= 1, discriminator_lr > 0, proportion_weight >= 0, "
+                              "variogram_weight >= 0 and proportion_spread_weight >= 0 are required")
+        for name in ("variogram_weight", "proportion_spread_weight"):
+            if getattr(self, name) > 0 and self.adversarial == 0:
+                raise ConfigError(f"{name} acts inside the adversarial term: set adversarial > 0 too "
+                                  "(e.g. adversarial=1.0)")
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
         if self.reconstruction not in ("bce", "mse"):
@@ -304,11 +313,18 @@ class _Trainer:
                                          config.proportion_weight,
                                          target_variograms=None if variograms is None
                                          else (variograms[0].to(self.device), variograms[1].to(self.device)),
-                                         variogram_weight=config.variogram_weight)
+                                         variogram_weight=config.variogram_weight,
+                                         target_proportion_quantiles=self._spread_target(),
+                                         proportion_spread_weight=config.proportion_spread_weight)
             last_layer = self.vae.decoder_conv[-1].weight
             assert isinstance(last_layer, torch.Tensor)
             loss = loss + adaptive_weight(recon, adversarial, last_layer, config.adversarial) * adversarial
         return loss, recon, kl, fake
+
+    def _spread_target(self) -> torch.Tensor | None:
+        if self.config.proportion_spread_weight == 0:
+            return None
+        return self.sampler.train_proportion_quantiles(self.config.adversarial_batch).to(self.device)
 
     def _training_pass(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.step_model(batch, generator=self.generator)  # drawn on the CPU on any device: resumable
