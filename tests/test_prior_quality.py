@@ -11,6 +11,7 @@ import torch
 from geoinv import ConfigError, PriorReport, prior_report
 from geoinv.cli import main
 from geoinv.prior import VAE, default_training_image, default_vae, write_image
+from geoinv.prior.quality import QualityCheck
 
 SMALL = {"n_samples": 80, "n_heldout": 60}
 
@@ -33,6 +34,20 @@ def test_the_shipped_prior_reconstructs_and_matches_its_training_image(shipped, 
     assert report.settings["same_image"] is True
     assert len(report.curves["prior_variogram_x"]) == shipped.model_shape[1] // 2
     assert "held-out reconstruction accuracy" in report.summary()
+    # measured facts of the shipped prior and image: its draws vary less in channel proportion than
+    # the image's crops (0.05 against 0.13), and the image's bottom rows hold fewer channels (0.18 / 0.27)
+    assert report["proportion_spread"].value < 0.6 * report["proportion_spread"].reference
+    assert report["heldout_proportion"].value < report["heldout_proportion"].reference - 0.05
+    assert "note: the held-out rows hold" in report.summary()
+
+
+def test_the_held_out_note_appears_only_where_the_held_out_rows_differ():
+    def summary(heldout: float) -> str:
+        check = QualityCheck("heldout_proportion", "held-out crops: channel proportion", heldout, 0.30)
+        return PriorReport([check], {}, np.zeros((0, 1, 1)), np.zeros((0, 1, 1))).summary()
+
+    assert "held-out rows" not in summary(0.32)
+    assert summary(0.20).startswith("note: the held-out rows hold 0.200 channels against the training crops' 0.300")
 
 
 def test_an_untrained_prior_is_flagged(image, shipped):

@@ -50,6 +50,8 @@ _LABELS = {
     "connectivity_x_gap": "connectivity along x, largest absolute gap over lags",
     "connectivity_z_gap": "connectivity along z, largest absolute gap over lags",
     "thickness": "prior samples: mean channel thickness (cells, vertical)",
+    "proportion_spread": "prior samples: standard deviation of the channel proportion from draw to draw",
+    "heldout_proportion": "held-out crops: channel proportion",
     "reconstruction_binary_like": "held-out reconstructions: binary-like cells",
     "inversion_model_rmse": "inversion check: median model RMSE of held-out crops, straight-ray data",
     "inversion_sigma": "inversion check: median data misfit of the best candidates (σ)",
@@ -131,6 +133,12 @@ class PriorReport:
             reference = "" if check.reference is None else f"  (training image {check.reference:.4f})"
             goal = f"  goal {check.goal}" if check.goal else ""
             lines.append(f"{mark} {check.label}: {check.value:.4f}{reference}{goal}")
+        heldout = next((check for check in self.checks if check.name == "heldout_proportion"), None)
+        if heldout is not None and heldout.reference is not None \
+                and abs(heldout.value - heldout.reference) > THRESHOLDS["proportion_gap"][1]:
+            lines.insert(0, f"note: the held-out rows hold {heldout.value:.3f} channels against the training "
+                            f"crops' {heldout.reference:.3f}: held-out accuracy (and the inversion check) measure "
+                            "a part of the image unlike the rest")
         if self.settings.get("same_image") is False:
             lines.insert(0, f"note: this image is not the one the prior was trained on "
                             f"({self.settings.get('trained_on')}); the statistics compare the two")
@@ -202,12 +210,14 @@ class PriorReport:
 def image_statistics(models: np.ndarray, max_lag_x: int, max_lag_z: int) -> dict:
     """Facies statistics of models ``(k, nz, nx)`` (values in [0, 1], channels 1).
 
-    Returns the thresholded channel proportion, the mean value, binary-likeness,
+    Returns the thresholded channel proportion and its standard deviation from
+    model to model, the mean value, binary-likeness,
     mean vertical channel thickness (cells), and the indicator variograms and
     connectivity per lag along x (axis 2, up to ``max_lag_x``) and z (axis 1).
     """
     binary = (models > 0.5).astype(np.float64)
     return {"proportion": float(binary.mean()), "soft_mean": float(models.mean()),
+            "proportion_spread": float(binary.mean(axis=(1, 2)).std()),
             "binary_like": binary_fraction(models),
             "thickness": mean_thickness(models),
             "variogram_x": variogram(binary, max_lag_x, axis=2), "variogram_z": variogram(binary, max_lag_z, axis=1),
@@ -291,6 +301,8 @@ def prior_report(vae: VAE, image: np.ndarray, n_samples: int = 1000, n_heldout: 
         "connectivity_x_gap": (float(np.max(np.abs(ours["connectivity_x"] - theirs["connectivity_x"]))), None),
         "connectivity_z_gap": (float(np.max(np.abs(ours["connectivity_z"] - theirs["connectivity_z"]))), None),
         "thickness": (ours["thickness"], theirs["thickness"]),
+        "proportion_spread": (ours["proportion_spread"], theirs["proportion_spread"]),
+        "heldout_proportion": (float((heldout.numpy() > 0.5).mean()), theirs["proportion"]),
         "reconstruction_binary_like": (binary_fraction(reconstructed.numpy()), None),
     }
     checks = []
