@@ -50,6 +50,16 @@ def test_the_held_out_note_appears_only_where_the_held_out_rows_differ():
     assert summary(0.20).startswith("note: the held-out rows hold 0.200 channels against the training crops' 0.300")
 
 
+def test_a_failing_vertical_variogram_with_alike_draws_gets_the_spread_advice():
+    def advice(spread: float) -> list[str]:
+        checks = [QualityCheck("variogram_z_gap", "variogram z", 0.15, None, "<= 0.1", False),
+                  QualityCheck("proportion_spread", "spread", spread, 0.126)]
+        return PriorReport(checks, {}, np.zeros((0, 1, 1)), np.zeros((0, 1, 1))).advice
+
+    assert any("--proportion-spread-weight 1" in line for line in advice(0.052))
+    assert advice(0.11) == []  # draws as varied as the crops: the spread is not the cause
+
+
 def test_an_untrained_prior_is_flagged(image, shipped):
     torch.manual_seed(0)
     untrained = VAE(shipped.config)
