@@ -115,7 +115,7 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
                          checkpoint_every_s=args.checkpoint_every, adversarial=args.adversarial,
                          variogram_weight=args.variogram_weight,
                          proportion_spread_weight=args.proportion_spread_weight, compile=args.compile,
-                         mixed_precision=args.mixed_precision)
+                         mixed_precision=args.mixed_precision, keep_tolerance=args.keep_tolerance)
     vae = train_vae(image, args.checkpoint, vae_config, config, device=args.device,
                     image_source=image_path.name, image_channels=args.channels or "default", keep=args.keep)
     history = vae.metadata["history"]
@@ -126,8 +126,11 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
               f"prior samples binary-like {binary_text}, loss {history['loss'][-1]:.1f}")
     kept = vae.metadata["training"]["kept"]
     if kept["which"] == "best":
-        print(f"kept the best evaluation: step {kept['step']}, held-out accuracy {kept['heldout_accuracy']:.4f} "
-              "(--keep last for the last step's weights)")
+        highest = kept.get("highest_heldout_accuracy", kept["heldout_accuracy"])
+        within = "" if kept["heldout_accuracy"] == highest else \
+            f", within --keep-tolerance of the highest {highest:.4f}"
+        print(f"kept the best evaluation: step {kept['step']}, held-out accuracy {kept['heldout_accuracy']:.4f}"
+              f"{within} (--keep last for the last step's weights)")
     if args.export:
         from .prior.vae import save_checkpoint
 
@@ -575,9 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=_integer(0, 10**9), default=train_defaults.steps)
     train.add_argument("--minutes", type=POSITIVE, help="stop after this many minutes (resume later)")
     train.add_argument("--keep", choices=("best", "last"), default="best",
-                       help="weights to export, report and load from the checkpoint: the evaluation with the best "
-                            "held-out accuracy after the β warm-up (default), or the last step's; the checkpoint "
-                            "keeps both (training resumes from the last)")
+                       help="weights to export, report and load from the checkpoint: the latest evaluation within "
+                            "--keep-tolerance of the best held-out accuracy after the β warm-up (default), or the "
+                            "last step's; the checkpoint keeps both (training resumes from the last)")
+    train.add_argument("--keep-tolerance", type=_number(0.0, 1.0, low_open=False),
+                       default=train_defaults.keep_tolerance,
+                       help="held-out accuracy by which a later evaluation may trail the best and still be kept "
+                            "(later weights are sharper; 0 keeps the best)")
     train.add_argument("--batch-size", type=_integer(1, 100_000), default=train_defaults.batch_size)
     train.add_argument("--lr", type=POSITIVE, default=train_defaults.lr)
     train.add_argument("--lr-decay", type=_number(0.0, 1.0), default=train_defaults.lr_decay)

@@ -991,6 +991,13 @@ def _(tmp):
             "--proportion-spread-weight", "1", "--checkpoint", str(tmp / "ck.pt")], []
 
 
+@cli_case("train-vae --keep-tolerance above 1", r"--keep-tolerance.*\[0, 1\]")
+def _(tmp):
+    np.save(tmp / "ti.npy", _channels((300, 300)))
+    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "32", "--nx", "32",
+            "--keep-tolerance", "2", "--checkpoint", str(tmp / "ck.pt")], []
+
+
 @cli_case("export-vae onto its own checkpoint", r"is the input file")
 def _(tmp):
     vae = vae_checkpoint(tmp)
