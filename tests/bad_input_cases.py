@@ -949,53 +949,46 @@ def _(tmp):
     return ["make-ti", str(tmp / "ti.h5"), "--rows", "50", "--cols", "50"], [tmp / "ti.h5"]
 
 
+def _train_vae(tmp, *options: str, image: np.ndarray | None = None, shape: tuple[str, str] = ("32", "32")) -> list:
+    """``geoinv train-vae`` for one step on a small saved image, with ``options``."""
+    np.save(tmp / "ti.npy", _channels((300, 300)) if image is None else image)
+    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", shape[0], "--nx", shape[1],
+            "--checkpoint", str(tmp / "ck.pt"), *options]
+
+
 @cli_case("train-vae on a constant image", r"(one facies|constant)")
 def _(tmp):
-    np.save(tmp / "ti.npy", np.zeros((300, 300), dtype=np.uint8))
-    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "32", "--nx", "32",
-            "--checkpoint", str(tmp / "ck.pt")], []
+    return _train_vae(tmp, image=np.zeros((300, 300), dtype=np.uint8)), []
 
 
 @cli_case("train-vae --batch-size 0", r"batch")
 def _(tmp):
-    np.save(tmp / "ti.npy", _channels((300, 300)))
-    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "32", "--nx", "32",
-            "--batch-size", "0", "--checkpoint", str(tmp / "ck.pt")], []
+    return _train_vae(tmp, "--batch-size", "0"), []
 
 
 @cli_case("train-vae --nz 100000 --nx 100000", r"model_shape.*(large|cells)")
 def _(tmp):
-    np.save(tmp / "ti.npy", _channels((300, 300)))
-    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "100000", "--nx", "100000",
-            "--checkpoint", str(tmp / "ck.pt")], []
+    return _train_vae(tmp, shape=("100000", "100000")), []
 
 
 @cli_case("train-vae --export equal to the checkpoint", r"--export.*checkpoint")
 def _(tmp):
-    np.save(tmp / "ti.npy", _channels((300, 300)))
-    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "32", "--nx", "32",
-            "--checkpoint", str(tmp / "ck.pt"), "--export", str(tmp / "ck.pt")], []
+    return _train_vae(tmp, "--export", str(tmp / "ck.pt")), []
 
 
 @cli_case("train-vae --variogram-weight without --adversarial", r"variogram_weight.*adversarial > 0")
 def _(tmp):
-    np.save(tmp / "ti.npy", _channels((300, 300)))
-    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "32", "--nx", "32",
-            "--variogram-weight", "1", "--checkpoint", str(tmp / "ck.pt")], []
+    return _train_vae(tmp, "--variogram-weight", "1"), []
 
 
 @cli_case("train-vae --proportion-spread-weight without --adversarial", r"proportion_spread_weight.*adversarial > 0")
 def _(tmp):
-    np.save(tmp / "ti.npy", _channels((300, 300)))
-    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "32", "--nx", "32",
-            "--proportion-spread-weight", "1", "--checkpoint", str(tmp / "ck.pt")], []
+    return _train_vae(tmp, "--proportion-spread-weight", "1"), []
 
 
 @cli_case("train-vae --keep-tolerance above 1", r"--keep-tolerance.*\[0, 1\]")
 def _(tmp):
-    np.save(tmp / "ti.npy", _channels((300, 300)))
-    return ["train-vae", "--image", str(tmp / "ti.npy"), "--steps", "1", "--nz", "32", "--nx", "32",
-            "--keep-tolerance", "2", "--checkpoint", str(tmp / "ck.pt")], []
+    return _train_vae(tmp, "--keep-tolerance", "2"), []
 
 
 @cli_case("export-vae onto its own checkpoint", r"is the input file")
