@@ -61,6 +61,8 @@ SETTINGS: dict[str, tuple[dict, str]] = {
                                          "as above with a weaker pull (0.3): s46's weight 1 cost binary-likeness"),
     "beta250-adversarial-spread": ({"beta": 250.0, "adversarial": 1.0, "proportion_spread_weight": 1.0},
                                    "β 250 + adversarial, the draws' proportion spread pulled to the crops' (weight 1)"),
+    "beta250-adversarial-spread0.5": ({"beta": 250.0, "adversarial": 1.0, "proportion_spread_weight": 0.5},
+                                      "as above with half the pull (0.5): weight 1 cost binary-likeness (s54)"),
     "beta250-latent64": ({"beta": 250.0, "latent_dim": 64},
                          "β 250 with 64 latent dimensions instead of 20 (room for images with many thin channels)"),
 }
