@@ -85,6 +85,14 @@ SEARCH_ROUNDS: dict[str, Any] = {
 STARTS_HELP = "candidates returned per survey (latent SGD: random starts, optimised as one batch)"
 
 
+def _kept_text(kept: dict) -> str:
+    """What ``train-vae`` says about the evaluation it kept (``keep='best'``)."""
+    highest = kept.get("highest_heldout_accuracy", kept["heldout_accuracy"])  # absent before keep_tolerance
+    within = "" if kept["heldout_accuracy"] == highest else f", within --keep-tolerance of the highest {highest:.4f}"
+    return (f"kept the best evaluation: step {kept['step']}, held-out accuracy {kept['heldout_accuracy']:.4f}"
+            f"{within} (--keep last for the last step's weights)")
+
+
 def _cmd_train_vae(args: argparse.Namespace) -> None:
     import torch
 
@@ -126,11 +134,7 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
               f"prior samples binary-like {binary_text}, loss {history['loss'][-1]:.1f}")
     kept = vae.metadata["training"]["kept"]
     if kept["which"] == "best":
-        highest = kept.get("highest_heldout_accuracy", kept["heldout_accuracy"])
-        within = "" if kept["heldout_accuracy"] == highest else \
-            f", within --keep-tolerance of the highest {highest:.4f}"
-        print(f"kept the best evaluation: step {kept['step']}, held-out accuracy {kept['heldout_accuracy']:.4f}"
-              f"{within} (--keep last for the last step's weights)")
+        print(_kept_text(kept))
     if args.export:
         from .prior.vae import save_checkpoint
 

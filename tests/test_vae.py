@@ -335,6 +335,17 @@ def test_pulls_inside_the_adversarial_term_need_it(name):
         TrainConfig(adversarial=1.0, **{name: -1.0})
 
 
+def test_train_vae_says_when_it_kept_an_evaluation_below_the_highest():
+    from geoinv.cli import _kept_text
+
+    assert "within --keep-tolerance of the highest 0.9753" in _kept_text(
+        {"step": 11455, "heldout_accuracy": 0.97485, "highest_heldout_accuracy": 0.97531})
+    for kept in ({"step": 9500, "heldout_accuracy": 0.9753, "highest_heldout_accuracy": 0.9753},
+                 {"step": 9500, "heldout_accuracy": 0.9753}):  # a checkpoint from before keep_tolerance
+        assert _kept_text(kept) == ("kept the best evaluation: step 9500, held-out accuracy 0.9753 "
+                                    "(--keep last for the last step's weights)")
+
+
 @pytest.mark.parametrize("tolerance", [-0.001, 1.0, float("nan")])
 def test_keep_tolerance_is_an_accuracy(tolerance):
     with pytest.raises(ConfigError, match=r"keep_tolerance must be in \[0, 1\)"):
