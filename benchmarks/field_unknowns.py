@@ -73,9 +73,7 @@ def run_truth(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Ge
         row[f"{arm}_seconds"] = time.perf_counter() - started
         best = {name: float(value[0, 0]) for name, value in estimated.unknowns.items()}
         row.update({f"{arm}_{name}": value for name, value in best.items()})
-        row[f"{arm}_channel_error_pct"] = 100 * (best["channel_velocity"] / case["channel_velocity"] - 1)
-        row[f"{arm}_matrix_error_pct"] = 100 * (best["matrix_velocity"] / case["matrix_velocity"] - 1)
-        row[f"{arm}_time_zero_error_ns"] = 1e9 * (best["time_zero"] - case["time_zero"])
+        row.update(estimate_errors(best, case, arm))
         row[f"{arm}_sigma"] = float(estimated.normalised_misfit[0, 0])
         row[f"{arm}_accepted"] = int(estimated.accepted[0].sum())
         row[f"{arm}_rmse"] = float((estimated.models[0, 0] - model[0]).pow(2).mean().sqrt())
@@ -99,20 +97,24 @@ def run_truth(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Ge
     return row
 
 
+def estimate_errors(estimate: dict, case: dict, arm: str, statistic: str = "") -> dict:
+    """Errors of one set of estimates (velocities in %, time zero in ns), keyed
+    ``{arm}_{unknown}[_{statistic}]_error_*``."""
+    infix = f"_{statistic}" if statistic else ""
+    return {f"{arm}_channel{infix}_error_pct": 100 * (estimate["channel_velocity"] / case["channel_velocity"] - 1),
+            f"{arm}_matrix{infix}_error_pct": 100 * (estimate["matrix_velocity"] / case["matrix_velocity"] - 1),
+            f"{arm}_time_zero{infix}_error_ns": 1e9 * (estimate["time_zero"] - case["time_zero"])}
+
+
 def pooled_errors(solutions, case: dict, arm: str) -> dict:
-    """Errors of the accepted candidates' mean (what ``Solutions.summary`` reports beside the best) and
+    """Errors of the accepted candidates' mean (``Solutions.unknowns_summary``, printed beside the best) and
     median estimates (all candidates' when none is accepted): estimators that do not hang on which of
     several equally fitting structures fits best."""
-    accepted = solutions.accepted[0] if solutions.accepted[0].any() else torch.ones_like(solutions.accepted[0])
-    errors = {}
-    for statistic, reduce in (("mean", np.mean), ("median", np.median)):
-        value = {name: float(reduce(np.asarray(values[0])[accepted.numpy()]))
-                 for name, values in solutions.unknowns.items()}
-        errors.update({
-            f"{arm}_time_zero_{statistic}_error_ns": 1e9 * (value["time_zero"] - case["time_zero"]),
-            f"{arm}_channel_{statistic}_error_pct": 100 * (value["channel_velocity"] / case["channel_velocity"] - 1),
-            f"{arm}_matrix_{statistic}_error_pct": 100 * (value["matrix_velocity"] / case["matrix_velocity"] - 1)})
-    return errors
+    mean = {name: value[1] for name, value in solutions.unknowns_summary().items()}
+    used = solutions.accepted[0] if solutions.accepted[0].any() else torch.ones_like(solutions.accepted[0])
+    median = {name: float(np.median(np.asarray(values[0])[used.numpy()]))
+              for name, values in solutions.unknowns.items()}
+    return {**estimate_errors(mean, case, arm, "mean"), **estimate_errors(median, case, arm, "median")}
 
 
 def accepted_median_rmse(solutions, truth: torch.Tensor) -> float:

@@ -87,7 +87,9 @@ STARTS_HELP = "candidates returned per survey (latent SGD: random starts, optimi
 
 def _kept_text(kept: dict) -> str:
     """What ``train-vae`` says about the evaluation it kept (``keep='best'``)."""
-    highest = kept.get("highest_heldout_accuracy", kept["heldout_accuracy"])  # absent before keep_tolerance
+    from .prior.training import highest_heldout_accuracy
+
+    highest = highest_heldout_accuracy(kept)
     within = "" if kept["heldout_accuracy"] == highest else f", within --keep-tolerance of the highest {highest:.4f}"
     return (f"kept the best evaluation: step {kept['step']}, held-out accuracy {kept['heldout_accuracy']:.4f}"
             f"{within} (--keep last for the last step's weights)")

@@ -193,9 +193,10 @@ def heldout_accuracy(vae: VAE, patches: torch.Tensor, batch: int = 250) -> float
     return reconstruction_accuracy(reconstructions(vae, patches, batch), patches)
 
 
-def _highest_accuracy(best: dict) -> float:
-    """The highest held-out accuracy seen (checkpoints before ``keep_tolerance`` kept only the highest)."""
-    return float(best.get("highest_heldout_accuracy", best["heldout_accuracy"]))
+def highest_heldout_accuracy(kept: dict) -> float:
+    """The highest held-out accuracy seen, from a kept evaluation's record (records written before
+    ``keep_tolerance`` kept only the highest)."""
+    return float(kept.get("highest_heldout_accuracy", kept["heldout_accuracy"]))
 
 
 def _resume(path: Path, vae: VAE, optimizer, ti_hash: str) -> dict:
@@ -355,7 +356,7 @@ class _Trainer:
             self.history[key].append(value)
         # during the β warm-up the KL term is not yet in force: a high accuracy there is not a prior
         if self.step >= self.config.beta_warmup_steps:
-            highest = accuracy if self.best is None else max(accuracy, _highest_accuracy(self.best))
+            highest = accuracy if self.best is None else max(accuracy, highest_heldout_accuracy(self.best))
             if accuracy >= highest - self.config.keep_tolerance:  # later weights are sharper: keep the latest
                 self.best = {"step": self.step, "heldout_accuracy": accuracy, "prior_binary_like": binary_like,
                              "highest_heldout_accuracy": highest,
