@@ -51,17 +51,35 @@ def draw_case(rng: np.random.Generator) -> dict:
             "time_zero": rng.uniform(1e-9, 3e-9), "error": rng.uniform(0.5e-9, 1e-9)}
 
 
-def solver_for(operator, args):
-    """The solver by name (its default for the operator, or ``--preset``)."""
-    return make_solver(args.solver, operator, n_starts=args.starts, seed=args.seed, preset=args.preset)
+def solver_for(operator, args, seed: int | None = None):
+    """The solver by name (its default for the operator, or ``--preset``), seeded by ``--seed`` or ``seed``."""
+    return make_solver(args.solver, operator, n_starts=args.starts, seed=args.seed if seed is None else seed,
+                       preset=args.preset)
 
 
-def run_truth(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Generator, args) -> dict:
+def simulate(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Generator):
+    """The truth's model (facies), its velocities and its picks (s, with the time zero and noise)."""
     truth_velocities = FaciesVelocity(case["channel_velocity"], case["matrix_velocity"], unit="m/s")
     with torch.no_grad():
         model = vae.decode(latent[None])
         clean = operator(truth_velocities.slowness(model.double()))[0].numpy()
     picks = clean + case["time_zero"] + rng.normal(0.0, case["error"], clean.shape)
+    return model, truth_velocities, picks
+
+
+def invert_known(operator, vae, model, truth_velocities, picks, case: dict, args, seed: int) -> dict:
+    """The reference of the RMSE goals: the same solver given the true velocities and the picks less the
+    true time zero."""
+    started = time.perf_counter()
+    known = invert(operator.survey.with_data(picks - case["time_zero"], case["error"]), vae, operator,
+                   solver_for(operator, args, seed), truth_velocities, n_candidates=args.starts, refine=None)
+    return {"seconds": time.perf_counter() - started, "sigma": float(known.normalised_misfit[0, 0]),
+            "rmse": float((known.models[0, 0] - model[0]).pow(2).mean().sqrt()),
+            "rmse_median": accepted_median_rmse(known, model[0])}
+
+
+def run_truth(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Generator, args) -> dict:
+    model, truth_velocities, picks = simulate(operator, vae, latent, case, rng)
     survey = operator.survey.with_data(picks, case["error"])
     row = {key: value for key, value in case.items()}
     starts = {"given": START, "data": None}  # data: geoinv.start_velocities of the picks
@@ -84,13 +102,9 @@ def run_truth(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Ge
         row.update(pooled_errors(estimated, case, arm))
     if args.no_known:
         return row
-    started = time.perf_counter()
-    known = invert(survey.with_data(picks - case["time_zero"], case["error"]), vae, operator,
-                   solver_for(operator, args), truth_velocities, n_candidates=args.starts, refine=None)
-    row["seconds_known"] = time.perf_counter() - started
-    row["sigma_known"] = float(known.normalised_misfit[0, 0])
-    row["rmse_known"] = float((known.models[0, 0] - model[0]).pow(2).mean().sqrt())
-    row["rmse_known_median"] = accepted_median_rmse(known, model[0])
+    known = invert_known(operator, vae, model, truth_velocities, picks, case, args, args.seed)
+    row.update({f"{key}_known" if key != "rmse_median" else "rmse_known_median": value
+                for key, value in known.items()})
     for arm in arms:
         row[f"{arm}_rmse_ratio"] = row[f"{arm}_rmse"] / row["rmse_known"]
         row[f"{arm}_rmse_median_ratio"] = row[f"{arm}_rmse_median"] / row["rmse_known_median"]
@@ -146,6 +160,9 @@ def main() -> None:
     parser.add_argument("--no-known", action="store_true",
                         help="development runs: skip the inversions given the true velocities (no RMSE ratios; "
                         "each pays its own proposal network)")
+    parser.add_argument("--retest", type=int, metavar="SEED",
+                        help="no unknowns: the inversion given the true velocities with solver seeds --seed and SEED "
+                        "(how far the RMSE goals' ratio moves for the same method)")
     parser.add_argument("--resolution", action="store_true",
                         help="no inversions: how precisely each truth's picks determine the velocities and time "
                         "zero (Laplace standard deviations at the truth, the structure estimated with them)")
@@ -161,14 +178,10 @@ def main() -> None:
     vae = default_vae().frozen()
     survey = field_geometry()
     operator = forward(args.forward, grid=place_on_canvas(survey, vae.model_shape), survey=survey)
-    latents = vae.sample_latent(args.truths, torch.Generator().manual_seed(args.truth_seed))
-    rng = np.random.default_rng(args.truth_seed)
+    if args.retest is not None:
+        return retest(operator, vae, args, name)
     rows = []
-    for k, latent in enumerate(latents):
-        case = draw_case(rng)
-        if args.only is not None and k not in args.only:
-            rng.normal(0.0, case["error"], survey.n_data)  # the noise this truth would draw: later truths unchanged
-            continue
+    for k, latent, case, rng in truths(vae, survey, args):
         rows.append({"truth": k, **run_truth(operator, vae, latent, case, rng, args)})
         row = rows[-1]
         print(f"truth {k}: " + "; ".join(
@@ -176,6 +189,50 @@ def main() -> None:
             f"%, time zero {row[f'{arm}_time_zero_error_ns']:+.2f} ns, {row[f'{arm}_sigma']:.2f} σ, RMSE ratio "
             f"{row.get(f'{arm}_rmse_ratio', math.nan):.2f}" for arm in ARMS if f"{arm}_sigma" in row), flush=True)
     report(rows, vars(args), name)
+
+
+def truths(vae, survey: Survey, args):
+    """``(index, latent, case, rng)`` of each truth run (``--only``); the rng then draws its picks' noise."""
+    latents = vae.sample_latent(args.truths, torch.Generator().manual_seed(args.truth_seed))
+    rng = np.random.default_rng(args.truth_seed)
+    for k, latent in enumerate(latents):
+        case = draw_case(rng)
+        if args.only is not None and k not in args.only:
+            rng.normal(0.0, case["error"], survey.n_data)  # the noise this truth would draw: later truths unchanged
+            continue
+        yield k, latent, case, rng
+
+
+def retest(operator, vae, args, name: str) -> None:
+    """The RMSE goals' own resolution: the reference inversion (true velocities and time zero) run twice,
+    with solver seeds ``--seed`` and ``--retest``. Their ratio is what the goals' ratio is for a method
+    no worse than the reference."""
+    rows = []
+    for k, latent, case, rng in truths(vae, operator.survey, args):
+        model, truth_velocities, picks = simulate(operator, vae, latent, case, rng)
+        first, second = (invert_known(operator, vae, model, truth_velocities, picks, case, args, seed)
+                         for seed in (args.seed, args.retest))
+        rows.append({"truth": k, **{f"{key}_first": value for key, value in first.items()},
+                     **{f"{key}_second": value for key, value in second.items()},
+                     "rmse_ratio": second["rmse"] / first["rmse"],
+                     "rmse_median_ratio": second["rmse_median"] / first["rmse_median"]})
+        print(f"truth {k}: RMSE {first['rmse']:.3f} / {second['rmse']:.3f} (best), {first['rmse_median']:.3f} / "
+              f"{second['rmse_median']:.3f} (accepted median)", flush=True)
+    retest_report(rows, vars(args), name)
+
+
+def retest_report(rows: list[dict], args: dict, name: str) -> None:
+    """Print the retest's table and how often the same method lands outside the goals' 10 %; write the JSON."""
+    print_table(rows, [("truth", "truth", "d"), ("sigma_first", "σ seed 1", ".2f"),
+                       ("sigma_second", "σ seed 2", ".2f"), ("rmse_first", "RMSE 1", ".3f"),
+                       ("rmse_second", "RMSE 2", ".3f"), ("rmse_ratio", "ratio", ".2f"),
+                       ("rmse_median_first", "median 1", ".3f"), ("rmse_median_second", "median 2", ".3f"),
+                       ("rmse_median_ratio", "median ratio", ".2f")])
+    outside = {key: sum(max(row[key], 1 / row[key]) > 1.1 for row in rows)
+               for key in ("rmse_ratio", "rmse_median_ratio")}
+    print(f"same method, another seed: the ratio is outside [1/1.1, 1.1] on {outside['rmse_ratio']} of {len(rows)} "
+          f"truths (best) and {outside['rmse_median_ratio']} (accepted median)")
+    write_json(name, {"rows": rows, "outside_10pct": outside, "args": args})
 
 
 def report(rows: list[dict], args: dict, name: str) -> None:
@@ -250,7 +307,8 @@ def combine(parts: list[str], name: str) -> None:
     """Merge runs of some truths each (``--only``) into one report."""
     loaded = [json.loads((RESULTS / f"{part}.json").read_text()) for part in parts]
     rows = sorted((row for run in loaded for row in run["rows"]), key=lambda row: row["truth"])
-    report(rows, {**loaded[0]["args"], "only": None, "combined_from": parts}, name)
+    args = {**loaded[0]["args"], "only": None, "combined_from": parts}
+    (retest_report if "rmse_first" in rows[0] else report)(rows, args, name)
 
 if __name__ == "__main__":
     main()
