@@ -634,10 +634,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report JSON; the figure goes beside it as .png")
     report.add_argument("--samples", type=_integer(50, 100_000), default=1000,
                         help="prior samples and training crops compared")
-    report.add_argument("--inversion-crops", type=_integer(0, 1000), default=10,
+    report.add_argument("--inversion-crops", type=_integer(0, 1000), default=20,
                         help="held-out crops inverted with straight-ray data for the inversion check "
-                             "(0: none; about 20 s each on one core with the shipped prior; the median of "
-                             "a few crops is too noisy to mark)")
+                             "(0: none; about 30 s each on one core with the shipped prior; the median of "
+                             "a few crops is too noisy to mark: its standard error is printed)")
     report.add_argument("--seed", type=SEED, default=0)
     report.add_argument("--strict", action="store_true", help="exit with status 4 when a statistic misses its goal")
     report.add_argument("--overwrite", action="store_true", help="replace an existing report")

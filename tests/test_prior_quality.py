@@ -146,12 +146,30 @@ def test_inversion_check_inverts_held_out_crops_and_marks_the_median(tmp_path):
     rmse = [crop["model_rmse"] for crop in check["crops"]]
     assert all(0 <= value <= 1 for value in rmse) and check["median_model_rmse"] == pytest.approx(np.median(rmse))
     assert np.isfinite(check["median_sigma"]) and check["median_sigma"] > 0
+    assert all(np.isfinite(crop["refined_sigma"]) and 0 <= crop["refined_model_rmse"] <= 1 for crop in check["crops"])
+    assert check["median_refined_rmse"] == pytest.approx(np.median([crop["refined_model_rmse"]
+                                                                    for crop in check["crops"]]))
     report = PriorReport([], {}, np.zeros((1, 20, 12)), np.zeros((1, 20, 12)))
-    report.add_inversion_check({**check, "median_model_rmse": 0.3})
+    report.add_inversion_check({**check, "median_model_rmse": 0.3, "median_refined_rmse": 0.1})
     assert report["inversion_model_rmse"].passed is False and report["inversion_sigma"].passed is None
+    assert report["inversion_refined_rmse"].passed is None  # the prior's own RMSE is the marked one
     assert report.settings["inversion_check"]["crops"] == check["crops"]
+    assert check["median_model_rmse_se"] >= 0
+    assert "standard error" in report.summary()
+    unrefined = inversion_check(prior, image, n_crops=1, n_candidates=2, refine=False)
+    assert "median_refined_rmse" not in unrefined and "refined_sigma" not in unrefined["crops"][0]
+    assert unrefined["crops"][0]["model_rmse"] == check["crops"][0]["model_rmse"]  # the same candidates
     with pytest.raises(ConfigError, match="n_crops"):
         inversion_check(prior, image, n_crops=0)
+
+
+def test_median_standard_error_is_the_bootstrap_spread_of_the_median():
+    from geoinv.workflows import median_standard_error
+
+    assert median_standard_error([0.2] * 7) == pytest.approx(0.0, abs=1e-12)
+    values = np.random.default_rng(1).normal(0.15, 0.05, 400)  # the median's SE: 1.2533 σ / √n
+    assert median_standard_error(values) == pytest.approx(1.2533 * 0.05 / 20, rel=0.35)  # bootstrap: ~n^-1/4
+    assert median_standard_error(values, seed=3) != median_standard_error(values, seed=4)
 
 
 def _report_failing_heldout(accuracy: float, history: list[float], latent_dim: int = 20) -> PriorReport:

@@ -55,6 +55,7 @@ _LABELS = {
     "reconstruction_binary_like": "held-out reconstructions: binary-like cells",
     "inversion_model_rmse": "inversion check: median model RMSE of held-out crops, straight-ray data",
     "inversion_sigma": "inversion check: median data misfit of the best candidates (σ)",
+    "inversion_refined_rmse": "inversion check: median model RMSE refined beyond the prior (as geoinv invert does)",
 }
 
 #: a held-out accuracy that, rising as in the second half of its run, would need more than this many
@@ -143,6 +144,10 @@ class PriorReport:
             lines.insert(0, f"note: the held-out rows hold {heldout.value:.3f} channels against the training "
                             f"crops' {heldout.reference:.3f}: held-out accuracy (and the inversion check) measure "
                             "a part of the image unlike the rest")
+        check = self.settings.get("inversion_check", {})
+        if "median_model_rmse_se" in check:
+            lines.append(f"     inversion check over {len(check['crops'])} crops: the median's standard error is "
+                         f"{check['median_model_rmse_se']:.3f} (another set of crops may move it that much)")
         if self.settings.get("same_image") is False:
             lines.insert(0, f"note: this image is not the one the prior was trained on "
                             f"({self.settings.get('trained_on')}); the statistics compare the two")
@@ -198,8 +203,12 @@ class PriorReport:
                 "advice": self.advice}
 
     def add_inversion_check(self, check: dict) -> PriorReport:
-        """Add the result of :func:`geoinv.workflows.inversion_check` as two statistics (one marked)."""
-        for name, key in (("inversion_model_rmse", "median_model_rmse"), ("inversion_sigma", "median_sigma")):
+        """Add the result of :func:`geoinv.workflows.inversion_check` as statistics; the prior's own model
+        RMSE (the best candidates', not refined) is the marked one."""
+        for name, key in (("inversion_model_rmse", "median_model_rmse"), ("inversion_sigma", "median_sigma"),
+                          ("inversion_refined_rmse", "median_refined_rmse")):
+            if key not in check:  # checks run without refinement
+                continue
             goal, passed = _mark(name, check[key])
             self.checks.append(QualityCheck(name, _LABELS[name], float(check[key]), None, goal, passed))
         self.settings["inversion_check"] = check
