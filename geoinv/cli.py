@@ -180,7 +180,8 @@ def _cmd_prior_report(args: argparse.Namespace) -> int:
         from .workflows import inversion_check
 
         print(f"inversion check: {args.inversion_crops} held-out crops, straight-ray data, σ = 0.25 ns ...")
-        report.add_inversion_check(inversion_check(vae, image, n_crops=args.inversion_crops, seed=args.seed))
+        report.add_inversion_check(inversion_check(vae, image, n_crops=args.inversion_crops, seed=args.seed,
+                                                   progress=True))
     _save_report(report, args.output)
     return 0 if report.passed or not args.strict else 4
 

@@ -204,7 +204,8 @@ def check_survey(model_shape: tuple[int, int], spacing: float = DEFAULT_CELL_SIZ
 
 
 def inversion_check(prior: Prior, image: np.ndarray, n_crops: int = 20, n_candidates: int = 5, noise_ns: float = 0.25,
-                    seed: int = 0, petrophysics: FaciesVelocity | None = None, refine: bool = True) -> dict:
+                    seed: int = 0, petrophysics: FaciesVelocity | None = None, refine: bool = True,
+                    progress: bool = False) -> dict:
     """What a prior does in use: invert held-out crops of its training image with straight-ray data.
 
     The crops come from the rows of ``image`` that training keeps apart; each is
@@ -213,6 +214,7 @@ def inversion_check(prior: Prior, image: np.ndarray, n_crops: int = 20, n_candid
     ``noise_ns`` and inverted by geoinv's default solver from ``n_candidates`` starts.
     With ``refine``, the best candidates are also refined beyond the prior's manifold,
     as :func:`geoinv.invert` does by default (the refined best is what its figure shows).
+    ``progress`` shows a bar over the crops (about 30 s each on one core with the shipped prior).
 
     Returns
     -------
@@ -223,6 +225,8 @@ def inversion_check(prior: Prior, image: np.ndarray, n_crops: int = 20, n_candid
         ``median_refined_sigma``); ``median_model_rmse_se``, the bootstrap standard
         error of the marked median over the crops.
     """
+    from tqdm.auto import tqdm
+
     from .prior import PatchSampler
 
     if n_crops < 1 or n_candidates < 1:
@@ -234,7 +238,7 @@ def inversion_check(prior: Prior, image: np.ndarray, n_crops: int = 20, n_candid
     sampler = PatchSampler(np.asarray(image), grid.shape)
     operator = build_forward("straight-ray", grid=grid, survey=survey)
     rows = []
-    for crop in range(n_crops):
+    for crop in tqdm(range(n_crops), desc="inversion check", unit="crop", disable=not progress):
         truth = representative_crop(sampler, seed + crop)
         data = operator.make_synthetic_data(petrophysics.slowness(truth.double()), ns_to_s(noise_ns),
                                             torch.Generator().manual_seed(seed + 1000 + crop))
