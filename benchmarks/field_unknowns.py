@@ -67,6 +67,11 @@ def simulate(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Gen
     return model, truth_velocities, picks
 
 
+#: the row keys of the reference inversion's results (given the true velocities and time zero)
+KNOWN_KEYS = {"seconds": "seconds_known", "sigma": "sigma_known", "rmse": "rmse_known",
+              "rmse_median": "rmse_known_median"}
+
+
 def invert_known(operator, vae, model, truth_velocities, picks, case: dict, args, seed: int) -> dict:
     """The reference of the RMSE goals: the same solver given the true velocities and the picks less the
     true time zero."""
@@ -103,8 +108,7 @@ def run_truth(operator, vae, latent: torch.Tensor, case: dict, rng: np.random.Ge
     if args.no_known:
         return row
     known = invert_known(operator, vae, model, truth_velocities, picks, case, args, args.seed)
-    row.update({f"{key}_known" if key != "rmse_median" else "rmse_known_median": value
-                for key, value in known.items()})
+    row.update({KNOWN_KEYS[key]: value for key, value in known.items()})
     for arm in arms:
         row[f"{arm}_rmse_ratio"] = row[f"{arm}_rmse"] / row["rmse_known"]
         row[f"{arm}_rmse_median_ratio"] = row[f"{arm}_rmse_median"] / row["rmse_known_median"]
@@ -279,9 +283,9 @@ def pooled_ratios(rows: list[dict], arms: list[str]) -> dict:
     own ratio (see ``--retest``)."""
     if "rmse_known" not in rows[0]:
         return {}
-    return {arm: {statistic: sum(row[f"{arm}_{statistic}"] for row in rows)
-                  / sum(row[statistic.replace("rmse", "rmse_known")] for row in rows)
-                  for statistic in ("rmse", "rmse_median") if statistic.replace("rmse", "rmse_known") in rows[0]}
+    return {arm: {statistic: sum(row[f"{arm}_{statistic}"] for row in rows) / sum(row[KNOWN_KEYS[statistic]]
+                                                                                for row in rows)
+                  for statistic in ("rmse", "rmse_median") if KNOWN_KEYS[statistic] in rows[0]}
             for arm in arms}
 
 
